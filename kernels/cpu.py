@@ -1,0 +1,275 @@
+"""Numba CPU kernels: each fuses one elementwise step of training into a single pass over memory.
+
+Each public kernel has the same name, signature and meaning as its twin in ``reference.py``. Kernels over large
+arrays exist twice, compiled serial and ``parallel=True`` from one Python function; a size threshold picks one,
+because starting Numba's thread pool costs more than it saves on the small arrays of a typical MLP step.
+Scalars are cast to the arrays' dtype so float32 work stays in float32.
+"""
+
+from __future__ import annotations
+
+import math
+
+from numba import njit, prange
+
+from . import IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH
+
+PARALLEL_MIN_SIZE = 1 << 18
+"""Arrays with at least this many elements use the parallel variant of a kernel."""
+
+COLUMN_BLOCK = 64
+"""Columns per parallel task in kernels that also reduce over rows (bias gradient)."""
+
+
+def _serial_and_parallel(py_func):
+    """Compile ``py_func`` twice (serial, parallel) and return a wrapper that picks one by array size."""
+    serial = njit(cache=True)(py_func)
+    parallel = njit(cache=True, parallel=True)(py_func)
+
+    def by_size(*args):
+        return (parallel if args[0].size >= PARALLEL_MIN_SIZE else serial)(*args)
+
+    by_size.__name__ = py_func.__name__
+    by_size.__qualname__ = py_func.__qualname__
+    by_size.__doc__ = py_func.__doc__
+    by_size.serial = serial
+    by_size.parallel = parallel
+    return by_size
+
+
+@njit(cache=True, inline="always")
+def _activate(kind, v, alpha, one, zero):
+    """f(v) and f'(v) for an elementwise activation."""
+    if kind == SIGMOID:
+        if v >= zero:
+            s = one / (one + math.exp(-v))
+        else:
+            e = math.exp(v)
+            s = e / (one + e)
+        return s, s * (one - s)
+    if kind == TANH:
+        t = math.tanh(v)
+        return t, one - t * t
+    if kind == RELU:
+        if v > zero:
+            return v, one
+        return zero, zero
+    if kind == LEAKY_RELU:
+        if v > zero:
+            return v, one
+        return alpha * v, alpha
+    return v, one
+
+
+def _bias_activation(z, b, activation, alpha, a, d):
+    """z += b (in place); a = f(z); d = f'(z) unless d is None (softmax: d is not used)."""
+    n, m = z.shape
+    one = z.dtype.type(1.0)
+    zero = z.dtype.type(0.0)
+    alpha_t = z.dtype.type(alpha)
+    if activation == SOFTMAX:
+        for i in prange(n):
+            top = z[i, 0] + b[0]
+            for j in range(m):
+                v = z[i, j] + b[j]
+                z[i, j] = v
+                top = max(top, v)
+            total = zero
+            for j in range(m):
+                e = math.exp(z[i, j] - top)
+                a[i, j] = e
+                total += e
+            inv = one / total
+            for j in range(m):
+                a[i, j] *= inv
+        return
+    for i in prange(n):
+        for j in range(m):
+            v = z[i, j] + b[j]
+            z[i, j] = v
+            f, df = _activate(activation, v, alpha_t, one, zero)
+            a[i, j] = f
+            if d is not None:
+                d[i, j] = df
+
+
+def _activation_backward(dz, da, d, a, activation, db):
+    """dz = da * f'(z) (softmax: dz = a * (da - sum(da * a))); db = column sums of dz. dz comes first (size)."""
+    n, m = dz.shape
+    zero = dz.dtype.type(0.0)
+    if activation == SOFTMAX:
+        for i in range(n):
+            s = zero
+            for j in range(m):
+                s += da[i, j] * a[i, j]
+            for j in range(m):
+                dz[i, j] = a[i, j] * (da[i, j] - s)
+        for j in range(m):
+            db[j] = zero
+        for i in range(n):
+            for j in range(m):
+                db[j] += dz[i, j]
+        return
+    blocks = (m + COLUMN_BLOCK - 1) // COLUMN_BLOCK
+    for blk in prange(blocks):
+        lo = blk * COLUMN_BLOCK
+        hi = min(m, lo + COLUMN_BLOCK)
+        for j in range(lo, hi):
+            db[j] = zero
+        for i in range(n):
+            for j in range(lo, hi):
+                g = da[i, j] * d[i, j]
+                dz[i, j] = g
+                db[j] += g
+
+
+_bias_activation_kernel = _serial_and_parallel(_bias_activation)
+_activation_backward_kernel = _serial_and_parallel(_activation_backward)
+
+
+def bias_activation(z, b, activation: int, alpha: float, a, d) -> None:
+    """z += b (in place); a = f(z); d = f'(z) unless d is None (softmax: d is not used)."""
+    _bias_activation_kernel(z, b, activation, alpha, a, d)
+
+
+def activation_backward(da, d, a, activation: int, dz, db) -> None:
+    """dz = da * f'(z) (softmax: dz = a * (da - sum(da * a))); db = column sums of dz."""
+    _activation_backward_kernel(dz, da, d, a, activation, db)
+
+
+@njit(cache=True, inline="always")
+def _row_correct(a, y, i):
+    """1 if sample i is classified right: threshold 0.5 for one output, else argmax agreement."""
+    m = a.shape[1]
+    if m == 1:
+        return 1 if (a[i, 0] >= 0.5) == (y[i, 0] >= 0.5) else 0
+    ka = 0
+    ky = 0
+    for j in range(1, m):
+        if a[i, j] > a[i, ka]:
+            ka = j
+        if y[i, j] > y[i, ky]:
+            ky = j
+    return 1 if ka == ky else 0
+
+
+@njit(cache=True)
+def softmax_cross_entropy(z, a, y, dz, stats) -> None:
+    """Softmax output + categorical cross-entropy: dz = (a - y) / n; accumulate loss and correct count."""
+    n, m = z.shape
+    inv_n = z.dtype.type(1.0 / n)
+    loss = 0.0
+    correct = 0
+    for i in range(n):
+        k = 0
+        for j in range(1, m):
+            if a[i, j] > a[i, k]:
+                k = j
+        # log-sum-exp recovered from the largest probability, which is >= 1/m and so never underflows
+        lse = z[i, k] - math.log(a[i, k])
+        for j in range(m):
+            dz[i, j] = (a[i, j] - y[i, j]) * inv_n
+            if y[i, j] != 0:
+                loss += y[i, j] * (lse - z[i, j])
+        correct += _row_correct(a, y, i)
+    stats[0] += loss
+    stats[1] += correct
+
+
+@njit(cache=True)
+def sigmoid_binary_cross_entropy(z, a, y, dz, stats) -> None:
+    """Sigmoid output + binary cross-entropy (mean over outputs): dz = (a - y) / (n * m)."""
+    n, m = z.shape
+    scale = z.dtype.type(1.0 / (n * m))
+    loss = 0.0
+    correct = 0
+    for i in range(n):
+        for j in range(m):
+            v = z[i, j]
+            dz[i, j] = (a[i, j] - y[i, j]) * scale
+            loss += max(v, 0.0) - v * y[i, j] + math.log1p(math.exp(-abs(v)))
+        correct += _row_correct(a, y, i)
+    stats[0] += loss / m
+    stats[1] += correct
+
+
+@njit(cache=True)
+def squared_error(a, y, da, stats, grad_scale: float, loss_scale: float) -> None:
+    """da = grad_scale * (a - y); per-sample loss = loss_scale * sum_j (a - y)^2."""
+    n, m = a.shape
+    scale = a.dtype.type(grad_scale)
+    loss = 0.0
+    correct = 0
+    for i in range(n):
+        for j in range(m):
+            diff = a[i, j] - y[i, j]
+            da[i, j] = scale * diff
+            loss += diff * diff
+        correct += _row_correct(a, y, i)
+    stats[0] += loss_scale * loss
+    stats[1] += correct
+
+
+def _sgd(p, g, lr):
+    lr_t = p.dtype.type(lr)
+    for i in prange(p.shape[0]):
+        p[i] -= lr_t * g[i]
+
+
+def _momentum(p, g, v, lr, mu):
+    lr_t = p.dtype.type(lr)
+    mu_t = p.dtype.type(mu)
+    for i in prange(p.shape[0]):
+        vi = mu_t * v[i] + g[i]
+        v[i] = vi
+        p[i] -= lr_t * vi
+
+
+def _adam(p, g, m, v, step_size, beta1, beta2, eps, bc2_sqrt):
+    t = p.dtype.type
+    b1 = t(beta1)
+    b2 = t(beta2)
+    c1 = t(1.0 - beta1)
+    c2 = t(1.0 - beta2)
+    step = t(step_size)
+    inv_bc2 = t(1.0 / bc2_sqrt)
+    eps_t = t(eps)
+    for i in prange(p.shape[0]):
+        gi = g[i]
+        mi = b1 * m[i] + c1 * gi
+        vi = b2 * v[i] + c2 * gi * gi
+        m[i] = mi
+        v[i] = vi
+        p[i] -= step * mi / (math.sqrt(vi) * inv_bc2 + eps_t)
+
+
+_sgd_kernel = _serial_and_parallel(_sgd)
+_momentum_kernel = _serial_and_parallel(_momentum)
+_adam_kernel = _serial_and_parallel(_adam)
+
+
+def sgd_update(p, g, lr: float) -> None:
+    """p -= lr * g."""
+    _sgd_kernel(p, g, lr)
+
+
+def momentum_update(p, g, v, lr: float, mu: float) -> None:
+    """v = mu * v + g; p -= lr * v (PyTorch's convention)."""
+    _momentum_kernel(p, g, v, lr, mu)
+
+
+def adam_update(p, g, m, v, step_size: float, beta1: float, beta2: float, eps: float, bc2_sqrt: float) -> None:
+    """Adam in one pass: see ``reference.adam_update`` for the meaning of the scalars."""
+    _adam_kernel(p, g, m, v, step_size, beta1, beta2, eps, bc2_sqrt)
+
+
+__all__ = [
+    "bias_activation",
+    "activation_backward",
+    "softmax_cross_entropy",
+    "sigmoid_binary_cross_entropy",
+    "squared_error",
+    "sgd_update",
+    "momentum_update",
+    "adam_update",
+]

@@ -1,0 +1,31 @@
+"""Errors a user can act on.
+
+Every failure caused by input (files, arguments, data, devices) raises an ``XpnetError`` subclass whose message
+says what was wrong, where, and what to do. The CLI prints the message and exits non-zero, without a traceback.
+"""
+
+
+class XpnetError(Exception):
+    """Base class for every error xpnet raises on purpose."""
+
+    exit_code = 2
+
+
+class ConfigError(XpnetError, ValueError):
+    """An unknown name or an invalid setting (activation, loss, optimizer, shape, option)."""
+
+
+class DataError(XpnetError, ValueError):
+    """A data file or folder is missing, truncated, corrupt or inconsistent."""
+
+
+class ModelFileError(XpnetError, ValueError):
+    """A saved model or checkpoint cannot be read."""
+
+
+class TrainingError(XpnetError, RuntimeError):
+    """Training cannot go on (for example the loss became NaN or infinite)."""
+
+
+class DeviceError(XpnetError, RuntimeError):
+    """The requested device is not usable (no GPU, no CuPy, driver error, out of device memory)."""

@@ -1,0 +1,37 @@
+"""Shared test fixtures: the real data beside the project, the GPU marker, and the CUDA simulator switch."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from xpnet.backend_cupy import gpu_problem
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+GPU_PROBLEM = gpu_problem()
+
+# Without a GPU, Numba's CUDA kernels run under its simulator. This must be decided before numba.cuda is first
+# imported, which is why it happens here, at collection time; with a GPU, the real device is used.
+if GPU_PROBLEM is not None:
+    os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` beside the project root: real MNIST and Fruits-360 files (never downloaded by tests)."""
+    if not (SHARED_DATA / "mnist").is_dir():
+        pytest.fail(f"the shared data folder is missing: expected {SHARED_DATA} with mnist/ and fruits-360/ in it")
+    return SHARED_DATA
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if GPU_PROBLEM is None:
+        return
+    skip_gpu = pytest.mark.skip(reason=f"needs a CUDA GPU: {GPU_PROBLEM}")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
