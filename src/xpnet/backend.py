@@ -35,7 +35,7 @@ class Backend:
     kernel_mode: str
     seed: int | None = None
     kernels: ModuleType = field(init=False)
-    rng: Any = field(init=False)
+    rng: np.random.Generator = field(init=False)
     notice: str | None = None
     """Why this backend was chosen when it differs from what was asked (auto fallback), else None."""
 
@@ -44,9 +44,13 @@ class Backend:
         self.reseed(self.seed)
 
     def reseed(self, seed: int | None) -> None:
-        """Start a fresh random stream (on the device) from ``seed``."""
+        """Start a fresh random stream from ``seed``.
+
+        The generator lives on the host: initial weights and shuffling orders are drawn there and copied over,
+        so one seed gives the same model and the same batches on the CPU and on the GPU.
+        """
         self.seed = seed
-        self.rng = self.xp.random.default_rng(seed)
+        self.rng = np.random.default_rng(seed)
 
     def asarray(self, x: Any, dtype: Any = None) -> Any:
         """Copy host data to the device (no copy when it is already there with that dtype)."""

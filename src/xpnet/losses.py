@@ -1,0 +1,87 @@
+"""Losses, each computed by one fused kernel that writes the gradient and accumulates loss and accuracy."""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+from xpnet.errors import ConfigError
+from xpnet.kernels import SIGMOID, SOFTMAX
+
+LOSSES = ("categorical_crossentropy", "binary_crossentropy", "mse", "sse")
+ALIASES = {"cce": "categorical_crossentropy", "bce": "binary_crossentropy"}
+
+
+class Loss:
+    """Base: ``gradient`` writes into ``delta`` and returns True when it wrote dL/dz rather than dL/da."""
+
+    name = ""
+    needs_activation: int | None = None
+
+    def check_output(self, activation: str, code: int) -> None:
+        """Raise ConfigError when this loss cannot be used after the output activation."""
+        if self.needs_activation is not None and code != self.needs_activation:
+            wanted = "softmax" if self.needs_activation == SOFTMAX else "sigmoid"
+            raise ConfigError(
+                f"loss {self.name!r} needs a {wanted} output layer, but the last layer's activation is "
+                f"{activation!r}; change the output activation to {wanted} or pick another loss"
+            )
+
+    def gradient(self, kernels: ModuleType, z: Any, a: Any, y: Any, delta: Any, stats: Any) -> bool:
+        raise NotImplementedError
+
+
+class CategoricalCrossEntropy(Loss):
+    """Softmax + categorical cross-entropy, fused: dz = (a - y) / n."""
+
+    name = "categorical_crossentropy"
+    needs_activation = SOFTMAX
+
+    def gradient(self, kernels: ModuleType, z: Any, a: Any, y: Any, delta: Any, stats: Any) -> bool:
+        kernels.softmax_cross_entropy(z, a, y, delta, stats)
+        return True
+
+
+class BinaryCrossEntropy(Loss):
+    """Sigmoid + binary cross-entropy (mean over outputs), fused: dz = (a - y) / (n * m)."""
+
+    name = "binary_crossentropy"
+    needs_activation = SIGMOID
+
+    def gradient(self, kernels: ModuleType, z: Any, a: Any, y: Any, delta: Any, stats: Any) -> bool:
+        kernels.sigmoid_binary_cross_entropy(z, a, y, delta, stats)
+        return True
+
+
+class MeanSquaredError(Loss):
+    """Mean over outputs and batch of (a - y)^2."""
+
+    name = "mse"
+
+    def gradient(self, kernels: ModuleType, z: Any, a: Any, y: Any, delta: Any, stats: Any) -> bool:
+        n, m = a.shape
+        kernels.squared_error(a, y, delta, stats, 2.0 / (n * m), 1.0 / m)
+        return False
+
+
+class SumSquaredError(Loss):
+    """Half the sum of squared errors over outputs and batch (the classic tutorials' loss): grad = a - y."""
+
+    name = "sse"
+
+    def gradient(self, kernels: ModuleType, z: Any, a: Any, y: Any, delta: Any, stats: Any) -> bool:
+        kernels.squared_error(a, y, delta, stats, 1.0, 0.5)
+        return False
+
+
+_CLASSES = {cls.name: cls for cls in (CategoricalCrossEntropy, BinaryCrossEntropy, MeanSquaredError, SumSquaredError)}
+
+
+def get_loss(loss: str | Loss) -> Loss:
+    """A Loss from its name (or alias cce/bce), or the instance itself."""
+    if isinstance(loss, Loss):
+        return loss
+    name = ALIASES.get(str(loss).lower(), str(loss).lower())
+    if name not in _CLASSES:
+        raise ConfigError(f"unknown loss {loss!r}; use one of {', '.join(LOSSES)} (or cce, bce)")
+    return _CLASSES[name]()
