@@ -43,6 +43,7 @@ KERNEL_FUNCTIONS = (
     "sgd_update",
     "momentum_update",
     "adam_update",
+    "gather_rows",
 )
 
 

@@ -9,22 +9,37 @@ Scalars are cast to the arrays' dtype so float32 work stays in float32.
 from __future__ import annotations
 
 import math
+import types
+from functools import partial
 
 from numba import njit, prange
 
 from . import IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH
 
-PARALLEL_MIN_SIZE = 1 << 18
-"""Arrays with at least this many elements use the parallel variant of a kernel."""
+PARALLEL_MIN_SIZE = 1 << 22
+"""Arrays with at least this many elements use the parallel variant of a kernel.
+
+Set high on purpose: a training step alternates these kernels with multithreaded BLAS matmuls, and Numba's
+thread pool waking while BLAS's threads still spin made a 784-256-128-10 step ten times slower on 2 cores.
+Only very large arrays (a wide MLP's Adam update) gain more from threads than they lose to that contention."""
+
+_jit = partial(njit, cache=True, error_model="numpy")
+"""Numba's default Python error model checks every division for zero, which stops the loops vectorising."""
 
 COLUMN_BLOCK = 64
 """Columns per parallel task in kernels that also reduce over rows (bias gradient)."""
 
 
 def _serial_and_parallel(py_func):
-    """Compile ``py_func`` twice (serial, parallel) and return a wrapper that picks one by array size."""
-    serial = njit(cache=True)(py_func)
-    parallel = njit(cache=True, parallel=True)(py_func)
+    """Compile ``py_func`` twice (serial, parallel) and return a wrapper that picks one by array size.
+
+    Numba's on-disk cache is keyed by the function's qualified name and signature, not by ``parallel``, so the
+    parallel twin is compiled from a renamed copy; otherwise both would load whichever was cached first.
+    """
+    serial = _jit(py_func)
+    twin = types.FunctionType(py_func.__code__, py_func.__globals__, py_func.__name__ + "_parallel")
+    twin.__qualname__ = py_func.__qualname__ + "_parallel"
+    parallel = _jit(parallel=True)(twin)
 
     def by_size(*args):
         return (parallel if args[0].size >= PARALLEL_MIN_SIZE else serial)(*args)
@@ -37,7 +52,7 @@ def _serial_and_parallel(py_func):
     return by_size
 
 
-@njit(cache=True, inline="always")
+@_jit(inline="always")
 def _activate(kind, v, alpha, one, zero):
     """f(v) and f'(v) for an elementwise activation."""
     if kind == SIGMOID:
@@ -137,7 +152,7 @@ def activation_backward(da, d, a, activation: int, dz, db) -> None:
     _activation_backward_kernel(dz, da, d, a, activation, db)
 
 
-@njit(cache=True, inline="always")
+@_jit(inline="always")
 def _row_correct(a, y, i):
     """1 if sample i is classified right: threshold 0.5 for one output, else argmax agreement."""
     m = a.shape[1]
@@ -153,7 +168,7 @@ def _row_correct(a, y, i):
     return 1 if ka == ky else 0
 
 
-@njit(cache=True)
+@_jit
 def softmax_cross_entropy(z, a, y, dz, stats) -> None:
     """Softmax output + categorical cross-entropy: dz = (a - y) / n; accumulate loss and correct count."""
     n, m = z.shape
@@ -176,7 +191,7 @@ def softmax_cross_entropy(z, a, y, dz, stats) -> None:
     stats[1] += correct
 
 
-@njit(cache=True)
+@_jit
 def sigmoid_binary_cross_entropy(z, a, y, dz, stats) -> None:
     """Sigmoid output + binary cross-entropy (mean over outputs): dz = (a - y) / (n * m)."""
     n, m = z.shape
@@ -193,7 +208,7 @@ def sigmoid_binary_cross_entropy(z, a, y, dz, stats) -> None:
     stats[1] += correct
 
 
-@njit(cache=True)
+@_jit
 def squared_error(a, y, da, stats, grad_scale: float, loss_scale: float) -> None:
     """da = grad_scale * (a - y); per-sample loss = loss_scale * sum_j (a - y)^2."""
     n, m = a.shape
@@ -263,6 +278,19 @@ def adam_update(p, g, m, v, step_size: float, beta1: float, beta2: float, eps: f
     _adam_kernel(p, g, m, v, step_size, beta1, beta2, eps, bc2_sqrt)
 
 
+def _gather_rows(out, src, idx):
+    for i in prange(idx.shape[0]):
+        out[i, :] = src[idx[i], :]
+
+
+_gather_rows_kernel = _serial_and_parallel(_gather_rows)
+
+
+def gather_rows(src, idx, out) -> None:
+    """out = src[idx] (the rows of one shuffled batch)."""
+    _gather_rows_kernel(out, src, idx)
+
+
 __all__ = [
     "bias_activation",
     "activation_backward",
@@ -272,4 +300,5 @@ __all__ = [
     "sgd_update",
     "momentum_update",
     "adam_update",
+    "gather_rows",
 ]

@@ -121,3 +121,8 @@ def adam_update(p, g, m, v, step_size: float, beta1: float, beta2: float, eps: f
     v *= beta2
     v += (1 - beta2) * g * g
     p -= step_size * m / (xp.sqrt(v) / bc2_sqrt + eps)
+
+
+def gather_rows(src, idx, out) -> None:
+    """out = src[idx] (the rows of one shuffled batch)."""
+    array_module(src).take(src, idx, axis=0, out=out)

@@ -77,4 +77,4 @@ class LayerBuffers:
 
     def view(self, n: int) -> LayerBuffers:
         """The first ``n`` rows (a smaller last batch), still C-contiguous."""
-        return LayerBuffers(self.z[:n], self.a[:n], self.d[:n], self.delta[:n])
+        return LayerBuffers(self.z[:n], self.a[:n], None if self.d is None else self.d[:n], self.delta[:n])
