@@ -2,18 +2,18 @@
 
 Each public function has the same name, signature and meaning as its twin in ``reference.py``. Kernels work on
 CuPy arrays in place, without copies, and are launched on CuPy's current stream, so they queue up behind the
-CuPy work that produced their inputs and never make the host wait. Elementwise work uses grid-stride loops;
-row-wise work (softmax, losses, which need a row's maximum or argmax) takes one thread per row; the bias gradient
-takes one thread per column. Losses add to ``stats`` with float64 atomics.
+CuPy work that made their inputs and never make the host wait. Elementwise work uses grid-stride loops;
+row-wise work (softmax, losses: they need a row's maximum or argmax) takes one thread per row; the bias
+gradient takes one thread per column. Losses add to ``stats`` with float64 atomics.
 
-Every kernel is compiled for one explicit signature per dtype (float32 or float64, arrays of any layout), all at
-once on the first call for that dtype or earlier through ``compile_kernels``. A kernel compiled for exactly one
-signature launches without typing its arguments, which is most of Numba's per-launch cost. Scalars are passed as
+Every kernel is compiled for one explicit signature per dtype (float32 or float64, arrays of any layout), all
+at once on the first call for that dtype or earlier through ``compile_kernels``. A kernel compiled for exactly
+one signature launches without typing its arguments, most of Numba's per-launch cost. Scalars are passed as
 the arrays' dtype, so float32 work stays in float32.
 
-NumPy arrays are accepted too (the tests use them under ``NUMBA_ENABLE_CUDASIM=1``): Numba copies each one to the
-device and back after the launch. Arguments that may alias (``dz`` and ``da``) are ordered so that the output is
-copied back last and wins.
+NumPy arrays work too (the tests use them under ``NUMBA_ENABLE_CUDASIM=1``): Numba copies each one to the
+device and back after the launch. Arguments that may alias (``dz`` and ``da``) are ordered so that the output
+is copied back last and wins.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import math
 from typing import Any
 
 import numpy as np
-from numba import boolean, config, cuda, float32, float64, int32, void
+from numba import boolean, config, cuda, float32, float64, int32, int64, void
 from numba.core.types import Array, Float
 
 from . import IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH
@@ -127,7 +127,7 @@ def _backward_columns(da, d, dz, db):
 
 
 def _softmax_backward_rows(da, a, dz):
-    """One thread per row: dz = a * (da - sum(da * a)) (dz may alias da: the row is read before it is written)."""
+    """One thread per row: dz = a * (da - sum(da * a)); dz may alias da (a row is read, then written)."""
     n, m = dz.shape
     zero = dz.dtype.type(0.0)
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
@@ -177,7 +177,7 @@ def _softmax_cross_entropy(z, a, y, dz, stats, n_t):
 
 
 def _sigmoid_binary_cross_entropy(z, a, y, dz, stats, nm_t):
-    """One thread per row: dz = (a - y) / (n * m); loss += mean over outputs of the stable BCE; correct count."""
+    """One thread per row: dz = (a - y) / (n * m); loss += stable BCE averaged over outputs; correct count."""
     n, m = z.shape
     zero = z.dtype.type(0.0)
     first = cuda.grid(1)
@@ -239,6 +239,14 @@ def _adam(p, g, m, v, step_size, beta1, beta2, one_minus_beta1, one_minus_beta2,
         p[i] -= step_size * mi / (math.sqrt(vi) * inv_bc2 + eps)
 
 
+def _gather_rows(src, out, idx):
+    n, m = out.shape
+    for k in range(cuda.grid(1), n * m, cuda.gridsize(1)):
+        i = k // m
+        j = k - i * m
+        out[i, j] = src[idx[i], j]
+
+
 def _signatures(t: Float) -> dict[str, tuple[Any, Any]]:
     """Each kernel's Python function and its one signature for element type ``t`` (arrays of any layout)."""
     m2, v1, stats = Array(t, 2, "A"), Array(t, 1, "A"), Array(float64, 1, "A")
@@ -254,6 +262,7 @@ def _signatures(t: Float) -> dict[str, tuple[Any, Any]]:
         "sgd": (_sgd, void(v1, v1, t)),
         "momentum": (_momentum, void(v1, v1, v1, t, t)),
         "adam": (_adam, void(v1, v1, v1, v1, t, t, t, t, t, t, t)),
+        "gather_rows": (_gather_rows, void(m2, m2, Array(int64, 1, "A"))),
     }
 
 
@@ -275,16 +284,20 @@ def compile_kernels(dtype: Any) -> dict[str, Any]:
     return kernels
 
 
-def _launch(name: str, work: int, arrays: tuple[Any, ...], scalars: tuple[Any, ...] = (), stats: Any = None) -> None:
-    """Run kernel ``name`` over ``work`` items, compiled for the dtype the ``arrays`` share; ``stats`` follows them."""
+def _require(name: str, label: str, x: Any, dtype: Any) -> None:
+    """Refuse an array of the wrong dtype: a kernel compiled for one signature would misread it."""
+    if x.dtype != dtype:
+        raise TypeError(f"CUDA kernel {name}: {label} must be {np.dtype(dtype)}, not {x.dtype}")
+
+
+def _launch(name: str, work: int, arrays: tuple, scalars: tuple = (), tail: Any = None) -> None:
+    """Run kernel ``name`` over ``work`` items for the dtype ``arrays`` share, then ``tail`` (pre-checked)."""
     dtype = arrays[0].dtype
     for x in arrays:
         if x.dtype != dtype:
             raise TypeError(f"CUDA kernel {name}: arrays mix {dtype} and {x.dtype}; all must have one dtype")
-    if stats is not None:
-        if stats.dtype != np.float64:
-            raise TypeError(f"CUDA kernel {name}: stats must be float64, not {stats.dtype}")
-        arrays = (*arrays, stats)
+    if tail is not None:
+        arrays = (*arrays, tail)
     kernel = compile_kernels(dtype)[name]
     blocks = min(MAX_BLOCKS, max(1, -(-work // THREADS_PER_BLOCK)))
     if isinstance(arrays[0], np.ndarray):
@@ -305,7 +318,8 @@ def bias_activation(z, b, activation: int, alpha: float, a, d) -> None:
         _launch("softmax_forward", n, (z, b, a))
     elif activation in _ELEMENTWISE:
         # Without d, a stands in for it; it comes after d so that, for host arrays, its copy-back wins.
-        _launch("bias_activation", n * m, (z, b, a if d is None else d, a), (activation, alpha, d is not None))
+        stand_in = a if d is None else d
+        _launch("bias_activation", n * m, (z, b, stand_in, a), (activation, alpha, d is not None))
     else:
         raise ValueError(f"unknown activation code {activation}")
 
@@ -322,16 +336,19 @@ def activation_backward(da, d, a, activation: int, dz, db) -> None:
 
 def softmax_cross_entropy(z, a, y, dz, stats) -> None:
     """Softmax output + categorical cross-entropy: dz = (a - y) / n; accumulate loss and correct count."""
+    _require("softmax_cross_entropy", "stats", stats, np.float64)
     _launch("softmax_cross_entropy", z.shape[0], (z, a, y, dz), (z.shape[0],), stats)
 
 
 def sigmoid_binary_cross_entropy(z, a, y, dz, stats) -> None:
     """Sigmoid output + binary cross-entropy (mean over outputs): dz = (a - y) / (n * m)."""
+    _require("sigmoid_binary_cross_entropy", "stats", stats, np.float64)
     _launch("sigmoid_binary_cross_entropy", z.shape[0], (z, a, y, dz), (z.size,), stats)
 
 
 def squared_error(a, y, da, stats, grad_scale: float, loss_scale: float) -> None:
     """da = grad_scale * (a - y); per-sample loss = loss_scale * sum_j (a - y)^2."""
+    _require("squared_error", "stats", stats, np.float64)
     _launch("squared_error", a.shape[0], (a, y, da), (grad_scale, loss_scale), stats)
 
 
@@ -345,10 +362,18 @@ def momentum_update(p, g, v, lr: float, mu: float) -> None:
     _launch("momentum", p.shape[0], (p, g, v), (lr, mu))
 
 
-def adam_update(p, g, m, v, step_size: float, beta1: float, beta2: float, eps: float, bc2_sqrt: float) -> None:
+def adam_update(
+    p, g, m, v, step_size: float, beta1: float, beta2: float, eps: float, bc2_sqrt: float
+) -> None:
     """Adam in one pass: see ``reference.adam_update`` for the meaning of the scalars."""
     scalars = (step_size, beta1, beta2, 1.0 - beta1, 1.0 - beta2, eps, 1.0 / bc2_sqrt)
     _launch("adam", p.shape[0], (p, g, m, v), scalars)
+
+
+def gather_rows(src, idx, out) -> None:
+    """out = src[idx] (the rows of one shuffled batch); idx is int64, every entry in [0, len(src))."""
+    _require("gather_rows", "idx", idx, np.int64)
+    _launch("gather_rows", out.size, (src, out), tail=idx)
 
 
 __all__ = [
@@ -360,5 +385,6 @@ __all__ = [
     "sgd_update",
     "momentum_update",
     "adam_update",
+    "gather_rows",
     "compile_kernels",
 ]

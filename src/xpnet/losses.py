@@ -30,6 +30,10 @@ class Loss:
     def gradient(self, kernels: ModuleType, z: Any, a: Any, y: Any, delta: Any, stats: Any) -> bool:
         raise NotImplementedError
 
+    def objective(self, loss_sum: float, n: int) -> float:
+        """The quantity whose gradient ``gradient`` computes, from the accumulated per-sample losses: the mean."""
+        return loss_sum / n
+
 
 class CategoricalCrossEntropy(Loss):
     """Softmax + categorical cross-entropy, fused: dz = (a - y) / n."""
@@ -72,6 +76,10 @@ class SumSquaredError(Loss):
     def gradient(self, kernels: ModuleType, z: Any, a: Any, y: Any, delta: Any, stats: Any) -> bool:
         kernels.squared_error(a, y, delta, stats, 1.0, 0.5)
         return False
+
+    def objective(self, loss_sum: float, n: int) -> float:
+        """The sum over the batch, not the mean: the tutorials' updates use the summed error."""
+        return loss_sum
 
 
 _CLASSES = {cls.name: cls for cls in (CategoricalCrossEntropy, BinaryCrossEntropy, MeanSquaredError, SumSquaredError)}

@@ -115,6 +115,9 @@ class Model:
         self.preprocessing = dict(preprocessing or {})
         self.step = 0
         self.stop_training = False
+        # draws each epoch's batch order; checkpoints save its state so a resumed run shuffles identically
+        self.shuffle_rng = self.backend.rng
+        self.position = TrainingPosition()
         self._workspaces: dict[tuple[int, bool], tuple[Any, Any, list[LayerBuffers]]] = {}
         self._bind_buffers()
         self.set_parameters(self._initial_parameters())
@@ -341,7 +344,8 @@ class Model:
         samples (before shuffling), like Keras. ``seed`` fixes the shuffling order. Each callback is called as
         ``callback(model, epoch, logs)`` after every epoch; setting ``model.stop_training`` (from a callback or a
         signal handler) stops after the current step. ``history`` and ``position`` continue an earlier run (see
-        ``xpnet.checkpoint``); ``self.position`` always says where training stands.
+        ``xpnet.checkpoint``), ``epochs`` counting from its start; ``self.position`` always says where training
+        stands.
         """
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
             raise ConfigError(f"epochs must be a non-negative integer, got {epochs!r}")
@@ -369,7 +373,9 @@ class Model:
         steps = math.ceil(n / batch_size)
         history = history or History()
         position = position or TrainingPosition(epoch=len(history.epoch))
-        rng = np.random.default_rng(seed) if seed is not None else self.backend.rng
+        if seed is not None:
+            self.shuffle_rng = np.random.default_rng(seed)
+        rng = self.shuffle_rng
         xb_all, yb_all, buffers = self._workspace(batch_size, training=True)
         stats = self.backend.zeros(2, dtype=np.float64)
         check_every = 1 if self.backend.name == "cpu" else 50

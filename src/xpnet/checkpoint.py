@@ -1,0 +1,101 @@
+"""Training checkpoints: everything needed to resume a run exactly where it stopped.
+
+A checkpoint is a model archive (see ``serialization``) whose metadata also holds the training position (epoch,
+batch within the epoch, running totals), the history so far, the shuffling generator's state and the run's
+settings. Files are written atomically and named by epoch and batch, so the newest valid one is easy to find;
+a file that cannot be read (a machine died at the wrong moment) is skipped with a warning, never trusted.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xpnet.errors import ModelFileError
+from xpnet.model import History, Model, TrainingPosition
+from xpnet.serialization import model_arrays, model_from_archive, model_metadata, read_archive, write_archive
+
+NAME = re.compile(r"^checkpoint-e(\d{5})-b(\d{7})\.npz$")
+
+
+@dataclass
+class Checkpoint:
+    """A model restored from a checkpoint, with what is needed to continue training it."""
+
+    model: Model
+    history: History
+    position: TrainingPosition
+    settings: dict[str, Any]
+    path: Path
+
+
+def checkpoint_path(directory: Path, position: TrainingPosition) -> Path:
+    return directory / f"checkpoint-e{position.epoch:05d}-b{position.batch:07d}.npz"
+
+
+def save_checkpoint(
+    directory: str | Path, model: Model, history: History, settings: dict[str, Any], keep: int = 2
+) -> Path:
+    """Write a checkpoint of ``model`` at ``model.position`` into ``directory``; keep the newest ``keep``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    position = model.position
+    path = checkpoint_path(directory, position)
+    training = {
+        "position": position.to_dict(),
+        "history": history.to_dict(),
+        "shuffle_rng": model.shuffle_rng.bit_generator.state,
+        "settings": settings,
+    }
+    write_archive(path, model_arrays(model), model_metadata(model, kind="checkpoint", training=training))
+    for old in sorted(_candidates(directory), reverse=True)[keep:]:
+        old[2].unlink(missing_ok=True)
+    return path
+
+
+def _candidates(directory: Path) -> list[tuple[int, int, Path]]:
+    found = []
+    for path in directory.glob("checkpoint-*.npz"):
+        match = NAME.match(path.name)
+        if match:
+            found.append((int(match[1]), int(match[2]), path))
+    return found
+
+
+def load_checkpoint(path: str | Path, *, device: str | None = None, dtype: Any = None) -> Checkpoint:
+    """Restore one checkpoint file onto ``device`` (either device resumes either's checkpoints)."""
+    path = Path(path)
+    metadata, arrays = read_archive(path)
+    training = metadata.get("training")
+    if metadata.get("kind") != "checkpoint" or not isinstance(training, dict):
+        raise ModelFileError(f"{path}: a saved model, not a checkpoint; there is no training state to resume")
+    model = model_from_archive(path, metadata, arrays, device=device, dtype=dtype)
+    try:
+        history = History.from_dict(training["history"])
+        position = TrainingPosition.from_dict(training["position"])
+        rng = np.random.default_rng()
+        rng.bit_generator.state = training["shuffle_rng"]
+        settings = dict(training["settings"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path}: the training state is incomplete or malformed ({exc!r})") from None
+    model.shuffle_rng = rng
+    model.position = position
+    return Checkpoint(model, history, position, settings, path)
+
+
+def latest_checkpoint(directory: str | Path, *, device: str | None = None, dtype: Any = None) -> Checkpoint | None:
+    """The newest checkpoint in ``directory`` that loads, or None; unreadable ones are skipped with a warning."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return None
+    for _, _, path in sorted(_candidates(directory), reverse=True):
+        try:
+            return load_checkpoint(path, device=device, dtype=dtype)
+        except ModelFileError as exc:
+            warnings.warn(f"skipping an unreadable checkpoint: {exc}", stacklevel=2)
+    return None

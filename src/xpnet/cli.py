@@ -1,0 +1,231 @@
+"""The ``xpnet`` command: train, evaluate, predict, info.
+
+Every error a user can cause is an ``XpnetError``: it is printed as one message and the command exits non-zero
+(2 for bad input, 130 after Ctrl-C), without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xpnet import __version__
+from xpnet.backend import DEVICES, DTYPES
+from xpnet.builders import mlp
+from xpnet.errors import ConfigError, XpnetError
+from xpnet.kernels import ACTIVATIONS, KERNEL_SETS
+from xpnet.optimizers import OPTIMIZERS
+
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "mnist": {"epochs": 10, "batch_size": 128, "hidden": "512,256", "activation": "relu", "optimizer": "adam",
+              "lr": 1e-3},
+    "fruits": {"epochs": 60, "batch_size": 32, "hidden": "150,60", "activation": "relu", "optimizer": "adam",
+               "lr": 1e-3},
+}
+
+
+def _hidden_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()] if text.strip() else []
+    except ValueError:
+        raise ConfigError(f"--hidden {text!r}: give comma-separated layer sizes, for example 512,256") from None
+    if any(size < 1 for size in sizes):
+        raise ConfigError(f"--hidden {text!r}: layer sizes must be positive")
+    return sizes
+
+
+def _add_device_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", choices=DEVICES, default=None,
+                        help="where to compute (default: $XPNET_DEVICE or auto: the GPU when one is usable)")
+    parser.add_argument("--kernels", choices=KERNEL_SETS, default=None,
+                        help="fused Numba kernels or plain array references (default: $XPNET_KERNELS or fused)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xpnet", description="Train and use small neural networks on CPU or GPU.")
+    parser.add_argument("--version", action="version", version=f"xpnet {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a network on MNIST or Fruits-360")
+    train.add_argument("task", choices=sorted(TASK_DEFAULTS), help="what to train")
+    _add_device_options(train)
+    train.add_argument("--dtype", choices=DTYPES, default="float32")
+    train.add_argument("--epochs", type=int, help="passes over the training set (mnist: 10, fruits: 60)")
+    train.add_argument("--batch-size", type=int, help="samples per step; 0 for full batch (mnist: 128, fruits: 32)")
+    train.add_argument("--hidden", help="hidden layer sizes, comma-separated (mnist: 512,256; fruits: 150,60)")
+    train.add_argument("--activation", choices=[a for a in ACTIVATIONS if a != "softmax"],
+                       help="hidden activation (default relu)")
+    train.add_argument("--optimizer", choices=OPTIMIZERS, help="default adam")
+    train.add_argument("--lr", type=float, help="learning rate (default 0.001)")
+    train.add_argument("--seed", type=int, default=0, help="seed for initial weights and shuffling (default 0)")
+    train.add_argument("--data-dir", help="data folder (mnist: default $XPNET_DATA or ~/.cache/xpnet, downloading "
+                       "what is missing; fruits: a Fruits-360 folder, required)")
+    train.add_argument("--no-download", action="store_true", help="never download MNIST; fail if it is missing")
+    train.add_argument("--classes", help="fruits: comma-separated class folders (default: the tutorial's four)")
+    train.add_argument("--save", metavar="PATH", help="save the trained model here (.npz)")
+    train.add_argument("--plot", metavar="PATH", help="write training curves (and fruit charts) as PNG")
+    train.add_argument("--checkpoint-dir", metavar="DIR", help="write a checkpoint after every epoch and on Ctrl-C")
+    train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --checkpoint-dir")
+    train.add_argument("--quiet", action="store_true", help="no progress bar or summary; just the result line")
+
+    evaluate = commands.add_parser("evaluate", help="a saved model's loss and accuracy on its task's test data")
+    evaluate.add_argument("model", help="a model saved with --save")
+    evaluate.add_argument("--data-dir", help="data folder, as for train")
+    _add_device_options(evaluate)
+
+    predict = commands.add_parser("predict", help="classify image files with a saved model")
+    predict.add_argument("model", help="a model saved with --save")
+    predict.add_argument("images", nargs="+", help="image files (digits of any size, or fruit photos)")
+    _add_device_options(predict)
+
+    commands.add_parser("info", help="versions, devices and kernel mode")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    defaults = TASK_DEFAULTS[args.task]
+    settings = {key: getattr(args, key) if getattr(args, key) is not None else value
+                for key, value in defaults.items()}
+    if settings["epochs"] < 0:
+        raise ConfigError(f"--epochs {settings['epochs']}: must be 0 or more")
+    if settings["batch_size"] < 0:
+        raise ConfigError(f"--batch-size {settings['batch_size']}: must be positive (or 0 for full batch)")
+    settings["batch_size"] = settings["batch_size"] or None
+    settings["task"] = args.task
+    settings["seed"] = args.seed
+    return settings
+
+
+def _load_task(args: argparse.Namespace) -> Any:
+    if args.task == "mnist":
+        from xpnet.tasks import mnist
+
+        return mnist.load_task(args.data_dir, download=not args.no_download)
+    from xpnet.tasks import fruits
+
+    if not args.data_dir:
+        raise ConfigError("xpnet train fruits needs --data-dir: a Fruits-360 folder (with Training/, maybe Test/)")
+    classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
+    return fruits.load_task(args.data_dir, classes, device=args.device, seed=args.seed)
+
+
+def command_train(args: argparse.Namespace) -> int:
+    from xpnet.backend import get_backend
+    from xpnet.serialization import save_model
+    from xpnet.training import run_training
+
+    settings = _settings(args)
+    hidden = _hidden_sizes(settings["hidden"])
+    log = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr))
+    task = _load_task(args)
+
+    def build() -> Any:
+        backend = get_backend(args.device, args.dtype, args.seed, args.kernels)
+        return mlp(
+            [task.x_train.shape[1], *hidden, len(task.class_names)], settings["activation"], "softmax",
+            optimizer=settings["optimizer"], lr=settings["lr"], backend=backend,
+            class_names=task.class_names, preprocessing=task.preprocessing,
+        )
+
+    result = run_training(task, build, settings, checkpoint_dir=args.checkpoint_dir, resume=args.resume,
+                          device=args.device, verbose=0 if args.quiet else 1, log=log)
+    model = result.model
+    if args.save:
+        log(f"saved the model to {save_model(model, args.save)}")
+    if args.plot:
+        from xpnet.plotting import plot_history
+
+        title = f"xpnet {args.task}: {model!r}"
+        log(f"wrote {plot_history(result.history.history, args.plot, title)}")
+        if args.task == "fruits":
+            from xpnet.tasks import fruits
+
+            for path in fruits.plot_charts(task, model, args.plot):
+                log(f"wrote {path}")
+    backend = model.backend
+    print(f"{task.test_name} accuracy {100 * result.test['accuracy']:.2f}% (loss {result.test['loss']:.4f}) "
+          f"after {len(result.history.epoch)} epochs in {result.seconds:.1f} s on {backend.name} "
+          f"({backend.device}; {model.dtype.name}, {backend.kernel_mode} kernels)")
+    return 0
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from xpnet.serialization import load_model
+
+    return load_model(args.model, device=args.device, kernel_mode=args.kernels)
+
+
+def command_evaluate(args: argparse.Namespace) -> int:
+    model = _load(args)
+    kind = model.preprocessing.get("type")
+    if kind == "mnist":
+        from xpnet.tasks import mnist
+
+        task = mnist.load_task(args.data_dir, download=False)
+    elif kind == "hue_histogram":
+        from xpnet.tasks import fruits
+
+        if not args.data_dir:
+            raise ConfigError("evaluating a fruit model needs --data-dir, the Fruits-360 folder it was trained on")
+        task = fruits.evaluation_task(args.data_dir, model)
+    else:
+        raise ConfigError(f"{args.model}: the model has no known task (preprocessing {kind!r}) to evaluate it on")
+    metrics = model.evaluate(task.x_test, task.y_test)
+    print(f"{task.test_name} accuracy {100 * metrics['accuracy']:.2f}% (loss {metrics['loss']:.4f}) "
+          f"on {len(task.y_test)} samples")
+    return 0
+
+
+def command_predict(args: argparse.Namespace) -> int:
+    from xpnet.tasks import image_features
+
+    model = _load(args)
+    paths = [Path(p) for p in args.images]
+    features = image_features(model.preprocessing, paths, model.backend)
+    proba = model.predict_proba(features)
+    names = model.class_names or [str(k) for k in range(model.output_dim)]
+    for path, row in zip(paths, proba, strict=True):
+        best = int(np.argmax(row))
+        print(f"{path}: {names[best]} ({100 * float(row[best]):.1f}%)")
+    return 0
+
+
+def command_info(args: argparse.Namespace) -> int:
+    import numba
+
+    from xpnet.backend import get_backend, resolve_kernel_mode
+    from xpnet.backend_cupy import gpu_problem
+
+    print(f"xpnet {__version__}; Python {sys.version.split()[0]}; NumPy {np.__version__}; Numba {numba.__version__}")
+    print(f"kernels: {resolve_kernel_mode(None)} (set $XPNET_KERNELS to fused or reference)")
+    cpu = get_backend("cpu")
+    print(f"cpu: {cpu.device}")
+    problem = gpu_problem()
+    if problem is None:
+        gpu = get_backend("gpu")
+        print("gpu: " + "; ".join(f"{k} {v}" for k, v in gpu.describe().items()))
+    else:
+        print(f"gpu: not usable ({problem})")
+    print(f"default device: {get_backend(None).name}")
+    return 0
+
+
+COMMANDS = {"train": command_train, "evaluate": command_evaluate, "predict": command_predict, "info": command_info}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except XpnetError as exc:
+        print(f"xpnet: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("xpnet: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,79 @@
+"""PNG charts of training runs (matplotlib, imported only when a plot is asked for)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xpnet.errors import ConfigError
+from xpnet.fileio import atomic_write
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+    except ImportError:
+        raise ConfigError("--plot needs matplotlib: pip install 'xpnet[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure: Any, path: str | Path) -> Path:
+    path = Path(path)
+    with atomic_write(path) as handle:
+        figure.savefig(handle, format="png", dpi=120, bbox_inches="tight")
+    figure.clf()
+    return path
+
+
+def plot_history(history: dict[str, list[float]], path: str | Path, title: str = "") -> Path:
+    """Loss and accuracy per epoch, training and validation, side by side."""
+    plt = _pyplot()
+    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    for axis, metric in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
+        axis.plot(epochs, history[metric], marker="o", label="training")
+        if f"val_{metric}" in history:
+            axis.plot(epochs, history[f"val_{metric}"], marker="o", label="test / validation")
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(metric)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.suptitle(title)
+    return _save(figure, path)
+
+
+def plot_class_histograms(
+    histograms: np.ndarray, labels: np.ndarray, class_names: Sequence[str], path: str | Path
+) -> Path:
+    """The mean hue histogram of each class, one line per class."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(10, 4))
+    bins = np.arange(histograms.shape[1])
+    for k, name in enumerate(class_names):
+        axis.plot(bins, histograms[labels == k].mean(axis=0), label=name)
+    axis.set_xlabel("hue (degrees)")
+    axis.set_ylabel("mean pixel count")
+    axis.legend()
+    return _save(figure, path)
+
+
+def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: str | Path, title: str = "") -> Path:
+    """A confusion matrix (rows: true class, columns: predicted class) with counts in the cells."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(1.2 * len(class_names) + 2, 1.2 * len(class_names) + 1))
+    axis.imshow(matrix, cmap="Blues")
+    ticks = np.arange(len(class_names))
+    axis.set_xticks(ticks, class_names, rotation=45, ha="right")
+    axis.set_yticks(ticks, class_names)
+    for (i, j), count in np.ndenumerate(matrix):
+        axis.text(j, i, str(count), ha="center", va="center", color="black")
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    axis.set_title(title)
+    return _save(figure, path)

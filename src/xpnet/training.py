@@ -1,0 +1,115 @@
+"""One training run as the command line drives it: checkpoints, resume, clean Ctrl-C, a final report."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from xpnet.checkpoint import latest_checkpoint, save_checkpoint
+from xpnet.errors import ConfigError, TrainingError, XpnetError
+from xpnet.model import History, Model
+from xpnet.tasks import TaskData
+
+INTERRUPTED_EXIT = 130
+
+
+class Interrupted(XpnetError):
+    """Training stopped on Ctrl-C after finishing its current step."""
+
+    exit_code = INTERRUPTED_EXIT
+
+
+@dataclass
+class RunResult:
+    model: Model
+    history: History
+    test: dict[str, float]
+    seconds: float
+
+
+@contextmanager
+def stop_on_sigint(model: Model) -> Iterator[list[bool]]:
+    """The first Ctrl-C asks ``model`` to stop after its current step; a second one interrupts at once."""
+    seen = [False]
+
+    def handler(signum: int, frame: Any) -> None:
+        if seen[0]:
+            raise KeyboardInterrupt
+        seen[0] = True
+        model.stop_training = True
+        print("\ninterrupted: finishing the current step (press Ctrl-C again to abort at once)", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run_training(
+    task: TaskData,
+    build_model: Callable[[], Model],
+    settings: dict[str, Any],
+    *,
+    checkpoint_dir: str | None = None,
+    resume: bool = False,
+    device: str | None = None,
+    verbose: int = 1,
+    log: Callable[[str], None] = print,
+) -> RunResult:
+    """Train (or resume) a model on ``task`` with ``settings`` (epochs, batch_size, seed, task name).
+
+    With ``checkpoint_dir`` a checkpoint is written after every epoch and on Ctrl-C; ``resume`` continues from the
+    newest valid one there, with its saved batch size and shuffling state (``epochs`` may be raised).
+    """
+    if resume and not checkpoint_dir:
+        raise ConfigError("--resume needs --checkpoint-dir, the folder the interrupted run wrote its checkpoints to")
+    history, position = None, None
+    if resume:
+        found = latest_checkpoint(checkpoint_dir, device=device)
+        if found is None:
+            raise ConfigError(f"--resume: no readable checkpoint in {checkpoint_dir}; start without --resume")
+        if found.settings.get("task") != settings["task"]:
+            raise ConfigError(f"--resume: {found.path} is a {found.settings.get('task')!r} run, not {settings['task']!r}")
+        model, history, position = found.model, found.history, found.position
+        settings = {**found.settings, "epochs": settings["epochs"]}
+        log(f"resuming from {found.path} (epoch {position.epoch + 1}, batch {position.batch})")
+    else:
+        model = build_model()
+    if model.backend.notice:
+        log(f"note: {model.backend.notice}")
+    if verbose:
+        log(model.summary())
+
+    history = history or History()
+
+    def checkpoint(trained: Model, epoch: int, logs: dict[str, float]) -> None:
+        save_checkpoint(checkpoint_dir, trained, history, settings)
+
+    started = time.perf_counter()
+    with stop_on_sigint(model) as interrupted:
+        try:
+            history = model.fit(
+                task.x_train, task.y_train, settings["epochs"], settings["batch_size"],
+                validation_data=(task.x_test, task.y_test), seed=None if resume else settings["seed"],
+                verbose=verbose, callbacks=[checkpoint] if checkpoint_dir else [], history=history,
+                position=position,
+            )
+        except TrainingError as exc:
+            kept = f" The last good checkpoint is kept in {checkpoint_dir}." if checkpoint_dir else ""
+            raise TrainingError(f"{exc}.{kept}") from None
+    if interrupted[0]:
+        where = f"epoch {model.position.epoch + 1}, batch {model.position.batch}"
+        if checkpoint_dir:
+            path = save_checkpoint(checkpoint_dir, model, history, settings)
+            raise Interrupted(f"stopped at {where}; checkpoint written to {path}. Resume with the same command "
+                              f"plus --resume")
+        raise Interrupted(f"stopped at {where}; nothing saved (use --checkpoint-dir DIR to be able to resume)")
+    seconds = time.perf_counter() - started
+    test = model.evaluate(task.x_test, task.y_test)
+    return RunResult(model, history, test, seconds)
