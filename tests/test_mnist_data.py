@@ -224,7 +224,7 @@ def test_truncated_raw_file_and_extra_data(small: dict[str, bytes], tmp_path: Pa
 def test_zero_sized_images_and_bad_labels(tmp_path: Path) -> None:
     path = tmp_path / "f"
     path.write_bytes(idx_bytes(2051, (3, 0, 28), b""))
-    with pytest.raises(DataError, match="0x28 pixels"):
+    with pytest.raises(DataError, match="empty 0x28 images"):
         read_idx_images(path)
     path.write_bytes(idx_bytes(2049, (4,), bytes([1, 2, 10, 3])))
     with pytest.raises(DataError, match="label 10 at position 2 is outside 0..9"):

@@ -1,12 +1,16 @@
-"""The CuPy (CUDA GPU) backend: the only module of xpnet that imports ``cupy``."""
+"""The CuPy (CUDA GPU) backend: the only module of xpnet that imports ``cupy`` (always inside functions)."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
 from xpnet.backend import Backend
+from xpnet.errors import DeviceError
 
 
 def gpu_problem() -> str | None:
@@ -14,7 +18,9 @@ def gpu_problem() -> str | None:
     try:
         import cupy
     except ImportError as exc:
-        return f"CuPy is not installed ({exc}); install it with pip install 'xpnet[cuda12]' or 'xpnet[cuda13]'"
+        return (
+            f"CuPy is not installed ({exc}); install it with pip install 'xpnet[cuda12]' or 'xpnet[cuda13]'"
+        )
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:  # CuPy raises CUDARuntimeError subclasses that vary by version
@@ -30,8 +36,58 @@ def gpu_problem() -> str | None:
     return None
 
 
+def _cuda_version(number: int) -> str:
+    """CUDA's integer version (12040) as text ("12.4")."""
+    return f"{number // 1000}.{number % 1000 // 10}"
+
+
+def _bytes(nbytes: int) -> str:
+    """A byte count for people: 1.5 GiB, 20.0 MiB, 512 bytes."""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if nbytes >= size:
+            return f"{nbytes / size:.1f} {unit}"
+    return f"{nbytes} bytes"
+
+
+def out_of_memory_message(batch_size: int, nbytes: int) -> str:
+    """The advice for a step at ``batch_size`` whose request for ``nbytes`` (0: unknown) the GPU refused."""
+    asked = f"{_bytes(nbytes)} ({nbytes:,} bytes)" if nbytes > 0 else "memory"
+    smaller = f" (for example --batch-size {batch_size // 2})" if batch_size > 1 else ""
+    return (
+        f"the GPU ran out of memory at batch size {batch_size}: it could not allocate {asked}. "
+        f"Use a smaller --batch-size{smaller}, a smaller model, or --device cpu."
+    )
+
+
+@contextmanager
+def translate_out_of_memory(batch_size: int) -> Iterator[None]:
+    """Turn CuPy's ``OutOfMemoryError`` inside the block into a ``DeviceError`` that names the batch size."""
+    import cupy
+
+    try:
+        yield
+    except cupy.cuda.memory.OutOfMemoryError as exc:
+        # CuPy keeps only its message: "Out of memory allocating 1,234 bytes (allocated so far: ...)"
+        found = re.search(r"allocating ([\d,]+) bytes", str(exc))
+        nbytes = int(found.group(1).replace(",", "")) if found else 0
+        raise DeviceError(out_of_memory_message(batch_size, nbytes)) from exc
+
+
 class CupyBackend(Backend):
     """Backend whose arrays live on the current CUDA device."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.kernel_mode == "fused":
+            # Compile up front, for this dtype's explicit signatures: a broken Numba/CUDA setup fails here,
+            # with advice, rather than in the middle of the first training step.
+            try:
+                self.kernels.compile_kernels(self.dtype)
+            except Exception as exc:
+                raise DeviceError(
+                    f"Numba could not compile the fused CUDA kernels ({exc}); "
+                    "use --kernels reference (CuPy only) or --device cpu"
+                ) from exc
 
     def to_host(self, x: Any) -> np.ndarray:
         return x.get() if hasattr(x, "get") else np.asarray(x)
@@ -39,11 +95,36 @@ class CupyBackend(Backend):
     def synchronize(self) -> None:
         self.xp.cuda.get_current_stream().synchronize()
 
+    def describe(self) -> dict[str, str]:
+        """The base facts plus GPU name and memory, CUDA runtime and driver, CuPy and Numba versions."""
+        import cupy
+        import numba
+
+        device = cupy.cuda.Device()
+        props = cupy.cuda.runtime.getDeviceProperties(device.id)
+        free, total = device.mem_info
+        capability = device.compute_capability  # "90" for 9.0
+        return {
+            **super().describe(),
+            "gpu": _device_name(props),
+            "gpu_memory": f"{_bytes(total)} ({_bytes(free)} free)",
+            "compute_capability": f"{capability[:-1]}.{capability[-1]}",
+            "cuda_runtime": _cuda_version(cupy.cuda.runtime.runtimeGetVersion()),
+            "cuda_driver": _cuda_version(cupy.cuda.runtime.driverGetVersion()),
+            "cupy": cupy.__version__,
+            "numba": numba.__version__,
+        }
+
+
+def _device_name(props: dict[str, Any]) -> str:
+    name = props["name"]
+    return name.decode() if isinstance(name, bytes) else str(name)
+
 
 def cupy_backend(dtype: np.dtype, kernel_mode: str, seed: int | None) -> CupyBackend:
+    """The GPU backend on CuPy's current device."""
     import cupy
 
     props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
-    name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
     memory_gib = props["totalGlobalMem"] / 2**30
-    return CupyBackend("gpu", cupy, f"{name} ({memory_gib:.1f} GiB)", dtype, kernel_mode, seed)
+    return CupyBackend("gpu", cupy, f"{_device_name(props)} ({memory_gib:.1f} GiB)", dtype, kernel_mode, seed)

@@ -110,7 +110,7 @@ def _parse_idx(
         raise DataError(f"{path} is truncated inside its header. {_REDOWNLOAD}")
     dims = struct.unpack(f">{ndim}I", header[4:])
     if what == "images" and 0 in dims[1:]:
-        raise DataError(f"{path}: its header announces images of {dims[1]}x{dims[2]} pixels. {_REDOWNLOAD}")
+        raise DataError(f"{path} is not an MNIST file: its header announces empty {dims[1]}x{dims[2]} images")
     needed = math.prod(dims)
     available = (size * _MAX_GZIP_RATIO if compressed else size) - len(header)
     if needed > available:

@@ -1,0 +1,155 @@
+"""Every fused CPU kernel equals its plain-NumPy reference: both dtypes, odd sizes, non-contiguous inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xpnet.kernels import ACTIVATIONS, KERNEL_FUNCTIONS, SOFTMAX, cpu, reference
+
+SHAPES = [(1, 1), (7, 1), (1, 7), (1023, 3), (4096, 10)]
+DTYPES = [np.float32, np.float64]
+TOL = {np.float32: 2e-5, np.float64: 1e-12}
+
+
+def _matrix(rng, shape, dtype, contiguous):
+    """A random matrix, or a strided view of a bigger one when not ``contiguous``."""
+    if contiguous:
+        return rng.standard_normal(shape).astype(dtype)
+    big = rng.standard_normal((shape[0], 2 * shape[1])).astype(dtype)
+    return big[:, ::2]
+
+
+def _one_hot(rng, n, m, dtype):
+    y = np.zeros((n, m), dtype=dtype)
+    y[np.arange(n), rng.integers(0, m, n)] = 1
+    return y
+
+
+def _close(actual, expected, dtype):
+    np.testing.assert_allclose(actual, expected, rtol=TOL[dtype], atol=TOL[dtype])
+
+
+def test_every_kernel_has_both_implementations():
+    for name in KERNEL_FUNCTIONS:
+        assert callable(getattr(cpu, name)) and callable(getattr(reference, name))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("contiguous", [True, False])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_bias_activation_and_backward(dtype, shape, contiguous, activation):
+    rng = np.random.default_rng(sum(shape))
+    code = ACTIVATIONS[activation]
+    z = _matrix(rng, shape, dtype, contiguous)
+    b = rng.standard_normal(shape[1]).astype(dtype)
+    results = {}
+    for name, kernels in (("fused", cpu), ("reference", reference)):
+        zz, a, d = z.copy(), np.empty(shape, dtype), np.empty(shape, dtype)
+        kernels.bias_activation(zz, b, code, 0.05, a, d)
+        da = rng.standard_normal(shape).astype(dtype) if name == "fused" else results["fused"][3]
+        dz, db = np.empty(shape, dtype), np.empty(shape[1], dtype)
+        kernels.activation_backward(da, d, a, code, dz, db)
+        results[name] = (zz, a, d, da, dz, db)
+    fused, ref = results["fused"], results["reference"]
+    for index in (0, 1, 4, 5) if code == SOFTMAX else range(6):
+        _close(fused[index], ref[index], dtype)
+    assert fused[1].dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_derivative_is_optional_and_backward_may_work_in_place(dtype):
+    rng = np.random.default_rng(1)
+    z = rng.standard_normal((9, 5)).astype(dtype)
+    a1, a2, d = np.empty_like(z), np.empty_like(z), np.empty_like(z)
+    cpu.bias_activation(z.copy(), np.zeros(5, dtype), ACTIVATIONS["tanh"], 0.0, a1, None)
+    cpu.bias_activation(z.copy(), np.zeros(5, dtype), ACTIVATIONS["tanh"], 0.0, a2, d)
+    np.testing.assert_array_equal(a1, a2)
+    da = rng.standard_normal(z.shape).astype(dtype)
+    expected, db_expected = np.empty_like(z), np.empty(5, dtype)
+    reference.activation_backward(da, d, a2, ACTIVATIONS["tanh"], expected, db_expected)
+    db = np.empty(5, dtype)
+    cpu.activation_backward(da, d, a2, ACTIVATIONS["tanh"], da, db)  # dz aliases da
+    _close(da, expected, dtype)
+    _close(db, db_expected, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1), (7, 1), (7, 3), (1023, 10), (4096, 10)])
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_fused_losses(dtype, shape, contiguous):
+    rng = np.random.default_rng(shape[0])
+    n, m = shape
+    z = _matrix(rng, shape, dtype, contiguous) * 3
+    y_onehot = _one_hot(rng, n, m, dtype)
+    y_binary = (rng.random(shape) > 0.5).astype(dtype)
+    outputs = {}
+    for name, kernels in (("fused", cpu), ("reference", reference)):
+        softmax_a, sigmoid_a = np.empty(shape, dtype), np.empty(shape, dtype)
+        kernels.bias_activation(z.copy(), np.zeros(m, dtype), SOFTMAX, 0.0, softmax_a, None)
+        kernels.bias_activation(z.copy(), np.zeros(m, dtype), ACTIVATIONS["sigmoid"], 0.0, sigmoid_a, None)
+        stats = np.zeros((3, 2))
+        dz = np.empty((3, n, m), dtype)
+        kernels.softmax_cross_entropy(z, softmax_a, y_onehot, dz[0], stats[0])
+        kernels.sigmoid_binary_cross_entropy(z, sigmoid_a, y_binary, dz[1], stats[1])
+        kernels.squared_error(sigmoid_a, y_binary, dz[2], stats[2], 0.3, 0.7)
+        outputs[name] = (dz, stats)
+    _close(outputs["fused"][0], outputs["reference"][0], dtype)
+    np.testing.assert_allclose(outputs["fused"][1], outputs["reference"][1], rtol=1e-5 if dtype == np.float32 else 1e-10)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size", [1, 7, 1023, 40960])
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_optimizer_updates(dtype, size, contiguous):
+    rng = np.random.default_rng(size)
+
+    def vector():
+        data = rng.standard_normal(size * (1 if contiguous else 3)).astype(dtype)
+        return data if contiguous else data[::3]
+
+    p, g, m, v = vector(), vector(), vector(), np.abs(vector())
+    for name, args in (
+        ("sgd_update", (0.1,)),
+        ("momentum_update", (0.1, 0.9)),
+        ("adam_update", (0.01, 0.9, 0.999, 1e-8, 0.3)),
+    ):
+        state = {"fused": [p.copy(), m.copy(), v.copy()], "reference": [p.copy(), m.copy(), v.copy()]}
+        for kind, kernels in (("fused", cpu), ("reference", reference)):
+            pp, mm, vv = state[kind]
+            moments = {"sgd_update": (), "momentum_update": (mm,), "adam_update": (mm, vv)}[name]
+            getattr(kernels, name)(pp, g, *moments, *args)
+        for fused, ref in zip(state["fused"], state["reference"], strict=True):
+            _close(fused, ref, dtype)
+        assert not np.array_equal(state["fused"][0], p), f"{name} did not change the parameters"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gather_rows(dtype):
+    rng = np.random.default_rng(3)
+    src = rng.standard_normal((1023, 7)).astype(dtype)
+    idx = rng.permutation(1023)[:129]
+    out = np.empty((129, 7), dtype)
+    cpu.gather_rows(src, idx, out)
+    np.testing.assert_array_equal(out, src[idx])
+
+
+def test_parallel_variants_match_serial():
+    """The parallel twins (used for very large arrays) compute the same as the serial kernels."""
+    rng = np.random.default_rng(4)
+    z = rng.standard_normal((300, 70)).astype(np.float32)
+    b = rng.standard_normal(70).astype(np.float32)
+    outputs = []
+    for variant in (cpu._bias_activation_kernel.serial, cpu._bias_activation_kernel.parallel):
+        a, d = np.empty_like(z), np.empty_like(z)
+        variant(z.copy(), b, ACTIVATIONS["leaky_relu"], 0.1, a, d)
+        outputs.append((a, d))
+    np.testing.assert_array_equal(outputs[0][0], outputs[1][0])
+    p = rng.standard_normal(5000)
+    results = []
+    for variant in (cpu._adam_kernel.serial, cpu._adam_kernel.parallel):
+        pp, m, v = p.copy(), np.zeros_like(p), np.zeros_like(p)
+        variant(pp, p, m, v, 0.01, 0.9, 0.999, 1e-8, 0.5)
+        results.append(pp)
+    np.testing.assert_array_equal(results[0], results[1])
