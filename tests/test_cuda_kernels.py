@@ -8,13 +8,17 @@ non-default stream.
 
 from __future__ import annotations
 
-from types import ModuleType
+import sys
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 from xpnet.kernels import ACTIVATIONS, SOFTMAX, reference
 from xpnet.kernels import cuda as fused
+
+from xpnet.backend_cupy import out_of_memory_message, translate_out_of_memory
+from xpnet.errors import DeviceError
 
 DTYPES = (np.float32, np.float64)
 SIM_SHAPES = ((1, 1), (7, 3), (33, 10))
@@ -308,3 +312,67 @@ def test_gpu_arrays_are_used_in_place(rng) -> None:
     fused.sgd_update(p, g, 0.5)
     assert p.data.ptr == pointer
     assert_close(p, before - 0.5, np.float32)
+
+
+# --- the GPU backend's helpers -----------------------------------------------------------------------------
+
+
+class FakeOutOfMemoryError(MemoryError):
+    """Stands in for cupy.cuda.memory.OutOfMemoryError where CuPy is missing."""
+
+
+def test_out_of_memory_message() -> None:
+    message = out_of_memory_message(256, 3 * 2**30)
+    assert "batch size 256" in message
+    assert "3.0 GiB (3,221,225,472 bytes)" in message
+    assert "--batch-size 128" in message
+    assert "batch size 1:" in out_of_memory_message(1, 0)
+
+
+def test_translate_out_of_memory(monkeypatch) -> None:
+    fake_cupy = SimpleNamespace(
+        cuda=SimpleNamespace(memory=SimpleNamespace(OutOfMemoryError=FakeOutOfMemoryError))
+    )
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy)
+    failure = FakeOutOfMemoryError(
+        "Out of memory allocating 1,073,741,824 bytes (allocated so far: 512 bytes)."
+    )
+    expected = r"batch size 64: .* 1\.0 GiB .*--batch-size 32"
+    with pytest.raises(DeviceError, match=expected) as info, translate_out_of_memory(64):
+        raise failure
+    assert info.value.__cause__ is failure
+    with pytest.raises(KeyError), translate_out_of_memory(64):
+        raise KeyError("other errors pass through")
+
+
+@pytest.mark.gpu
+def test_gpu_out_of_memory_becomes_device_error() -> None:
+    import cupy
+
+    with (
+        pytest.raises(DeviceError, match="batch size 4096: .*--batch-size 2048"),
+        translate_out_of_memory(4096),
+    ):
+        cupy.empty(2**60, dtype=cupy.uint8)
+
+
+@pytest.mark.gpu
+def test_gpu_backend_describes_itself_and_compiles_up_front() -> None:
+    from xpnet.backend import get_backend
+
+    backend = get_backend("gpu", "float32", seed=0, kernel_mode="fused")
+    assert backend.kernels is fused
+    assert fused._compiled.get(np.dtype(np.float32)) is not None
+    facts = backend.describe()
+    keys = (
+        "backend",
+        "gpu",
+        "gpu_memory",
+        "compute_capability",
+        "cuda_runtime",
+        "cuda_driver",
+        "cupy",
+        "numba",
+    )
+    assert all(facts[key] for key in keys), facts
+    assert facts["backend"] == "gpu"

@@ -1,0 +1,157 @@
+"""Fruits-360: hue histograms of fruit photos, with the bins that vary over the training images kept.
+
+Training uses ``Training/`` and tests on ``Test/`` when the folder has one; otherwise a stratified, seeded
+20% of each class is held out, and the split is saved in the model's preprocessing so that ``xpnet evaluate``
+rebuilds the same held-out images.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xpnet.backend import Backend, get_backend
+from xpnet.data.fruits import SPLIT_FOLDERS, decode_images, load_fruits
+from xpnet.data.mnist import default_data_dir
+from xpnet.errors import DataError
+from xpnet.features import CACHE_SIZE, HueHistogramFeatures, cached_histograms, hue_histograms
+from xpnet.kernels.hue import DEFAULT_BINS
+from xpnet.model import Model
+from xpnet.tasks import TaskData
+
+HOLDOUT_FRACTION = 0.2
+"""Share of each class held out for testing when the data folder has no ``Test/`` split."""
+
+DATASET_FOLDER = "fruits-360"
+"""The dataset's folder name, looked for inside a general data folder such as ``$XPNET_DATA``."""
+
+
+def _dataset_dir(data_dir: str | os.PathLike) -> Path:
+    """``data_dir``, or its ``fruits-360`` subfolder when it has no ``Training/`` but holds one."""
+    root = Path(data_dir).expanduser()
+    if not (root / SPLIT_FOLDERS["train"]).is_dir() and (root / DATASET_FOLDER).is_dir():
+        return root / DATASET_FOLDER
+    return root
+
+
+def holdout_mask(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """True for the images held out: ``fraction`` of each class (at least one), chosen with ``seed``."""
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(len(labels), dtype=bool)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        mask[rng.permutation(members)[: max(1, round(fraction * len(members)))]] = True
+    return mask
+
+
+def _histograms(paths: Sequence[Path], backend: Backend) -> tuple[np.ndarray, np.ndarray]:
+    """Cached hue histograms of ``paths`` and the indices of the images that could be read."""
+    hist, kept = cached_histograms(
+        paths, default_data_dir() / "features", backend, bins=DEFAULT_BINS, size=CACHE_SIZE
+    )
+    return hist, np.asarray(kept, dtype=np.int64)
+
+
+def _split(
+    splits: dict[str, Any], holdout: dict[str, Any] | None
+) -> tuple[list[Path], np.ndarray, np.ndarray]:
+    """All image paths, their labels, and which are test images: ``Test/``'s, or the held-out ones."""
+    train = splits["train"]
+    if "test" in splits:
+        test = splits["test"]
+        is_test = np.r_[np.zeros(len(train), dtype=bool), np.ones(len(test), dtype=bool)]
+        return train.paths + test.paths, np.r_[train.labels, test.labels], is_test
+    if holdout is None:
+        raise DataError(
+            "the data folder has no Test/ split, and the model saved no held-out split to test on"
+        )
+    counts = np.bincount(train.labels, minlength=len(train.class_names))
+    if counts.min() < 2:
+        name = train.class_names[int(counts.argmin())]
+        raise DataError(
+            f"class {name!r} has {counts.min()} image(s): holding out test images needs at least 2 per class "
+            "(or a Test/ folder)"
+        )
+    return train.paths, train.labels, holdout_mask(train.labels, holdout["fraction"], holdout["seed"])
+
+
+def load_task(
+    data_dir: str | os.PathLike, classes: Sequence[str] | None, device: str | None = None, seed: int = 0
+) -> TaskData:
+    """Hue-histogram features of ``classes`` in a Fruits-360 folder, selected and standardised on training.
+
+    The histograms are computed on ``device``'s backend and cached under ``$XPNET_DATA/features``.
+    """
+    splits = load_fruits(_dataset_dir(data_dir), classes)
+    holdout = None if "test" in splits else {"fraction": HOLDOUT_FRACTION, "seed": seed}
+    paths, labels, is_test = _split(splits, holdout)
+    hist, kept = _histograms(paths, get_backend(device))
+    labels, is_test = labels[kept], is_test[kept]
+    features = HueHistogramFeatures().fit(hist[~is_test])
+    x = features.transform(hist).astype(np.float32)
+    class_names = splits["train"].class_names
+    preprocessing = {
+        "type": "hue_histogram",
+        "bins": DEFAULT_BINS,
+        "size": list(CACHE_SIZE),
+        "selector": features.to_dict(),
+        "holdout": holdout,
+        "classes": class_names,
+    }
+    return TaskData(
+        x[~is_test], labels[~is_test], x[is_test], labels[is_test], class_names, preprocessing,
+        test_name="held-out" if holdout else "test", extras={"train_histograms": hist[~is_test]},
+    )
+
+
+def evaluation_task(data_dir: str | os.PathLike, model: Model) -> TaskData:
+    """The test images of a saved fruit model (``Test/``, or its held-out split) as its features."""
+    preprocessing = model.preprocessing
+    splits = load_fruits(_dataset_dir(data_dir), model.class_names)
+    holdout = None if "test" in splits else preprocessing.get("holdout")
+    paths, labels, is_test = _split(splits, holdout)
+    test_paths = [path for path, test in zip(paths, is_test, strict=True) if test]
+    hist, kept = _histograms(test_paths, model.backend)
+    features = HueHistogramFeatures.from_dict(preprocessing["selector"])
+    x_test = features.transform(hist).astype(np.float32)
+    empty = np.empty((0, x_test.shape[1]), dtype=np.float32)
+    return TaskData(
+        empty, np.empty(0, dtype=np.int64), x_test, labels[is_test][kept], list(splits["train"].class_names),
+        dict(preprocessing), test_name="held-out" if holdout else "test",
+    )
+
+
+def image_features(preprocessing: dict[str, Any], paths: Sequence[Path], backend: Backend) -> np.ndarray:
+    """Features of fruit photos, prepared as in training; any unreadable file is a DataError naming it."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            images, kept = decode_images(paths, size=tuple(preprocessing["size"]))
+        except DataError:
+            kept = []
+    if len(kept) != len(paths):
+        reasons = "; ".join(str(w.message).removeprefix("skipping unreadable image ") for w in caught)
+        raise DataError(f"cannot read {len(paths) - len(kept)} of the {len(paths)} image file(s): {reasons}")
+    hist = hue_histograms(images, backend, int(preprocessing["bins"]))
+    features = HueHistogramFeatures.from_dict(preprocessing["selector"])
+    return backend.to_host(features.transform(hist)).astype(np.float32)
+
+
+def plot_charts(task: TaskData, model: Model, plot_path: str | os.PathLike) -> list[Path]:
+    """Write ``<stem>-hues.png`` (mean training hue histogram per class) and ``<stem>-confusion.png``."""
+    from xpnet.plotting import plot_class_histograms, plot_confusion
+
+    path = Path(plot_path)
+    hues, confusion = (path.with_name(f"{path.stem}-{chart}.png") for chart in ("hues", "confusion"))
+    k = len(task.class_names)
+    matrix = np.zeros((k, k), dtype=np.int64)
+    np.add.at(matrix, (task.y_test, model.predict(task.x_test)), 1)
+    return [
+        plot_class_histograms(task.extras["train_histograms"], task.y_train, task.class_names, hues),
+        plot_confusion(matrix, task.class_names, confusion, f"{task.test_name} images"),
+    ]

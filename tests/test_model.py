@@ -1,0 +1,170 @@
+"""The Model API: training modes, history, predictions, determinism, and clear errors for bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xpnet import ConfigError, DataError, TrainingError
+from xpnet.builders import from_layer_dicts, mlp
+from xpnet.layers import Dense
+from xpnet.model import Model
+
+
+def _blobs(n=300, seed=0):
+    """Three well separated Gaussian clusters in 4 dimensions."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n)
+    centres = np.array([[3, 0, 0, 0], [0, 3, 0, 0], [0, 0, 3, 0]], dtype=float)
+    return centres[labels] + rng.standard_normal((n, 4)) * 0.5, labels
+
+
+@pytest.mark.parametrize("batch_size", [None, 32, 1])
+def test_full_mini_and_online_batches_learn(batch_size):
+    x, y = _blobs()
+    model = mlp([4, 8, 3], "tanh", seed=0, device="cpu", optimizer="sgd", lr=0.1)
+    history = model.fit(x, y, epochs=30 if batch_size is None else 5, batch_size=batch_size, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert model.evaluate(x, y)["accuracy"] > 0.95
+    expected_steps = {None: 30, 32: 5 * 10, 1: 5 * 300}[batch_size]
+    assert model.step == expected_steps
+
+
+def test_history_with_validation_split_and_data():
+    x, y = _blobs()
+    model = mlp([4, 8, 3], seed=1, device="cpu")
+    history = model.fit(x, y, epochs=3, batch_size=16, validation_split=0.2, verbose=0)
+    assert set(history.history) == {"loss", "accuracy", "time", "val_loss", "val_accuracy"}
+    assert history.epoch == [1, 2, 3]
+    assert history.history["val_accuracy"][-1] == model.evaluate(x[-60:], y[-60:])["accuracy"]
+    again = model.fit(x[:200], y[:200], epochs=1, validation_data=(x[200:], y[200:]), verbose=0)
+    assert len(again.history["val_loss"]) == 1
+
+
+def test_same_seed_same_model_and_training():
+    x, y = _blobs()
+    runs = []
+    for _ in range(2):
+        model = mlp([4, 8, 3], seed=7, device="cpu")
+        model.fit(x, y, epochs=2, batch_size=10, seed=3, verbose=0)
+        runs.append(model.get_parameters())
+    np.testing.assert_array_equal(*runs)
+    other = mlp([4, 8, 3], seed=8, device="cpu").get_parameters()
+    assert not np.array_equal(runs[0], other)
+
+
+def test_fused_and_reference_kernels_train_alike():
+    x, y = _blobs()
+    params = []
+    for mode in ("fused", "reference"):
+        model = mlp([4, 8, 3], seed=2, device="cpu", dtype="float64", kernel_mode=mode)
+        model.fit(x, y, epochs=2, batch_size=8, seed=0, verbose=0)
+        params.append(model.get_parameters())
+    np.testing.assert_allclose(params[0], params[1], rtol=1e-9, atol=1e-12)
+
+
+def test_predict_and_predict_proba():
+    x, y = _blobs()
+    model = mlp([4, 8, 3], seed=0, device="cpu")
+    model.fit(x, y, epochs=5, batch_size=16, verbose=0)
+    proba = model.predict_proba(x)
+    assert proba.shape == (300, 3) and proba.dtype == np.float32
+    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-5)
+    np.testing.assert_array_equal(model.predict(x), proba.argmax(axis=1))
+    binary = Model([Dense(4, 1, "sigmoid")], "bce", seed=0, device="cpu")
+    binary.fit(x, (y == 0).astype(float), epochs=20, batch_size=None, verbose=0)
+    assert set(np.unique(binary.predict(x))) <= {0, 1}
+    assert binary.evaluate(x, (y == 0).astype(float))["accuracy"] > 0.9
+
+
+def test_large_inputs_are_predicted_in_chunks(monkeypatch):
+    monkeypatch.setattr("xpnet.model.PREDICT_CHUNK", 7)
+    x, _ = _blobs(50)
+    model = mlp([4, 5, 3], seed=0, device="cpu")
+    chunked = model.predict_proba(x)
+    monkeypatch.setattr("xpnet.model.PREDICT_CHUNK", 1000)
+    np.testing.assert_allclose(chunked, model.predict_proba(x), rtol=1e-6)
+
+
+def test_layer_dicts_and_short_form_build_the_same_network():
+    dicts = [{"input_dim": 2, "output_dim": 4, "activation": "relu"},
+             {"input_dim": 4, "output_dim": 1, "activation": "sigmoid"}]
+    a = from_layer_dicts(dicts, loss="bce", seed=3, device="cpu")
+    b = mlp([2, 4, 1], "relu", "sigmoid", loss="bce", seed=3, device="cpu")
+    assert [layer.config() for layer in a.layers] == [layer.config() for layer in b.layers]
+    np.testing.assert_array_equal(a.get_parameters(), b.get_parameters())
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: mlp([4, 3], "relu", "swish"), "unknown activation 'swish'"),
+        (lambda: mlp([4, 3], optimizer="adagrad"), "unknown optimizer 'adagrad'"),
+        (lambda: mlp([4, 3], loss="hinge"), "unknown loss 'hinge'"),
+        (lambda: mlp([4, 3], "relu", "sigmoid", loss="cce"), "needs a softmax output layer"),
+        (lambda: Model([Dense(4, 3), Dense(2, 1)]), "layer 0 outputs 3 values but layer 1 expects 2"),
+        (lambda: mlp([4, 3], lr=-1), "learning rate must be a positive number"),
+        (lambda: mlp([4, 3], dtype="float16"), "unsupported dtype"),
+        (lambda: from_layer_dicts([{"input_dim": 2, "units": 3}]), "unknown keys ['units']"),
+        (lambda: mlp([4, 3], device="tpu"), "unknown device 'tpu'"),
+    ],
+)
+def test_bad_configuration_is_a_clear_error(build, message):
+    with pytest.raises(ConfigError, match=None) as info:
+        build()
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "error", "message"),
+    [
+        (np.zeros((5, 3)), np.zeros(5, int), ConfigError, "expects (samples, 4)"),
+        (np.zeros((5, 4)), np.zeros(4, int), ConfigError, "has 4 rows but x has 5 samples"),
+        (np.zeros((5, 4)), np.array([0, 1, 2, 3, 0]), DataError, "label 3, outside the model's 3 classes"),
+        (np.zeros((5, 4)), np.array([0, 1, -1, 2, 0]), DataError, "label -1"),
+        (np.zeros((5, 4)), np.full(5, 0.5), DataError, "non-integer class labels"),
+        (np.full((5, 4), np.nan), np.zeros(5, int), DataError, "NaN or infinite"),
+        (np.zeros((5, 4)), np.zeros((5, 2)), ConfigError, "the model has 3 outputs"),
+        (np.zeros((0, 4)), np.zeros(0, int), DataError, "is empty"),
+        (np.array([["a"] * 4] * 5), np.zeros(5, int), DataError, "expected numbers"),
+    ],
+)
+def test_bad_training_data_is_a_clear_error(x, y, error, message):
+    model = mlp([4, 3], seed=0, device="cpu")
+    with pytest.raises(error) as info:
+        model.fit(x, y, verbose=0)
+    assert message in str(info.value)
+
+
+def test_bad_fit_settings():
+    x, y = _blobs(20)
+    model = mlp([4, 3], seed=0, device="cpu")
+    for kwargs, message in [
+        ({"batch_size": 0}, "batch_size must be a positive integer"),
+        ({"epochs": -1}, "epochs must be a non-negative integer"),
+        ({"validation_split": 1.5}, "validation_split must be in [0, 1)"),
+        ({"validation_split": 0.2, "validation_data": (x, y)}, "not both"),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            model.fit(x, y, verbose=0, **kwargs)
+        assert message in str(info.value)
+
+
+def test_nan_loss_stops_with_the_step_and_a_suggestion():
+    x, y = _blobs()
+    model = mlp([4, 16, 3], "relu", "identity", loss="mse", optimizer="sgd", lr=1e4, seed=0, device="cpu")
+    with pytest.raises(TrainingError) as info:
+        model.fit(x * 100, np.eye(3)[y], epochs=5, batch_size=10, verbose=0)
+    text = str(info.value)
+    assert "epoch 1, step" in text and "learning rate 10000" in text and "--lr 1000" in text
+
+
+def test_stop_training_leaves_the_epoch_open_for_a_resume():
+    x, y = _blobs()
+    model = mlp([4, 8, 3], seed=0, device="cpu")
+
+    def stop_after_first(m, epoch, logs):
+        m.stop_training = True
+
+    history = model.fit(x, y, epochs=5, batch_size=30, verbose=0, callbacks=[stop_after_first])
+    assert history.epoch == [1] and model.position.epoch == 1 and model.position.batch == 0
