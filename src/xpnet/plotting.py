@@ -71,8 +71,9 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: str | P
     ticks = np.arange(len(class_names))
     axis.set_xticks(ticks, class_names, rotation=45, ha="right")
     axis.set_yticks(ticks, class_names)
-    for (i, j), count in np.ndenumerate(matrix):
-        axis.text(j, i, str(count), ha="center", va="center", color="black")
+    for (i, j), count in np.ndenumerate(matrix):  # light text on the dark cells, dark text on the light ones
+        color = "white" if count > matrix.max() / 2 else "black"
+        axis.text(j, i, str(count), ha="center", va="center", color=color)
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")
     axis.set_title(title)

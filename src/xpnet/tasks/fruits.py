@@ -11,18 +11,21 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from xpnet.backend import Backend, get_backend
+from xpnet.backend import get_backend
 from xpnet.data.fruits import SPLIT_FOLDERS, decode_images, load_fruits
 from xpnet.data.mnist import default_data_dir
 from xpnet.errors import DataError
 from xpnet.features import CACHE_SIZE, HueHistogramFeatures, cached_histograms, hue_histograms
 from xpnet.kernels.hue import DEFAULT_BINS
-from xpnet.model import Model
 from xpnet.tasks import TaskData
+
+if TYPE_CHECKING:
+    from xpnet.backend import Backend
+    from xpnet.model import Model
 
 HOLDOUT_FRACTION = 0.2
 """Share of each class held out for testing when the data folder has no ``Test/`` split."""
@@ -117,11 +120,11 @@ def evaluation_task(data_dir: str | os.PathLike, model: Model) -> TaskData:
     paths, labels, is_test = _split(splits, holdout)
     test_paths = [path for path, test in zip(paths, is_test, strict=True) if test]
     hist, kept = _histograms(test_paths, model.backend)
-    features = HueHistogramFeatures.from_dict(preprocessing["selector"])
+    features = HueHistogramFeatures.from_dict(preprocessing.get("selector", {}))
     x_test = features.transform(hist).astype(np.float32)
     empty = np.empty((0, x_test.shape[1]), dtype=np.float32)
     return TaskData(
-        empty, np.empty(0, dtype=np.int64), x_test, labels[is_test][kept], list(splits["train"].class_names),
+        empty, np.empty(0, dtype=np.int64), x_test, labels[is_test][kept], splits["train"].class_names,
         dict(preprocessing), test_name="held-out" if holdout else "test",
     )
 
@@ -131,14 +134,14 @@ def image_features(preprocessing: dict[str, Any], paths: Sequence[Path], backend
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            images, kept = decode_images(paths, size=tuple(preprocessing["size"]))
+            images, kept = decode_images(paths, size=tuple(preprocessing.get("size", CACHE_SIZE)))
         except DataError:
             kept = []
     if len(kept) != len(paths):
         reasons = "; ".join(str(w.message).removeprefix("skipping unreadable image ") for w in caught)
         raise DataError(f"cannot read {len(paths) - len(kept)} of the {len(paths)} image file(s): {reasons}")
-    hist = hue_histograms(images, backend, int(preprocessing["bins"]))
-    features = HueHistogramFeatures.from_dict(preprocessing["selector"])
+    hist = hue_histograms(images, backend, int(preprocessing.get("bins", DEFAULT_BINS)))
+    features = HueHistogramFeatures.from_dict(preprocessing.get("selector", {}))
     return backend.to_host(features.transform(hist)).astype(np.float32)
 
 
