@@ -14,7 +14,7 @@ from functools import partial
 
 from numba import njit, prange
 
-from . import IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH
+from . import LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH
 
 PARALLEL_MIN_SIZE = 1 << 22
 """Arrays with at least this many elements use the parallel variant of a kernel.

@@ -10,9 +10,9 @@ import time
 
 import numpy as np
 import pytest
+from cli_helpers import assert_clean_error, xpnet
 from PIL import Image
 
-from cli_helpers import assert_clean_error, xpnet
 from xpnet.data.mnist import load_mnist
 from xpnet.serialization import load_model
 

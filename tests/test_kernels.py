@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from xpnet.kernels import ACTIVATIONS, KERNEL_FUNCTIONS, SOFTMAX, cpu, reference
 
 SHAPES = [(1, 1), (7, 1), (1, 7), (1023, 3), (4096, 10)]
@@ -96,7 +95,8 @@ def test_fused_losses(dtype, shape, contiguous):
         kernels.squared_error(sigmoid_a, y_binary, dz[2], stats[2], 0.3, 0.7)
         outputs[name] = (dz, stats)
     _close(outputs["fused"][0], outputs["reference"][0], dtype)
-    np.testing.assert_allclose(outputs["fused"][1], outputs["reference"][1], rtol=1e-5 if dtype == np.float32 else 1e-10)
+    stats_tolerance = 1e-5 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(outputs["fused"][1], outputs["reference"][1], rtol=stats_tolerance)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

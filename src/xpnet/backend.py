@@ -99,7 +99,8 @@ def resolve_kernel_mode(mode: str | None) -> str:
     mode = mode or os.environ.get(KERNELS_ENV) or "fused"
     if mode not in kernels.KERNEL_SETS:
         raise ConfigError(
-            f"unknown kernel set {mode!r} (from argument or ${KERNELS_ENV}); use one of {', '.join(kernels.KERNEL_SETS)}"
+            f"unknown kernel set {mode!r} (from argument or ${KERNELS_ENV}); "
+            f"use one of {', '.join(kernels.KERNEL_SETS)}"
         )
     return mode
 
@@ -117,7 +118,9 @@ def get_backend(
     """
     device = device or os.environ.get(DEVICE_ENV) or "auto"
     if device not in DEVICES:
-        raise ConfigError(f"unknown device {device!r} (from argument or ${DEVICE_ENV}); use one of {', '.join(DEVICES)}")
+        raise ConfigError(
+            f"unknown device {device!r} (from argument or ${DEVICE_ENV}); use one of {', '.join(DEVICES)}"
+        )
     resolved_dtype = resolve_dtype(dtype)
     mode = resolve_kernel_mode(kernel_mode)
     if device == "cpu":

@@ -18,10 +18,11 @@ MODES = ("auto", "min", "max")
 class EarlyStopping:
     """Stop training once ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs.
 
-    ``mode`` says whether lower ("min") or higher ("max") is better; "auto" takes "max" for accuracies and "min"
-    for everything else. With ``restore_best``, stopping also puts back the parameters of the best epoch. After
-    ``fit`` returns, ``best``, ``best_epoch`` and ``stopped_epoch`` (0 when it never stopped) say what happened.
-    One instance can serve several ``fit`` calls: it starts afresh on a new model or when the epochs restart.
+    ``mode`` says whether lower ("min") or higher ("max") is better; "auto" takes "max" for accuracies and
+    "min" for everything else. With ``restore_best``, stopping also puts back the parameters of the best
+    epoch. After ``fit`` returns, ``best``, ``best_epoch`` and ``stopped_epoch`` (0 if it never stopped) say
+    what happened. One instance can serve several ``fit`` calls: it starts afresh on a new model or when the
+    epochs restart.
     """
 
     def __init__(
@@ -63,7 +64,8 @@ class EarlyStopping:
 
     def __call__(self, model: Model, epoch: int, logs: dict[str, float]) -> None:
         if self.monitor not in logs:
-            hint = " (give fit validation_data or a validation_split)" if self.monitor.startswith("val_") else ""
+            validation = self.monitor.startswith("val_")
+            hint = " (give fit validation_data or a validation_split)" if validation else ""
             raise ConfigError(
                 f"EarlyStopping monitors {self.monitor!r}, which fit does not report{hint}; "
                 f"available: {', '.join(sorted(logs))}"

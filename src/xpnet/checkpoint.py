@@ -8,6 +8,7 @@ a file that cannot be read (a machine died at the wrong moment) is skipped with 
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from xpnet.model import History, Model, TrainingPosition
 from xpnet.serialization import model_arrays, model_from_archive, model_metadata, read_archive, write_archive
 
 NAME = re.compile(r"^checkpoint-e(\d{5})-b(\d{7})\.npz$")
+TEMPORARY = re.compile(r"^\.checkpoint-e\d{5}-b\d{7}\.npz\..+\.tmp$")
+"""``atomic_write``'s temporary files for checkpoints: what a run killed while writing one leaves behind."""
 
 
 @dataclass
@@ -44,6 +47,9 @@ def save_checkpoint(
     """Write a checkpoint of ``model`` at ``model.position`` into ``directory``; keep the newest ``keep``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob(".checkpoint-*.tmp"):  # left by a run killed mid-write; never complete
+        if TEMPORARY.match(stale.name):
+            stale.unlink(missing_ok=True)
     position = model.position
     path = checkpoint_path(directory, position)
     training = {
@@ -67,6 +73,18 @@ def _candidates(directory: Path) -> list[tuple[int, int, Path]]:
     return found
 
 
+def _check_position(position: TrainingPosition) -> None:
+    """ValueError unless ``position`` holds counts, finite totals and a usable generator state."""
+    counts = (position.epoch, position.batch, position.seen)
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts):
+        raise ValueError(f"epoch, batch and samples seen must be counts, got {counts}")
+    totals = (position.loss_sum, position.correct)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in totals):
+        raise ValueError(f"the running loss and accuracy totals must be finite numbers, got {totals}")
+    if position.rng_state is not None:
+        np.random.default_rng().bit_generator.state = position.rng_state
+
+
 def load_checkpoint(path: str | Path, *, device: str | None = None, dtype: Any = None) -> Checkpoint:
     """Restore one checkpoint file onto ``device`` (either device resumes either's checkpoints)."""
     path = Path(path)
@@ -78,10 +96,11 @@ def load_checkpoint(path: str | Path, *, device: str | None = None, dtype: Any =
     try:
         history = History.from_dict(training["history"])
         position = TrainingPosition.from_dict(training["position"])
+        _check_position(position)
         rng = np.random.default_rng()
         rng.bit_generator.state = training["shuffle_rng"]
         settings = dict(training["settings"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise ModelFileError(f"{path}: the training state is incomplete or malformed ({exc!r})") from None
     model.shuffle_rng = rng
     model.position = position

@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="hidden activation (default relu)")
     train.add_argument("--optimizer", choices=OPTIMIZERS, help="default adam")
     train.add_argument("--lr", type=float, help="learning rate (default 0.001)")
+    train.add_argument("--schedule", choices=["cosine", "constant"], default="cosine",
+                       help="learning rate over the epochs: cosine decay from --lr (default) or constant")
     train.add_argument("--seed", type=int, default=0, help="seed for initial weights and shuffling (default 0)")
     train.add_argument("--data-dir", help="data folder (mnist: default $XPNET_DATA or ~/.cache/xpnet, downloading "
                        "what is missing; fruits: a Fruits-360 folder, required)")
@@ -84,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device_options(predict)
 
     commands.add_parser("info", help="versions, devices and kernel mode")
+
+    bench = commands.add_parser("bench", help="run the benchmark suite (python -m benchmarks; --help there)",
+                                add_help=False, prefix_chars="+")  # every option goes on to the suite's parser
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -98,6 +104,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     settings["batch_size"] = settings["batch_size"] or None
     settings["task"] = args.task
     settings["seed"] = args.seed
+    settings["schedule"] = args.schedule
     return settings
 
 
@@ -215,7 +222,18 @@ def command_info(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": command_train, "evaluate": command_evaluate, "predict": command_predict, "info": command_info}
+def command_bench(args: argparse.Namespace) -> int:
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "benchmarks" / "__main__.py").is_file():
+        raise ConfigError(f"xpnet bench runs the benchmarks/ folder of a source checkout; {root} has none")
+    sys.path.insert(0, str(root))
+    from benchmarks.__main__ import main as bench_main
+
+    return bench_main(args.bench_args)
+
+
+COMMANDS = {"train": command_train, "evaluate": command_evaluate, "predict": command_predict, "info": command_info,
+            "bench": command_bench}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -337,6 +337,7 @@ class Model:
         callbacks: Sequence[Callable[[Model, int, dict[str, float]], None]] = (),
         history: History | None = None,
         position: TrainingPosition | None = None,
+        lr_schedule: Callable[[int], float] | None = None,
     ) -> History:
         """Train for ``epochs`` epochs and return the per-epoch History.
 
@@ -345,7 +346,7 @@ class Model:
         ``callback(model, epoch, logs)`` after every epoch; setting ``model.stop_training`` (from a callback or a
         signal handler) stops after the current step. ``history`` and ``position`` continue an earlier run (see
         ``xpnet.checkpoint``), ``epochs`` counting from its start; ``self.position`` always says where training
-        stands.
+        stands. ``lr_schedule(epoch)`` (0-based) sets the learning rate at the start of every epoch.
         """
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
             raise ConfigError(f"epochs must be a non-negative integer, got {epochs!r}")
@@ -382,6 +383,8 @@ class Model:
         self.stop_training = False
         self.position = position
         while position.epoch < epochs and not self.stop_training:
+            if lr_schedule is not None:
+                self.optimizer.lr = float(lr_schedule(position.epoch))
             if position.rng_state is None:
                 position.rng_state = rng.bit_generator.state
             else:

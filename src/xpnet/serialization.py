@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -49,8 +50,10 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) ->
     with archive.open(info) as member:
         try:
             version = np.lib.format.read_magic(member)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, fortran, dtype = read_header(member)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(member)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(member)
         except (ValueError, EOFError) as exc:
             raise ModelFileError(f"{path}: member {name} is not a valid .npy array ({exc})") from None
         if dtype.hasobject:
@@ -131,6 +134,34 @@ def save_model(model: Model, path: str | Path, include_optimizer: bool = True) -
     return path
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_config(config: Any) -> None:
+    """TypeError unless the layers and optimizer settings hold values of the types the kernels need."""
+    if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+        raise TypeError("the model's layers are not a list")
+    if not isinstance(config.get("optimizer"), dict):
+        raise TypeError("the optimizer settings are not a dict")
+    for layer in config["layers"]:
+        if not isinstance(layer, dict):
+            raise TypeError(f"layer {layer!r} is not a dict")
+        checks = {
+            "activation": isinstance(layer.get("activation", ""), str),
+            "bias": isinstance(layer.get("bias", True), bool),
+            "init": isinstance(layer.get("init"), (str, type(None))),
+            "init_scale": layer.get("init_scale") is None or _is_number(layer["init_scale"]),
+            "alpha": _is_number(layer.get("alpha", 0.0)),
+        }
+        bad = [key for key, good in checks.items() if not good]
+        if bad:
+            raise TypeError(f"layer {bad[0]} {layer[bad[0]]!r} has the wrong type")
+    for key, value in config["optimizer"].items():
+        if key != "name" and not _is_number(value):
+            raise TypeError(f"optimizer setting {key} {value!r} is not a finite number")
+
+
 def model_from_archive(
     path: Path,
     metadata: dict[str, Any],
@@ -144,30 +175,38 @@ def model_from_archive(
     """Rebuild the Model an archive describes, on ``device`` (default: auto) and in its saved dtype by default."""
     try:
         config = metadata["model"]
+        _check_config(config)
         layers = [Dense(**layer) for layer in config["layers"]]
+        expected = sum(layer.parameter_count for layer in layers)
+        params = arrays.get("params")
+        if params is None or params.shape != (expected,):  # before Model allocates what the layers claim
+            raise ModelFileError(
+                f"{path}: expected {expected} parameters for this architecture, found "
+                f"{'none' if params is None else params.shape}; the file is corrupt"
+            )
         backend = backend or get_backend(device, dtype or config["dtype"], None, kernel_mode)
         model = Model(
             layers, config["loss"], dict(config["optimizer"]), backend=backend,
             class_names=config.get("class_names"), preprocessing=config.get("preprocessing"),
         )
         model.step = int(config.get("step", 0))
+    except ModelFileError:
+        raise
     except XpnetError as exc:
         raise ModelFileError(f"{path}: the saved architecture is invalid: {exc}") from None
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelFileError(f"{path}: the metadata is incomplete or malformed ({exc!r}); the file is corrupt") from None
-    params = arrays.get("params")
-    if params is None or params.shape != (model.parameter_count,):
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise ModelFileError(
-            f"{path}: expected {model.parameter_count} parameters for this architecture, found "
-            f"{'none' if params is None else params.shape}; the file is corrupt"
-        )
+            f"{path}: the metadata is incomplete or malformed ({exc!r}); the file is corrupt"
+        ) from None
     if params.dtype.kind != "f" or not np.isfinite(params).all():
         raise ModelFileError(f"{path}: the parameters are not finite floating-point numbers; the file is corrupt")
     model.set_parameters(params)
     moments = arrays.get("moments")
     if moments is not None:
         if moments.shape != tuple(model.moments.shape) or moments.dtype.kind != "f":
-            raise ModelFileError(f"{path}: the optimizer state has shape {moments.shape}, expected {model.moments.shape}")
+            raise ModelFileError(
+                f"{path}: the optimizer state has shape {moments.shape}, expected {model.moments.shape}"
+            )
         model.moments[...] = model.backend.asarray(moments, dtype=model.dtype)
     return model
 

@@ -13,6 +13,7 @@ from typing import Any
 from xpnet.checkpoint import latest_checkpoint, save_checkpoint
 from xpnet.errors import ConfigError, TrainingError, XpnetError
 from xpnet.model import History, Model
+from xpnet.schedules import constant, cosine
 from xpnet.tasks import TaskData
 
 INTERRUPTED_EXIT = 130
@@ -62,7 +63,7 @@ def run_training(
     verbose: int = 1,
     log: Callable[[str], None] = print,
 ) -> RunResult:
-    """Train (or resume) a model on ``task`` with ``settings`` (epochs, batch_size, seed, task name).
+    """Train (or resume) a model on ``task`` with ``settings`` (epochs, batch_size, lr, schedule, seed, task).
 
     With ``checkpoint_dir`` a checkpoint is written after every epoch and on Ctrl-C; ``resume`` continues from the
     newest valid one there, with its saved batch size and shuffling state (``epochs`` may be raised).
@@ -75,7 +76,9 @@ def run_training(
         if found is None:
             raise ConfigError(f"--resume: no readable checkpoint in {checkpoint_dir}; start without --resume")
         if found.settings.get("task") != settings["task"]:
-            raise ConfigError(f"--resume: {found.path} is a {found.settings.get('task')!r} run, not {settings['task']!r}")
+            raise ConfigError(
+                f"--resume: {found.path} is a {found.settings.get('task')!r} run, not {settings['task']!r}"
+            )
         model, history, position = found.model, found.history, found.position
         settings = {**found.settings, "epochs": settings["epochs"]}
         log(f"resuming from {found.path} (epoch {position.epoch + 1}, batch {position.batch})")
@@ -87,10 +90,14 @@ def run_training(
         log(model.summary())
 
     history = history or History()
+    last_good = found.path if resume else None
 
     def checkpoint(trained: Model, epoch: int, logs: dict[str, float]) -> None:
-        save_checkpoint(checkpoint_dir, trained, history, settings)
+        nonlocal last_good
+        last_good = save_checkpoint(checkpoint_dir, trained, history, settings)
 
+    schedule = settings.get("schedule", "constant")
+    rate = cosine(settings["lr"], settings["epochs"]) if schedule == "cosine" else constant(settings["lr"])
     started = time.perf_counter()
     with stop_on_sigint(model) as interrupted:
         try:
@@ -98,10 +105,10 @@ def run_training(
                 task.x_train, task.y_train, settings["epochs"], settings["batch_size"],
                 validation_data=(task.x_test, task.y_test), seed=None if resume else settings["seed"],
                 verbose=verbose, callbacks=[checkpoint] if checkpoint_dir else [], history=history,
-                position=position,
+                position=position, lr_schedule=rate,
             )
         except TrainingError as exc:
-            kept = f" The last good checkpoint is kept in {checkpoint_dir}." if checkpoint_dir else ""
+            kept = f" The last good checkpoint is kept: {last_good}." if last_good else ""
             raise TrainingError(f"{exc}.{kept}") from None
     if interrupted[0]:
         where = f"epoch {model.position.epoch + 1}, batch {model.position.batch}"

@@ -24,7 +24,7 @@ def read_grayscale(path: str | Path) -> np.ndarray:
             return np.asarray(image.convert("L"), dtype=np.uint8)
     except FileNotFoundError:
         raise DataError(f"{path}: no such image file") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path}: not a readable image ({exc}); give a PNG, JPEG or other common format") from None
 
 

@@ -8,10 +8,10 @@ import numpy as np
 def make_moons(n: int = 100, noise: float = 0.0, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Two interleaving half circles, built as scikit-learn's ``make_moons`` builds them.
 
-    The upper moon (label 0) is ``n // 2`` points on the unit half circle, the lower moon (label 1) the rest, on
-    the half circle shifted by (1, -0.5) and flipped; rows are shuffled, then Gaussian noise of standard deviation
-    ``noise`` is added. Returns float64 points (n, 2) and int64 labels (n,). The same ``seed`` gives the same
-    data, though not the same numbers as scikit-learn's generator.
+    The upper moon (label 0) is ``n // 2`` points on the unit half circle, the lower moon (label 1) the rest,
+    on that half circle flipped and shifted by (1, 0.5); rows are shuffled, then Gaussian noise of standard
+    deviation ``noise`` is added. Returns float64 points (n, 2) and int64 labels (n,). The same ``seed`` gives
+    the same data, though not the same numbers as scikit-learn's generator.
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
         raise ValueError(f"make_moons needs an integer n >= 2, got {n!r}")

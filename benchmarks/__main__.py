@@ -1,0 +1,84 @@
+"""``python -m benchmarks [--quick] [--sections ...] [--machine SLUG] [--data-dir DIR] [--out DIR]``.
+
+Runs the sections in order, writing results after each one under ``<out>/<machine>/`` (``<machine>/quick/``
+for --quick). A section that fails is recorded with its error and the exit status is 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from benchmarks import end_to_end, kernels, machine, peers, report, training_step
+from benchmarks.config import REPO_ROOT, Config, make_config
+from benchmarks.timing import load_average, log
+
+SECTIONS: dict[str, Callable[[Config], dict[str, Any]]] = {
+    "kernels": kernels.run,
+    "training_step": training_step.run,
+    "end_to_end": end_to_end.run,
+    "peers": peers.run,
+}
+DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[1])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and 3 runs per median: checks the harness")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"comma-separated subset of {', '.join(SECTIONS)} (default: all)")
+    parser.add_argument("--device", choices=("auto", "cpu"), default="auto",
+                        help="auto: CPU, and the GPU when one is usable (default); cpu: CPU only")
+    parser.add_argument("--machine", help="results folder name (default: a slug of CPU model, cores and GPU)")
+    parser.add_argument("--data-dir", type=Path,
+                        help="folder with mnist/ and fruits-360/ (default: ../shared/data if present, else "
+                             "xpnet's data cache)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"results root (default {DEFAULT_OUT})")
+    return parser
+
+
+def run_section(name: str, config: Config) -> dict[str, Any]:
+    """One section's results, with its wall time and the load average around it, or its error."""
+    log(f"== {name}")
+    before, started = load_average(), time.perf_counter()
+    try:
+        section = SECTIONS[name](config)
+    except Exception as exc:  # recorded, so that one broken section does not lose the others' results
+        traceback.print_exc()
+        section = {"error": f"{type(exc).__name__}: {exc}"}
+    return {**section, "seconds": round(time.perf_counter() - started, 1),
+            "load_average": [before, load_average()]}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmarks; return 0, or 1 when a section failed."""
+    args = build_parser().parse_args(argv)
+    names = [name.strip() for name in args.sections.split(",") if name.strip()]
+    unknown = set(names) - set(SECTIONS)
+    if unknown:
+        build_parser().error(f"unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
+    config = make_config(args.quick, args.data_dir, args.device)
+    description = machine.describe(config)
+    slug = args.machine or machine.slug(description)
+    folder = args.out / slug / ("quick" if args.quick else "")
+    results: dict[str, Any] = {
+        "machine_slug": slug, "machine": description, "mode": "quick" if args.quick else "full",
+        "command": " ".join(["python -m benchmarks", *(argv if argv is not None else sys.argv[1:])]),
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "notes": config.notes,
+        "sections": {},
+    }
+    for name in names:
+        results["sections"][name] = run_section(name, config)
+        written = report.write(results, folder)
+    log("wrote " + ", ".join(str(path) for path in written))
+    return 1 if any("error" in section for section in results["sections"].values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

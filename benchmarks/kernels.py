@@ -1,0 +1,186 @@
+"""Every fused kernel against its plain-``xp`` reference, on each device: time and achieved memory bandwidth.
+
+Bandwidth counts the bytes a kernel cannot avoid moving (each input read once, each output written once) and is
+compared with the device's copy bandwidth, measured by copying one large array.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from xpnet.kernels import RELU, SOFTMAX, hue
+from xpnet.kernels.cpu import PARALLEL_MIN_SIZE
+
+from benchmarks.config import Config
+from benchmarks.timing import Candidate, Stats, interleave, log
+from xpnet import kernels as kernel_sets
+from xpnet.backend import Backend
+
+FULL_SIZES = [10**4, 10**5, 10**6, 10**7, 10**8]
+QUICK_SIZES = [10**4, 10**5]
+COPY_ELEMENTS = {True: 10**7, False: 10**8}
+"""float32 elements copied to measure copy bandwidth (quick, full): far larger than any cache."""
+MIN_SAMPLE_SECONDS = {True: 0.002, False: 0.02}
+"""Small kernels are called repeatedly until one sample lasts this long."""
+HIDDEN_WIDTH = 256
+CLASSES = 10
+MNIST_PIXELS = 784
+IMAGE_SHAPE = (100, 100, 3)
+
+
+@dataclass
+class Workload:
+    """A kernel's arguments, how many elements its main array has, and the bytes it must move at least."""
+
+    args: tuple
+    elements: int
+    moved: int
+
+
+def _normal(backend: Backend, rng: np.random.Generator, shape: tuple[int, ...]) -> Any:
+    return backend.asarray(rng.standard_normal(shape, dtype=np.float32))
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _one_hot(rng: np.random.Generator, rows: int) -> np.ndarray:
+    return np.eye(CLASSES, dtype=np.float32)[rng.integers(0, CLASSES, rows)]
+
+
+def _bias_relu(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
+    z, a, d = (_normal(backend, rng, (max(1, n // HIDDEN_WIDTH), HIDDEN_WIDTH)) for _ in range(3))
+    return Workload((z, backend.zeros(HIDDEN_WIDTH), RELU, 0.0, a, d), z.size, 4 * z.nbytes)  # z read+written
+
+
+def _bias_softmax(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
+    z, a = (_normal(backend, rng, (max(1, n // CLASSES), CLASSES)) for _ in range(2))
+    return Workload((z, backend.zeros(CLASSES), SOFTMAX, 0.0, a, None), z.size, 3 * z.nbytes)
+
+
+def _backward_relu(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
+    da, d, a, dz = (_normal(backend, rng, (max(1, n // HIDDEN_WIDTH), HIDDEN_WIDTH)) for _ in range(4))
+    return Workload((da, d, a, RELU, dz, backend.zeros(HIDDEN_WIDTH)), da.size, 3 * da.nbytes)
+
+
+def _classifier_loss(output: Callable[[np.ndarray], np.ndarray]) -> Callable[..., Workload]:
+    """A loss kernel's workload (z, a = output(z), y, dz, stats): reads three arrays, writes one."""
+
+    def build(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
+        z = rng.standard_normal((max(1, n // CLASSES), CLASSES), dtype=np.float32)
+        y = _one_hot(rng, z.shape[0])
+        arrays = [backend.asarray(v) for v in (z, output(z), y, np.empty_like(z))]
+        return Workload((*arrays, backend.zeros(2, dtype=np.float64)), z.size, 4 * z.nbytes)
+
+    return build
+
+
+def _squared_error(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
+    a, da = (_normal(backend, rng, (max(1, n // CLASSES), CLASSES)) for _ in range(2))
+    y = backend.asarray(_one_hot(rng, a.shape[0]))
+    return Workload((a, y, da, backend.zeros(2, dtype=np.float64), 1.0, 1.0), a.size, 3 * a.nbytes)
+
+
+def _optimizer(moments: int, *scalars: float) -> Callable[..., Workload]:
+    """An update kernel's workload: p and g, ``moments`` moment vectors (kept >= 0), then the scalars."""
+
+    def build(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
+        p, g = _normal(backend, rng, (n,)), _normal(backend, rng, (n,))
+        extra = [backend.asarray(np.abs(rng.standard_normal(n, dtype=np.float32))) for _ in range(moments)]
+        # p and every moment are read and written, g only read
+        return Workload((p, g, *extra, *scalars), n, (3 + 2 * moments) * p.nbytes)
+
+    return build
+
+
+def _gather_rows(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
+    rows = max(1, n // MNIST_PIXELS)
+    src, out = (_normal(backend, rng, (rows, MNIST_PIXELS)) for _ in range(2))
+    idx = backend.asarray(rng.permutation(rows))
+    return Workload((src, idx, out), src.size, 2 * src.nbytes + idx.nbytes)
+
+
+def _hue_images(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
+    count = max(1, n // int(np.prod(IMAGE_SHAPE)))
+    images = backend.asarray(rng.integers(0, 256, (count, *IMAGE_SHAPE), dtype=np.uint8))
+    return Workload((images,), images.size, images.nbytes + count * hue.DEFAULT_BINS * 8)
+
+
+CASES: dict[str, tuple[str, Callable[..., Workload]]] = {
+    "bias_activation (relu)": ("bias_activation", _bias_relu),
+    "bias_activation (softmax)": ("bias_activation", _bias_softmax),
+    "activation_backward (relu)": ("activation_backward", _backward_relu),
+    "softmax_cross_entropy": ("softmax_cross_entropy", _classifier_loss(_softmax)),
+    "sigmoid_binary_cross_entropy": ("sigmoid_binary_cross_entropy", _classifier_loss(lambda z: 1 / (1 + np.exp(-z)))),
+    "squared_error": ("squared_error", _squared_error),
+    "sgd_update": ("sgd_update", _optimizer(0, 0.01)),
+    "momentum_update": ("momentum_update", _optimizer(1, 0.01, 0.9)),
+    "adam_update": ("adam_update", _optimizer(2, 0.001, 0.9, 0.999, 1e-8, 0.5)),
+    "gather_rows": ("gather_rows", _gather_rows),
+    "hue_histograms": ("hue_histograms", _hue_images),
+}
+"""Case label -> (kernel name, workload builder). Together they cover every name in KERNEL_FUNCTIONS, plus hue."""
+
+
+def implementations(kernel: str, device: str) -> dict[str, Callable[..., Any]]:
+    """The fused kernel and its reference for ``device``."""
+    if kernel == "hue_histograms":
+        return {"fused": lambda images: hue.hue_histograms(images, device),
+                "reference": hue.hue_histograms_reference}
+    return {mode: getattr(kernel_sets.load(mode, device), kernel) for mode in ("fused", "reference")}
+
+
+def copy_bandwidth(config: Config, backend: Backend) -> dict[str, Any]:
+    """GB/s of ``copyto`` between two large float32 arrays (bytes read + bytes written)."""
+    n = COPY_ELEMENTS[config.quick]
+    src, dst = backend.xp.full(n, 1.0, dtype=backend.dtype), backend.empty(n)  # zeros could share one page
+    copy = Candidate(lambda: backend.xp.copyto(dst, src), backend.synchronize)
+    stats = Stats.of(interleave({"copy": copy}, config.repeats, config.warmup)["copy"])
+    return {"elements": n, "seconds": stats.median, "gb_per_s": 2 * src.nbytes / stats.median / 1e9}
+
+
+def run(config: Config) -> dict[str, Any]:
+    """Time each case at each size on each device, fused and reference interleaved."""
+    sizes = QUICK_SIZES if config.quick else FULL_SIZES
+    rng = np.random.default_rng(0)
+    rows, copy = [], {}
+    for device in config.devices:
+        backend = config.backend(device)
+        copy[device] = copy_bandwidth(config, backend)
+        log(f"kernels: {device} copy bandwidth {copy[device]['gb_per_s']:.1f} GB/s")
+        for label, (kernel, build) in CASES.items():
+            functions = implementations(kernel, device)
+            for n in sizes:
+                work = build(backend, rng, n)
+                candidates = {
+                    mode: Candidate(lambda f=f, w=work: f(*w.args), backend.synchronize)
+                    for mode, f in functions.items()
+                }
+                for candidate in candidates.values():
+                    candidate.calibrate(MIN_SAMPLE_SECONDS[config.quick])
+                times = {mode: Stats.of(s).median for mode, s in interleave(candidates, config.repeats).items()}
+                row = {"device": device, "kernel": label, "elements": work.elements, "bytes": work.moved}
+                for mode, seconds in times.items():
+                    gbs = work.moved / seconds / 1e9
+                    row |= {f"{mode}_s": seconds, f"{mode}_gb_per_s": gbs,
+                            f"{mode}_copy_fraction": gbs / copy[device]["gb_per_s"]}
+                row["speedup"] = times["reference"] / times["fused"]
+                rows.append(row)
+                log(f"kernels: {device} {label} n={work.elements:.0e}: fused {times['fused'] * 1e3:.3f} ms, "
+                    f"reference {times['reference'] * 1e3:.3f} ms ({row['speedup']:.1f}x)")
+                del work, candidates
+    slower = [f"{r['device']} {r['kernel']} at {r['elements']:.0e}" for r in rows if r["speedup"] < 1]
+    notes = [
+        "bandwidth = bytes a kernel must move (inputs read once, outputs written once; in-place arrays twice) "
+        "/ median time; copy fraction = that / the device's measured copy bandwidth",
+        f"CPU fused kernels switch to their parallel Numba variant at {PARALLEL_MIN_SIZE:,} "
+        "elements",
+    ]
+    if slower:
+        notes.append("fused slower than its reference: " + "; ".join(slower))
+    return {"copy_bandwidth": copy, "rows": rows, "notes": notes}

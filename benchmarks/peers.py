@@ -1,0 +1,102 @@
+"""MNIST training epochs of 784-256-128-10 (batch 128, Adam, float32): xpnet fused, xpnet reference and PyTorch.
+
+All run on the same data, on the same device, one epoch each in turn (round-robin), so machine load drifts over
+all of them alike. PyTorch is optional: without it the peer is reported missing.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from benchmarks.config import Config
+from benchmarks.timing import Candidate, Stats, interleave, log
+from xpnet.builders import mlp
+
+SIZES = [784, 256, 128, 10]
+BATCH = 128
+LR = 1e-3
+QUICK_SAMPLES = 1024
+
+
+class TorchPeer:
+    """The same MLP, loss and optimizer in PyTorch, with the data resident on ``device`` ("cpu" or "cuda")."""
+
+    def __init__(self, x: np.ndarray, labels: np.ndarray, device: str) -> None:
+        import torch
+
+        self.torch, self.device = torch, device
+        layers: list[Any] = []
+        for n_in, n_out in zip(SIZES[:-1], SIZES[1:], strict=True):
+            layers += [torch.nn.Linear(n_in, n_out), torch.nn.ReLU()]
+        self.net = torch.nn.Sequential(*layers[:-1]).to(device)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=LR)
+        self.x = torch.from_numpy(x).to(device)
+        self.y = torch.from_numpy(labels).to(device)
+
+    def epoch(self) -> None:
+        torch = self.torch
+        order = torch.randperm(len(self.x), device=self.device)
+        for lo in range(0, len(order), BATCH):
+            rows = order[lo : lo + BATCH]
+            loss = torch.nn.functional.cross_entropy(self.net(self.x[rows]), self.y[rows])
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+
+    def sync(self) -> None:
+        if self.device == "cuda":
+            self.torch.cuda.synchronize()
+
+
+def torch_version() -> str | None:
+    """PyTorch's version, set up to use every core; None when it is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(os.cpu_count() or 1)
+    return torch.__version__
+
+
+def _xpnet_epoch(config: Config, device: str, mode: str, x: np.ndarray, y: np.ndarray) -> Candidate:
+    backend = config.backend(device, mode)
+    model = mlp(SIZES, optimizer="adam", lr=LR, backend=backend)
+    x_dev, y_dev = backend.asarray(x), backend.asarray(y)
+    return Candidate(lambda: model.fit(x_dev, y_dev, epochs=1, batch_size=BATCH, verbose=0), backend.synchronize)
+
+
+def run(config: Config) -> dict[str, Any]:
+    """Seconds per epoch of each implementation on each device, and their ratios to xpnet fused."""
+    task = config.mnist()
+    x, labels = task.x_train, task.y_train
+    if config.quick:
+        x, labels = x[:QUICK_SAMPLES], labels[:QUICK_SAMPLES]
+    one_hot = np.eye(SIZES[-1], dtype=np.float32)[labels]
+    version = torch_version()
+    candidates = {}
+    for device in config.devices:
+        for mode in ("fused", "reference"):
+            candidates[f"xpnet {mode} ({device})"] = _xpnet_epoch(config, device, mode, x, one_hot)
+        if version:
+            peer = TorchPeer(x, labels.astype(np.int64), "cuda" if device == "gpu" else "cpu")
+            candidates[f"torch ({device})"] = Candidate(peer.epoch, peer.sync)
+    log(f"peers: {len(candidates)} candidates x {config.warmup} warm-up + {config.repeats} epochs, interleaved")
+    samples = interleave(candidates, config.repeats, config.warmup)
+    rows = []
+    for name, times in samples.items():
+        stats = Stats.of(times)
+        device = name.rsplit("(", 1)[1].rstrip(")")
+        fused = Stats.of(samples[f"xpnet fused ({device})"]).median
+        rows.append({"implementation": name, "s_per_epoch": stats.median, "min_s": stats.min, "max_s": stats.max,
+                     "runs": stats.runs, "ratio_to_xpnet_fused": stats.median / fused})
+        log(f"peers: {name}: {stats.median:.2f} s/epoch")
+    notes = [f"{len(x)} training samples, batch {BATCH}, {'-'.join(map(str, SIZES))}, Adam lr {LR}, float32; "
+             "same data on the same device, each implementation shuffles its own batch order"]
+    if version:
+        notes.append(f"PyTorch {version}, torch.set_num_threads({os.cpu_count()}), default Adam and Linear init")
+    else:
+        notes.append("PyTorch missing (not importable): no peer numbers")
+    return {"rows": rows, "torch": version, "notes": notes}

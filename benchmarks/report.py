@@ -1,0 +1,138 @@
+"""Write a run's results: results.json (everything), results.md (tables) and PNG charts, each atomically."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from xpnet.fileio import atomic_write
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return " ".join(_cell(v) for v in value)
+    return str(value)
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """A Markdown table whose columns are the keys of ``rows``, in order of first appearance."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _section_markdown(name: str, section: dict[str, Any]) -> list[str]:
+    lines = [f"## {name}", ""]
+    for key, value in section.items():
+        if key == "notes":
+            lines += [f"- {note}" for note in value] + [""]
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            lines += [f"### {key}", "", markdown_table(value), ""]
+        elif isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+            lines += [f"### {key}", "", markdown_table([{"": k, **v} for k, v in value.items()]), ""]
+        else:
+            lines += [f"{key}: {_cell(value) if not isinstance(value, dict) else json.dumps(value)}", ""]
+    return lines
+
+
+def to_markdown(results: dict[str, Any]) -> str:
+    machine = results["machine"]
+    lines = [f"# xpnet benchmarks: {results['machine_slug']} ({results['mode']} mode)", "",
+             f"Run {results['started']} with `{results['command']}`.", "",
+             markdown_table([{"": key, "value": json.dumps(value) if isinstance(value, dict) else value}
+                             for key, value in machine.items()]), ""]
+    lines += [f"- {note}" for note in results["notes"]] + [""]
+    for name, section in results["sections"].items():
+        lines += _section_markdown(name, section)
+    return "\n".join(lines)
+
+
+def _save_figure(figure: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    plt.close(figure)
+    with atomic_write(path) as handle:
+        handle.write(buffer.getvalue())
+    return path
+
+
+def kernel_chart(section: dict[str, Any], path: Path) -> Path:
+    """Achieved GB/s against array size, fused (solid) and reference (dashed), one panel per device."""
+    import matplotlib.pyplot as plt
+
+    devices = list(section["copy_bandwidth"])
+    figure, axes = plt.subplots(1, len(devices), figsize=(8 * len(devices), 6), squeeze=False)
+    for ax, device in zip(axes[0], devices, strict=True):
+        rows = [r for r in section["rows"] if r["device"] == device]
+        for index, kernel in enumerate(dict.fromkeys(r["kernel"] for r in rows)):
+            mine = [r for r in rows if r["kernel"] == kernel]
+            color = plt.cm.tab20(index % 20)
+            for mode, style in (("fused", "-"), ("reference", "--")):
+                ax.plot([r["elements"] for r in mine], [r[f"{mode}_gb_per_s"] for r in mine], style, color=color,
+                        marker="o", markersize=3, label=kernel if mode == "fused" else None)
+        ax.axhline(section["copy_bandwidth"][device]["gb_per_s"], color="black", linewidth=1, label="copy")
+        ax.set(xscale="log", yscale="log", xlabel="elements", ylabel="GB/s",
+               title=f"{device}: kernel bandwidth (solid fused, dashed reference)")
+        ax.legend(fontsize=7)
+    figure.tight_layout()
+    return _save_figure(figure, path)
+
+
+def training_chart(section: dict[str, Any], path: Path) -> Path:
+    """Step time against batch size per width and device, and the GPU/CPU speedup (or why there is none)."""
+    import matplotlib.pyplot as plt
+
+    figure, (times, speedup) = plt.subplots(1, 2, figsize=(14, 5.5))
+    rows = section["rows"]
+    for index, width in enumerate(dict.fromkeys(r["width"] for r in rows)):
+        mine = [r for r in rows if r["width"] == width]
+        color = plt.cm.viridis(index / max(1, len({r['width'] for r in rows}) - 1))
+        for device, style in (("cpu", "-"), ("gpu", "--")):
+            points = [(r["batch"], r[f"{device}_ms"]) for r in mine if f"{device}_ms" in r]
+            if points:
+                times.plot(*zip(*points, strict=True), style, marker="o", color=color, label=f"{device} width {width}")
+        points = [(r["batch"], r["speedup"]) for r in mine if "speedup" in r]
+        if points:
+            speedup.plot(*zip(*points, strict=True), marker="o", color=color, label=f"width {width}")
+    times.set(xscale="log", yscale="log", xlabel="batch size", ylabel="ms per step", title="training step time")
+    times.legend(fontsize=7)
+    speedup.set(xscale="log", xlabel="batch size", ylabel="GPU speedup (CPU time / GPU time)",
+                title="GPU/CPU speedup")
+    if any("speedup" in r for r in rows):
+        speedup.axhline(1.0, color="black", linewidth=1)
+        speedup.legend(fontsize=7)
+    else:
+        speedup.text(0.5, 0.5, "GPU absent", ha="center", va="center", fontsize=16, transform=speedup.transAxes)
+    figure.tight_layout()
+    return _save_figure(figure, path)
+
+
+CHARTS = {"kernels": kernel_chart, "training_step": training_chart}
+
+
+def write(results: dict[str, Any], folder: Path) -> list[Path]:
+    """results.json, results.md and a chart per charted section that succeeded; returns the paths written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    written = []
+    with atomic_write(folder / "results.json", "w") as handle:
+        json.dump(results, handle, indent=1)
+    written.append(folder / "results.json")
+    with atomic_write(folder / "results.md", "w") as handle:
+        handle.write(to_markdown(results))
+    written.append(folder / "results.md")
+    for name, chart in CHARTS.items():
+        section = results["sections"].get(name, {})
+        if section.get("rows"):
+            written.append(chart(section, folder / f"{name}.png"))
+    return written
