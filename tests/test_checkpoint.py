@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xpnet import ModelFileError
+from xpnet import ConfigError, ModelFileError
 from xpnet.builders import mlp
 from xpnet.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from xpnet.model import History
+from xpnet.model import History, TrainingPosition
 from xpnet.serialization import save_model
 
 SETTINGS = {"task": "test", "epochs": 4, "batch_size": 16, "seed": 5}
@@ -94,3 +94,10 @@ def test_a_saved_model_is_not_a_checkpoint(tmp_path):
     path = save_model(_model(), tmp_path / "model.npz")
     with pytest.raises(ModelFileError, match="not a checkpoint"):
         load_checkpoint(path)
+
+
+def test_a_position_that_does_not_fit_the_run_is_refused():
+    x, y = _data()
+    model = _model()
+    with pytest.raises(ConfigError, match="cannot resume at batch 9 of an epoch of 7 batches"):
+        model.fit(x, y, epochs=2, batch_size=16, verbose=0, position=TrainingPosition(epoch=0, batch=9, seen=144))

@@ -374,6 +374,11 @@ class Model:
         steps = math.ceil(n / batch_size)
         history = history or History()
         position = position or TrainingPosition(epoch=len(history.epoch))
+        if not 0 <= position.batch < steps or (position.batch and not position.seen):
+            raise ConfigError(
+                f"cannot resume at batch {position.batch} of an epoch of {steps} batches: the checkpoint was "
+                "written for other data or another batch size; resume with the same data and settings"
+            )
         if seed is not None:
             self.shuffle_rng = np.random.default_rng(seed)
         rng = self.shuffle_rng
