@@ -1,4 +1,4 @@
-"""xpnet's benchmark suite: ``python -m benchmarks`` (or ``xpnet bench``); see ``benchmarks/README`` in __main__.
+"""xpnet's benchmark suite: ``python -m benchmarks`` (or ``xpnet bench``); ``--help`` lists the options.
 
 Sections (one module each): ``kernels`` (fused kernels vs references, GB/s), ``training_step`` (MLP step time over
 widths and batch sizes, CPU vs GPU), ``end_to_end`` (MNIST epochs and time to 98%, Fruits-360 features and

@@ -98,5 +98,6 @@ def run(config: Config) -> dict[str, Any]:
     if version:
         notes.append(f"PyTorch {version}, torch.set_num_threads({os.cpu_count()}), default Adam and Linear init")
     else:
+        rows += [{"implementation": f"torch ({device})", "s_per_epoch": None} for device in config.devices]
         notes.append("PyTorch missing (not importable): no peer numbers")
     return {"rows": rows, "torch": version, "notes": notes}

@@ -168,3 +168,14 @@ def test_stop_training_leaves_the_epoch_open_for_a_resume():
 
     history = model.fit(x, y, epochs=5, batch_size=30, verbose=0, callbacks=[stop_after_first])
     assert history.epoch == [1] and model.position.epoch == 1 and model.position.batch == 0
+
+
+def test_cosine_schedule_sets_the_rate_at_each_epoch():
+    from xpnet.schedules import cosine
+
+    x, y = _blobs(40)
+    model = mlp([4, 3], seed=0, device="cpu", optimizer="sgd", lr=0.1)
+    rates = []
+    model.fit(x, y, epochs=4, verbose=0, lr_schedule=cosine(0.1, 4),
+              callbacks=[lambda m, epoch, logs: rates.append(m.optimizer.lr)])
+    np.testing.assert_allclose(rates, [0.1, 0.1 * (1 + np.cos(np.pi / 4)) / 2, 0.05, 0.1 * (1 - np.cos(np.pi / 4)) / 2])

@@ -15,7 +15,3 @@ def cosine(lr: float, epochs: int, floor: float = 0.0) -> Callable[[int], float]
 
     return rate
 
-
-def constant(lr: float) -> Callable[[int], float]:
-    """The same rate every epoch."""
-    return lambda epoch: lr

@@ -13,7 +13,7 @@ from typing import Any
 from xpnet.checkpoint import latest_checkpoint, save_checkpoint
 from xpnet.errors import ConfigError, TrainingError, XpnetError
 from xpnet.model import History, Model
-from xpnet.schedules import constant, cosine
+from xpnet.schedules import cosine
 from xpnet.tasks import TaskData
 
 INTERRUPTED_EXIT = 130
@@ -96,8 +96,8 @@ def run_training(
         nonlocal last_good
         last_good = save_checkpoint(checkpoint_dir, trained, history, settings)
 
-    schedule = settings.get("schedule", "constant")
-    rate = cosine(settings["lr"], settings["epochs"]) if schedule == "cosine" else constant(settings["lr"])
+    lr = settings.get("lr", model.optimizer.lr)
+    rate = cosine(lr, settings["epochs"]) if settings.get("schedule") == "cosine" else None
     started = time.perf_counter()
     with stop_on_sigint(model) as interrupted:
         try:
