@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xpnet import ConfigError, DataError, TrainingError
+from xpnet import ConfigError, DataError, DeviceError, TrainingError
 from xpnet.builders import from_layer_dicts, mlp
 from xpnet.layers import Dense
 from xpnet.model import Model
@@ -179,3 +179,15 @@ def test_cosine_schedule_sets_the_rate_at_each_epoch():
     model.fit(x, y, epochs=4, verbose=0, lr_schedule=cosine(0.1, 4),
               callbacks=[lambda m, epoch, logs: rates.append(m.optimizer.lr)])
     np.testing.assert_allclose(rates, [0.1, 0.1 * (1 + np.cos(np.pi / 4)) / 2, 0.05, 0.1 * (1 - np.cos(np.pi / 4)) / 2])
+
+
+def test_running_out_of_memory_names_the_batch_size(monkeypatch):
+    x, y = _blobs(40)
+    model = mlp([4, 3], seed=0, device="cpu")
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError("Unable to allocate 9.5 GiB")
+
+    monkeypatch.setattr(model, "_workspace", exhausted)
+    with pytest.raises(DeviceError, match="CPU ran out of memory at batch size 16 .*smaller --batch-size"):
+        model.fit(x, y, batch_size=16, verbose=0)

@@ -9,6 +9,8 @@ data pipelines take arrays from it and never import ``cupy`` themselves. The CuP
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -68,6 +70,17 @@ class Backend:
 
     def zeros(self, shape: Any, dtype: Any = None) -> Any:
         return self.xp.zeros(shape, dtype=self.dtype if dtype is None else dtype)
+
+    @contextmanager
+    def out_of_memory(self, batch_size: int) -> Iterator[None]:
+        """Turn running out of memory inside the block into a DeviceError that names the batch size."""
+        try:
+            yield
+        except MemoryError as exc:
+            raise DeviceError(
+                f"the {self.name.upper()} ran out of memory at batch size {batch_size} ({exc or 'no detail'}). "
+                "Use a smaller --batch-size, a smaller model, or less data."
+            ) from exc
 
     def describe(self) -> dict[str, str]:
         """Facts about the device for ``xpnet info`` and benchmark records."""

@@ -89,6 +89,9 @@ class CupyBackend(Backend):
                     "use --kernels reference (CuPy only) or --device cpu"
                 ) from exc
 
+    def out_of_memory(self, batch_size: int) -> Any:
+        return translate_out_of_memory(batch_size)
+
     def to_host(self, x: Any) -> np.ndarray:
         return x.get() if hasattr(x, "get") else np.asarray(x)
 

@@ -64,6 +64,11 @@ class TrainingPosition:
     correct: float = 0.0
     seen: int = 0
 
+    def next_epoch(self) -> None:
+        """Move to the start of the next epoch, with fresh running totals."""
+        self.epoch += 1
+        self.batch, self.rng_state, self.loss_sum, self.correct, self.seen = 0, None, 0.0, 0.0, 0
+
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
@@ -350,91 +355,91 @@ class Model:
         """
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
             raise ConfigError(f"epochs must be a non-negative integer, got {epochs!r}")
-        x_all = self._features(x)
-        y_all = self._targets(y, x_all.shape[0])
-        if validation_data is not None and validation_split:
-            raise ConfigError("give validation_data or validation_split, not both")
-        if not 0.0 <= validation_split < 1.0:
-            raise ConfigError(f"validation_split must be in [0, 1), got {validation_split!r}")
-        if validation_data is not None:
-            val_x = self._features(validation_data[0], "validation x")
-            validation_data = (val_x, self._targets(validation_data[1], val_x.shape[0], "validation y"))
-        if validation_split:
-            n_val = int(round(x_all.shape[0] * validation_split))
-            if n_val < 1 or n_val >= x_all.shape[0]:
-                raise ConfigError(f"validation_split {validation_split} leaves no training or validation samples")
-            validation_data = (x_all[-n_val:], y_all[-n_val:])
-            x_all, y_all = x_all[:-n_val], y_all[:-n_val]
-        n = x_all.shape[0]
-        if batch_size is None:
-            batch_size = n
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"batch_size must be a positive integer or None (full batch), got {batch_size!r}")
-        batch_size = min(batch_size, n)
-        steps = math.ceil(n / batch_size)
-        history = history or History()
-        position = position or TrainingPosition(epoch=len(history.epoch))
-        if not 0 <= position.batch < steps or (position.batch and not position.seen):
-            raise ConfigError(
-                f"cannot resume at batch {position.batch} of an epoch of {steps} batches: the checkpoint was "
-                "written for other data or another batch size; resume with the same data and settings"
-            )
-        if seed is not None:
-            self.shuffle_rng = np.random.default_rng(seed)
-        rng = self.shuffle_rng
-        xb_all, yb_all, buffers = self._workspace(batch_size, training=True)
-        stats = self.backend.zeros(2, dtype=np.float64)
-        check_every = 1 if self.backend.name == "cpu" else 50
-        self.stop_training = False
-        self.position = position
-        while position.epoch < epochs and not self.stop_training:
-            if lr_schedule is not None:
-                self.optimizer.lr = float(lr_schedule(position.epoch))
-            if position.rng_state is None:
-                position.rng_state = rng.bit_generator.state
-            else:
-                rng.bit_generator.state = position.rng_state
-            order = self.backend.asarray(rng.permutation(n)) if shuffle and steps > 1 else None
-            stats[0], stats[1] = position.loss_sum, position.correct
-            started = time.perf_counter()
-            bar = EpochProgress(position.epoch + 1, epochs, steps, position.batch, verbose > 0)
-            while position.batch < steps and not self.stop_training:
-                lo = position.batch * batch_size
-                hi = min(n, lo + batch_size)
-                rows = hi - lo
-                buf = buffers if rows == batch_size else [b.view(rows) for b in buffers]
-                if order is None:
-                    xb, yb = x_all[lo:hi], y_all[lo:hi]
-                else:
-                    xb, yb = xb_all[:rows], yb_all[:rows]
-                    self.backend.kernels.gather_rows(x_all, order[lo:hi], xb)
-                    self.backend.kernels.gather_rows(y_all, order[lo:hi], yb)
-                self.train_step(xb, yb, buf, stats)
-                position.batch += 1
-                position.seen += rows
-                if position.batch % check_every == 0 or position.batch == steps:
-                    loss_sum, correct = (float(v) for v in self.backend.to_host(stats))
-                    self._check_finite(loss_sum, position)
-                    position.loss_sum, position.correct = loss_sum, correct
-                    bar.update(position.batch, loss_sum / position.seen, correct / position.seen)
-            if position.batch < steps:  # stopped early: the epoch stays open for a resume
-                bar.close()
-                break
-            logs = {
-                "loss": position.loss_sum / position.seen,
-                "accuracy": position.correct / position.seen,
-                "time": time.perf_counter() - started,
-            }
+        with self.backend.out_of_memory(batch_size or len(x)):
+            x_all = self._features(x)
+            y_all = self._targets(y, x_all.shape[0])
+            if validation_data is not None and validation_split:
+                raise ConfigError("give validation_data or validation_split, not both")
+            if not 0.0 <= validation_split < 1.0:
+                raise ConfigError(f"validation_split must be in [0, 1), got {validation_split!r}")
             if validation_data is not None:
-                val = self._evaluate(*validation_data)
-                logs["val_loss"], logs["val_accuracy"] = val["loss"], val["accuracy"]
-            bar.finish(logs)
-            history.append(position.epoch + 1, logs)
-            position.epoch += 1
-            position.batch, position.rng_state, position.loss_sum, position.correct, position.seen = 0, None, 0, 0, 0
-            for callback in callbacks:
-                callback(self, position.epoch, logs)
-        return history
+                val_x = self._features(validation_data[0], "validation x")
+                validation_data = (val_x, self._targets(validation_data[1], val_x.shape[0], "validation y"))
+            if validation_split:
+                n_val = int(round(x_all.shape[0] * validation_split))
+                if n_val < 1 or n_val >= x_all.shape[0]:
+                    raise ConfigError(f"validation_split {validation_split} leaves no training or validation samples")
+                validation_data = (x_all[-n_val:], y_all[-n_val:])
+                x_all, y_all = x_all[:-n_val], y_all[:-n_val]
+            n = x_all.shape[0]
+            if batch_size is None:
+                batch_size = n
+            if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+                raise ConfigError(f"batch_size must be a positive integer or None (full batch), got {batch_size!r}")
+            batch_size = min(batch_size, n)
+            steps = math.ceil(n / batch_size)
+            history = history or History()
+            position = position or TrainingPosition(epoch=len(history.epoch))
+            if not 0 <= position.batch < steps or (position.batch and not position.seen):
+                raise ConfigError(
+                    f"cannot resume at batch {position.batch} of an epoch of {steps} batches: the checkpoint was "
+                    "written for other data or another batch size; resume with the same data and settings"
+                )
+            if seed is not None:
+                self.shuffle_rng = np.random.default_rng(seed)
+            rng = self.shuffle_rng
+            xb_all, yb_all, buffers = self._workspace(batch_size, training=True)
+            stats = self.backend.zeros(2, dtype=np.float64)
+            check_every = 1 if self.backend.name == "cpu" else 50
+            self.stop_training = False
+            self.position = position
+            while position.epoch < epochs and not self.stop_training:
+                if lr_schedule is not None:
+                    self.optimizer.lr = float(lr_schedule(position.epoch))
+                if position.rng_state is None:
+                    position.rng_state = rng.bit_generator.state
+                else:
+                    rng.bit_generator.state = position.rng_state
+                order = self.backend.asarray(rng.permutation(n)) if shuffle and steps > 1 else None
+                stats[0], stats[1] = position.loss_sum, position.correct
+                started = time.perf_counter()
+                bar = EpochProgress(position.epoch + 1, epochs, steps, position.batch, verbose > 0)
+                while position.batch < steps and not self.stop_training:
+                    lo = position.batch * batch_size
+                    hi = min(n, lo + batch_size)
+                    rows = hi - lo
+                    buf = buffers if rows == batch_size else [b.view(rows) for b in buffers]
+                    if order is None:
+                        xb, yb = x_all[lo:hi], y_all[lo:hi]
+                    else:
+                        xb, yb = xb_all[:rows], yb_all[:rows]
+                        self.backend.kernels.gather_rows(x_all, order[lo:hi], xb)
+                        self.backend.kernels.gather_rows(y_all, order[lo:hi], yb)
+                    self.train_step(xb, yb, buf, stats)
+                    position.batch += 1
+                    position.seen += rows
+                    if position.batch % check_every == 0 or position.batch == steps:
+                        loss_sum, correct = (float(v) for v in self.backend.to_host(stats))
+                        self._check_finite(loss_sum, position)
+                        position.loss_sum, position.correct = loss_sum, correct
+                        bar.update(position.batch, loss_sum / position.seen, correct / position.seen)
+                if position.batch < steps:  # stopped early: the epoch stays open for a resume
+                    bar.close()
+                    break
+                logs = {
+                    "loss": position.loss_sum / position.seen,
+                    "accuracy": position.correct / position.seen,
+                    "time": time.perf_counter() - started,
+                }
+                if validation_data is not None:
+                    val = self._evaluate(*validation_data)
+                    logs["val_loss"], logs["val_accuracy"] = val["loss"], val["accuracy"]
+                bar.finish(logs)
+                history.append(position.epoch + 1, logs)
+                position.next_epoch()
+                for callback in callbacks:
+                    callback(self, position.epoch, logs)
+            return history
 
     def _check_finite(self, loss_sum: float, position: TrainingPosition) -> None:
         if not math.isfinite(loss_sum):
