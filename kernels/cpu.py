@@ -14,7 +14,8 @@ from functools import partial
 
 from numba import njit, prange
 
-from . import LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH
+from . import SOFTMAX
+from .scalar import activate, row_correct
 
 PARALLEL_MIN_SIZE = 1 << 22
 """Arrays with at least this many elements use the parallel variant of a kernel.
@@ -28,6 +29,9 @@ _jit = partial(njit, cache=True, error_model="numpy")
 
 COLUMN_BLOCK = 64
 """Columns per parallel task in kernels that also reduce over rows (bias gradient)."""
+
+_activate = _jit(inline="always")(activate)
+_row_correct = _jit(inline="always")(row_correct)
 
 
 def _serial_and_parallel(py_func):
@@ -50,30 +54,6 @@ def _serial_and_parallel(py_func):
     by_size.serial = serial
     by_size.parallel = parallel
     return by_size
-
-
-@_jit(inline="always")
-def _activate(kind, v, alpha, one, zero):
-    """f(v) and f'(v) for an elementwise activation."""
-    if kind == SIGMOID:
-        if v >= zero:
-            s = one / (one + math.exp(-v))
-        else:
-            e = math.exp(v)
-            s = e / (one + e)
-        return s, s * (one - s)
-    if kind == TANH:
-        t = math.tanh(v)
-        return t, one - t * t
-    if kind == RELU:
-        if v > zero:
-            return v, one
-        return zero, zero
-    if kind == LEAKY_RELU:
-        if v > zero:
-            return v, one
-        return alpha * v, alpha
-    return v, one
 
 
 def _bias_activation(z, b, activation, alpha, a, d):
@@ -152,29 +132,13 @@ def activation_backward(da, d, a, activation: int, dz, db) -> None:
     _activation_backward_kernel(dz, da, d, a, activation, db)
 
 
-@_jit(inline="always")
-def _row_correct(a, y, i):
-    """1 if sample i is classified right: threshold 0.5 for one output, else argmax agreement."""
-    m = a.shape[1]
-    if m == 1:
-        return 1 if (a[i, 0] >= 0.5) == (y[i, 0] >= 0.5) else 0
-    ka = 0
-    ky = 0
-    for j in range(1, m):
-        if a[i, j] > a[i, ka]:
-            ka = j
-        if y[i, j] > y[i, ky]:
-            ky = j
-    return 1 if ka == ky else 0
-
-
 @_jit
 def softmax_cross_entropy(z, a, y, dz, stats) -> None:
     """Softmax output + categorical cross-entropy: dz = (a - y) / n; accumulate loss and correct count."""
     n, m = z.shape
     inv_n = z.dtype.type(1.0 / n)
     loss = 0.0
-    correct = 0
+    correct = 0.0
     for i in range(n):
         k = 0
         for j in range(1, m):
@@ -197,7 +161,7 @@ def sigmoid_binary_cross_entropy(z, a, y, dz, stats) -> None:
     n, m = z.shape
     scale = z.dtype.type(1.0 / (n * m))
     loss = 0.0
-    correct = 0
+    correct = 0.0
     for i in range(n):
         for j in range(m):
             v = z[i, j]
@@ -214,7 +178,7 @@ def squared_error(a, y, da, stats, grad_scale: float, loss_scale: float) -> None
     n, m = a.shape
     scale = a.dtype.type(grad_scale)
     loss = 0.0
-    correct = 0
+    correct = 0.0
     for i in range(n):
         for j in range(m):
             diff = a[i, j] - y[i, j]
@@ -290,15 +254,3 @@ def gather_rows(src, idx, out) -> None:
     """out = src[idx] (the rows of one shuffled batch)."""
     _gather_rows_kernel(out, src, idx)
 
-
-__all__ = [
-    "bias_activation",
-    "activation_backward",
-    "softmax_cross_entropy",
-    "sigmoid_binary_cross_entropy",
-    "squared_error",
-    "sgd_update",
-    "momentum_update",
-    "adam_update",
-    "gather_rows",
-]

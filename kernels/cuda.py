@@ -26,6 +26,7 @@ from numba import boolean, config, cuda, float32, float64, int32, int64, void
 from numba.core.types import Array, Float
 
 from . import IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH
+from .scalar import activate, row_correct
 
 THREADS_PER_BLOCK = 32 if config.ENABLE_CUDASIM else 256
 """Threads per block (few under the simulator, which runs every thread as a Python thread)."""
@@ -37,44 +38,8 @@ _FLOAT_TYPES: dict[np.dtype, Float] = {np.dtype(np.float32): float32, np.dtype(n
 _ELEMENTWISE = (IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU)
 
 
-@cuda.jit(device=True)
-def _activate(kind, v, alpha, one, zero):
-    """f(v) and f'(v) for an elementwise activation."""
-    if kind == SIGMOID:
-        if v >= zero:
-            s = one / (one + math.exp(-v))
-        else:
-            e = math.exp(v)
-            s = e / (one + e)
-        return s, s * (one - s)
-    if kind == TANH:
-        t = math.tanh(v)
-        return t, one - t * t
-    if kind == RELU:
-        if v > zero:
-            return v, one
-        return zero, zero
-    if kind == LEAKY_RELU:
-        if v > zero:
-            return v, one
-        return alpha * v, alpha
-    return v, one
-
-
-@cuda.jit(device=True)
-def _row_correct(a, y, i):
-    """1.0 if sample i is classified right (threshold 0.5 for one output, else argmax agreement), else 0.0."""
-    m = a.shape[1]
-    if m == 1:
-        return 1.0 if (a[i, 0] >= 0.5) == (y[i, 0] >= 0.5) else 0.0
-    ka = 0
-    ky = 0
-    for j in range(1, m):
-        if a[i, j] > a[i, ka]:
-            ka = j
-        if y[i, j] > y[i, ky]:
-            ky = j
-    return 1.0 if ka == ky else 0.0
+_activate = cuda.jit(device=True)(activate)
+_row_correct = cuda.jit(device=True)(row_correct)
 
 
 def _bias_activation(z, b, d, a, activation, alpha, write_d):
@@ -375,16 +340,3 @@ def gather_rows(src, idx, out) -> None:
     _require("gather_rows", "idx", idx, np.int64)
     _launch("gather_rows", out.size, (src, out), tail=idx)
 
-
-__all__ = [
-    "bias_activation",
-    "activation_backward",
-    "softmax_cross_entropy",
-    "sigmoid_binary_cross_entropy",
-    "squared_error",
-    "sgd_update",
-    "momentum_update",
-    "adam_update",
-    "gather_rows",
-    "compile_kernels",
-]

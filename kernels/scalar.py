@@ -1,0 +1,46 @@
+"""Per-element and per-row helpers written once and compiled twice: inlined into the CPU kernels, and as CUDA
+device functions into the GPU kernels, so both devices compute each activation and each verdict identically."""
+
+from __future__ import annotations
+
+import math
+
+from . import LEAKY_RELU, RELU, SIGMOID, TANH
+
+
+def activate(kind, v, alpha, one, zero):
+    """f(v) and f'(v) for an elementwise activation (``one``/``zero`` carry the dtype)."""
+    if kind == SIGMOID:
+        if v >= zero:
+            s = one / (one + math.exp(-v))
+        else:
+            e = math.exp(v)
+            s = e / (one + e)
+        return s, s * (one - s)
+    if kind == TANH:
+        t = math.tanh(v)
+        return t, one - t * t
+    if kind == RELU:
+        if v > zero:
+            return v, one
+        return zero, zero
+    if kind == LEAKY_RELU:
+        if v > zero:
+            return v, one
+        return alpha * v, alpha
+    return v, one
+
+
+def row_correct(a, y, i):
+    """1.0 if sample i is classified right (threshold 0.5 for one output, else argmax agreement), else 0.0."""
+    m = a.shape[1]
+    if m == 1:
+        return 1.0 if (a[i, 0] >= 0.5) == (y[i, 0] >= 0.5) else 0.0
+    ka = 0
+    ky = 0
+    for j in range(1, m):
+        if a[i, j] > a[i, ka]:
+            ka = j
+        if y[i, j] > y[i, ky]:
+            ky = j
+    return 1.0 if ka == ky else 0.0
