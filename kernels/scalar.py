@@ -10,12 +10,9 @@ from . import LEAKY_RELU, RELU, SIGMOID, TANH
 
 def activate(kind, v, alpha, one, zero):
     """f(v) and f'(v) for an elementwise activation (``one``/``zero`` carry the dtype)."""
-    if kind == SIGMOID:
-        if v >= zero:
-            s = one / (one + math.exp(-v))
-        else:
-            e = math.exp(v)
-            s = e / (one + e)
+    if kind == SIGMOID:  # branch-free and stable: exp(-|v|) never overflows
+        e = math.exp(-abs(v))
+        s = (one if v >= zero else e) / (one + e)
         return s, s * (one - s)
     if kind == TANH:
         t = math.tanh(v)

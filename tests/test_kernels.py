@@ -153,3 +153,18 @@ def test_parallel_variants_match_serial():
         variant(pp, p, m, v, 0.01, 0.9, 0.999, 1e-8, 0.5)
         results.append(pp)
     np.testing.assert_array_equal(results[0], results[1])
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_parallel_backward_sums_the_bias_gradient_over_row_chunks(activation, monkeypatch):
+    monkeypatch.setattr(cpu, "PARALLEL_MIN_SIZE", 0)
+    rng = np.random.default_rng(5)
+    shape = (37, 11)  # rows do not divide evenly into the chunks
+    a, d, da = (rng.random(shape) for _ in range(3))
+    results = []
+    for kernels in (cpu, reference):
+        dz, db = np.empty(shape), np.empty(shape[1])
+        kernels.activation_backward(da, d, a, ACTIVATIONS[activation], dz, db)
+        results.append((dz, db))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-12)
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-12)
