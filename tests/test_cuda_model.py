@@ -1,0 +1,39 @@
+"""The whole Model on the CUDA kernel set, under Numba's CUDA simulator when there is no GPU.
+
+A backend named "gpu" whose array module is NumPy loads the CUDA kernels; under the simulator they run on host
+arrays. This drives every kernel through the real training loop (argument order, dtypes, index arrays, the
+loss statistics) and checks the result against the CPU kernels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numba import config
+
+from xpnet.backend import Backend
+from xpnet.layers import Dense
+from xpnet.model import Model
+
+pytestmark = pytest.mark.skipif(not config.ENABLE_CUDASIM, reason="runs the CUDA kernels on host arrays: "
+                                "needs NUMBA_ENABLE_CUDASIM=1 (set by conftest when there is no GPU)")
+
+
+@pytest.mark.parametrize(
+    ("output", "loss", "optimizer"),
+    [("softmax", "cce", "adam"), ("sigmoid", "bce", "momentum"), ("tanh", "mse", "sgd")],
+)
+def test_training_on_the_cuda_kernels_matches_the_cpu(output, loss, optimizer):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((13, 4))
+    y = rng.integers(0, 3, 13) if loss == "cce" else (rng.random((13, 3)) > 0.5).astype(float)
+    results = []
+    for name in ("cpu", "gpu"):
+        backend = Backend(name, np, "simulated" if name == "gpu" else "host", np.dtype("float64"), "fused", seed=3)
+        layers = [Dense(4, 6, "relu"), Dense(6, 5, "leaky_relu", bias=False), Dense(5, 3, output)]
+        model = Model(layers, loss, optimizer, lr=0.05, backend=backend)
+        assert model.backend.kernels.__name__ == f"xpnet.kernels.{'cuda' if name == 'gpu' else 'cpu'}"
+        history = model.fit(x, y, epochs=2, batch_size=5, seed=1, verbose=0)
+        results.append((model.get_parameters(), history.history["loss"], model.predict_proba(x)))
+    for cpu_result, gpu_result in zip(results[0], results[1], strict=True):
+        np.testing.assert_allclose(gpu_result, cpu_result, rtol=1e-9, atol=1e-12)
