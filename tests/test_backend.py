@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import GPU_PROBLEM
+
 from xpnet import ConfigError, DeviceError, get_backend
 
 

@@ -6,8 +6,8 @@ import re
 
 import numpy as np
 import pytest
-
 from cli_helpers import xpnet
+
 from xpnet.builders import mlp
 from xpnet.serialization import load_model, save_model
 
