@@ -16,6 +16,7 @@ from xpnet.cli import TASK_DEFAULTS
 from xpnet.data.fruits import decode_images, load_fruits
 from xpnet.features import CACHE_SIZE, hue_histograms
 from xpnet.model import Model
+from xpnet.schedules import cosine
 from xpnet.tasks import TaskData, fruits
 
 TARGET_ACCURACY = 0.98
@@ -42,7 +43,8 @@ def time_to_accuracy(model: Model, task: TaskData, settings: dict[str, Any], tar
         trained.stop_training = logs["val_accuracy"] >= target
 
     history = model.fit(task.x_train, task.y_train, settings["epochs"], settings["batch_size"],
-                        validation_data=(task.x_test, task.y_test), seed=0, verbose=0, callbacks=[stop_at_target])
+                        validation_data=(task.x_test, task.y_test), seed=0, verbose=0, callbacks=[stop_at_target],
+                        lr_schedule=cosine(settings["lr"], settings["epochs"]))
     accuracy = history.history["val_accuracy"]
     reached = next((i for i, a in enumerate(accuracy) if a >= target), None)
     return {
@@ -91,7 +93,8 @@ def fruit_rows(config: Config) -> list[dict[str, Any]]:
     for device, backend in backends.items():
         model = _cli_model(config, device, task, settings)
         started = time.perf_counter()
-        model.fit(task.x_train, task.y_train, settings["epochs"], settings["batch_size"], seed=0, verbose=0)
+        model.fit(task.x_train, task.y_train, settings["epochs"], settings["batch_size"], seed=0, verbose=0,
+                  lr_schedule=cosine(settings["lr"], settings["epochs"]))
         backend.synchronize()
         train_s = time.perf_counter() - started
         rows.append({
