@@ -7,7 +7,7 @@ small learning rate (3e-4) keep the ten ReLU outputs from dying; one pass over t
 from __future__ import annotations
 
 import numpy as np
-from tutorial_helpers import mnist_online_accuracy, mnist_parser, report
+from tutorial_helpers import mnist_online_accuracy, mnist_parser, report, run_example
 
 from xpnet.layers import Dense
 from xpnet.model import Model
@@ -23,4 +23,4 @@ def main(argv: list[str] | None = None) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    run_example(main)

@@ -8,7 +8,7 @@ accuracy (the book reports about 96-97%).
 from __future__ import annotations
 
 import numpy as np
-from tutorial_helpers import mnist_online_accuracy, mnist_parser, report
+from tutorial_helpers import mnist_online_accuracy, mnist_parser, report, run_example
 
 from xpnet.layers import Dense
 from xpnet.model import Model
@@ -37,4 +37,4 @@ def main(argv: list[str] | None = None) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    run_example(main)

@@ -6,7 +6,7 @@ cross-entropy, trained by full-batch gradient descent: at least 95% test accurac
 
 from __future__ import annotations
 
-from tutorial_helpers import parser, report
+from tutorial_helpers import parser, report, run_example
 
 from xpnet.builders import from_layer_dicts
 from xpnet.data.toy import make_moons
@@ -31,4 +31,4 @@ def main(argv: list[str] | None = None) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    run_example(main)

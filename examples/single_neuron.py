@@ -7,7 +7,7 @@ new situation [1, 0, 0]: it answers 0.99993704, above 0.99.
 from __future__ import annotations
 
 import numpy as np
-from tutorial_helpers import classic_net, parser, report
+from tutorial_helpers import classic_net, parser, report, run_example
 
 INPUTS = np.array([[0, 0, 1], [1, 1, 1], [1, 0, 1], [0, 1, 1]], dtype=np.float64)
 OUTPUTS = np.array([0, 1, 1, 0], dtype=np.float64)
@@ -23,4 +23,4 @@ def main(argv: list[str] | None = None) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    run_example(main)

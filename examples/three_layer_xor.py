@@ -6,7 +6,7 @@ the XOR targets [0, 1, 1, 0].
 
 from __future__ import annotations
 
-from tutorial_helpers import XOR_INPUTS, XOR_TARGETS, classic_net, max_error, parser, report
+from tutorial_helpers import XOR_INPUTS, XOR_TARGETS, classic_net, max_error, parser, report, run_example
 
 
 def main(argv: list[str] | None = None) -> float:
@@ -18,4 +18,4 @@ def main(argv: list[str] | None = None) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    run_example(main)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from xpnet.backend import DEVICES
 from xpnet.data.mnist import default_data_dir, make_mnist_csv, read_mnist_csv
+from xpnet.errors import XpnetError
 from xpnet.layers import Dense
 from xpnet.model import Model
 
@@ -83,3 +85,12 @@ def mnist_online_accuracy(
     x_train, y_train = x_train[: args.rows], y_train[: args.rows]
     model.fit(features(x_train), targets(y_train), epochs=args.epochs, batch_size=1, verbose=0)
     return float(np.mean(model.predict(features(x_test)) == y_test))
+
+
+def run_example(main: Callable[[], object]) -> None:
+    """Run an example's ``main`` as a command: an xpnet error is one line on stderr and exit code 2."""
+    try:
+        main()
+    except XpnetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)

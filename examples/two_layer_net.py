@@ -5,7 +5,7 @@ One neuron cannot learn XOR; with a hidden layer of four, every prediction ends 
 
 from __future__ import annotations
 
-from tutorial_helpers import XOR_INPUTS, XOR_TARGETS, classic_net, max_error, parser, report
+from tutorial_helpers import XOR_INPUTS, XOR_TARGETS, classic_net, max_error, parser, report, run_example
 
 
 def main(argv: list[str] | None = None) -> float:
@@ -17,4 +17,4 @@ def main(argv: list[str] | None = None) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    run_example(main)

@@ -8,7 +8,7 @@ not (0.039 < 0.1).
 from __future__ import annotations
 
 import numpy as np
-from tutorial_helpers import parser, report
+from tutorial_helpers import parser, report, run_example
 
 from xpnet.layers import Dense
 from xpnet.model import Model
@@ -32,4 +32,4 @@ def main(argv: list[str] | None = None) -> tuple[float, float]:
 
 
 if __name__ == "__main__":
-    main()
+    run_example(main)

@@ -7,7 +7,7 @@ four predictions within 0.1 of their targets (so on the right side of 0.5).
 
 from __future__ import annotations
 
-from tutorial_helpers import XOR_INPUTS, XOR_TARGETS, max_error, parser, report
+from tutorial_helpers import XOR_INPUTS, XOR_TARGETS, max_error, parser, report, run_example
 
 from xpnet.callbacks import EarlyStopping
 from xpnet.layers import Dense
@@ -29,4 +29,4 @@ def main(argv: list[str] | None = None) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    run_example(main)
