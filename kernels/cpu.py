@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH
-from .scalar import activate, row_correct
+from .scalar import activate, binary_cross_entropy, row_correct
 
 PARALLEL_MIN_SIZE = 1 << 22
 """Arrays with at least this many elements use the parallel variant of a kernel.
@@ -37,6 +37,7 @@ _jit = partial(njit, cache=True, error_model="numpy")
 
 _activate = _jit(inline="always")(activate)
 _row_correct = _jit(inline="always")(row_correct)
+_binary_cross_entropy = _jit(inline="always")(binary_cross_entropy)
 
 
 def _serial_and_parallel(py_func):
@@ -195,13 +196,14 @@ def sigmoid_binary_cross_entropy(z, a, y, dz, stats) -> None:
     """Sigmoid output + binary cross-entropy (mean over outputs): dz = (a - y) / (n * m)."""
     n, m = z.shape
     scale = z.dtype.type(1.0 / (n * m))
+    one = z.dtype.type(1.0)
+    zero = z.dtype.type(0.0)
     loss = 0.0
     correct = 0.0
     for i in range(n):
         for j in range(m):
-            v = z[i, j]
             dz[i, j] = (a[i, j] - y[i, j]) * scale
-            loss += max(v, 0.0) - v * y[i, j] + math.log1p(math.exp(-abs(v)))
+            loss += _binary_cross_entropy(z[i, j], a[i, j], y[i, j], one, zero)
         correct += _row_correct(a, y, i)
     stats[0] += loss / m
     stats[1] += correct

@@ -26,7 +26,7 @@ from numba import boolean, config, cuda, float32, float64, int32, int64, void
 from numba.core.types import Array, Float
 
 from . import IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH
-from .scalar import activate, row_correct
+from .scalar import activate, binary_cross_entropy, row_correct
 
 THREADS_PER_BLOCK = 32 if config.ENABLE_CUDASIM else 256
 """Threads per block (few under the simulator, which runs every thread as a Python thread)."""
@@ -40,6 +40,7 @@ _ELEMENTWISE = (IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU)
 
 _activate = cuda.jit(device=True)(activate)
 _row_correct = cuda.jit(device=True)(row_correct)
+_binary_cross_entropy = cuda.jit(device=True)(binary_cross_entropy)
 
 
 def _bias_activation(z, b, d, a, activation, alpha, write_d):
@@ -145,16 +146,15 @@ def _sigmoid_binary_cross_entropy(z, a, y, dz, stats, nm_t):
     """One thread per row: dz = (a - y) / (n * m); loss += stable BCE averaged over outputs; correct count."""
     n, m = z.shape
     zero = z.dtype.type(0.0)
+    one = z.dtype.type(1.0)
     first = cuda.grid(1)
     loss = 0.0
     correct = 0.0
     for i in range(first, n, cuda.gridsize(1)):
         row = zero
         for j in range(m):
-            v = z[i, j]
             dz[i, j] = (a[i, j] - y[i, j]) / nm_t
-            positive = v if v > zero else zero
-            row += positive - v * y[i, j] + math.log1p(math.exp(-abs(v)))
+            row += _binary_cross_entropy(z[i, j], a[i, j], y[i, j], one, zero)
         loss += row
         correct += _row_correct(a, y, i)
     if first < n:

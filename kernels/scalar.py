@@ -41,3 +41,11 @@ def row_correct(a, y, i):
         if y[i, j] > y[i, ky]:
             ky = j
     return 1.0 if ka == ky else 0.0
+
+
+def binary_cross_entropy(v, a, y, one, zero):
+    """max(v, 0) - v y + log(1 + exp(-|v|)), the stable BCE of logit ``v``, with one logarithm: given the
+    sigmoid output ``a``, log(1 + exp(-|v|)) = -log(a) for v >= 0 and -log(1 - a) below, and neither side
+    is ever below one half."""
+    kept = a if v >= zero else one - a
+    return (v if v > zero else zero) - v * y - math.log(kept)

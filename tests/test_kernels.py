@@ -168,3 +168,17 @@ def test_parallel_backward_sums_the_bias_gradient_over_row_chunks(activation, mo
         results.append((dz, db))
     np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-12)
     np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_binary_cross_entropy_stays_finite_and_exact_for_extreme_logits(dtype):
+    z = np.array([[-80.0, -30.0, -1e-3, 0.0, 1e-3, 30.0, 80.0]], dtype=dtype)
+    y = np.array([[0, 1, 0, 1, 1, 0, 1]], dtype=dtype)
+    stats = {}
+    for name, kernels in (("fused", cpu), ("reference", reference)):
+        a = np.empty_like(z)
+        kernels.bias_activation(z.copy(), np.zeros(7, dtype), ACTIVATIONS["sigmoid"], 0.0, a, None)
+        stats[name] = np.zeros(2)
+        kernels.sigmoid_binary_cross_entropy(z, a, y, np.empty_like(z), stats[name])
+    assert np.isfinite(stats["fused"]).all()
+    np.testing.assert_allclose(stats["fused"], stats["reference"], rtol=1e-6)
