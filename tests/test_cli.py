@@ -129,3 +129,10 @@ def test_ctrl_c_checkpoints_and_resume_ends_exactly_like_an_uninterrupted_run(sh
     b = load_model(tmp_path / "b.npz", device="cpu").get_parameters()
     np.testing.assert_array_equal(a, b)
     assert straight.stdout.split(" after")[0] == resumed.stdout.split(" after")[0]
+
+
+def test_an_unwritable_save_path_is_a_clear_error(shared_data, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    result = xpnet("train", "mnist", "--data-dir", shared_data, "--epochs", "0", "--quiet", "--save", blocker / "m.npz")
+    assert_clean_error(result, str(blocker), "check the path")

@@ -244,6 +244,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except XpnetError as exc:
         print(f"xpnet: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a file the user named cannot be written or read (permissions, full disk...)
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"xpnet: error: {exc.strerror or exc}{where}; check the path and its permissions", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("xpnet: interrupted", file=sys.stderr)
         return 130
