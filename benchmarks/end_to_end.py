@@ -85,7 +85,7 @@ def fruit_rows(config: Config) -> list[dict[str, Any]]:
     backends = {device: config.backend(device) for device in config.devices}
     candidates = {device: _histogram_candidate(b, images) for device, b in backends.items()}
     histogram_s = {d: Stats.of(s).median for d, s in interleave(candidates, config.repeats, config.warmup).items()}
-    task = fruits.load_task(folder, None)
+    task = fruits.load_task(folder, None, next(iter(backends.values())))
     settings = dict(TASK_DEFAULTS["fruits"])
     if config.quick:
         settings["epochs"] = QUICK_FRUIT_EPOCHS

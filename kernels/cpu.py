@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH
-from .scalar import activate, binary_cross_entropy, row_correct
+from .scalar import activate, binary_cross_entropy, cross_entropy_row, row_correct
 
 PARALLEL_MIN_SIZE = 1 << 22
 """Arrays with at least this many elements use the parallel variant of a kernel.
@@ -38,6 +38,7 @@ _jit = partial(njit, cache=True, error_model="numpy")
 _activate = _jit(inline="always")(activate)
 _row_correct = _jit(inline="always")(row_correct)
 _binary_cross_entropy = _jit(inline="always")(binary_cross_entropy)
+_cross_entropy_row = _jit(inline="always")(cross_entropy_row)
 
 
 def _serial_and_parallel(py_func):
@@ -176,16 +177,9 @@ def softmax_cross_entropy(z, a, y, dz, stats) -> None:
     loss = 0.0
     correct = 0.0
     for i in range(n):
-        k = 0
-        for j in range(1, m):
-            if a[i, j] > a[i, k]:
-                k = j
-        # log-sum-exp recovered from the largest probability, which is >= 1/m and so never underflows
-        lse = z[i, k] - math.log(a[i, k])
         for j in range(m):
             dz[i, j] = (a[i, j] - y[i, j]) * inv_n
-            if y[i, j] != 0:
-                loss += y[i, j] * (lse - z[i, j])
+        loss += _cross_entropy_row(z, a, y, i)
         correct += _row_correct(a, y, i)
     stats[0] += loss
     stats[1] += correct

@@ -26,7 +26,7 @@ from numba import boolean, config, cuda, float32, float64, int32, int64, void
 from numba.core.types import Array, Float
 
 from . import IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH
-from .scalar import activate, binary_cross_entropy, row_correct
+from .scalar import activate, binary_cross_entropy, cross_entropy_row, row_correct
 
 THREADS_PER_BLOCK = 32 if config.ENABLE_CUDASIM else 256
 """Threads per block (few under the simulator, which runs every thread as a Python thread)."""
@@ -41,6 +41,7 @@ _ELEMENTWISE = (IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU)
 _activate = cuda.jit(device=True)(activate)
 _row_correct = cuda.jit(device=True)(row_correct)
 _binary_cross_entropy = cuda.jit(device=True)(binary_cross_entropy)
+_cross_entropy_row = cuda.jit(device=True)(cross_entropy_row)
 
 
 def _bias_activation(z, b, d, a, activation, alpha, write_d):
@@ -118,24 +119,13 @@ def _column_sums(x, out):
 def _softmax_cross_entropy(z, a, y, dz, stats, n_t):
     """One thread per row: dz = (a - y) / n; loss -= sum(y * log_softmax(z)); correct count."""
     n, m = z.shape
-    zero = z.dtype.type(0.0)
     first = cuda.grid(1)
     loss = 0.0
     correct = 0.0
     for i in range(first, n, cuda.gridsize(1)):
-        top = z[i, 0]
-        for j in range(1, m):
-            if z[i, j] > top:
-                top = z[i, j]
-        total = zero
-        for j in range(m):
-            total += math.exp(z[i, j] - top)
-        log_total = math.log(total)
-        row = zero
         for j in range(m):
             dz[i, j] = (a[i, j] - y[i, j]) / n_t
-            row -= y[i, j] * ((z[i, j] - top) - log_total)
-        loss += row
+        loss += _cross_entropy_row(z, a, y, i)
         correct += _row_correct(a, y, i)
     if first < n:
         cuda.atomic.add(stats, 0, loss)

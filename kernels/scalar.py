@@ -49,3 +49,19 @@ def binary_cross_entropy(v, a, y, one, zero):
     is ever below one half."""
     kept = a if v >= zero else one - a
     return (v if v > zero else zero) - v * y - math.log(kept)
+
+
+def cross_entropy_row(z, a, y, i):
+    """-sum_j y[i, j] log softmax(z[i])_j, given the softmax output ``a``. The log-sum-exp is recovered from
+    the largest probability, which is at least 1/m and so never underflows: one logarithm per row."""
+    m = z.shape[1]
+    k = 0
+    for j in range(1, m):
+        if a[i, j] > a[i, k]:
+            k = j
+    lse = z[i, k] - math.log(a[i, k])
+    row = 0.0
+    for j in range(m):
+        if y[i, j] != 0:
+            row += y[i, j] * (lse - z[i, j])
+    return row

@@ -108,7 +108,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
-def _load_task(args: argparse.Namespace) -> Any:
+def _load_task(args: argparse.Namespace, backend: Any) -> Any:
     if args.task == "mnist":
         from xpnet.tasks import mnist
 
@@ -118,7 +118,11 @@ def _load_task(args: argparse.Namespace) -> Any:
     if not args.data_dir:
         raise ConfigError("xpnet train fruits needs --data-dir: a Fruits-360 folder (with Training/, maybe Test/)")
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
-    return fruits.load_task(args.data_dir, classes, device=args.device, seed=args.seed)
+    return fruits.load_task(args.data_dir, classes, backend, seed=args.seed)
+
+
+def _accuracy(split: str, metrics: dict[str, float]) -> str:
+    return f"{split} accuracy {100 * metrics['accuracy']:.2f}% (loss {metrics['loss']:.4f})"
 
 
 def command_train(args: argparse.Namespace) -> int:
@@ -129,10 +133,10 @@ def command_train(args: argparse.Namespace) -> int:
     settings = _settings(args)
     hidden = _hidden_sizes(settings["hidden"])
     log = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr))
-    task = _load_task(args)
+    backend = get_backend(args.device, args.dtype, args.seed, args.kernels)
+    task = _load_task(args, backend)
 
     def build() -> Any:
-        backend = get_backend(args.device, args.dtype, args.seed, args.kernels)
         return mlp(
             [task.x_train.shape[1], *hidden, len(task.class_names)], settings["activation"], "softmax",
             optimizer=settings["optimizer"], lr=settings["lr"], backend=backend,
@@ -155,9 +159,9 @@ def command_train(args: argparse.Namespace) -> int:
             for path in fruits.plot_charts(task, model, args.plot):
                 log(f"wrote {path}")
     backend = model.backend
-    print(f"{task.test_name} accuracy {100 * result.test['accuracy']:.2f}% (loss {result.test['loss']:.4f}) "
-          f"after {len(result.history.epoch)} epochs in {result.seconds:.1f} s on {backend.name} "
-          f"({backend.device}; {model.dtype.name}, {backend.kernel_mode} kernels)")
+    print(f"{_accuracy(task.test_name, result.test)} after {len(result.history.epoch)} epochs in "
+          f"{result.seconds:.1f} s on {backend.name} ({backend.device}; {model.dtype.name}, "
+          f"{backend.kernel_mode} kernels)")
     return 0
 
 
@@ -183,8 +187,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
     else:
         raise ConfigError(f"{args.model}: the model has no known task (preprocessing {kind!r}) to evaluate it on")
     metrics = model.evaluate(task.x_test, task.y_test)
-    print(f"{task.test_name} accuracy {100 * metrics['accuracy']:.2f}% (loss {metrics['loss']:.4f}) "
-          f"on {len(task.y_test)} samples")
+    print(f"{_accuracy(task.test_name, metrics)} on {len(task.y_test)} samples")
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from xpnet.checks import is_finite_number
 from xpnet.errors import ConfigError
 from xpnet.initializers import INITIALIZERS, default_initializer
 from xpnet.kernels import ACTIVATIONS
@@ -35,13 +36,19 @@ class Dense:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"Dense {name} must be a positive integer, got {value!r}")
-        if self.activation not in ACTIVATIONS:
+        if not isinstance(self.activation, str) or self.activation not in ACTIVATIONS:
             raise ConfigError(
                 f"unknown activation {self.activation!r}; use one of {', '.join(ACTIVATIONS)}"
             )
+        if not isinstance(self.bias, bool):
+            raise ConfigError(f"Dense bias must be True or False, got {self.bias!r}")
+        if not is_finite_number(self.alpha):
+            raise ConfigError(f"Dense alpha (the leaky-ReLU slope) must be a finite number, got {self.alpha!r}")
+        if self.init_scale is not None and not is_finite_number(self.init_scale):
+            raise ConfigError(f"Dense init_scale must be a finite number or None, got {self.init_scale!r}")
         if self.init is None:
             self.init = default_initializer(self.activation)
-        if self.init not in INITIALIZERS:
+        if not isinstance(self.init, str) or self.init not in INITIALIZERS:
             raise ConfigError(f"unknown initializer {self.init!r}; use one of {', '.join(INITIALIZERS)}")
 
     @property

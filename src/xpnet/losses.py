@@ -13,10 +13,15 @@ ALIASES = {"cce": "categorical_crossentropy", "bce": "binary_crossentropy"}
 
 
 class Loss:
-    """Base: ``gradient`` writes into ``delta`` and returns True when it wrote dL/dz rather than dL/da."""
+    """Base: ``gradient`` writes dL/da into ``delta``, or dL/dz for a loss fused with its output activation."""
 
     name = ""
     needs_activation: int | None = None
+
+    @property
+    def gives_dz(self) -> bool:
+        """True when the loss is fused with the output activation and its gradient is already dL/dz."""
+        return self.needs_activation is not None
 
     def check_output(self, activation: str, code: int) -> None:
         """Raise ConfigError when this loss cannot be used after the output activation."""
@@ -27,7 +32,7 @@ class Loss:
                 f"{activation!r}; change the output activation to {wanted} or pick another loss"
             )
 
-    def gradient(self, kernels: ModuleType, z: Any, a: Any, y: Any, delta: Any, stats: Any) -> bool:
+    def gradient(self, kernels: ModuleType, z: Any, a: Any, y: Any, delta: Any, stats: Any) -> None:
         raise NotImplementedError
 
     def objective(self, loss_sum: float, n: int) -> float:
@@ -35,26 +40,29 @@ class Loss:
         return loss_sum / n
 
 
-class CategoricalCrossEntropy(Loss):
+class FusedLoss(Loss):
+    """A loss computed together with its output activation by the kernel named ``kernel``: dz = (a - y) / size."""
+
+    kernel = ""
+
+    def gradient(self, kernels: ModuleType, z: Any, a: Any, y: Any, delta: Any, stats: Any) -> None:
+        getattr(kernels, self.kernel)(z, a, y, delta, stats)
+
+
+class CategoricalCrossEntropy(FusedLoss):
     """Softmax + categorical cross-entropy, fused: dz = (a - y) / n."""
 
     name = "categorical_crossentropy"
     needs_activation = SOFTMAX
-
-    def gradient(self, kernels: ModuleType, z: Any, a: Any, y: Any, delta: Any, stats: Any) -> bool:
-        kernels.softmax_cross_entropy(z, a, y, delta, stats)
-        return True
+    kernel = "softmax_cross_entropy"
 
 
-class BinaryCrossEntropy(Loss):
+class BinaryCrossEntropy(FusedLoss):
     """Sigmoid + binary cross-entropy (mean over outputs), fused: dz = (a - y) / (n * m)."""
 
     name = "binary_crossentropy"
     needs_activation = SIGMOID
-
-    def gradient(self, kernels: ModuleType, z: Any, a: Any, y: Any, delta: Any, stats: Any) -> bool:
-        kernels.sigmoid_binary_cross_entropy(z, a, y, delta, stats)
-        return True
+    kernel = "sigmoid_binary_cross_entropy"
 
 
 class MeanSquaredError(Loss):
@@ -62,10 +70,9 @@ class MeanSquaredError(Loss):
 
     name = "mse"
 
-    def gradient(self, kernels: ModuleType, z: Any, a: Any, y: Any, delta: Any, stats: Any) -> bool:
+    def gradient(self, kernels: ModuleType, z: Any, a: Any, y: Any, delta: Any, stats: Any) -> None:
         n, m = a.shape
         kernels.squared_error(a, y, delta, stats, 2.0 / (n * m), 1.0 / m)
-        return False
 
 
 class SumSquaredError(Loss):
@@ -73,9 +80,8 @@ class SumSquaredError(Loss):
 
     name = "sse"
 
-    def gradient(self, kernels: ModuleType, z: Any, a: Any, y: Any, delta: Any, stats: Any) -> bool:
+    def gradient(self, kernels: ModuleType, z: Any, a: Any, y: Any, delta: Any, stats: Any) -> None:
         kernels.squared_error(a, y, delta, stats, 1.0, 0.5)
-        return False
 
     def objective(self, loss_sum: float, n: int) -> float:
         """The sum over the batch, not the mean: the tutorials' updates use the summed error."""

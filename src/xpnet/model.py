@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +75,11 @@ class TrainingPosition:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainingPosition:
         return cls(**data)
+
+
+def _first_rows(buffers: list[LayerBuffers], rows: int) -> list[LayerBuffers]:
+    """The buffers themselves, or views of their first ``rows`` rows for a shorter (last) batch."""
+    return buffers if buffers[0].z.shape[0] == rows else [b.view(rows) for b in buffers]
 
 
 class Model:
@@ -177,11 +182,6 @@ class Model:
                 parts.append(np.zeros(layer.output_dim))
         return np.concatenate(parts)
 
-    @property
-    def parameters(self) -> Any:
-        """All parameters as one flat device array (a view: writing to it changes the model)."""
-        return self.buffer[0]
-
     def get_parameters(self) -> np.ndarray:
         """A host copy of the flat parameter vector."""
         return self.backend.to_host(self.buffer[0]).copy()
@@ -192,11 +192,6 @@ class Model:
         if flat.shape != (self.parameter_count,):
             raise ConfigError(f"expected {self.parameter_count} parameters, got an array of shape {flat.shape}")
         self.buffer[0] = self.backend.asarray(flat, dtype=self.dtype)
-
-    def get_weights(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Host copies of each layer's ``(W, b)``."""
-        host = self.backend.to_host
-        return [(host(layer.W).copy(), host(layer.b).copy()) for layer in self.layers]
 
     @property
     def moments(self) -> Any:
@@ -247,8 +242,7 @@ class Model:
     def _targets(self, y: Any, n: int, what: str = "y") -> Any:
         """Targets as a device array (n, outputs): integer class labels become one-hot rows."""
         backend = self.backend
-        y_host = backend.to_host(y) if not isinstance(y, np.ndarray) else y
-        y_host = np.asarray(y_host)
+        y_host = np.asarray(backend.to_host(y))
         if y_host.shape[:1] != (n,):
             raise ConfigError(f"{what} has {y_host.shape[0] if y_host.ndim else 0} rows but x has {n} samples")
         m = self.output_dim
@@ -298,7 +292,7 @@ class Model:
         for i, (layer, buf) in enumerate(zip(self.layers, buffers, strict=True)):
             xp.matmul(a, layer.W, out=buf.z)
             # the fused losses give dL/dz directly, so the output layer needs no derivative then
-            need_d = derivatives and not (i == last and self.loss.needs_activation is not None)
+            need_d = derivatives and not (i == last and self.loss.gives_dz)
             kernels.bias_activation(buf.z, layer.b, layer.code, layer.alpha, buf.a, buf.d if need_d else None)
             a = buf.a
         return a
@@ -307,10 +301,10 @@ class Model:
         """Loss gradient into the output layer's delta, then dW, db and deltas layer by layer (no dX)."""
         xp, kernels = self.backend.xp, self.backend.kernels
         out = buffers[-1]
-        is_dz = self.loss.gradient(kernels, out.z, out.a, y, out.delta, stats)
+        self.loss.gradient(kernels, out.z, out.a, y, out.delta, stats)
         for i in range(len(self.layers) - 1, -1, -1):
             layer, buf = self.layers[i], buffers[i]
-            if is_dz and i == len(self.layers) - 1:
+            if self.loss.gives_dz and i == len(self.layers) - 1:
                 xp.sum(buf.delta, axis=0, out=layer.db)
             else:  # delta holds dL/da: turn it into dL/dz in place, summing db on the way
                 kernels.activation_backward(buf.delta, buf.d, buf.a, layer.code, buf.delta, layer.db)
@@ -408,7 +402,7 @@ class Model:
                     lo = position.batch * batch_size
                     hi = min(n, lo + batch_size)
                     rows = hi - lo
-                    buf = buffers if rows == batch_size else [b.view(rows) for b in buffers]
+                    buf = _first_rows(buffers, rows)
                     if order is None:
                         xb, yb = x_all[lo:hi], y_all[lo:hi]
                     else:
@@ -449,17 +443,22 @@ class Model:
                 f"Try a lower learning rate, for example --lr {self.optimizer.lr / 10:g}"
             )
 
+    def _forward_in_chunks(self, x_dev: Any) -> Iterator[tuple[int, int, list[LayerBuffers]]]:
+        """Forward passes over ``x_dev`` in chunks of at most PREDICT_CHUNK rows: (first row, end row, buffers)."""
+        n = x_dev.shape[0]
+        _, _, buffers = self._workspace(min(n, PREDICT_CHUNK), training=False)
+        for lo in range(0, n, PREDICT_CHUNK):
+            hi = min(n, lo + PREDICT_CHUNK)
+            chunk = _first_rows(buffers, hi - lo)
+            self._forward(x_dev[lo:hi], chunk, derivatives=False)
+            yield lo, hi, chunk
+
     def predict_proba(self, x: Any) -> np.ndarray:
         """The output layer's activations (class probabilities for softmax/sigmoid outputs), as a host array."""
         x_dev = self._features(x)
-        n = x_dev.shape[0]
-        capacity = min(n, PREDICT_CHUNK)
-        _, _, buffers = self._workspace(capacity, training=False)
-        out = np.empty((n, self.output_dim), dtype=self.dtype)
-        for lo in range(0, n, capacity):
-            hi = min(n, lo + capacity)
-            buf = buffers if hi - lo == capacity else [b.view(hi - lo) for b in buffers]
-            out[lo:hi] = self.backend.to_host(self._forward(x_dev[lo:hi], buf, derivatives=False))
+        out = np.empty((x_dev.shape[0], self.output_dim), dtype=self.dtype)
+        for lo, hi, chunk in self._forward_in_chunks(x_dev):
+            out[lo:hi] = self.backend.to_host(chunk[-1].a)
         return out
 
     def predict(self, x: Any) -> np.ndarray:
@@ -475,18 +474,12 @@ class Model:
         return self._evaluate(x_dev, self._targets(y, x_dev.shape[0]))
 
     def _evaluate(self, x_dev: Any, y_dev: Any) -> dict[str, float]:
-        n = x_dev.shape[0]
-        capacity = min(n, PREDICT_CHUNK)
-        _, _, buffers = self._workspace(capacity, training=False)
         stats = self.backend.zeros(2, dtype=np.float64)
-        for lo in range(0, n, capacity):
-            hi = min(n, lo + capacity)
-            buf = buffers if hi - lo == capacity else [b.view(hi - lo) for b in buffers]
-            self._forward(x_dev[lo:hi], buf, derivatives=False)
-            out = buf[-1]
+        for lo, hi, chunk in self._forward_in_chunks(x_dev):
+            out = chunk[-1]
             self.loss.gradient(self.backend.kernels, out.z, out.a, y_dev[lo:hi], out.delta, stats)
         loss_sum, correct = (float(v) for v in self.backend.to_host(stats))
-        return {"loss": loss_sum / n, "accuracy": correct / n}
+        return {"loss": loss_sum / x_dev.shape[0], "accuracy": correct / x_dev.shape[0]}
 
     def config(self) -> dict[str, Any]:
         """Everything but the arrays, as JSON-serialisable data (see ``xpnet.serialization``)."""

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from types import ModuleType
 from typing import Any
 
+from xpnet.checks import is_finite_number
 from xpnet.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
@@ -21,7 +22,10 @@ class Optimizer:
     name = ""
 
     def __post_init__(self) -> None:
-        if not (self.lr > 0 and math.isfinite(self.lr)):
+        for key, value in asdict(self).items():
+            if not is_finite_number(value):
+                raise ConfigError(f"optimizer setting {key} must be a finite number, got {value!r}")
+        if self.lr <= 0:
             raise ConfigError(f"learning rate must be a positive number, got {self.lr!r}")
 
     def update(self, kernels: ModuleType, params: Any, grads: Any, moments: Any, step: int) -> None:

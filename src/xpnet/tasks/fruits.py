@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from xpnet.backend import get_backend
 from xpnet.data.fruits import SPLIT_FOLDERS, decode_images, load_fruits
 from xpnet.data.mnist import default_data_dir
 from xpnet.errors import DataError
@@ -83,17 +82,15 @@ def _split(
     return train.paths, train.labels, holdout_mask(train.labels, holdout["fraction"], holdout["seed"])
 
 
-def load_task(
-    data_dir: str | os.PathLike, classes: Sequence[str] | None, device: str | None = None, seed: int = 0
-) -> TaskData:
+def load_task(data_dir: str | os.PathLike, classes: Sequence[str] | None, backend: Backend, seed: int = 0) -> TaskData:
     """Hue-histogram features of ``classes`` in a Fruits-360 folder, selected and standardised on training.
 
-    The histograms are computed on ``device``'s backend and cached under ``$XPNET_DATA/features``.
+    The histograms are computed on ``backend`` and cached under ``$XPNET_DATA/features``.
     """
     splits = load_fruits(_dataset_dir(data_dir), classes)
     holdout = None if "test" in splits else {"fraction": HOLDOUT_FRACTION, "seed": seed}
     paths, labels, is_test = _split(splits, holdout)
-    hist, kept = _histograms(paths, get_backend(device))
+    hist, kept = _histograms(paths, backend)
     labels, is_test = labels[kept], is_test[kept]
     features = HueHistogramFeatures().fit(hist[~is_test])
     x = features.transform(hist).astype(np.float32)
