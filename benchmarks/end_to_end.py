@@ -11,13 +11,11 @@ import numpy as np
 from benchmarks.config import Config
 from benchmarks.timing import Candidate, Stats, interleave, log
 from xpnet.backend import Backend
-from xpnet.builders import mlp
-from xpnet.cli import TASK_DEFAULTS
 from xpnet.data.fruits import decode_images, load_fruits
 from xpnet.features import CACHE_SIZE, hue_histograms
 from xpnet.model import Model
 from xpnet.schedules import cosine
-from xpnet.tasks import TaskData, fruits
+from xpnet.tasks import TASK_DEFAULTS, TaskData, build_model, fruits
 
 TARGET_ACCURACY = 0.98
 QUICK_MNIST_SAMPLES = 1024
@@ -25,11 +23,9 @@ QUICK_IMAGES = 64
 QUICK_FRUIT_EPOCHS = 5
 
 
-def _cli_model(config: Config, device: str, task: TaskData, settings: dict[str, Any]) -> Model:
+def _cli_model(config: Config, device: str, task_name: str, task: TaskData, settings: dict[str, Any]) -> Model:
     """The model `xpnet train` builds for ``settings`` (seed 0)."""
-    hidden = [int(size) for size in settings["hidden"].split(",")]
-    return mlp([task.x_train.shape[1], *hidden, len(task.class_names)], settings["activation"], "softmax",
-               optimizer=settings["optimizer"], lr=settings["lr"], backend=config.backend(device))
+    return build_model(task_name, task, settings, config.backend(device))
 
 
 def time_to_accuracy(model: Model, task: TaskData, settings: dict[str, Any], target: float) -> dict[str, Any]:
@@ -57,14 +53,15 @@ def time_to_accuracy(model: Model, task: TaskData, settings: dict[str, Any], tar
 
 
 def mnist_rows(config: Config) -> list[dict[str, Any]]:
-    settings = dict(TASK_DEFAULTS["mnist"])
+    settings = dict(TASK_DEFAULTS["mnist"]["mlp"])
     task = config.mnist()
     if config.quick:
         task.x_train, task.y_train = task.x_train[:QUICK_MNIST_SAMPLES], task.y_train[:QUICK_MNIST_SAMPLES]
         settings["epochs"] = 1
     rows = []
     for device in config.devices:
-        result = time_to_accuracy(_cli_model(config, device, task, settings), task, settings, TARGET_ACCURACY)
+        result = time_to_accuracy(_cli_model(config, device, "mnist", task, settings), task, settings,
+                                  TARGET_ACCURACY)
         rows.append({"device": device, "model": f"784-{settings['hidden'].replace(',', '-')}-10", **result})
         log(f"end_to_end: mnist {device}: {result}")
     return rows
@@ -86,12 +83,12 @@ def fruit_rows(config: Config) -> list[dict[str, Any]]:
     candidates = {device: _histogram_candidate(b, images) for device, b in backends.items()}
     histogram_s = {d: Stats.of(s).median for d, s in interleave(candidates, config.repeats, config.warmup).items()}
     task = fruits.load_task(folder, None, next(iter(backends.values())))
-    settings = dict(TASK_DEFAULTS["fruits"])
+    settings = dict(TASK_DEFAULTS["fruits"]["mlp"])
     if config.quick:
         settings["epochs"] = QUICK_FRUIT_EPOCHS
     rows = []
     for device, backend in backends.items():
-        model = _cli_model(config, device, task, settings)
+        model = _cli_model(config, device, "fruits", task, settings)
         started = time.perf_counter()
         model.fit(task.x_train, task.y_train, settings["epochs"], settings["batch_size"], seed=0, verbose=0,
                   lr_schedule=cosine(settings["lr"], settings["epochs"]))
@@ -109,13 +106,13 @@ def fruit_rows(config: Config) -> list[dict[str, Any]]:
 
 def run(config: Config) -> dict[str, Any]:
     """MNIST time to 98% with `xpnet train mnist`'s defaults, and the fruit classifier, on each device."""
-    settings = TASK_DEFAULTS["mnist"]
+    settings = TASK_DEFAULTS["mnist"]["mlp"]
     notes = [
         f"mnist: `xpnet train mnist` defaults ({settings}), seed 0; time from the start of training to the end of "
         f"the first epoch whose test accuracy >= {TARGET_ACCURACY:.0%}, including the per-epoch test evaluation "
         "the CLI does; training stops there",
         "fruits: decoding (PIL, resized to 100x100) and hue histograms (fused kernel) timed separately; "
-        f"training uses `xpnet train fruits` defaults ({TASK_DEFAULTS['fruits']}) on the cached features",
+        f"training uses `xpnet train fruits` defaults ({TASK_DEFAULTS['fruits']['mlp']}) on the cached features",
     ]
     if config.quick:
         notes.append(f"quick: MNIST on {QUICK_MNIST_SAMPLES} samples for 1 epoch (98% is not expected), "

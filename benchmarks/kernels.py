@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 from xpnet.kernels import RELU, SOFTMAX, hue
 from xpnet.kernels.cpu import PARALLEL_MIN_SIZE
+from xpnet.kernels.sets import load
 
 from benchmarks.config import Config
 from benchmarks.timing import Candidate, Stats, interleave, log
-from xpnet import kernels as kernel_sets
 from xpnet.backend import Backend
 
 FULL_SIZES = [10**4, 10**5, 10**6, 10**7, 10**8]
@@ -129,10 +129,7 @@ CASES: dict[str, tuple[str, Callable[..., Workload]]] = {
 
 def implementations(kernel: str, device: str) -> dict[str, Callable[..., Any]]:
     """The fused kernel and its reference for ``device``."""
-    if kernel == "hue_histograms":
-        return {"fused": lambda images: hue.hue_histograms(images, device),
-                "reference": hue.hue_histograms_reference}
-    return {mode: getattr(kernel_sets.load(mode, device), kernel) for mode in ("fused", "reference")}
+    return {mode: getattr(load(mode, device), kernel) for mode in ("fused", "reference")}
 
 
 def copy_bandwidth(config: Config, backend: Backend) -> dict[str, Any]:

@@ -34,9 +34,9 @@ def _step(config: Config, device: str, width: int, batch: int) -> Candidate:
     rng = np.random.default_rng(0)
     x = backend.asarray(rng.random((batch, INPUTS), dtype=np.float32))
     y = backend.asarray(np.eye(OUTPUTS, dtype=np.float32)[rng.integers(0, OUTPUTS, batch)])
-    _, _, buffers = model._workspace(batch, training=True)
+    workspace = model.workspace(batch, backward=True)
     stats = backend.zeros(2, dtype=np.float64)
-    return Candidate(lambda: model.train_step(x, y, buffers, stats), backend.synchronize)
+    return Candidate(lambda: model.train_step(x, y, workspace, stats), backend.synchronize)
 
 
 def crossovers(rows: list[dict[str, Any]], widths: list[int]) -> dict[int, int | None]:

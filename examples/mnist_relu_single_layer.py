@@ -16,7 +16,7 @@ from xpnet.model import Model
 def main(argv: list[str] | None = None) -> float:
     """Train the network and return its test accuracy."""
     args = mnist_parser(__doc__, epochs=1, lr=3e-4).parse_args(argv)
-    model = Model([Dense(784, 10, "relu", init="uniform", init_scale=0.01)], "sse", "sgd", lr=args.lr,
+    model = Model([Dense(10, "relu", input_dim=784, init="uniform", init_scale=0.01)], "sse", "sgd", lr=args.lr,
                   device=args.device, seed=args.seed)
     accuracy = mnist_online_accuracy(model, args, lambda pixels: pixels / 255.0, lambda d: np.eye(10)[d])
     return report("test accuracy", accuracy, ">= 0.88")

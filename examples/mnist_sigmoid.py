@@ -28,8 +28,8 @@ def main(argv: list[str] | None = None) -> float:
     """Train the network and return its test accuracy."""
     args = mnist_parser(__doc__, epochs=5, lr=0.2).parse_args(argv)
     layers = [
-        Dense(784, 100, "sigmoid", bias=False, init="normal"),
-        Dense(100, 10, "sigmoid", bias=False, init="normal"),
+        Dense(100, "sigmoid", input_dim=784, bias=False, init="normal"),
+        Dense(10, "sigmoid", input_dim=100, bias=False, init="normal"),
     ]
     model = Model(layers, "sse", "sgd", lr=args.lr, device=args.device, seed=args.seed)
     accuracy = mnist_online_accuracy(model, args, scaled, target_rows)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from xpnet.backend import DEVICES
-from xpnet.data.mnist import default_data_dir, make_mnist_csv, read_mnist_csv
+from xpnet.data.mnist import default_data_dir, load_mnist, make_mnist_csv, read_mnist_csv
 from xpnet.errors import XpnetError
 from xpnet.layers import Dense
 from xpnet.model import Model
@@ -35,7 +35,7 @@ def classic_net(sizes: Sequence[int], device: str, seed: int) -> Model:
     set at once: that is gradient descent on the summed squared error with learning rate 1, full batch.
     """
     layers = [
-        Dense(n_in, n_out, "sigmoid", bias=False, init="uniform", init_scale=1.0)
+        Dense(n_out, "sigmoid", input_dim=n_in, bias=False, init="uniform", init_scale=1.0)
         for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True)
     ]
     return Model(layers, "sse", "sgd", lr=1.0, device=device, seed=seed)
@@ -85,6 +85,14 @@ def mnist_online_accuracy(
     x_train, y_train = x_train[: args.rows], y_train[: args.rows]
     model.fit(features(x_train), targets(y_train), epochs=args.epochs, batch_size=1, verbose=0)
     return float(np.mean(model.predict(features(x_test)) == y_test))
+
+
+def keras_mnist(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """MNIST as the Keras tutorials feed it: (28, 28, 1) images scaled to [0, 1], integer labels; the first
+    ``args.rows`` training images when given."""
+    data = load_mnist(args.data_dir, download=False)
+    x_train, x_test = (pixels.reshape(-1, 28, 28, 1) / np.float32(255) for pixels in (data.x_train, data.x_test))
+    return x_train[: args.rows], data.y_train[: args.rows], x_test, data.y_test
 
 
 def run_example(main: Callable[[], object]) -> None:

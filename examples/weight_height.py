@@ -22,8 +22,8 @@ def main(argv: list[str] | None = None) -> tuple[float, float]:
     """Train the network and return its predictions for Emily and Frank."""
     args = parser(__doc__).parse_args(argv)
     layers = [
-        Dense(2, 2, "sigmoid", init="normal", init_scale=1.0),  # weights from N(0, 1), as in the tutorial
-        Dense(2, 1, "sigmoid", init="normal", init_scale=1.0),
+        Dense(2, "sigmoid", input_dim=2, init="normal", init_scale=1.0),  # weights from N(0, 1), as in the tutorial
+        Dense(1, "sigmoid", input_dim=2, init="normal", init_scale=1.0),
     ]
     model = Model(layers, "mse", "sgd", lr=0.1, device=args.device, seed=args.seed)
     model.fit(PEOPLE, FEMALE, epochs=1_000, batch_size=1, verbose=0)

@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> float:
     """Train the network and return its largest prediction error."""
     args = parser(__doc__).parse_args(argv)
     x = XOR_INPUTS[:, :2]  # the two bits; this network has real biases
-    model = Model([Dense(2, 3, "tanh"), Dense(3, 1, "sigmoid")], "mse", "sgd", lr=1.0, device=args.device,
+    model = Model([Dense(3, "tanh", input_dim=2), Dense(1, "sigmoid")], "mse", "sgd", lr=1.0, device=args.device,
                   seed=args.seed)
     stopper = EarlyStopping("val_loss", patience=100, min_delta=1e-5)
     history = model.fit(x, XOR_TARGETS, epochs=20_000, batch_size=None, validation_data=(x, XOR_TARGETS),

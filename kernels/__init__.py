@@ -1,6 +1,7 @@
 """Fused elementwise kernels, with a plain array-module reference beside every one.
 
-Three interchangeable kernel sets share one set of function names and signatures:
+Three interchangeable kernel sets share one set of function names and signatures (see ``sets.py``, where they
+are classes: the reference set is the base and the fused sets override what they fuse):
 
 - ``reference``: plain ``xp`` code (NumPy or CuPy); the definition of what each kernel must compute.
 - ``cpu``: Numba ``njit`` kernels that fuse each step into one pass over memory.
@@ -12,9 +13,6 @@ so that a training loop never has to read a scalar back from the device on every
 """
 
 from __future__ import annotations
-
-import importlib
-from types import ModuleType
 
 IDENTITY = 0
 SIGMOID = 1
@@ -46,11 +44,3 @@ KERNEL_FUNCTIONS = (
     "gather_rows",
 )
 
-
-def load(mode: str, device: str) -> ModuleType:
-    """Return the kernel module for ``mode`` ("fused" or "reference") on ``device`` ("cpu" or "gpu")."""
-    if mode == "reference":
-        return importlib.import_module(f"{__name__}.reference")
-    if mode == "fused":
-        return importlib.import_module(f"{__name__}.{'cuda' if device == 'gpu' else 'cpu'}")
-    raise ValueError(f"unknown kernel set {mode!r}; expected one of {KERNEL_SETS}")

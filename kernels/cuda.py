@@ -19,6 +19,7 @@ is copied back last and wins.
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,9 @@ from numba import boolean, config, cuda, float32, float64, int32, int64, void
 from numba.core.types import Array, Float
 
 from . import IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH
+from .hue import hue_histograms_cuda
 from .scalar import activate, binary_cross_entropy, cross_entropy_row, row_correct
+from .sets import ReferenceKernels
 
 THREADS_PER_BLOCK = 32 if config.ENABLE_CUDASIM else 256
 """Threads per block (few under the simulator, which runs every thread as a Python thread)."""
@@ -330,3 +333,14 @@ def gather_rows(src, idx, out) -> None:
     _require("gather_rows", "idx", idx, np.int64)
     _launch("gather_rows", out.size, (src, out), tail=idx)
 
+
+
+class CudaKernels(ReferenceKernels, implementations=sys.modules[__name__]):
+    """Numba CUDA kernels on CuPy's current stream; what this module lacks falls back to the CuPy reference."""
+
+    mode = "fused"
+    device = "gpu"
+    hue_histograms = staticmethod(hue_histograms_cuda)
+
+    def compile(self, dtype: Any) -> None:
+        compile_kernels(dtype)

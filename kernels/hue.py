@@ -15,6 +15,8 @@ Three implementations give the same counts, pixel for pixel (same float operatio
 - ``hue_histograms_cpu``: a Numba kernel, parallel over images;
 - ``hue_histograms_cuda``: a Numba CUDA kernel, one block per image counting into shared memory.
   ``numba.cuda`` is imported only when it runs, so importing this module never initialises CUDA.
+
+The kernel sets (``sets.py``) offer the one for their device as ``hue_histograms``.
 """
 
 from __future__ import annotations
@@ -190,11 +192,3 @@ def hue_histograms_cuda(images: Any, bins: int = DEFAULT_BINS) -> Any:
             kernel[n, threads, cuda.external_stream(xp.cuda.get_current_stream().ptr)](images, out)
     return out
 
-
-def hue_histograms(images: Any, backend_name: str, bins: int = DEFAULT_BINS) -> Any:
-    """Hue histograms with the kernel for ``backend_name``: "cpu" (Numba CPU) or "gpu" (Numba CUDA)."""
-    if backend_name == "cpu":
-        return hue_histograms_cpu(images, bins)
-    if backend_name == "gpu":
-        return hue_histograms_cuda(images, bins)
-    raise ValueError(f"unknown backend {backend_name!r}; expected 'cpu' or 'gpu'")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numba
 import pytest
 
 from xpnet.backend_cupy import gpu_problem
@@ -15,9 +16,11 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 GPU_PROBLEM = gpu_problem()
 
 # Without a GPU, Numba's CUDA kernels run under its simulator. This must be decided before numba.cuda is first
-# imported, which is why it happens here, at collection time; with a GPU, the real device is used.
+# imported, which is why it happens here, at collection time (importing xpnet loaded Numba's configuration
+# already, so it is read again); with a GPU, the real device is used.
 if GPU_PROBLEM is not None:
     os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+    numba.core.config.reload_config()
 
 
 @pytest.fixture(scope="session")

@@ -22,10 +22,12 @@ from typing import Any
 import numpy as np
 
 from xpnet import training
+from xpnet.backend import get_backend
 from xpnet.builders import mlp
 from xpnet.checkpoint import save_checkpoint
-from xpnet.model import History, Model
+from xpnet.model import Model
 from xpnet.tasks import TaskData
+from xpnet.trainer import History
 
 SIZES = [32, 512, 512, 4]
 """About 280,000 float64 parameters plus Adam's moments: a 6.8 MB checkpoint, so writes take a while."""
@@ -43,8 +45,11 @@ def task() -> TaskData:
     return TaskData(x[:64], y[:64], x[64:], y[64:], ["a", "b", "c", "d"], {"type": "custom"})
 
 
+BACKEND = get_backend("cpu", "float64", seed=3)
+
+
 def build() -> Model:
-    return mlp(SIZES, "relu", seed=3, device="cpu", dtype="float64", optimizer="adam", lr=1e-3)
+    return mlp(SIZES, "relu", optimizer="adam", lr=1e-3, backend=BACKEND)
 
 
 def marked_save(directory: str | Path, model: Model, history: History, settings: dict[str, Any]) -> Path:
@@ -61,7 +66,7 @@ def child(directory: str, epochs: int, resume: bool) -> None:
     training.save_checkpoint = marked_save
     settings = {"task": "kill", "epochs": epochs, "batch_size": 32, "seed": 7}
     result = training.run_training(task(), build, settings, checkpoint_dir=directory, resume=resume,
-                                   device="cpu", verbose=0, log=lambda message: None)
+                                   backend=BACKEND, verbose=0, log=lambda message: None)
     say(f"done {result.model.position.epoch}")
 
 

@@ -12,7 +12,7 @@ from xpnet.model import Model
 
 
 def tiny_model() -> Model:
-    return Model([Dense(1, 1)], "mse", "sgd", device="cpu", seed=0)
+    return Model([Dense(1, input_dim=1)], "mse", "sgd", device="cpu", seed=0)
 
 
 def drive(stopper: EarlyStopping, model: Model, values: list[float], monitor: str = "val_loss") -> int:
@@ -107,7 +107,7 @@ def test_stops_fit_and_restores_the_best_epoch() -> None:
     rng = np.random.default_rng(0)
     x = rng.standard_normal((200, 2))
     y = (x[:, 0] > 0).astype(np.int64)
-    model = Model([Dense(2, 1, "sigmoid")], "bce", "sgd", lr=0.5, device="cpu", seed=0)
+    model = Model([Dense(1, "sigmoid", input_dim=2)], "bce", "sgd", lr=0.5, device="cpu", seed=0)
     recorded: list[np.ndarray] = []
     stopper = EarlyStopping(patience=3)
     # validating on the opposite labels: the better the model learns, the worse its validation loss

@@ -8,8 +8,8 @@ import pytest
 from xpnet import ConfigError, ModelFileError
 from xpnet.builders import mlp
 from xpnet.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from xpnet.model import History, TrainingPosition
 from xpnet.serialization import save_model
+from xpnet.trainer import History, TrainingPosition
 
 SETTINGS = {"task": "test", "epochs": 4, "batch_size": 16, "seed": 5}
 

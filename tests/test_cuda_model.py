@@ -30,9 +30,9 @@ def test_training_on_the_cuda_kernels_matches_the_cpu(output, loss, optimizer):
     results = []
     for name in ("cpu", "gpu"):
         backend = Backend(name, np, "simulated" if name == "gpu" else "host", np.dtype("float64"), "fused", seed=3)
-        layers = [Dense(4, 6, "relu"), Dense(6, 5, "leaky_relu", bias=False), Dense(5, 3, output)]
+        layers = [Dense(6, "relu", input_dim=4), Dense(5, "leaky_relu", bias=False), Dense(3, output)]
         model = Model(layers, loss, optimizer, lr=0.05, backend=backend)
-        assert model.backend.kernels.__name__ == f"xpnet.kernels.{'cuda' if name == 'gpu' else 'cpu'}"
+        assert type(model.backend.kernels).__name__ == ("CudaKernels" if name == "gpu" else "CpuKernels")
         history = model.fit(x, y, epochs=2, batch_size=5, seed=1, verbose=0)
         results.append((model.get_parameters(), history.history["loss"], model.predict_proba(x)))
     for cpu_result, gpu_result in zip(results[0], results[1], strict=True):

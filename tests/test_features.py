@@ -14,6 +14,7 @@ from hypothesis.extra.numpy import arrays
 from PIL import Image
 from skimage.color import rgb2hsv
 from xpnet.kernels import hue
+from xpnet.kernels.sets import CpuKernels, ReferenceKernels
 
 from xpnet import features
 from xpnet.backend import get_backend
@@ -119,14 +120,15 @@ def test_cuda_kernel_equals_reference() -> None:
     images[0, 0, :3] = [(9, 9, 9), (255, 255, 0), (0, 0, 255)]
     expected = hue.hue_histograms_reference(images)
     assert np.array_equal(hue.hue_histograms_cuda(images), expected)
-    assert np.array_equal(hue.hue_histograms(images, "gpu", bins=7), hue.hue_histograms_reference(images, 7))
+    from xpnet.kernels.cuda import CudaKernels
+
+    assert np.array_equal(CudaKernels().hue_histograms(images, 7), hue.hue_histograms_reference(images, 7))
 
 
 def test_dispatch_and_bad_input() -> None:
     images = edge_case_images()[:2]
-    assert np.array_equal(hue.hue_histograms(images, "cpu"), hue.hue_histograms_reference(images))
-    with pytest.raises(ValueError, match="backend"):
-        hue.hue_histograms(images, "tpu")
+    assert np.array_equal(CpuKernels().hue_histograms(images), hue.hue_histograms_reference(images))
+    assert ReferenceKernels().hue_histograms is hue.hue_histograms_reference
     with pytest.raises(ValueError, match="uint8 RGB"):
         hue.hue_histograms_cpu(images.astype(np.float32))
     with pytest.raises(ValueError, match="uint8 RGB"):

@@ -182,3 +182,32 @@ def test_binary_cross_entropy_stays_finite_and_exact_for_extreme_logits(dtype):
         kernels.sigmoid_binary_cross_entropy(z, a, y, np.empty_like(z), stats[name])
     assert np.isfinite(stats["fused"]).all()
     np.testing.assert_allclose(stats["fused"], stats["reference"], rtol=1e-6)
+
+
+def test_kernel_sets_override_what_they_fuse_and_fall_back_to_the_reference():
+    from types import ModuleType
+
+    from xpnet.kernels import KERNEL_FUNCTIONS
+    from xpnet.kernels.sets import CpuKernels, ReferenceKernels, load
+
+    assert CpuKernels.overridden >= set(KERNEL_FUNCTIONS)  # every kernel has a fused CPU twin
+    assert isinstance(load("fused", "cpu"), CpuKernels) and type(load("reference", "cpu")) is ReferenceKernels
+
+    partial_module = ModuleType("partial")
+
+    def sgd_update(p, g, lr):
+        p -= 2 * lr * g
+
+    partial_module.sgd_update = sgd_update
+
+    class Partial(ReferenceKernels, implementations=partial_module):
+        mode = "partial"
+
+    partial = Partial()
+    assert partial.implementation("sgd_update") == "partial" and partial.implementation("adam_update") == "reference"
+    assert Partial.adam_update is ReferenceKernels.adam_update
+    p, g = np.ones(3), np.ones(3)
+    partial.sgd_update(p, g, 0.25)
+    np.testing.assert_array_equal(p, 0.5)
+    with pytest.raises(ValueError, match="unknown kernel mode"):
+        load("fastest", "cpu")

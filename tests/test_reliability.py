@@ -32,10 +32,11 @@ from xpnet.data.digits import mnist_like, read_grayscale
 from xpnet.errors import DataError, ModelFileError, TrainingError
 from xpnet.features import HueHistogramFeatures
 from xpnet.layers import Dense
-from xpnet.model import History, Model
+from xpnet.model import Model
 from xpnet.serialization import load_model, read_archive, write_archive
 from xpnet.tasks import TaskData
 from xpnet.tasks import fruits as fruit_task
+from xpnet.trainer import History
 from xpnet.training import run_training
 
 KILLS = 40
@@ -190,7 +191,7 @@ def test_cli_divergence_is_a_clean_error_naming_the_step(shared_data, tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("xpnet: error:")]
     assert len(errors) == 1, result.stderr
-    assert "epoch 1, step" in errors[0] and "lower learning rate" in errors[0] and "--lr 1e+29" in errors[0]
+    assert "epoch 1, step" in errors[0] and "lower the learning rate" in errors[0] and "--lr 1e+29" in errors[0]
     assert "checkpoint is kept" not in errors[0]  # it diverged before the first checkpoint: none to keep
     assert latest_checkpoint(checkpoints) is None
 
@@ -203,7 +204,7 @@ def _diverging_task() -> TaskData:
 
 
 def _diverging_model() -> Model:
-    layer = Dense(1, 1, "identity", bias=False, init="glorot_uniform")
+    layer = Dense(1, "identity", input_dim=1, bias=False, init="glorot_uniform")
     return Model([layer], "mse", "sgd", lr=1.5, device="cpu", dtype="float64", seed=0)
 
 
@@ -215,7 +216,7 @@ def test_divergence_in_epoch_two_keeps_the_last_good_checkpoint(tmp_path):
                      log=lambda message: None)
     message = str(info.value)
     assert info.value.exit_code == 2
-    assert "epoch 2, step" in message and "lower learning rate" in message and "--lr 0.15" in message
+    assert "epoch 2, step" in message and "lower the learning rate" in message and info.value.hint == "try --lr 0.15"
     assert "last good checkpoint is kept" in message and str(tmp_path) in message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-e00001-b0000000.npz"]
     kept = latest_checkpoint(tmp_path, device="cpu")
@@ -415,15 +416,16 @@ def test_valid_json_of_the_wrong_structure_is_refused(saved_checkpoint, tmp_path
 def test_metadata_claiming_huge_layers_is_refused_before_allocating(saved_checkpoint, tmp_path, monkeypatch,
                                                                     dims):
     metadata, arrays = saved_checkpoint
-    layer = {"input_dim": dims[0], "output_dim": dims[1], "activation": "softmax"}
+    layer = {"type": "dense", "units": dims[1], "input_shape": [dims[0]], "activation": "softmax"}
     path = tmp_path / "huge.npz"
-    write_archive(path, arrays, {**metadata, "model": {**metadata["model"], "layers": [layer]}})
+    model = {**metadata["model"], "layers": [layer], "input_shape": [dims[0]]}
+    write_archive(path, arrays, {**metadata, "model": model})
 
     def no_model(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("a Model was built before the parameter count was checked")
 
     monkeypatch.setattr("xpnet.serialization.Model", no_model)
-    with pytest.raises(ModelFileError, match="expected .* parameters"):
+    with pytest.raises(ModelFileError, match="needs parameters of shape"):
         load_model(path, device="cpu")
 
 

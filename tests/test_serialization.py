@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -80,11 +81,17 @@ def test_refusals(trained, tmp_path):
     write_archive(tmp_path / "future.npz", arrays, {**metadata, "format_version": 99})
     _expect(tmp_path / "future.npz", "newer than this xpnet")
     write_archive(tmp_path / "short.npz", {"params": arrays["params"][:-1]}, metadata)
-    _expect(tmp_path / "short.npz", "expected")
-    bad = dict(metadata, model={**metadata["model"], "layers": [{"input_dim": 5, "output_dim": 3,
-                                                                 "activation": "swish"}]})
+    _expect(tmp_path / "short.npz", "needs parameters of shape")
+    bad = dict(metadata, model={**metadata["model"], "layers": [{"type": "dense", "units": 3, "activation": "swish"}]})
     write_archive(tmp_path / "arch.npz", arrays, bad)
     _expect(tmp_path / "arch.npz", "unknown activation 'swish'")
+    alien = dict(metadata, model={**metadata["model"], "layers": [{"type": "lstm", "units": 3}]})
+    write_archive(tmp_path / "alien.npz", arrays, alien)
+    _expect(tmp_path / "alien.npz", "unknown layer type 'lstm'")
+    wide = [{**layer, "units": layer["units"] + 1} if layer["type"] == "dense" else layer
+            for layer in metadata["model"]["layers"]]
+    write_archive(tmp_path / "wide.npz", arrays, dict(metadata, model={**metadata["model"], "layers": wide}))
+    _expect(tmp_path / "wide.npz", "the file is corrupt or its config was edited")
     write_archive(tmp_path / "nan.npz", {**arrays, "params": np.full_like(arrays["params"], np.nan)}, metadata)
     _expect(tmp_path / "nan.npz", "not finite")
 
@@ -133,3 +140,13 @@ def test_fuzzed_model_files_only_raise_model_file_errors(trained, tmp_path, data
     target.write_bytes(blob)
     with contextlib.suppress(ModelFileError):
         load_model(target, device="cpu")
+
+
+def test_files_of_the_first_format_still_load_and_predict_the_same():
+    """tests/data/model-v1.npz was written by xpnet 0.1.0 (format 1: Dense layers only, no input shape)."""
+    data = Path(__file__).parent / "data"
+    model = load_model(data / "model-v1.npz", device="cpu")
+    expected = np.load(data / "model-v1-expected.npz")
+    np.testing.assert_array_equal(model.predict_proba(expected["x"]), expected["proba"])
+    assert model.class_names == ["a", "b", "c"] and model.input_shape == (6,) and model.step == 15
+    assert read_archive(data / "model-v1.npz")[0]["format_version"] == 1

@@ -128,3 +128,26 @@ def test_make_moons_without_noise_lies_on_the_two_half_circles() -> None:
 def test_make_moons_rejects_bad_arguments(n: int, noise: float) -> None:
     with pytest.raises(ValueError, match="make_moons needs|noise must"):
         make_moons(n, noise)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_keras_cnn_adam_reduced(device: str, mnist_options: list[str]) -> None:
+    assert example("keras_cnn_adam").main(["--device", device, *mnist_options, "--rows", "3000"]) >= 0.85
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("device", DEVICES)
+def test_keras_cnn_adam_full(device: str, mnist_options: list[str]) -> None:
+    assert example("keras_cnn_adam").main(["--device", device, *mnist_options]) >= 0.97
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_keras_cnn_sgd_mse_reduced(device: str, mnist_options: list[str]) -> None:
+    assert example("keras_cnn_sgd_mse").main(["--device", device, *mnist_options, "--rows", "3000",
+                                              "--epochs", "1"]) >= 0.5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("device", DEVICES)
+def test_keras_cnn_sgd_mse_full(device: str, mnist_options: list[str]) -> None:
+    assert example("keras_cnn_sgd_mse").main(["--device", device, *mnist_options]) >= 0.98

@@ -1,8 +1,16 @@
-"""xpnet: a from-scratch neural-network library whose one network code runs on NumPy (CPU) or CuPy (GPU)."""
+"""xpnet: a from-scratch neural-network library whose one network code runs on NumPy (CPU) or CuPy (GPU).
 
-__version__ = "0.1.0"
+Build a model from layers (``Sequential([...])``) or a short form (``mlp``, ``cnn``), ``fit`` / ``evaluate`` /
+``predict`` it Keras-style, and ``save`` / ``load_model`` it without pickle on either device. ``get_backend``
+chooses the device; ``load_mnist`` and ``load_fruits`` read the two data sets the command line trains on.
+"""
+
+__version__ = "0.2.0"
 
 from xpnet.backend import Backend, get_backend  # noqa: E402
+from xpnet.builders import cnn, from_layer_dicts, mlp  # noqa: E402
+from xpnet.data.fruits import load_fruits  # noqa: E402
+from xpnet.data.mnist import load_mnist  # noqa: E402
 from xpnet.errors import (  # noqa: E402
     ConfigError,
     DataError,
@@ -11,15 +19,37 @@ from xpnet.errors import (  # noqa: E402
     TrainingError,
     XpnetError,
 )
+from xpnet.layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D, Reshape  # noqa: E402
+from xpnet.model import Model, Sequential  # noqa: E402
+from xpnet.serialization import load_model, save_model  # noqa: E402
+from xpnet.trainer import History  # noqa: E402
 
 __all__ = [
     "Backend",
+    "BatchNorm",
     "ConfigError",
+    "Conv2D",
     "DataError",
+    "Dense",
     "DeviceError",
+    "Dropout",
+    "Flatten",
+    "History",
+    "Layer",
+    "MaxPool2D",
+    "Model",
     "ModelFileError",
+    "Reshape",
+    "Sequential",
     "TrainingError",
     "XpnetError",
     "__version__",
+    "cnn",
+    "from_layer_dicts",
     "get_backend",
+    "load_fruits",
+    "load_mnist",
+    "load_model",
+    "mlp",
+    "save_model",
 ]

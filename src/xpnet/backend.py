@@ -19,6 +19,7 @@ import numpy as np
 
 from xpnet import kernels
 from xpnet.errors import ConfigError, DeviceError
+from xpnet.kernels.sets import KernelSet, load
 
 DEVICE_ENV = "XPNET_DEVICE"
 KERNELS_ENV = "XPNET_KERNELS"
@@ -36,13 +37,13 @@ class Backend:
     dtype: np.dtype
     kernel_mode: str
     seed: int | None = None
-    kernels: ModuleType = field(init=False)
+    kernels: KernelSet = field(init=False)
     rng: np.random.Generator = field(init=False)
     notice: str | None = None
     """Why this backend was chosen when it differs from what was asked (auto fallback), else None."""
 
     def __post_init__(self) -> None:
-        self.kernels = kernels.load(self.kernel_mode, self.name)
+        self.kernels = load(self.kernel_mode, self.name)
         self.reseed(self.seed)
 
     def reseed(self, seed: int | None) -> None:
@@ -78,8 +79,9 @@ class Backend:
             yield
         except MemoryError as exc:
             raise DeviceError(
-                f"the {self.name.upper()} ran out of memory at batch size {batch_size} ({exc or 'no detail'}). "
-                "Use a smaller --batch-size, a smaller model, or less data."
+                f"the {self.name.upper()} ran out of memory at batch size {batch_size} ({exc or 'no detail'}); "
+                "use a smaller batch size, a smaller model, or less data",
+                hint=f"try --batch-size {max(1, batch_size // 2)}",
             ) from exc
 
     def describe(self) -> dict[str, str]:
@@ -144,7 +146,7 @@ def get_backend(
     if problem is None:
         return backend_cupy.cupy_backend(resolved_dtype, mode, seed)
     if device == "gpu":
-        raise DeviceError(f"--device gpu was asked for, but no GPU is usable: {problem}. Use --device cpu or auto.")
+        raise DeviceError(f"the GPU was asked for, but no GPU is usable: {problem}", hint="use --device cpu or auto")
     cpu = numpy_backend(resolved_dtype, mode, seed)
     cpu.notice = f"no usable GPU ({problem}); training on the CPU"
     return cpu

@@ -52,10 +52,9 @@ def _bytes(nbytes: int) -> str:
 def out_of_memory_message(batch_size: int, nbytes: int) -> str:
     """The advice for a step at ``batch_size`` whose request for ``nbytes`` (0: unknown) the GPU refused."""
     asked = f"{_bytes(nbytes)} ({nbytes:,} bytes)" if nbytes > 0 else "memory"
-    smaller = f" (for example --batch-size {batch_size // 2})" if batch_size > 1 else ""
     return (
         f"the GPU ran out of memory at batch size {batch_size}: it could not allocate {asked}. "
-        f"Use a smaller --batch-size{smaller}, a smaller model, or --device cpu."
+        "Use a smaller batch size, a smaller model, or the CPU."
     )
 
 
@@ -70,7 +69,8 @@ def translate_out_of_memory(batch_size: int) -> Iterator[None]:
         # CuPy keeps only its message: "Out of memory allocating 1,234 bytes (allocated so far: ...)"
         found = re.search(r"allocating ([\d,]+) bytes", str(exc))
         nbytes = int(found.group(1).replace(",", "")) if found else 0
-        raise DeviceError(out_of_memory_message(batch_size, nbytes)) from exc
+        raise DeviceError(out_of_memory_message(batch_size, nbytes),
+                          hint=f"try --batch-size {max(1, batch_size // 2)} or --device cpu") from exc
 
 
 class CupyBackend(Backend):
@@ -82,11 +82,11 @@ class CupyBackend(Backend):
             # Compile up front, for this dtype's explicit signatures: a broken Numba/CUDA setup fails here,
             # with advice, rather than in the middle of the first training step.
             try:
-                self.kernels.compile_kernels(self.dtype)
+                self.kernels.compile(self.dtype)
             except Exception as exc:
                 raise DeviceError(
                     f"Numba could not compile the fused CUDA kernels ({exc}); "
-                    "use --kernels reference (CuPy only) or --device cpu"
+                    "use the reference kernels (CuPy only) or the CPU", hint="try --kernels reference or --device cpu"
                 ) from exc
 
     def out_of_memory(self, batch_size: int) -> Any:

@@ -17,9 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from xpnet.backend import Backend
 from xpnet.errors import ModelFileError
-from xpnet.model import History, Model, TrainingPosition
+from xpnet.model import Model
 from xpnet.serialization import model_arrays, model_from_archive, model_metadata, read_archive, write_archive
+from xpnet.trainer import History, TrainingPosition
 
 NAME = re.compile(r"^checkpoint-e(\d{5})-b(\d{7})\.npz$")
 TEMPORARY = re.compile(r"^\.checkpoint-e\d{5}-b\d{7}\.npz\..+\.tmp$")
@@ -85,14 +87,17 @@ def _check_position(position: TrainingPosition) -> None:
         np.random.default_rng().bit_generator.state = position.rng_state
 
 
-def load_checkpoint(path: str | Path, *, device: str | None = None, dtype: Any = None) -> Checkpoint:
-    """Restore one checkpoint file onto ``device`` (either device resumes either's checkpoints)."""
+def load_checkpoint(
+    path: str | Path, *, device: str | None = None, dtype: Any = None, backend: Backend | None = None
+) -> Checkpoint:
+    """Restore one checkpoint file onto ``backend``, or one built for ``device`` (either device resumes either's
+    checkpoints)."""
     path = Path(path)
     metadata, arrays = read_archive(path)
     training = metadata.get("training")
     if metadata.get("kind") != "checkpoint" or not isinstance(training, dict):
         raise ModelFileError(f"{path}: a saved model, not a checkpoint; there is no training state to resume")
-    model = model_from_archive(path, metadata, arrays, device=device, dtype=dtype)
+    model = model_from_archive(path, metadata, arrays, device=device, dtype=dtype, backend=backend)
     try:
         history = History.from_dict(training["history"])
         position = TrainingPosition.from_dict(training["position"])
@@ -107,14 +112,16 @@ def load_checkpoint(path: str | Path, *, device: str | None = None, dtype: Any =
     return Checkpoint(model, history, position, settings, path)
 
 
-def latest_checkpoint(directory: str | Path, *, device: str | None = None, dtype: Any = None) -> Checkpoint | None:
+def latest_checkpoint(
+    directory: str | Path, *, device: str | None = None, dtype: Any = None, backend: Backend | None = None
+) -> Checkpoint | None:
     """The newest checkpoint in ``directory`` that loads, or None; unreadable ones are skipped with a warning."""
     directory = Path(directory)
     if not directory.is_dir():
         return None
     for _, _, path in sorted(_candidates(directory), reverse=True):
         try:
-            return load_checkpoint(path, device=device, dtype=dtype)
+            return load_checkpoint(path, device=device, dtype=dtype, backend=backend)
         except ModelFileError as exc:
             warnings.warn(f"skipping an unreadable checkpoint: {exc}", stacklevel=2)
     return None

@@ -6,9 +6,17 @@ says what was wrong, where, and what to do. The CLI prints the message and exits
 
 
 class XpnetError(Exception):
-    """Base class for every error xpnet raises on purpose."""
+    """Base class for every error xpnet raises on purpose.
+
+    The message carries the facts, in library terms; ``hint``, when given, is the command line's advice (which
+    ``--flag`` to change), which the CLI adds and a Python caller can ignore.
+    """
 
     exit_code = 2
+
+    def __init__(self, message: str = "", *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 class ConfigError(XpnetError, ValueError):

@@ -46,7 +46,7 @@ def _to_host(x: Any) -> np.ndarray:
 
 def hue_histograms(images: Any, backend: Backend, bins: int = hue.DEFAULT_BINS) -> Any:
     """Hue histograms (float64 (n, bins)) of uint8 RGB images, computed on ``backend``'s device."""
-    return hue.hue_histograms(backend.asarray(images), backend.name, bins)
+    return backend.kernels.hue_histograms(backend.asarray(images), bins)
 
 
 class HueHistogramFeatures:

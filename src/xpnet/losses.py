@@ -6,7 +6,7 @@ from types import ModuleType
 from typing import Any
 
 from xpnet.errors import ConfigError
-from xpnet.kernels import SIGMOID, SOFTMAX
+from xpnet.kernels import ACTIVATIONS, SIGMOID, SOFTMAX
 
 LOSSES = ("categorical_crossentropy", "binary_crossentropy", "mse", "sse")
 ALIASES = {"cce": "categorical_crossentropy", "bce": "binary_crossentropy"}
@@ -23,9 +23,9 @@ class Loss:
         """True when the loss is fused with the output activation and its gradient is already dL/dz."""
         return self.needs_activation is not None
 
-    def check_output(self, activation: str, code: int) -> None:
+    def check_output(self, activation: str) -> None:
         """Raise ConfigError when this loss cannot be used after the output activation."""
-        if self.needs_activation is not None and code != self.needs_activation:
+        if self.needs_activation is not None and ACTIVATIONS.get(activation) != self.needs_activation:
             wanted = "softmax" if self.needs_activation == SOFTMAX else "sigmoid"
             raise ConfigError(
                 f"loss {self.name!r} needs a {wanted} output layer, but the last layer's activation is "

@@ -1,102 +1,86 @@
-"""The network: dense layers over one flat parameter buffer, trained by fused kernels on the backend's device.
+"""The network: a sequence of layers over one flat parameter buffer, with a loss and an optimizer, on one backend.
 
 Parameters, gradients and optimizer moments live in one ``(2 + slots, P)`` array: row 0 the parameters, row 1
-their gradients, the rest the optimizer's moments. Each layer's ``W``, ``b``, ``dW`` and ``db`` are views into it,
-so the optimizer updates everything in one pass. Activations are preallocated per batch size, the whole training
-set is copied to the device once, and batches are gathered there.
+their gradients, the rest the optimizer's moments; non-trainable state (BatchNorm's running statistics) in a second
+flat array. Each layer gets views into them, so the optimizer updates everything in one pass and an Allreduce of
+the gradients is one call. The model only sequences layers: each layer computes its own forward and backward pass
+in work buffers preallocated per batch size. The training loop lives in ``xpnet.trainer``.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from xpnet.backend import Backend, get_backend
-from xpnet.errors import ConfigError, DataError, TrainingError
-from xpnet.initializers import initial_weights
-from xpnet.layers import Dense, LayerBuffers
+from xpnet.errors import ConfigError, DataError
+from xpnet.layers.base import Layer, Phase, Shape, Workspace, as_shape, describe_shape
 from xpnet.losses import Loss, get_loss
 from xpnet.optimizers import Optimizer, get_optimizer
-from xpnet.progress import EpochProgress
+from xpnet.trainer import Callback, History, Trainer, TrainingPosition
 
 PREDICT_CHUNK = 8192
 """Rows per forward pass in predict and evaluate, bounding the memory they need."""
 
 
 @dataclass
-class History:
-    """Per-epoch metrics from ``fit``, Keras-style: ``history["loss"]``, ``["accuracy"]``, ``["val_loss"]``..."""
+class ModelWorkspace:
+    """Every buffer one step needs, for batches of up to some number of rows: the gathered batch ``x`` (flat rows)
+    and ``y`` (None at inference), each layer's workspace, and the loss gradient ``dy``."""
 
-    history: dict[str, list[float]] = field(default_factory=dict)
-    epoch: list[int] = field(default_factory=list)
+    x: Any
+    y: Any
+    layers: list[Workspace]
+    dy: Any
 
-    def append(self, epoch: int, logs: dict[str, float]) -> None:
-        self.epoch.append(epoch)
-        for key, value in logs.items():
-            self.history.setdefault(key, []).append(value)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"epoch": list(self.epoch), "history": {k: list(v) for k, v in self.history.items()}}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> History:
-        return cls({k: [float(x) for x in v] for k, v in data["history"].items()}, [int(e) for e in data["epoch"]])
-
-
-@dataclass
-class TrainingPosition:
-    """Where a training run stands: enough to stop after any step and resume exactly there.
-
-    ``rng_state`` is the shuffling generator's state at the start of ``epoch``, so a resumed run draws the same
-    batch order and skips the ``batch`` batches already done; ``loss_sum`` and ``correct`` are the epoch's running
-    totals so far.
-    """
-
-    epoch: int = 0
-    batch: int = 0
-    rng_state: dict[str, Any] | None = None
-    loss_sum: float = 0.0
-    correct: float = 0.0
-    seen: int = 0
-
-    def next_epoch(self) -> None:
-        """Move to the start of the next epoch, with fresh running totals."""
-        self.epoch += 1
-        self.batch, self.rng_state, self.loss_sum, self.correct, self.seen = 0, None, 0.0, 0.0, 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainingPosition:
-        return cls(**data)
+    def first(self, rows: int) -> ModelWorkspace:
+        """The same buffers for a shorter (last) batch of ``rows`` rows."""
+        if self.dy.shape[0] == rows:
+            return self
+        x = None if self.x is None else self.x[:rows]
+        y = None if self.y is None else self.y[:rows]
+        return ModelWorkspace(x, y, [ws.first(rows) for ws in self.layers], self.dy[:rows])
 
 
-def _first_rows(buffers: list[LayerBuffers], rows: int) -> list[LayerBuffers]:
-    """The buffers themselves, or views of their first ``rows`` rows for a shorter (last) batch."""
-    return buffers if buffers[0].z.shape[0] == rows else [b.view(rows) for b in buffers]
+def infer_shapes(layers: Sequence[Layer], input_shape: Shape) -> Shape:
+    """Build every layer in turn from ``input_shape`` (per sample); return the last layer's output shape."""
+    shape = input_shape
+    for i, layer in enumerate(layers):
+        shape = layer.build(shape, i)
+    return shape
+
+
+def model_input_shape(layers: Sequence[Layer], input_shape: Any) -> Shape:
+    """The input shape given to the model, or else declared by its first layer; ConfigError when neither is."""
+    if input_shape is not None:
+        return as_shape(input_shape, "input_shape")
+    if layers and layers[0].declared_input_shape is not None:
+        return layers[0].declared_input_shape
+    raise ConfigError("the model's input shape is unknown: give input_shape=... (784, or (28, 28, 1)) or the first "
+                      "layer's input_dim / input_shape")
 
 
 class Model:
-    """A feed-forward network of ``Dense`` layers with a loss and an optimizer, on one backend.
+    """A sequence of layers with a loss and an optimizer, on one backend (``Sequential`` is the same class).
 
+    ``input_shape`` is one sample's shape, unless the first layer declares it (``Dense(..., input_dim=784)``).
     ``device``, ``dtype``, ``seed`` and ``kernel_mode`` build a backend unless ``backend`` is given. The seed fixes
-    the initial weights and the shuffling order, identically on every device. ``class_names`` and
-    ``preprocessing`` are carried along for saving: the CLI uses them to turn inputs into features and outputs
-    into names.
+    the initial weights, dropout masks and the shuffling order, identically on every device. ``class_names`` and
+    ``preprocessing`` are carried along for saving: the CLI uses them to turn inputs into features and outputs into
+    names.
     """
 
     def __init__(
         self,
-        layers: Sequence[Dense],
+        layers: Sequence[Layer],
         loss: str | Loss = "categorical_crossentropy",
         optimizer: str | dict | Optimizer = "adam",
         *,
+        input_shape: Any = None,
         lr: float | None = None,
         device: str | None = None,
         dtype: Any = "float32",
@@ -109,14 +93,18 @@ class Model:
         self.layers = list(layers)
         if not self.layers:
             raise ConfigError("a model needs at least one layer")
-        for i, (prev, nxt) in enumerate(zip(self.layers, self.layers[1:], strict=False)):
-            if prev.output_dim != nxt.input_dim:
-                raise ConfigError(
-                    f"layer {i} outputs {prev.output_dim} values but layer {i + 1} expects {nxt.input_dim} inputs"
-                )
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, Layer):
+                raise ConfigError(f"layer {i} is {layer!r}, not an xpnet layer (Dense, Conv2D, MaxPool2D, ...)")
+        self.input_shape = model_input_shape(self.layers, input_shape)
+        output_shape = infer_shapes(self.layers, self.input_shape)
+        if len(output_shape) != 1:
+            raise ConfigError(f"the last layer outputs {output_shape} per sample; a loss needs flat outputs: end "
+                              "with Flatten() and a Dense layer")
         self.loss = get_loss(loss)
         last = self.layers[-1]
-        self.loss.check_output(last.activation, last.code)
+        self.loss.check_output(getattr(last, "activation", "identity"))
+        last.fused_with_loss = self.loss.gives_dz
         self.optimizer = get_optimizer(optimizer, lr)
         self.backend = backend or get_backend(device, dtype, seed, kernel_mode)
         self.class_names = list(class_names) if class_names is not None else None
@@ -128,22 +116,28 @@ class Model:
         # draws each epoch's batch order; checkpoints save its state so a resumed run shuffles identically
         self.shuffle_rng = self.backend.rng
         self.position = TrainingPosition()
-        self._workspaces: dict[tuple[int, bool], tuple[Any, Any, list[LayerBuffers]]] = {}
+        self._workspaces: dict[tuple[int, bool], ModelWorkspace] = {}
+        self._first_trainable = next((i for i, layer in enumerate(self.layers) if layer.parameter_count), None)
         self._bind_buffers()
-        self.set_parameters(self._initial_parameters())
+        self._initialize()
 
     # ----------------------------------------------------------------------------------------------- structure
     @property
     def input_dim(self) -> int:
-        return self.layers[0].input_dim
+        """Values per input sample (the length of a flat input row)."""
+        return math.prod(self.input_shape)
 
     @property
     def output_dim(self) -> int:
-        return self.layers[-1].output_dim
+        return self.layers[-1].output_shape[0]
 
     @property
     def parameter_count(self) -> int:
         return sum(layer.parameter_count for layer in self.layers)
+
+    @property
+    def state_count(self) -> int:
+        return sum(layer.state_count for layer in self.layers)
 
     @property
     def dtype(self) -> np.dtype:
@@ -153,34 +147,34 @@ class Model:
         return max(2, self.output_dim)
 
     def _bind_buffers(self) -> None:
-        """Allocate the flat buffer and point every layer's parameter and gradient views into it."""
+        """Allocate the flat buffers and hand every layer its views of its parameters, gradients and state."""
         backend = self.backend
         self.buffer = backend.zeros((2 + self.optimizer.slots, self.parameter_count))
-        params, grads = self.buffer[0], self.buffer[1]
-        offset = 0
+        self.state = backend.zeros(self.state_count)
+        offset, state_offset = 0, 0
         for layer in self.layers:
-            size = layer.input_dim * layer.output_dim
-            layer.W = params[offset : offset + size].reshape(layer.input_dim, layer.output_dim)
-            layer.dW = grads[offset : offset + size].reshape(layer.input_dim, layer.output_dim)
-            offset += size
-            if layer.bias:
-                layer.b = params[offset : offset + layer.output_dim]
-                layer.db = grads[offset : offset + layer.output_dim]
-                offset += layer.output_dim
-            else:  # a constant zero bias, and a scratch gradient that the optimizer never sees
-                layer.b = backend.zeros(layer.output_dim)
-                layer.db = backend.zeros(layer.output_dim)
+            params, grads, state = {}, {}, {}
+            for name, shape in layer.parameter_shapes().items():
+                size = math.prod(shape)
+                params[name] = self.buffer[0, offset : offset + size].reshape(shape)
+                grads[name] = self.buffer[1, offset : offset + size].reshape(shape)
+                offset += size
+            for name, shape in layer.state_shapes().items():
+                size = math.prod(shape)
+                state[name] = self.state[state_offset : state_offset + size].reshape(shape)
+                state_offset += size
+            layer.bind(backend, params, grads, state)
 
-    def _initial_parameters(self) -> np.ndarray:
-        rng = self.backend.rng
-        parts = []
+    def _initialize(self) -> None:
+        """Initial parameters and state, drawn layer by layer from the backend's seeded host generator."""
+        params, state = [], []
         for layer in self.layers:
-            parts.append(
-                initial_weights(layer.init, layer.input_dim, layer.output_dim, rng, layer.init_scale).ravel()
-            )
-            if layer.bias:
-                parts.append(np.zeros(layer.output_dim))
-        return np.concatenate(parts)
+            values = layer.initialize(self.backend.rng)
+            params += [np.asarray(values[name], dtype=np.float64).ravel() for name in layer.parameter_shapes()]
+            initial = layer.initial_state()
+            state += [np.asarray(initial[name], dtype=np.float64).ravel() for name in layer.state_shapes()]
+        self.set_parameters(np.concatenate(params) if params else np.zeros(0))
+        self.set_state(np.concatenate(state) if state else np.zeros(0))
 
     def get_parameters(self) -> np.ndarray:
         """A host copy of the flat parameter vector."""
@@ -188,53 +182,80 @@ class Model:
 
     def set_parameters(self, flat: Any) -> None:
         """Overwrite all parameters from a flat vector of ``parameter_count`` values."""
+        self.buffer[0] = self._checked_flat(flat, self.parameter_count, "parameters")
+
+    def get_state(self) -> np.ndarray:
+        """A host copy of the flat non-trainable state (running statistics)."""
+        return self.backend.to_host(self.state).copy()
+
+    def set_state(self, flat: Any) -> None:
+        self.state[...] = self._checked_flat(flat, self.state_count, "state values")
+
+    def _checked_flat(self, flat: Any, size: int, what: str) -> Any:
         flat = np.asarray(self.backend.to_host(flat))
-        if flat.shape != (self.parameter_count,):
-            raise ConfigError(f"expected {self.parameter_count} parameters, got an array of shape {flat.shape}")
-        self.buffer[0] = self.backend.asarray(flat, dtype=self.dtype)
+        if flat.shape != (size,):
+            raise ConfigError(f"expected {size} {what}, got an array of shape {flat.shape}")
+        return self.backend.asarray(flat, dtype=self.dtype)
 
     @property
     def moments(self) -> Any:
         """The optimizer's moment buffers, shape ``(slots, P)``."""
         return self.buffer[2:]
 
-    def summary(self) -> str:
-        """A readable table of the layers, parameter counts, loss, optimizer and device."""
-        lines = [f"{'layer':<6}{'shape':>14}  {'activation':<11}{'parameters':>11}"]
+    def summary(self, print_fn: Callable[[str], Any] | None = print) -> str:
+        """A Keras-like table of the layers (output shapes, parameter counts), totals, loss, optimizer and device;
+        printed with ``print_fn`` (None: not printed) and returned."""
+        rows = [("Input", describe_shape(self.input_shape), "", "")]
         for i, layer in enumerate(self.layers):
-            shape = f"{layer.input_dim}->{layer.output_dim}"
-            lines.append(f"{i:<6}{shape:>14}  {layer.activation:<11}{layer.parameter_count:>11,}")
-        lines.append(
-            f"total {self.parameter_count:,} parameters; loss {self.loss.name}; optimizer {self.optimizer.name} "
-            f"(lr {self.optimizer.lr:g}); {self.backend.name} {self.dtype.name}, {self.backend.kernel_mode} kernels"
-        )
-        return "\n".join(lines)
+            count = layer.parameter_count + layer.state_count
+            rows.append((f"{i} {layer.type_name}", describe_shape(layer.output_shape), f"{count:,}", layer.details()))
+        header = ("Layer", "Output shape", "Param #", "")
+        widths = [max(len(row[k]) for row in [header, *rows]) for k in range(3)]
+
+        def line(row: tuple[str, ...]) -> str:
+            return f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}  {row[3]}".rstrip()
+
+        table = [line(row) for row in rows]
+        rule = "-" * max(len(text) for text in [line(header), *table])
+        text = "\n".join([
+            line(header), rule, *table, rule,
+            f"Total params: {self.parameter_count + self.state_count:,} (trainable {self.parameter_count:,}, "
+            f"non-trainable {self.state_count:,})",
+            f"loss {self.loss.name}; optimizer {self.optimizer.name} (lr {self.optimizer.lr:g}); "
+            f"{self.backend.name} {self.dtype.name}, {self.backend.kernel_mode} kernels",
+        ])
+        if print_fn is not None:
+            print_fn(text)
+        return text
 
     def __repr__(self) -> str:
-        sizes = "-".join(str(n) for n in [self.input_dim] + [layer.output_dim for layer in self.layers])
-        return f"Model({sizes}, loss={self.loss.name}, optimizer={self.optimizer.name}, device={self.backend.name})"
+        kinds = "-".join(layer.type_name for layer in self.layers)
+        return (f"Model({describe_shape(self.input_shape)} {kinds} -> {self.output_dim}, loss={self.loss.name}, "
+                f"optimizer={self.optimizer.name}, device={self.backend.name})")
 
     # ------------------------------------------------------------------------------------------ data handling
     def _features(self, x: Any, what: str = "x") -> Any:
-        """``x`` as a C-contiguous device array of the model's dtype, after checking its shape and values."""
+        """``x`` as a C-contiguous device array of flat rows in the model's dtype, after checking shape and values."""
         backend = self.backend
         shape = getattr(x, "shape", None)
         if shape is None:
             x = np.asarray(x)
             shape = x.shape
-        if len(shape) == 1 and self.input_dim == 1:
+        shape = tuple(shape)
+        if len(shape) == 1 and self.input_shape == (1,):
             x = x.reshape(-1, 1)
             shape = x.shape
-        if len(shape) != 2 or shape[1] != self.input_dim:
+        if shape[1:] != self.input_shape:
             raise ConfigError(
-                f"{what} has shape {tuple(shape)}, but the model expects (samples, {self.input_dim}); "
-                f"reshape it to one row of {self.input_dim} features per sample"
+                f"{what} has shape {shape}, but the model expects (samples, {', '.join(map(str, self.input_shape))})"
+                + (f"; reshape it to one row of {self.input_dim} features per sample" if len(self.input_shape) == 1
+                   else "")
             )
         if shape[0] == 0:
             raise DataError(f"{what} is empty: there are no samples to work on")
         if getattr(x, "dtype", None) is not None and x.dtype.kind not in "fiub":
             raise DataError(f"{what} has dtype {x.dtype}; expected numbers")
-        device_x = backend.xp.ascontiguousarray(backend.asarray(x, dtype=self.dtype))
+        device_x = backend.xp.ascontiguousarray(backend.asarray(x, dtype=self.dtype)).reshape(shape[0], -1)
         if not bool(backend.xp.isfinite(device_x).all()):
             raise DataError(f"{what} contains NaN or infinite values; clean or impute them before training")
         return device_x
@@ -268,55 +289,56 @@ class Model:
             raise DataError(f"{what} contains NaN or infinite values")
         return backend.xp.ascontiguousarray(backend.asarray(y_host, dtype=self.dtype))
 
-    def _workspace(self, capacity: int, training: bool) -> tuple[Any, Any, list[LayerBuffers]]:
-        """Preallocated input, target and per-layer buffers for batches of up to ``capacity`` rows."""
-        key = (capacity, training)
+    def workspace(self, capacity: int, backward: bool) -> ModelWorkspace:
+        """Preallocated buffers for batches of up to ``capacity`` rows (with what a backward pass needs)."""
+        key = (capacity, backward)
         if key not in self._workspaces:
-            backend = self.backend
-            buffers = []
-            for layer in self.layers:
-                shape = (capacity, layer.output_dim)
-                d = backend.empty(shape) if training else None
-                buffers.append(LayerBuffers(backend.empty(shape), backend.empty(shape), d, backend.empty(shape)))
-            x = backend.empty((capacity, self.input_dim)) if training else None
-            y = backend.empty((capacity, self.output_dim)) if training else None
-            self._workspaces = {k: v for k, v in self._workspaces.items() if k[1] != training}
-            self._workspaces[key] = (x, y, buffers)
+            empty = self.backend.empty
+            layers = [layer.workspace(capacity, backward, backward and self._needs_input_gradient(i))
+                      for i, layer in enumerate(self.layers)]
+            x = empty((capacity, self.input_dim)) if backward else None
+            y = empty((capacity, self.output_dim)) if backward else None
+            self._workspaces = {k: v for k, v in self._workspaces.items() if k[1] != backward}
+            self._workspaces[key] = ModelWorkspace(x, y, layers, empty((capacity, self.output_dim)))
         return self._workspaces[key]
 
+    def _needs_input_gradient(self, i: int) -> bool:
+        """Whether layer ``i``'s backward pass must compute dL/d(input): only when a trainable layer is below it."""
+        return self._first_trainable is not None and i > self._first_trainable
+
     # ---------------------------------------------------------------------------------------------- compute
-    def _forward(self, x: Any, buffers: list[LayerBuffers], derivatives: bool) -> Any:
-        xp, kernels = self.backend.xp, self.backend.kernels
-        a = x
-        last = len(self.layers) - 1
-        for i, (layer, buf) in enumerate(zip(self.layers, buffers, strict=True)):
-            xp.matmul(a, layer.W, out=buf.z)
-            # the fused losses give dL/dz directly, so the output layer needs no derivative then
-            need_d = derivatives and not (i == last and self.loss.gives_dz)
-            kernels.bias_activation(buf.z, layer.b, layer.code, layer.alpha, buf.a, buf.d if need_d else None)
-            a = buf.a
+    def forward(self, x: Any, workspace: ModelWorkspace, phase: Phase) -> Any:
+        """The output for a batch of flat input rows ``x``; every layer keeps what its backward pass needs."""
+        a = x.reshape(x.shape[0], *self.input_shape)
+        for layer, ws in zip(self.layers, workspace.layers, strict=True):
+            a = layer.forward(a, ws, phase)
         return a
 
-    def _backward(self, x: Any, y: Any, buffers: list[LayerBuffers], stats: Any) -> None:
-        """Loss gradient into the output layer's delta, then dW, db and deltas layer by layer (no dX)."""
-        xp, kernels = self.backend.xp, self.backend.kernels
-        out = buffers[-1]
-        self.loss.gradient(kernels, out.z, out.a, y, out.delta, stats)
-        for i in range(len(self.layers) - 1, -1, -1):
-            layer, buf = self.layers[i], buffers[i]
-            if self.loss.gives_dz and i == len(self.layers) - 1:
-                xp.sum(buf.delta, axis=0, out=layer.db)
-            else:  # delta holds dL/da: turn it into dL/dz in place, summing db on the way
-                kernels.activation_backward(buf.delta, buf.d, buf.a, layer.code, buf.delta, layer.db)
-            previous = x if i == 0 else buffers[i - 1].a
-            xp.matmul(previous.T, buf.delta, out=layer.dW)
-            if i > 0:
-                xp.matmul(buf.delta, layer.W.T, out=buffers[i - 1].delta)
+    def _loss(self, workspace: ModelWorkspace, output: Any, y: Any, stats: Any) -> None:
+        """The loss's gradient into ``workspace.dy`` (dL/dz for a fused loss), with loss and correct count added to
+        ``stats``."""
+        z = workspace.layers[-1].batch.get("z", output)
+        self.loss.gradient(self.backend.kernels, z, output, y, workspace.dy, stats)
 
-    def train_step(self, x: Any, y: Any, buffers: list[LayerBuffers], stats: Any) -> None:
+    def backward(self, workspace: ModelWorkspace) -> None:
+        """Gradients of every parameter into the flat gradient row, from the loss gradient in ``workspace.dy``."""
+        dy = workspace.dy
+        if self._first_trainable is None:
+            return
+        for i in range(len(self.layers) - 1, self._first_trainable - 1, -1):
+            dy = self.layers[i].backward(dy, workspace.layers[i], self._needs_input_gradient(i))
+
+    def compute_gradients(self, x: Any, y: Any, workspace: ModelWorkspace, stats: Any,
+                          training: bool = True) -> None:
+        """Forward, loss and backward for the batch ``x``, ``y`` (device arrays: flat rows, target rows): the
+        gradients land in ``self.buffer[1]``, the loss and correct count are added to ``stats``."""
+        output = self.forward(x, workspace, Phase(training, self.step))
+        self._loss(workspace, output, y, stats)
+        self.backward(workspace)
+
+    def train_step(self, x: Any, y: Any, workspace: ModelWorkspace, stats: Any) -> None:
         """One optimizer step on the batch ``x``, ``y`` (device arrays of the model's dtype)."""
-        self._forward(x, buffers, derivatives=True)
-        self._backward(x, y, buffers, stats)
+        self.compute_gradients(x, y, workspace, stats)
         self.step += 1
         self.optimizer.update(self.backend.kernels, self.buffer[0], self.buffer[1], self.buffer[2:], self.step)
 
@@ -333,7 +355,7 @@ class Model:
         shuffle: bool = True,
         seed: int | None = None,
         verbose: int = 1,
-        callbacks: Sequence[Callable[[Model, int, dict[str, float]], None]] = (),
+        callbacks: Sequence[Callback] = (),
         history: History | None = None,
         position: TrainingPosition | None = None,
         lr_schedule: Callable[[int], float] | None = None,
@@ -365,100 +387,34 @@ class Model:
                     raise ConfigError(f"validation_split {validation_split} leaves no training or validation samples")
                 validation_data = (x_all[-n_val:], y_all[-n_val:])
                 x_all, y_all = x_all[:-n_val], y_all[:-n_val]
-            n = x_all.shape[0]
             if batch_size is None:
-                batch_size = n
+                batch_size = x_all.shape[0]
             if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
                 raise ConfigError(f"batch_size must be a positive integer or None (full batch), got {batch_size!r}")
-            batch_size = min(batch_size, n)
-            steps = math.ceil(n / batch_size)
-            history = history or History()
-            position = position or TrainingPosition(epoch=len(history.epoch))
-            if not 0 <= position.batch < steps or (position.batch and not position.seen):
-                raise ConfigError(
-                    f"cannot resume at batch {position.batch} of an epoch of {steps} batches: the checkpoint was "
-                    "written for other data or another batch size; resume with the same data and settings"
-                )
             if seed is not None:
                 self.shuffle_rng = np.random.default_rng(seed)
-            rng = self.shuffle_rng
-            xb_all, yb_all, buffers = self._workspace(batch_size, training=True)
-            stats = self.backend.zeros(2, dtype=np.float64)
-            check_every = 1 if self.backend.name == "cpu" else 50
-            self.stop_training = False
-            self.position = position
-            while position.epoch < epochs and not self.stop_training:
-                if lr_schedule is not None:
-                    self.optimizer.lr = float(lr_schedule(position.epoch))
-                if position.rng_state is None:
-                    position.rng_state = rng.bit_generator.state
-                else:
-                    rng.bit_generator.state = position.rng_state
-                order = self.backend.asarray(rng.permutation(n)) if shuffle and steps > 1 else None
-                stats[0], stats[1] = position.loss_sum, position.correct
-                started = time.perf_counter()
-                bar = EpochProgress(position.epoch + 1, epochs, steps, position.batch, verbose > 0)
-                while position.batch < steps and not self.stop_training:
-                    lo = position.batch * batch_size
-                    hi = min(n, lo + batch_size)
-                    rows = hi - lo
-                    buf = _first_rows(buffers, rows)
-                    if order is None:
-                        xb, yb = x_all[lo:hi], y_all[lo:hi]
-                    else:
-                        xb, yb = xb_all[:rows], yb_all[:rows]
-                        self.backend.kernels.gather_rows(x_all, order[lo:hi], xb)
-                        self.backend.kernels.gather_rows(y_all, order[lo:hi], yb)
-                    self.train_step(xb, yb, buf, stats)
-                    position.batch += 1
-                    position.seen += rows
-                    if position.batch % check_every == 0 or position.batch == steps:
-                        loss_sum, correct = (float(v) for v in self.backend.to_host(stats))
-                        self._check_finite(loss_sum, position)
-                        position.loss_sum, position.correct = loss_sum, correct
-                        bar.update(position.batch, loss_sum / position.seen, correct / position.seen)
-                if position.batch < steps:  # stopped early: the epoch stays open for a resume
-                    bar.close()
-                    break
-                logs = {
-                    "loss": position.loss_sum / position.seen,
-                    "accuracy": position.correct / position.seen,
-                    "time": time.perf_counter() - started,
-                }
-                if validation_data is not None:
-                    val = self._evaluate(*validation_data)
-                    logs["val_loss"], logs["val_accuracy"] = val["loss"], val["accuracy"]
-                bar.finish(logs)
-                history.append(position.epoch + 1, logs)
-                position.next_epoch()
-                for callback in callbacks:
-                    callback(self, position.epoch, logs)
-            return history
-
-    def _check_finite(self, loss_sum: float, position: TrainingPosition) -> None:
-        if not math.isfinite(loss_sum):
-            raise TrainingError(
-                f"the loss became {loss_sum} at epoch {position.epoch + 1}, step {position.batch} (optimizer "
-                f"{self.optimizer.name}, learning rate {self.optimizer.lr:g}): training diverged. "
-                f"Try a lower learning rate, for example --lr {self.optimizer.lr / 10:g}"
+            trainer = Trainer(
+                self, x_all, y_all, batch_size, validation=validation_data, shuffle=shuffle, verbose=verbose,
+                callbacks=callbacks, history=history, position=position, lr_schedule=lr_schedule,
             )
+            return trainer.run(epochs)
 
-    def _forward_in_chunks(self, x_dev: Any) -> Iterator[tuple[int, int, list[LayerBuffers]]]:
-        """Forward passes over ``x_dev`` in chunks of at most PREDICT_CHUNK rows: (first row, end row, buffers)."""
+    def _forward_in_chunks(self, x_dev: Any) -> Iterator[tuple[int, int, ModelWorkspace, Any]]:
+        """Inference passes over ``x_dev`` in chunks of at most PREDICT_CHUNK rows: (first row, end row, workspace,
+        output)."""
         n = x_dev.shape[0]
-        _, _, buffers = self._workspace(min(n, PREDICT_CHUNK), training=False)
+        workspace = self.workspace(min(n, PREDICT_CHUNK), backward=False)
         for lo in range(0, n, PREDICT_CHUNK):
             hi = min(n, lo + PREDICT_CHUNK)
-            chunk = _first_rows(buffers, hi - lo)
-            self._forward(x_dev[lo:hi], chunk, derivatives=False)
-            yield lo, hi, chunk
+            chunk = workspace.first(hi - lo)
+            yield lo, hi, chunk, self.forward(x_dev[lo:hi], chunk, Phase(training=False, step=self.step))
 
     def predict_proba(self, x: Any) -> np.ndarray:
         """The output layer's activations (class probabilities for softmax/sigmoid outputs), as a host array."""
         x_dev = self._features(x)
         out = np.empty((x_dev.shape[0], self.output_dim), dtype=self.dtype)
-        for lo, hi, chunk in self._forward_in_chunks(x_dev):
-            out[lo:hi] = self.backend.to_host(chunk[-1].a)
+        for lo, hi, _, output in self._forward_in_chunks(x_dev):
+            out[lo:hi] = self.backend.to_host(output)
         return out
 
     def predict(self, x: Any) -> np.ndarray:
@@ -471,19 +427,26 @@ class Model:
     def evaluate(self, x: Any, y: Any) -> dict[str, float]:
         """Mean loss and accuracy on ``x``, ``y`` (class labels or target rows)."""
         x_dev = self._features(x)
-        return self._evaluate(x_dev, self._targets(y, x_dev.shape[0]))
+        return self.evaluate_on_device(x_dev, self._targets(y, x_dev.shape[0]))
 
-    def _evaluate(self, x_dev: Any, y_dev: Any) -> dict[str, float]:
+    def evaluate_on_device(self, x_dev: Any, y_dev: Any) -> dict[str, float]:
+        """``evaluate`` for arrays already checked and on the device (flat rows, target rows)."""
         stats = self.backend.zeros(2, dtype=np.float64)
-        for lo, hi, chunk in self._forward_in_chunks(x_dev):
-            out = chunk[-1]
-            self.loss.gradient(self.backend.kernels, out.z, out.a, y_dev[lo:hi], out.delta, stats)
+        for lo, hi, chunk, output in self._forward_in_chunks(x_dev):
+            self._loss(chunk, output, y_dev[lo:hi], stats)
         loss_sum, correct = (float(v) for v in self.backend.to_host(stats))
         return {"loss": loss_sum / x_dev.shape[0], "accuracy": correct / x_dev.shape[0]}
+
+    def save(self, path: Any, include_optimizer: bool = True) -> Any:
+        """Save to ``path`` (``.npz``) atomically, without pickle; ``xpnet.load_model`` reads it on either device."""
+        from xpnet.serialization import save_model
+
+        return save_model(self, path, include_optimizer)
 
     def config(self) -> dict[str, Any]:
         """Everything but the arrays, as JSON-serialisable data (see ``xpnet.serialization``)."""
         return {
+            "input_shape": list(self.input_shape),
             "layers": [layer.config() for layer in self.layers],
             "loss": self.loss.name,
             "optimizer": self.optimizer.config(),
@@ -492,3 +455,7 @@ class Model:
             "preprocessing": self.preprocessing,
             "step": self.step,
         }
+
+
+Sequential = Model
+"""Keras's name for a model that is a sequence of layers: ``Sequential([...], input_shape=784)``."""

@@ -1,6 +1,7 @@
 """Saving and loading models without pickle: one ``.npz`` of plain arrays plus a JSON metadata member.
 
-The archive holds ``params`` (the flat parameter vector), ``moments`` (the optimizer's state, optional) and
+The archive holds ``params`` (the flat parameter vector), ``state`` (non-trainable values such as BatchNorm's
+running statistics, when the model has any), ``moments`` (the optimizer's state, optional) and
 ``__metadata__`` (UTF-8 JSON as uint8: architecture, loss, optimizer, dtype, class names, preprocessing, xpnet
 version, and for checkpoints the training position). It is written atomically and read by a parser that checks
 every member's header against its real size before allocating, and refuses object arrays: a file from anywhere
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -18,14 +20,16 @@ from typing import Any
 import numpy as np
 
 from xpnet import __version__
-from xpnet.backend import Backend, get_backend
+from xpnet.backend import Backend, get_backend, resolve_dtype
 from xpnet.errors import ModelFileError, XpnetError
 from xpnet.fileio import atomic_write
-from xpnet.layers import Dense
-from xpnet.model import Model
+from xpnet.layers import layer_from_config
+from xpnet.model import Model, infer_shapes, model_input_shape
+from xpnet.optimizers import get_optimizer
 
 FORMAT = "xpnet-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: layers by type with an input shape, and a state array (xpnet 0.2); 1: Dense layers only (0.1)."""
 METADATA = "__metadata__"
 
 
@@ -82,7 +86,8 @@ def read_archive(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray
                 arrays[info.filename[:-4]] = _read_member(archive, info, path)
     except XpnetError:
         raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, NotImplementedError,
+            RuntimeError) as exc:  # RuntimeError: a member flagged as encrypted
         raise ModelFileError(
             f"{path}: not a readable xpnet model file ({exc.__class__.__name__}: {exc}); it may be truncated, "
             f"or not a model at all. Save it again with xpnet"
@@ -117,8 +122,10 @@ def model_metadata(model: Model, kind: str = "model", **extra: Any) -> dict[str,
 
 
 def model_arrays(model: Model, include_optimizer: bool = True) -> dict[str, np.ndarray]:
-    """The arrays to save: parameters, and the optimizer's moments when asked."""
+    """The arrays to save: parameters, non-trainable state, and the optimizer's moments when asked."""
     arrays = {"params": model.get_parameters()}
+    if model.state_count:
+        arrays["state"] = model.get_state()
     if include_optimizer and model.optimizer.slots:
         arrays["moments"] = model.backend.to_host(model.moments).copy()
     return arrays
@@ -133,16 +140,36 @@ def save_model(model: Model, path: str | Path, include_optimizer: bool = True) -
     return path
 
 
-def _check_config(config: Any) -> None:
-    """TypeError unless the layers are a list of dicts and the optimizer settings a dict (their values are
-    checked by ``Dense`` and the optimizer classes themselves)."""
-    if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
-        raise TypeError("the model's layers are not a list")
+def _layer_configs(config: dict[str, Any], version: int) -> tuple[list[dict[str, Any]], Any]:
+    """The layer configs and input shape of a saved model; format 1 (xpnet 0.1) held Dense layers only, as
+    ``{"input_dim", "output_dim", ...}``, and no input shape of its own."""
+    if not isinstance(config, dict) or not isinstance(config.get("layers"), list) or not config["layers"]:
+        raise TypeError("the model's layers are not a non-empty list")
     if not isinstance(config.get("optimizer"), dict):
         raise TypeError("the optimizer settings are not a dict")
     for layer in config["layers"]:
         if not isinstance(layer, dict):
             raise TypeError(f"layer {layer!r} is not a dict")
+    if version >= 2:
+        return config["layers"], config.get("input_shape")
+    layers = [{"type": "dense", "units": layer["output_dim"], **{k: v for k, v in layer.items()
+                                                                  if k not in ("input_dim", "output_dim")}}
+              for layer in config["layers"]]
+    return layers, [config["layers"][0]["input_dim"]]
+
+
+def _check_array(path: Path, arrays: dict[str, np.ndarray], name: str, shape: tuple[int, ...], what: str) -> None:
+    """ModelFileError unless ``arrays[name]`` has ``shape`` and finite floats (an empty one may be absent)."""
+    array = arrays.get(name)
+    if array is None and math.prod(shape) == 0:
+        return
+    if array is None or array.shape != shape:
+        raise ModelFileError(
+            f"{path}: the architecture needs {what} of shape {shape}, but the file holds "
+            f"{'none' if array is None else array.shape}; the file is corrupt or its config was edited"
+        )
+    if array.dtype.kind != "f" or not np.isfinite(array).all():
+        raise ModelFileError(f"{path}: the {what} are not finite floating-point numbers; the file is corrupt")
 
 
 def model_from_archive(
@@ -155,24 +182,20 @@ def model_from_archive(
     kernel_mode: str | None = None,
     backend: Backend | None = None,
 ) -> Model:
-    """Rebuild the Model an archive describes, on ``device`` (default: auto) and in its saved dtype by default."""
+    """Rebuild the Model an archive describes, on ``backend`` (or one built for ``device``, in the saved dtype by
+    default). Every shape is checked against the arrays before anything is allocated."""
     try:
         config = metadata["model"]
-        _check_config(config)
-        layers = [Dense(**layer) for layer in config["layers"]]
-        expected = sum(layer.parameter_count for layer in layers)
-        params = arrays.get("params")
-        if params is None or params.shape != (expected,):  # before Model allocates what the layers claim
-            raise ModelFileError(
-                f"{path}: expected {expected} parameters for this architecture, found "
-                f"{'none' if params is None else params.shape}; the file is corrupt"
-            )
-        backend = backend or get_backend(device, dtype or config["dtype"], None, kernel_mode)
-        model = Model(
-            layers, config["loss"], dict(config["optimizer"]), backend=backend,
-            class_names=config.get("class_names"), preprocessing=config.get("preprocessing"),
-        )
-        model.step = int(config.get("step", 0))
+        layer_configs, input_shape = _layer_configs(config, metadata["format_version"])
+        layers = [layer_from_config(dict(c), f"layer {i}") for i, c in enumerate(layer_configs)]
+        infer_shapes(layers, model_input_shape(layers, input_shape))
+        optimizer = get_optimizer(dict(config["optimizer"]))
+        loss, saved_dtype, step = config["loss"], resolve_dtype(config["dtype"]), int(config.get("step", 0))
+        params = sum(layer.parameter_count for layer in layers)
+        _check_array(path, arrays, "params", (params,), "parameters")
+        _check_array(path, arrays, "state", (sum(layer.state_count for layer in layers),), "state values")
+        if "moments" in arrays:
+            _check_array(path, arrays, "moments", (optimizer.slots, params), "optimizer moments")
     except ModelFileError:
         raise
     except XpnetError as exc:
@@ -181,22 +204,35 @@ def model_from_archive(
         raise ModelFileError(
             f"{path}: the metadata is incomplete or malformed ({exc!r}); the file is corrupt"
         ) from None
-    if params.dtype.kind != "f" or not np.isfinite(params).all():
-        raise ModelFileError(f"{path}: the parameters are not finite floating-point numbers; the file is corrupt")
-    model.set_parameters(params)
-    moments = arrays.get("moments")
-    if moments is not None:
-        if moments.shape != tuple(model.moments.shape) or moments.dtype.kind != "f":
-            raise ModelFileError(
-                f"{path}: the optimizer state has shape {moments.shape}, expected {model.moments.shape}"
-            )
-        model.moments[...] = model.backend.asarray(moments, dtype=model.dtype)
+    backend = backend or get_backend(device, dtype or saved_dtype, None, kernel_mode)
+    try:
+        model = Model(
+            layers, loss, optimizer, input_shape=input_shape, backend=backend,
+            class_names=config.get("class_names"), preprocessing=config.get("preprocessing"),
+        )
+        model.step = step
+    except XpnetError as exc:
+        raise ModelFileError(f"{path}: the saved model is invalid: {exc}") from None
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ModelFileError(f"{path}: the metadata is malformed ({exc!r}); the file is corrupt") from None
+    model.set_parameters(arrays["params"])
+    if "state" in arrays:
+        model.set_state(arrays["state"])
+    if "moments" in arrays:
+        model.moments[...] = model.backend.asarray(arrays["moments"], dtype=model.dtype)
     return model
 
 
 def load_model(
-    path: str | Path, *, device: str | None = None, dtype: Any = None, kernel_mode: str | None = None
+    path: str | Path,
+    *,
+    device: str | None = None,
+    dtype: Any = None,
+    kernel_mode: str | None = None,
+    backend: Backend | None = None,
 ) -> Model:
-    """Load a model saved by ``save_model`` (or a checkpoint) onto ``device``: either device reads either's files."""
+    """Load a model saved by ``save_model`` (or a checkpoint) onto ``backend``, or one built for ``device``:
+    either device reads either's files."""
     metadata, arrays = read_archive(path)
-    return model_from_archive(Path(path), metadata, arrays, device=device, dtype=dtype, kernel_mode=kernel_mode)
+    return model_from_archive(Path(path), metadata, arrays, device=device, dtype=dtype, kernel_mode=kernel_mode,
+                              backend=backend)

@@ -10,11 +10,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from xpnet.backend import Backend
 from xpnet.checkpoint import latest_checkpoint, save_checkpoint
 from xpnet.errors import ConfigError, TrainingError, XpnetError
-from xpnet.model import History, Model
+from xpnet.model import Model
 from xpnet.schedules import cosine
 from xpnet.tasks import TaskData
+from xpnet.trainer import History
 
 INTERRUPTED_EXIT = 130
 
@@ -59,20 +61,21 @@ def run_training(
     *,
     checkpoint_dir: str | None = None,
     resume: bool = False,
-    device: str | None = None,
+    backend: Backend | None = None,
     verbose: int = 1,
     log: Callable[[str], None] = print,
 ) -> RunResult:
     """Train (or resume) a model on ``task`` with ``settings`` (epochs, batch_size, lr, schedule, seed, task).
 
     With ``checkpoint_dir`` a checkpoint is written after every epoch and on Ctrl-C; ``resume`` continues from the
-    newest valid one there, with its saved batch size and shuffling state (``epochs`` may be raised).
+    newest valid one there, with its saved batch size and shuffling state (``epochs`` may be raised), onto
+    ``backend`` (the one the new model would have been built on).
     """
     if resume and not checkpoint_dir:
         raise ConfigError("--resume needs --checkpoint-dir, the folder the interrupted run wrote its checkpoints to")
     history, position = None, None
     if resume:
-        found = latest_checkpoint(checkpoint_dir, device=device)
+        found = latest_checkpoint(checkpoint_dir, backend=backend)
         if found is None:
             raise ConfigError(f"--resume: no readable checkpoint in {checkpoint_dir}; start without --resume")
         if found.settings.get("task") != settings["task"]:
@@ -87,7 +90,7 @@ def run_training(
     if model.backend.notice:
         log(f"note: {model.backend.notice}")
     if verbose:
-        log(model.summary())
+        model.summary(print_fn=log)
 
     history = history or History()
     last_good = found.path if resume else None
@@ -109,7 +112,7 @@ def run_training(
             )
         except TrainingError as exc:
             kept = f" The last good checkpoint is kept: {last_good}." if last_good else ""
-            raise TrainingError(f"{exc}.{kept}") from None
+            raise TrainingError(f"{exc}.{kept}", hint=exc.hint) from None
     if interrupted[0]:
         where = f"epoch {model.position.epoch + 1}, batch {model.position.batch}"
         if checkpoint_dir:

@@ -12,7 +12,26 @@ from typing import Any
 
 import numpy as np
 
-from xpnet.errors import ModelFileError
+from xpnet.errors import ConfigError, ModelFileError
+
+MODEL_KINDS = ("mlp", "cnn")
+
+TASK_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "mnist": {
+        "mlp": {"epochs": 10, "batch_size": 128, "hidden": "512,256", "activation": "relu", "optimizer": "adam",
+                "lr": 1e-3, "dropout": 0.0},
+        "cnn": {"epochs": 12, "batch_size": 128, "hidden": "128", "activation": "relu", "optimizer": "adam",
+                "lr": 1e-3, "dropout": 0.25, "filters": "32,64"},
+    },
+    "fruits": {
+        "mlp": {"epochs": 60, "batch_size": 32, "hidden": "150,60", "activation": "relu", "optimizer": "adam",
+                "lr": 1e-3, "dropout": 0.0},
+    },
+}
+"""What `xpnet train TASK --model KIND` uses for every setting the command line leaves out."""
+
+IMAGE_SHAPES = {"mnist": (28, 28, 1)}
+"""The image shape behind a task's flat feature rows, for the tasks a convolutional network can learn."""
 
 
 @dataclass
@@ -44,3 +63,35 @@ def image_features(preprocessing: dict[str, Any], paths: list[Path], backend: An
         f"this model has no known image preprocessing (type {kind!r}); it was not trained by `xpnet train`, "
         "so give it features from Python with Model.predict"
     )
+
+
+def sizes(text: str, what: str) -> list[int]:
+    """Comma-separated positive layer sizes ("512,256"), or a ConfigError naming the setting ``what``."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()] if text.strip() else []
+    except ValueError:
+        raise ConfigError(f"{what} {text!r}: give comma-separated sizes, for example 512,256") from None
+    if any(value < 1 for value in values):
+        raise ConfigError(f"{what} {text!r}: sizes must be positive")
+    return values
+
+
+def build_model(task_name: str, task: TaskData, settings: dict[str, Any], backend: Any) -> Any:
+    """The model `xpnet train` trains on ``task``: an MLP over its features, or (``settings["model"]`` "cnn") a
+    convolutional network over its images, with the settings' sizes, activation, dropout and optimizer."""
+    from xpnet.builders import cnn, mlp
+
+    kind = settings.get("model", "mlp")
+    options = {"optimizer": settings["optimizer"], "lr": settings["lr"], "backend": backend,
+               "class_names": task.class_names, "preprocessing": task.preprocessing}
+    hidden = sizes(settings["hidden"], "--hidden")
+    if kind == "mlp":
+        return mlp([task.x_train.shape[1], *hidden, len(task.class_names)], settings["activation"], "softmax",
+                   dropout=settings["dropout"], **options)
+    if kind != "cnn" or task_name not in IMAGE_SHAPES:
+        raise ConfigError(f"the {task_name} job trains on {'hue histograms' if task_name == 'fruits' else 'features'},"
+                          " not images: it has no convolutional model; use --model mlp")
+    if len(hidden) != 1 or settings["activation"] != "relu":
+        raise ConfigError("the convolutional model has one ReLU hidden Dense layer: give --hidden as one size")
+    return cnn(IMAGE_SHAPES[task_name], len(task.class_names), filters=sizes(settings["filters"], "--filters"),
+               dense=hidden[0], dropout=settings["dropout"], **options)

@@ -1,0 +1,28 @@
+"""Layers, each in its own module with its forward and backward pass; ``LAYER_TYPES`` is the registry by type name.
+
+Adding a layer type means one new module here (a ``Layer`` subclass decorated with ``@register``), its kernels in
+``kernels/``, and one import line below.
+"""
+
+from xpnet.layers.base import LAYER_TYPES, Layer, Phase, Workspace, layer_from_config
+from xpnet.layers.batchnorm import BatchNorm
+from xpnet.layers.conv import Conv2D
+from xpnet.layers.dense import Dense
+from xpnet.layers.dropout import Dropout
+from xpnet.layers.pooling import MaxPool2D
+from xpnet.layers.shape import Flatten, Reshape
+
+__all__ = [
+    "LAYER_TYPES",
+    "BatchNorm",
+    "Conv2D",
+    "Dense",
+    "Dropout",
+    "Flatten",
+    "Layer",
+    "MaxPool2D",
+    "Phase",
+    "Reshape",
+    "Workspace",
+    "layer_from_config",
+]

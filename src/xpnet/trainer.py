@@ -1,0 +1,192 @@
+"""The training loop: position, shuffling, batches, progress, NaN polling and the learning-rate schedule.
+
+``Model.fit`` checks its arguments and hands them to a ``Trainer``; the model itself only computes a step. The
+trainer is the one owner of the learning rate during a run (it sets it from the schedule at each epoch), and its
+``TrainingPosition`` says where a run stands, so that a checkpoint can stop it after any step and resume it there.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from xpnet.errors import ConfigError, TrainingError
+from xpnet.progress import EpochProgress
+
+if TYPE_CHECKING:
+    from xpnet.model import Model
+
+Callback = Callable[["Model", int, dict[str, float]], None]
+
+
+@dataclass
+class History:
+    """Per-epoch metrics from ``fit``, Keras-style: ``history["loss"]``, ``["accuracy"]``, ``["val_loss"]``..."""
+
+    history: dict[str, list[float]] = field(default_factory=dict)
+    epoch: list[int] = field(default_factory=list)
+
+    def append(self, epoch: int, logs: dict[str, float]) -> None:
+        self.epoch.append(epoch)
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"epoch": list(self.epoch), "history": {k: list(v) for k, v in self.history.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> History:
+        return cls({k: [float(x) for x in v] for k, v in data["history"].items()}, [int(e) for e in data["epoch"]])
+
+
+@dataclass
+class TrainingPosition:
+    """Where a training run stands: enough to stop after any step and resume exactly there.
+
+    ``rng_state`` is the shuffling generator's state at the start of ``epoch``, so a resumed run draws the same
+    batch order and skips the ``batch`` batches already done; ``loss_sum`` and ``correct`` are the epoch's running
+    totals so far.
+    """
+
+    epoch: int = 0
+    batch: int = 0
+    rng_state: dict[str, Any] | None = None
+    loss_sum: float = 0.0
+    correct: float = 0.0
+    seen: int = 0
+
+    def next_epoch(self) -> None:
+        """Move to the start of the next epoch, with fresh running totals."""
+        self.epoch += 1
+        self.batch, self.rng_state, self.loss_sum, self.correct, self.seen = 0, None, 0.0, 0.0, 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainingPosition:
+        return cls(**data)
+
+
+class Trainer:
+    """Runs epochs of mini-batch steps of ``model`` over device-resident ``x`` (flat rows) and ``y``.
+
+    ``x`` and ``y`` are the model's checked device arrays; ``validation`` is a pair of them or None. The model's
+    ``shuffle_rng`` draws each epoch's order (a checkpoint saves its state); ``model.position`` always says where
+    training stands, and ``model.stop_training`` (set by a callback or a signal handler) stops after the current
+    step, leaving the epoch open for a resume.
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        x: Any,
+        y: Any,
+        batch_size: int,
+        *,
+        validation: tuple[Any, Any] | None = None,
+        shuffle: bool = True,
+        verbose: int = 1,
+        callbacks: Sequence[Callback] = (),
+        history: History | None = None,
+        position: TrainingPosition | None = None,
+        lr_schedule: Callable[[int], float] | None = None,
+    ) -> None:
+        self.model, self.x, self.y, self.validation = model, x, y, validation
+        self.n = x.shape[0]
+        self.batch_size = min(batch_size, self.n)
+        self.steps = math.ceil(self.n / self.batch_size)
+        self.shuffle, self.verbose, self.callbacks, self.lr_schedule = shuffle, verbose, callbacks, lr_schedule
+        self.history = history or History()
+        self.position = position or TrainingPosition(epoch=len(self.history.epoch))
+        if not 0 <= self.position.batch < self.steps or (self.position.batch and not self.position.seen):
+            raise ConfigError(
+                f"cannot resume at batch {self.position.batch} of an epoch of {self.steps} batches: the checkpoint "
+                "was written for other data or another batch size; resume with the same data and settings"
+            )
+        backend = model.backend
+        self.check_every = 1 if backend.name == "cpu" else 50
+        """Steps between reads of the loss back to the host (each read waits for the device)."""
+        self.stats = backend.zeros(2, dtype=np.float64)
+
+    def run(self, epochs: int) -> History:
+        """Train until ``epochs`` epochs (counted from the run's start) are done or the model asks to stop."""
+        model, position = self.model, self.position
+        model.stop_training = False
+        model.position = position
+        self.workspace = model.workspace(self.batch_size, backward=True)
+        while position.epoch < epochs and not model.stop_training:
+            if self.lr_schedule is not None:
+                model.optimizer.lr = float(self.lr_schedule(position.epoch))
+            started = time.perf_counter()
+            bar = EpochProgress(position.epoch + 1, epochs, self.steps, position.batch, self.verbose > 0)
+            self._run_epoch(bar)
+            if position.batch < self.steps:  # stopped early: the epoch stays open for a resume
+                bar.close()
+                break
+            logs = self._epoch_logs(time.perf_counter() - started)
+            bar.finish(logs)
+            self.history.append(position.epoch + 1, logs)
+            position.next_epoch()
+            for callback in self.callbacks:
+                callback(model, position.epoch, logs)
+        return self.history
+
+    def _order(self) -> Any:
+        """This epoch's row order on the device (None: in order), drawn reproducibly from the model's generator."""
+        position, rng = self.position, self.model.shuffle_rng
+        if position.rng_state is None:
+            position.rng_state = rng.bit_generator.state
+        else:
+            rng.bit_generator.state = position.rng_state
+        if not self.shuffle or self.steps == 1:
+            return None
+        return self.model.backend.asarray(rng.permutation(self.n))
+
+    def _run_epoch(self, bar: EpochProgress) -> None:
+        model, position, stats = self.model, self.position, self.stats
+        gather = model.backend.kernels.gather_rows
+        order = self._order()
+        stats[0], stats[1] = position.loss_sum, position.correct
+        while position.batch < self.steps and not model.stop_training:
+            lo = position.batch * self.batch_size
+            hi = min(self.n, lo + self.batch_size)
+            rows = hi - lo
+            workspace = self.workspace.first(rows)
+            if order is None:
+                xb, yb = self.x[lo:hi], self.y[lo:hi]
+            else:
+                xb, yb = workspace.x, workspace.y
+                gather(self.x, order[lo:hi], xb)
+                gather(self.y, order[lo:hi], yb)
+            model.train_step(xb, yb, workspace, stats)
+            position.batch += 1
+            position.seen += rows
+            if position.batch % self.check_every == 0 or position.batch == self.steps:
+                loss_sum, correct = (float(v) for v in model.backend.to_host(stats))
+                self._check_finite(loss_sum)
+                position.loss_sum, position.correct = loss_sum, correct
+                bar.update(position.batch, loss_sum / position.seen, correct / position.seen)
+
+    def _epoch_logs(self, seconds: float) -> dict[str, float]:
+        position = self.position
+        logs = {"loss": position.loss_sum / position.seen, "accuracy": position.correct / position.seen,
+                "time": seconds}
+        if self.validation is not None:
+            val = self.model.evaluate_on_device(*self.validation)
+            logs["val_loss"], logs["val_accuracy"] = val["loss"], val["accuracy"]
+        return logs
+
+    def _check_finite(self, loss_sum: float) -> None:
+        if not math.isfinite(loss_sum):
+            optimizer, position = self.model.optimizer, self.position
+            raise TrainingError(
+                f"the loss became {loss_sum} at epoch {position.epoch + 1}, step {position.batch} (optimizer "
+                f"{optimizer.name}, learning rate {optimizer.lr:g}): training diverged; lower the learning rate",
+                hint=f"try --lr {optimizer.lr / 10:g}",
+            )

@@ -1,0 +1,116 @@
+"""Layers own their shapes, parameters and state: shape inference, the registry, configs, and clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xpnet import (
+    BatchNorm,
+    ConfigError,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    MaxPool2D,
+    ModelFileError,
+    Reshape,
+    Sequential,
+    load_model,
+)
+from xpnet.layers import LAYER_TYPES, layer_from_config
+from xpnet.serialization import read_archive, write_archive
+
+
+def keras_example() -> Sequential:
+    return Sequential([Reshape((28, 28, 1)), Conv2D(32, 3, activation="relu"), MaxPool2D(2), Flatten(),
+                       Dense(10, activation="softmax")], input_shape=784, device="cpu", seed=0)
+
+
+def test_shapes_are_inferred_from_the_input_size():
+    model = keras_example()
+    assert [layer.output_shape for layer in model.layers] == [(28, 28, 1), (26, 26, 32), (13, 13, 32), (5408,),
+                                                               (10,)]
+    assert model.parameter_count == (9 * 32 + 32) + (5408 * 10 + 10)
+    text = model.summary(print_fn=None)
+    assert "(None, 26, 26, 32)" in text and "54,090" in text and "Total params: 54,410" in text
+
+
+@pytest.mark.parametrize(("padding", "strides", "expected"), [
+    ("valid", 1, (5, 3, 4)), ("valid", 2, (3, 2, 4)), ("same", 1, (7, 5, 4)), ("same", 2, (4, 3, 4)),
+    ("same", (3, 1), (3, 5, 4)),
+])
+def test_convolution_output_shapes_follow_keras(padding, strides, expected):
+    model = Sequential([Conv2D(4, 3, strides, padding), Flatten(), Dense(2, "softmax")], input_shape=(7, 5, 2),
+                       device="cpu")
+    assert model.layers[0].output_shape == expected
+
+
+def test_every_layer_round_trips_through_its_config():
+    layers = [Reshape((6, 6, 2)), Conv2D(3, (3, 2), (1, 2), "same", "tanh", bias=False), BatchNorm(0.9, 1e-4),
+              MaxPool2D(2, 1), Dropout(0.3, seed=5), Flatten(), Dense(4, "leaky_relu", alpha=0.2)]
+    model = Sequential(layers, "mse", input_shape=72, device="cpu", seed=1)
+    for layer in model.layers:
+        again = layer_from_config(layer.config())
+        assert type(again) is type(layer) and again.config() == layer.config()
+    assert set(LAYER_TYPES) >= {"dense", "conv2d", "maxpool2d", "flatten", "reshape", "dropout", "batchnorm"}
+
+
+def test_state_is_its_own_buffer_saved_with_the_model(tmp_path):
+    model = Sequential([Dense(3, input_dim=2), BatchNorm(), Dense(2, "softmax")], device="cpu", seed=0)
+    assert model.parameter_count == 2 * 3 + 3 + 3 + 3 + 3 * 2 + 2 and model.state_count == 6
+    np.testing.assert_array_equal(model.get_state(), [0, 0, 0, 1, 1, 1])
+    model.set_state(np.arange(6.0))
+    loaded = load_model(model.save(tmp_path / "bn.npz"), device="cpu")
+    np.testing.assert_array_equal(loaded.get_state(), np.arange(6.0))
+
+
+@pytest.mark.parametrize(("build", "message"), [
+    (lambda: Conv2D(8, 0), "kernel_size must be a positive integer"),
+    (lambda: Conv2D(8, 3, strides=0), "strides must be a positive integer"),
+    (lambda: Conv2D(8, 3, padding="full"), "padding must be one of valid, same"),
+    (lambda: Conv2D(8, (3, 3, 3)), "one integer or (height, width)"),
+    (lambda: MaxPool2D(0), "pool_size must be a positive integer"),
+    (lambda: Dropout(1.0), "rate must be a number in [0, 1)"),
+    (lambda: Dropout(-0.1), "rate must be a number in [0, 1)"),
+    (lambda: BatchNorm(momentum=1.5), "momentum must be a number in [0, 1)"),
+    (lambda: Reshape((0, 3)), "target_shape must be a positive integer"),
+    (lambda: Sequential([Conv2D(8, 5), Flatten(), Dense(2, "softmax")], input_shape=(3, 3, 1)),
+     "layer 0 (conv2d): the 5x5 kernel is larger than the 3x3 input"),
+    (lambda: Sequential([Conv2D(8, 3), Flatten(), Dense(2, "softmax")], input_shape=784),
+     "Conv2D takes (height, width, channels) inputs"),
+    (lambda: Sequential([Dense(2, "softmax")], input_shape=(4, 4, 1)), "put a Flatten() before it"),
+    (lambda: Sequential([Reshape((5, 5, 1)), Flatten(), Dense(2, "softmax")], input_shape=784),
+     "cannot reshape (784,)"),
+    (lambda: Sequential([Reshape((28, 28, 1)), Conv2D(2, 3)], input_shape=784), "a loss needs flat outputs"),
+    (lambda: Sequential([Dense(2, "softmax")]), "the model's input shape is unknown"),
+    (lambda: Sequential([Dense(2, "softmax"), "relu"], input_shape=3), "layer 1 is 'relu', not an xpnet layer"),
+    (lambda: layer_from_config({"type": "lstm"}), "unknown layer type 'lstm'"),
+    (lambda: layer_from_config({"type": "dense", "units": 3, "colour": "red"}), "(dense) has bad settings"),
+])
+def test_bad_layers_are_clear_errors(build, message):
+    with pytest.raises(ConfigError) as info:
+        build()
+    assert message in str(info.value)
+
+
+def test_wrong_input_shape_for_the_first_layer():
+    model = keras_example()
+    with pytest.raises(ConfigError, match=r"x has shape \(3, 28, 28\), but the model expects \(samples, 784\)"):
+        model.predict(np.zeros((3, 28, 28)))
+    images = Sequential([Conv2D(2, 3), Flatten(), Dense(2, "softmax")], input_shape=(5, 5, 1), device="cpu")
+    with pytest.raises(ConfigError, match=r"expects \(samples, 5, 5, 1\)"):
+        images.predict(np.zeros((3, 25)))
+    assert images.predict(np.zeros((3, 5, 5, 1))).shape == (3,)
+
+
+def test_a_model_file_whose_shapes_disagree_with_its_config(tmp_path):
+    model = Sequential([Reshape((4, 4, 1)), Conv2D(2, 3), Flatten(), Dense(2, "softmax")], input_shape=16,
+                       device="cpu")
+    path = model.save(tmp_path / "m.npz")
+    metadata, arrays = read_archive(path)
+    layers = metadata["model"]["layers"]
+    layers[1]["filters"] = 3
+    write_archive(tmp_path / "edited.npz", arrays, metadata)
+    with pytest.raises(ModelFileError, match="the file is corrupt or its config was edited"):
+        load_model(tmp_path / "edited.npz", device="cpu")
