@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks import end_to_end, kernels, machine, peers, report, training_step
+from benchmarks import cnn, end_to_end, kernels, machine, peers, report, training_step
 from benchmarks.config import REPO_ROOT, Config, make_config
 from benchmarks.timing import load_average, log
 
@@ -24,6 +24,7 @@ SECTIONS: dict[str, Callable[[Config], dict[str, Any]]] = {
     "training_step": training_step.run,
     "end_to_end": end_to_end.run,
     "peers": peers.run,
+    "cnn": cnn.run,
 }
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results"
 

@@ -91,6 +91,11 @@ def test_quick_run_writes_sane_results(tmp_path: Path, shared_data: Path) -> Non
     fruit = sections["end_to_end"]["fruits"][0]
     assert _positive(fruit["histogram_images_per_s"]) and _positive(fruit["train_s"])
 
+    cnn = sections["cnn"]
+    assert _positive(cnn["epochs"][0]["xpnet_s_per_epoch"]) and 0 < cnn["accuracy"]["final_test_accuracy"] <= 1
+    assert all(_positive(row["gflops"]) and _positive(row["sgemm_gflops"]) for row in cnn["convolutions"])
+    assert [row["matmuls"] for row in cnn["convolutions"]] == [2, 3]  # no input gradient for the first
+
     markdown = (folder / "results.md").read_text()
     assert all(f"## {name}" in markdown for name in SECTIONS) and "| device | kernel |" in markdown
     for chart in ("kernels.png", "training_step.png"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xpnet import ConfigError, ModelFileError
+from xpnet import BatchNorm, ConfigError, Dense, Dropout, ModelFileError, Sequential
 from xpnet.builders import mlp
 from xpnet.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from xpnet.serialization import save_model
@@ -19,21 +19,29 @@ def _data():
     return rng.standard_normal((100, 6)), rng.integers(0, 3, 100)
 
 
-def _model():
-    return mlp([6, 7, 3], "tanh", seed=1, device="cpu", dtype="float64", optimizer="adam", lr=0.01)
+def _model(kind="mlp"):
+    """A plain MLP, or one with BatchNorm (state saved beside the parameters) and Dropout (masks keyed by step)."""
+    options = {"seed": 1, "device": "cpu", "dtype": "float64", "optimizer": "adam", "lr": 0.01}
+    if kind == "mlp":
+        return mlp([6, 7, 3], "tanh", **options)
+    return Sequential([Dense(7, "tanh", input_dim=6), BatchNorm(0.9), Dropout(0.3), Dense(3, "softmax")], **options)
 
 
-def _uninterrupted():
+def _uninterrupted(kind):
     x, y = _data()
-    model = _model()
+    model = _model(kind)
     history = model.fit(x, y, epochs=4, batch_size=16, seed=5, verbose=0)
-    return model.get_parameters(), history
+    return model.get_parameters(), model.get_state(), history
 
 
-def test_resume_after_an_epoch_is_exact(tmp_path):
-    expected, expected_history = _uninterrupted()
+KINDS = pytest.mark.parametrize("kind", ["mlp", "dropout_batchnorm"])
+
+
+@KINDS
+def test_resume_after_an_epoch_is_exact(tmp_path, kind):
+    expected, expected_state, expected_history = _uninterrupted(kind)
     x, y = _data()
-    model = _model()
+    model = _model(kind)
     history = History()
 
     def checkpoint_then_stop(m, epoch, logs):
@@ -47,14 +55,16 @@ def test_resume_after_an_epoch_is_exact(tmp_path):
     final = resumed.model.fit(x, y, epochs=4, batch_size=16, verbose=0, history=resumed.history,
                               position=resumed.position)
     np.testing.assert_array_equal(resumed.model.get_parameters(), expected)
+    np.testing.assert_array_equal(resumed.model.get_state(), expected_state)
     assert final.history["loss"] == expected_history.history["loss"]
     assert resumed.model.step == 4 * 7
 
 
-def test_resume_in_the_middle_of_an_epoch_is_exact(tmp_path, monkeypatch):
-    expected, expected_history = _uninterrupted()
+@KINDS
+def test_resume_in_the_middle_of_an_epoch_is_exact(tmp_path, monkeypatch, kind):
+    expected, expected_state, expected_history = _uninterrupted(kind)
     x, y = _data()
-    model = _model()
+    model = _model(kind)
     original_step = type(model).train_step
 
     def step_then_maybe_stop(self, *args):
@@ -71,6 +81,7 @@ def test_resume_in_the_middle_of_an_epoch_is_exact(tmp_path, monkeypatch):
     final = resumed.model.fit(x, y, epochs=4, batch_size=16, verbose=0, history=resumed.history,
                               position=resumed.position)
     np.testing.assert_array_equal(resumed.model.get_parameters(), expected)
+    np.testing.assert_array_equal(resumed.model.get_state(), expected_state)
     np.testing.assert_allclose(final.history["loss"], expected_history.history["loss"], rtol=1e-12)
 
 

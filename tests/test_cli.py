@@ -136,3 +136,56 @@ def test_an_unwritable_save_path_is_a_clear_error(shared_data, tmp_path):
     blocker.write_text("a file where a folder should be")
     result = xpnet("train", "mnist", "--data-dir", shared_data, "--epochs", "0", "--quiet", "--save", blocker / "m.npz")
     assert_clean_error(result, str(blocker), "check the path")
+
+
+@pytest.fixture(scope="module")
+def trained_cnn(shared_data, tmp_path_factory):
+    """A small `--model cnn` (4 and 8 filters, 32 hidden units) trained one epoch, then resumed to two."""
+    folder = tmp_path_factory.mktemp("cnn")
+    args = ["train", "mnist", "--model", "cnn", "--data-dir", shared_data, "--filters", "4,8", "--hidden", "32",
+            "--dropout", "0.1", "--checkpoint-dir", folder / "ckpt", "--save", folder / "cnn.npz", "--quiet"]
+    first = xpnet(*args, "--epochs", "1")
+    assert first.returncode == 0, first.stderr
+    second = xpnet(*args, "--epochs", "2", "--resume")
+    assert second.returncode == 0, second.stderr
+    return folder / "cnn.npz", first, second
+
+
+def test_cnn_trains_resumes_evaluates_and_predicts(trained_cnn, shared_data, tmp_path):
+    model_path, first, second = trained_cnn
+    accuracy = [float(ACCURACY.search(run.stdout).group(1)) for run in (first, second)]
+    assert accuracy[0] >= 90.0 and accuracy[1] >= accuracy[0] - 0.5, (first.stdout, second.stdout)
+    model = load_model(model_path, device="cpu")
+    assert [layer.type_name for layer in model.layers] == ["reshape", "conv2d", "maxpool2d", "conv2d", "maxpool2d",
+                                                           "flatten", "dropout", "dense", "dropout", "dense"]
+    evaluated = xpnet("evaluate", model_path, "--data-dir", shared_data)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert ACCURACY.search(evaluated.stdout).group(1) == ACCURACY.search(second.stdout).group(1)
+    digit = tmp_path / "digit.png"
+    Image.fromarray(255 - load_mnist(shared_data).x_test[0].reshape(28, 28)).save(digit)
+    predicted = xpnet("predict", model_path, digit)
+    assert predicted.returncode == 0 and predicted.stdout.startswith(f"{digit}: 7 ("), predicted.stdout
+
+
+def test_info_prints_a_models_layers(trained_cnn):
+    result = xpnet("info", trained_cnn[0])
+    assert result.returncode == 0, result.stderr
+    assert "(None, 28, 28, 4)" in result.stdout and "conv2d" in result.stdout and "Total params:" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--model", "cnn", "--dropout", "1.5"], ["--dropout 1.5", "[0, 1)"]),
+        (["--model", "cnn", "--filters", "8,0"], ["--filters '8,0'", "positive"]),
+        (["--filters", "8"], ["--filters applies to --model cnn only"]),
+        (["--model", "cnn", "--hidden", "64,32"], ["one ReLU hidden Dense layer"]),
+    ],
+)
+def test_bad_cnn_options_are_one_clear_line(args, fragments, shared_data):
+    assert_clean_error(xpnet("train", "mnist", "--data-dir", shared_data, "--epochs", "1", *args), *fragments)
+
+
+def test_fruits_has_no_cnn(shared_data):
+    assert_clean_error(xpnet("train", "fruits", "--model", "cnn", "--data-dir", shared_data / "fruits-360"),
+                       "no --model cnn", "hue histograms")

@@ -12,8 +12,8 @@ import pytest
 from numba import config
 
 from xpnet.backend import Backend
-from xpnet.layers import Dense
-from xpnet.model import Model
+from xpnet.layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D
+from xpnet.model import Model, Sequential
 
 pytestmark = pytest.mark.skipif(not config.ENABLE_CUDASIM, reason="runs the CUDA kernels on host arrays: "
                                 "needs NUMBA_ENABLE_CUDASIM=1 (set by conftest when there is no GPU)")
@@ -35,5 +35,21 @@ def test_training_on_the_cuda_kernels_matches_the_cpu(output, loss, optimizer):
         assert type(model.backend.kernels).__name__ == ("CudaKernels" if name == "gpu" else "CpuKernels")
         history = model.fit(x, y, epochs=2, batch_size=5, seed=1, verbose=0)
         results.append((model.get_parameters(), history.history["loss"], model.predict_proba(x)))
+    for cpu_result, gpu_result in zip(results[0], results[1], strict=True):
+        np.testing.assert_allclose(gpu_result, cpu_result, rtol=1e-9, atol=1e-12)
+
+
+def test_a_cnn_with_dropout_and_batch_norm_trains_alike_on_the_cuda_kernels():
+    """Same seed, same dropout masks (hashed from seed, step and index), same BatchNorm statistics: the same model."""
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((6, 5, 5, 2)), rng.integers(0, 3, 6)
+    results = []
+    for name in ("cpu", "gpu"):
+        backend = Backend(name, np, "simulated" if name == "gpu" else "host", np.dtype("float64"), "fused", seed=4)
+        layers = [Conv2D(3, 3, padding="same", activation="relu"), BatchNorm(0.9), MaxPool2D(2), Dropout(0.4),
+                  Flatten(), Dense(3, "softmax")]
+        model = Sequential(layers, "cce", "adam", input_shape=(5, 5, 2), lr=0.05, backend=backend)
+        model.fit(x, y, epochs=2, batch_size=4, seed=1, verbose=0)
+        results.append((model.get_parameters(), model.get_state(), model.predict_proba(x)))
     for cpu_result, gpu_result in zip(results[0], results[1], strict=True):
         np.testing.assert_allclose(gpu_result, cpu_result, rtol=1e-9, atol=1e-12)

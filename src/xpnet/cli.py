@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+", help="image files (digits of any size, or fruit photos)")
     _add_device_options(predict)
 
-    commands.add_parser("info", help="versions, devices and kernel mode")
+    info = commands.add_parser("info", help="versions, devices and kernel mode; with a model file, its layers")
+    info.add_argument("model", nargs="?", help="a saved model or checkpoint: print its layers, shapes and parameters")
 
     bench = commands.add_parser("bench", help="run the benchmark suite (python -m benchmarks; --help there)",
                                 add_help=False, prefix_chars="+")  # every option goes on to the suite's parser
@@ -207,6 +208,15 @@ def command_info(args: argparse.Namespace) -> int:
     from xpnet.backend import get_backend, resolve_kernel_mode
     from xpnet.backend_cupy import gpu_problem
 
+    if args.model:
+        from xpnet.serialization import load_model
+
+        model = load_model(args.model, device="cpu")
+        model.summary()
+        names = model.class_names
+        print(f"classes: {', '.join(names) if names else 'unnamed'}; trained {model.step} steps; "
+              f"preprocessing: {model.preprocessing.get('type', 'none')}")
+        return 0
     print(f"xpnet {__version__}; Python {sys.version.split()[0]}; NumPy {np.__version__}; Numba {numba.__version__}")
     print(f"kernels: {resolve_kernel_mode(None)} (set $XPNET_KERNELS to fused or reference)")
     cpu = get_backend("cpu")

@@ -294,7 +294,7 @@ class Model:
         key = (capacity, backward)
         if key not in self._workspaces:
             empty = self.backend.empty
-            layers = [layer.workspace(capacity, backward, backward and self._needs_input_gradient(i))
+            layers = [layer.workspace(capacity, backward, backward and self.needs_input_gradient(i))
                       for i, layer in enumerate(self.layers)]
             x = empty((capacity, self.input_dim)) if backward else None
             y = empty((capacity, self.output_dim)) if backward else None
@@ -302,7 +302,7 @@ class Model:
             self._workspaces[key] = ModelWorkspace(x, y, layers, empty((capacity, self.output_dim)))
         return self._workspaces[key]
 
-    def _needs_input_gradient(self, i: int) -> bool:
+    def needs_input_gradient(self, i: int) -> bool:
         """Whether layer ``i``'s backward pass must compute dL/d(input): only when a trainable layer is below it."""
         return self._first_trainable is not None and i > self._first_trainable
 
@@ -326,7 +326,7 @@ class Model:
         if self._first_trainable is None:
             return
         for i in range(len(self.layers) - 1, self._first_trainable - 1, -1):
-            dy = self.layers[i].backward(dy, workspace.layers[i], self._needs_input_gradient(i))
+            dy = self.layers[i].backward(dy, workspace.layers[i], self.needs_input_gradient(i))
 
     def compute_gradients(self, x: Any, y: Any, workspace: ModelWorkspace, stats: Any,
                           training: bool = True) -> None:

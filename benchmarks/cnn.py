@@ -1,0 +1,170 @@
+"""The command line's convolutional network on MNIST (`xpnet train mnist --model cnn`).
+
+- Seconds per training epoch, xpnet (fused kernels) against PyTorch on the same device: the same layers, batch,
+  optimizer and float32 data, interleaved epoch by epoch.
+- Each convolution's forward + backward GFLOP/s at the training batch, against this machine's sgemm GFLOP/s
+  (NumPy's float32 matmul on the same patch matrices).
+- Accuracy: the CLI's settings trained to the end, with the test accuracy after every epoch and the training
+  seconds (evaluation excluded) until 99.0%.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from benchmarks.config import Config
+from benchmarks.peers import torch_version
+from benchmarks.timing import Candidate, Stats, interleave, log
+from xpnet.layers import Conv2D, Phase
+from xpnet.schedules import cosine
+from xpnet.tasks import TASK_DEFAULTS, build_model, sizes
+
+SETTINGS = {**TASK_DEFAULTS["mnist"]["cnn"], "model": "cnn"}
+TARGET = 0.99
+QUICK_SAMPLES = 1024
+
+
+class TorchCnn:
+    """The CLI's CNN in PyTorch (NCHW, its native layout), with the data resident on ``device``."""
+
+    def __init__(self, x: np.ndarray, labels: np.ndarray, device: str) -> None:
+        import torch
+        from torch import nn
+
+        self.torch, self.device = torch, device
+        filters = sizes(SETTINGS["filters"], "filters")
+        layers: list[Any] = []
+        channels, side = 1, 28
+        for count in filters:
+            layers += [nn.Conv2d(channels, count, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+            channels, side = count, side // 2
+        dense, rate = int(SETTINGS["hidden"]), SETTINGS["dropout"]
+        layers += [nn.Flatten(), nn.Dropout(rate), nn.Linear(channels * side * side, dense), nn.ReLU(),
+                   nn.Dropout(rate), nn.Linear(dense, 10)]
+        self.net = nn.Sequential(*layers).to(device)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=SETTINGS["lr"])
+        self.x = torch.from_numpy(x.reshape(-1, 1, 28, 28)).to(device)
+        self.y = torch.from_numpy(labels.astype(np.int64)).to(device)
+
+    def epoch(self) -> None:
+        torch, batch = self.torch, SETTINGS["batch_size"]
+        self.net.train()
+        order = torch.randperm(len(self.x), device=self.device)
+        for lo in range(0, len(order), batch):
+            rows = order[lo : lo + batch]
+            loss = torch.nn.functional.cross_entropy(self.net(self.x[rows]), self.y[rows])
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+
+    def sync(self) -> None:
+        if self.device == "cuda":
+            self.torch.cuda.synchronize()
+
+
+def _xpnet_epoch(config: Config, device: str, task: Any) -> Candidate:
+    backend = config.backend(device)
+    model = build_model("mnist", task, SETTINGS, backend)
+    x, y = backend.asarray(task.x_train), backend.asarray(task.y_train)
+    return Candidate(lambda: model.fit(x, y, epochs=1, batch_size=SETTINGS["batch_size"], verbose=0),
+                     backend.synchronize)
+
+
+def epoch_rows(config: Config, task: Any) -> tuple[list[dict[str, Any]], list[str]]:
+    """Seconds per epoch of xpnet and PyTorch on each device, and their ratio."""
+    version = torch_version()
+    candidates = {}
+    for device in config.devices:
+        candidates[f"xpnet ({device})"] = _xpnet_epoch(config, device, task)
+        if version:
+            peer = TorchCnn(task.x_train, task.y_train, "cuda" if device == "gpu" else "cpu")
+            candidates[f"torch ({device})"] = Candidate(peer.epoch, peer.sync)
+    samples = interleave(candidates, config.repeats, config.warmup)
+    rows = []
+    for device in config.devices:
+        ours = Stats.of(samples[f"xpnet ({device})"])
+        theirs = Stats.of(samples[f"torch ({device})"]) if version else None
+        rows.append({"device": device, "xpnet_s_per_epoch": ours.median, "torch_s_per_epoch":
+                     theirs.median if theirs else None, "ratio_to_torch": ours.median / theirs.median
+                     if theirs else None, "runs": ours.runs})
+        log(f"cnn: epoch {device}: {rows[-1]}")
+    notes = [f"{len(task.y_train)} training samples; layers, batch {SETTINGS['batch_size']}, Adam lr "
+             f"{SETTINGS['lr']}, dropout {SETTINGS['dropout']} and float32 as `xpnet train mnist --model cnn`"]
+    notes.append(f"PyTorch {version} (NCHW, its native layout)" if version else "PyTorch missing: no peer numbers")
+    return rows, notes
+
+
+def _sgemm_gflops(config: Config, rows: int, inner: int, cols: int) -> float:
+    rng = np.random.default_rng(0)
+    a, b = rng.random((rows, inner), dtype=np.float32), rng.random((inner, cols), dtype=np.float32)
+    out = np.empty((rows, cols), np.float32)
+    seconds = Stats.of(interleave({"sgemm": Candidate(lambda: np.matmul(a, b, out=out))}, config.repeats,
+                                  config.warmup)["sgemm"]).median
+    return 2 * rows * inner * cols / seconds / 1e9
+
+
+def convolution_rows(config: Config, task: Any) -> list[dict[str, Any]]:
+    """Forward + backward GFLOP/s of each convolution at the training batch, against sgemm on its patch matrix."""
+    backend = config.backend("cpu")
+    model = build_model("mnist", task, SETTINGS, backend)
+    batch = SETTINGS["batch_size"]
+    workspace = model.workspace(batch, backward=True)
+    x = backend.asarray(task.x_train[:batch]).reshape(batch, *model.input_shape)
+    activations, rows = [x], []
+    for layer, ws in zip(model.layers, workspace.layers, strict=True):
+        activations.append(layer.forward(activations[-1], ws, Phase(training=True)))
+    for i, layer in enumerate(model.layers):
+        if not isinstance(layer, Conv2D):
+            continue
+        ws, inputs, need_dx = workspace.layers[i], activations[i], model.needs_input_gradient(i)
+        dy = backend.empty(ws.batch["a"].shape)
+
+        def step(layer: Conv2D = layer, ws: Any = ws, inputs: Any = inputs, need_dx: bool = need_dx,
+                 dy: Any = dy) -> None:
+            layer.forward(inputs, ws, Phase(training=True))
+            dy[...] = 1e-3
+            layer.backward(dy, ws, need_dx)
+
+        seconds = Stats.of(interleave({"conv": Candidate(step)}, config.repeats, config.warmup)["conv"]).median
+        patch_rows, fan_in = batch * math.prod(layer.output_shape[:2]), layer.fan_in
+        matmuls = 3 if need_dx else 2
+        flops = 2 * patch_rows * fan_in * layer.units * matmuls
+        sgemm = _sgemm_gflops(config, patch_rows, fan_in, layer.units)
+        rows.append({"layer": i, "input": list(layer.input_shape), "output": list(layer.output_shape),
+                     "patch_matrix": [patch_rows, fan_in], "matmuls": matmuls, "ms": 1e3 * seconds,
+                     "gflops": flops / seconds / 1e9, "sgemm_gflops": sgemm,
+                     "fraction_of_sgemm": flops / seconds / 1e9 / sgemm})
+        log(f"cnn: conv layer {i}: {rows[-1]}")
+    return rows
+
+
+def accuracy_run(config: Config, task: Any) -> dict[str, Any]:
+    """The CLI's settings trained to the end (seed 0): test accuracy per epoch, training seconds to 99.0%."""
+    settings = dict(SETTINGS, epochs=1 if config.quick else SETTINGS["epochs"])
+    model = build_model("mnist", task, settings, config.backend("cpu"))
+    history = model.fit(task.x_train, task.y_train, settings["epochs"], settings["batch_size"],
+                        validation_data=(task.x_test, task.y_test), seed=0, verbose=0,
+                        lr_schedule=cosine(settings["lr"], settings["epochs"]))
+    accuracy, seconds = history.history["val_accuracy"], np.cumsum(history.history["time"]).tolist()
+    reached = next((i for i, a in enumerate(accuracy) if a >= TARGET), None)
+    return {"epochs": settings["epochs"], "test_accuracy": accuracy, "training_seconds": seconds,
+            "final_test_accuracy": accuracy[-1], "seconds_to_target": None if reached is None else seconds[reached],
+            "epoch_reaching_target": None if reached is None else reached + 1, "target": TARGET}
+
+
+def run(config: Config) -> dict[str, Any]:
+    task = config.mnist()
+    if config.quick:
+        task.x_train, task.y_train = task.x_train[:QUICK_SAMPLES], task.y_train[:QUICK_SAMPLES]
+    started = time.perf_counter()
+    rows, notes = epoch_rows(config, task)
+    result = {"epochs": rows, "convolutions": convolution_rows(config, task), "notes": notes}
+    result["accuracy"] = accuracy_run(config, task)
+    log(f"cnn: accuracy {result['accuracy']}; section {time.perf_counter() - started:.0f} s")
+    if config.quick:
+        notes.append(f"quick: {QUICK_SAMPLES} training samples, 1 epoch: the accuracy is not the CLI's")
+    return result
