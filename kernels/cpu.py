@@ -339,39 +339,43 @@ def _row_chunks(size: int) -> int:
 
 def _im2col(cols, x, stride_h, stride_w, pad_top, pad_left):
     """im2col on C-contiguous arrays. For each window row (n, i, j, p) the valid q form one run of x's row that is
-    contiguous in both arrays, copied as one flat loop of (q_hi - q_lo) * C elements; the rest is zeroed."""
+    contiguous in both arrays, copied as one flat loop of (q_hi - q_lo) * C elements; the rest is zeroed. The
+    runs are copied between slices indexed from 0, which vectorises (offset indexing ran five times slower)."""
     n_, h_, w_, c_ = x.shape
     _, oh, ow, kh, kw, _ = cols.shape
     xf = x.reshape(-1)
     cf = cols.reshape(-1)
     zero = cols.dtype.type(0.0)
+    row = kw * c_
     for r in prange(n_ * oh):
         n = r // oh
         i = r - n * oh
         for j in range(ow):
             w0 = j * stride_w - pad_left
-            q_lo = min(max(0, -w0), kw)
-            q_hi = max(min(kw, w_ - w0), q_lo)
+            lo = min(max(0, -w0), kw) * c_
+            hi = max(min(kw, w_ - w0) * c_, lo)
             for p in range(kh):
                 hh = i * stride_h + p - pad_top
                 dst = ((((n * oh + i) * ow + j) * kh + p) * kw) * c_
+                d = cf[dst:dst + row]
                 if hh < 0 or hh >= h_:
-                    for t in range(kw * c_):
-                        cf[dst + t] = zero
+                    for t in range(row):
+                        d[t] = zero
                     continue
-                for t in range(q_lo * c_):
-                    cf[dst + t] = zero
-                src = ((n * h_ + hh) * w_ + w0 + q_lo) * c_
-                start = dst + q_lo * c_
-                for t in range((q_hi - q_lo) * c_):
-                    cf[start + t] = xf[src + t]
-                for t in range(q_hi * c_, kw * c_):
-                    cf[dst + t] = zero
+                src = ((n * h_ + hh) * w_ + w0) * c_
+                for t in range(lo):
+                    d[t] = zero
+                run = xf[src + lo:src + hi]
+                out = d[lo:hi]
+                for t in range(run.shape[0]):
+                    out[t] = run[t]
+                for t in range(hi, row):
+                    d[t] = zero
 
 
 def _col2im(cols, dx, stride_h, stride_w, pad_top, pad_left):
-    """col2im on C-contiguous arrays: dx zeroed, then every valid run of cols added back; parallel over images,
-    which own disjoint parts of dx."""
+    """col2im on C-contiguous arrays: dx zeroed, then every valid run of cols added back (as in ``_im2col``);
+    parallel over images, which own disjoint parts of dx."""
     n_, h_, w_, c_ = dx.shape
     _, oh, ow, kh, kw, _ = cols.shape
     xf = dx.reshape(-1)
@@ -379,21 +383,24 @@ def _col2im(cols, dx, stride_h, stride_w, pad_top, pad_left):
     zero = dx.dtype.type(0.0)
     image = h_ * w_ * c_
     for n in prange(n_):
-        for t in range(n * image, (n + 1) * image):
-            xf[t] = zero
+        mine = xf[n * image:(n + 1) * image]
+        for t in range(image):
+            mine[t] = zero
         for i in range(oh):
             for j in range(ow):
                 w0 = j * stride_w - pad_left
-                q_lo = min(max(0, -w0), kw)
-                q_hi = max(min(kw, w_ - w0), q_lo)
+                lo = min(max(0, -w0), kw) * c_
+                hi = max(min(kw, w_ - w0) * c_, lo)
                 for p in range(kh):
                     hh = i * stride_h + p - pad_top
                     if hh < 0 or hh >= h_:
                         continue
-                    src = ((((n * oh + i) * ow + j) * kh + p) * kw + q_lo) * c_
-                    dst = ((n * h_ + hh) * w_ + w0 + q_lo) * c_
-                    for t in range((q_hi - q_lo) * c_):
-                        xf[dst + t] += cf[src + t]
+                    src = ((((n * oh + i) * ow + j) * kh + p) * kw) * c_
+                    dst = (hh * w_ + w0) * c_
+                    run = cf[src + lo:src + hi]
+                    target = mine[dst + lo:dst + hi]
+                    for t in range(run.shape[0]):
+                        target[t] += run[t]
 
 
 def _max_pool(out, argmax, x, pool_h, pool_w, stride_h, stride_w):
@@ -423,20 +430,24 @@ def _max_pool(out, argmax, x, pool_h, pool_w, stride_h, stride_w):
 
 
 def _max_pool_backward(dx, dout, argmax, pool_h, pool_w, stride_h, stride_w):
-    """dx zeroed, then each dout added at its argmax; parallel over images (disjoint parts of dx). An argmax
-    outside [0, pool_h * pool_w) is skipped rather than written out of bounds."""
+    """dx zeroed, then each window adds its dout at the position its argmax names: for each window position a
+    masked add over the channels, which vectorises (an argmax outside the window matches nothing). Parallel over
+    images, which own disjoint parts of dx."""
     n_, oh, ow, c_ = dout.shape
     zero = dx.dtype.type(0.0)
-    window = pool_h * pool_w
     for n in prange(n_):
         dx[n] = zero
         for i in range(oh):
             for j in range(ow):
-                for c in range(c_):
-                    k = argmax[n, i, j, c]
-                    if k >= 0 and k < window:
-                        p = k // pool_w
-                        dx[n, i * stride_h + p, j * stride_w + k - p * pool_w, c] += dout[n, i, j, c]
+                d = dout[n, i, j]
+                a = argmax[n, i, j]
+                for p in range(pool_h):
+                    for q in range(pool_w):
+                        k = p * pool_w + q
+                        target = dx[n, i * stride_h + p, j * stride_w + q]
+                        for c in range(c_):
+                            if a[c] == k:
+                                target[c] += d[c]
 
 
 def _dropout(out, x, mask, key, threshold, scale):

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from xpnet.kernels import ACTIVATIONS, cpu, reference
 from xpnet.kernels import cuda as gpu
 
