@@ -9,6 +9,11 @@ CuPy arrays at larger sizes.
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -478,6 +483,43 @@ def test_argmax_must_be_int32(name):
     x = np.zeros((1, 4, 4, 2))
     with pytest.raises(TypeError, match="argmax must be int32"):
         KERNEL_SETS[name].max_pool(x, 2, 2, 2, 2, np.empty((1, 2, 2, 2)), np.empty((1, 2, 2, 2), np.int64))
+
+
+# --- compiled for a real device, without one ------------------------------------------------------------------
+
+PTX_SCRIPT = textwrap.dedent("""
+    import sys, types
+    from numba.cuda.cudadrv import nvvm
+    try:
+        nvvm.NVVM()
+    except Exception as error:
+        print(f"NVVM unavailable: {error}")
+        sys.exit(3)
+    import numba.cuda.api, numba.cuda.dispatcher
+    from numba import cuda, float32, float64
+    # device functions ask the driver for the compute capability; without a GPU, answer for it
+    device = types.SimpleNamespace(compute_capability=(8, 0))
+    numba.cuda.api.get_current_device = numba.cuda.dispatcher.get_current_device = lambda: device
+    from xpnet.kernels import cuda as kernels
+    for t in (float32, float64):
+        for name, (func, signature) in kernels._signatures(t).items():
+            try:
+                cuda.compile_ptx(func, signature, cc=(8, 0))
+            except Exception as error:
+                print(f"{name} ({t}): {type(error).__name__}: {error}")
+                sys.exit(1)
+""")
+
+
+def test_every_cuda_kernel_compiles_for_a_device():
+    """The simulator runs kernels as Python, so it misses what Numba's CUDA compiler refuses (it refuses
+    max(int, int), for one): compile every kernel to PTX for compute capability 8.0 where NVVM is installed."""
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0", "PYTHONPATH": os.pathsep.join(sys.path)}
+    result = subprocess.run([sys.executable, "-c", PTX_SCRIPT], env=env, capture_output=True, text=True,
+                            timeout=300, cwd=Path(__file__).parent)
+    if result.returncode == 3:
+        pytest.skip(result.stdout.strip())
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 # --- a real GPU: CuPy arrays, larger, non-contiguous ----------------------------------------------------------
