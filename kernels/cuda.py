@@ -73,9 +73,10 @@ _dropout_draw = cuda.jit(device=True)(
     )
 )
 
-REDUCTION_THREADS = THREADS_PER_BLOCK * MAX_BLOCKS // (1 if config.ENABLE_CUDASIM else 16)
-"""Threads a column reduction aims for (each sums a strided share of one column's rows), enough to fill a
-device; ``REDUCTION_MIN_ROWS`` keeps each thread's share from getting too small to be worth its partial sum."""
+REDUCTION_THREADS = THREADS_PER_BLOCK * MAX_BLOCKS if config.ENABLE_CUDASIM else 1 << 18
+"""Threads the first stage of a column reduction aims for (each sums a strided share of one column's rows into
+a float64 partial), enough to fill a device; ``REDUCTION_MIN_ROWS`` keeps each share from getting too small to
+be worth its partial. The second stage sums each column's partials with one block per column."""
 
 REDUCTION_MIN_ROWS = 32
 
@@ -412,26 +413,50 @@ def _product_partials(dy, xhat, partial_dy, partial_product):
         partial_product[r, j] = sp
 
 
+@cuda.jit(device=True)
+def _block_sum(value, shared):
+    """The sum of every thread's ``value`` in the block, by a tree in ``shared`` memory; every thread gets it.
+    All the block's threads must call it (it synchronises them)."""
+    t = cuda.threadIdx.x
+    shared[t] = value
+    cuda.syncthreads()
+    half = THREADS_PER_BLOCK // 2
+    while half > 0:
+        if t < half:
+            shared[t] += shared[t + half]
+        cuda.syncthreads()
+        half //= 2
+    total = shared[0]
+    cuda.syncthreads()  # everyone has read it before shared is written again
+    return total
+
+
 def _finish_mean(mean_t, partial, mean, rows):
-    """Stage two, one thread per column: mean = sum of the partials / rows (float64, and in mean_t's dtype)."""
-    for j in range(cuda.grid(1), mean.shape[0], cuda.gridsize(1)):
+    """Stage two, one block per column: mean = the sum of the column's partials / rows (float64, and in mean_t's
+    dtype)."""
+    shared = cuda.shared.array(THREADS_PER_BLOCK, float64)
+    for j in range(cuda.blockIdx.x, mean.shape[0], cuda.gridDim.x):
         s = 0.0
-        for r in range(partial.shape[0]):
+        for r in range(cuda.threadIdx.x, partial.shape[0], THREADS_PER_BLOCK):
             s += partial[r, j]
-        mean[j] = s / rows
-        mean_t[j] = s / rows
+        total = _block_sum(s, shared)
+        if cuda.threadIdx.x == 0:
+            mean[j] = total / rows
+            mean_t[j] = total / rows
 
 
 def _finish_variance(mean_t, inv_std, running_mean, running_var, partial, rows, eps, momentum, one_minus):
-    """Stage two, one thread per column: biased variance, inv_std = 1 / sqrt(var + eps), running statistics."""
-    for j in range(cuda.grid(1), mean_t.shape[0], cuda.gridsize(1)):
+    """Stage two, one block per column: biased variance, inv_std = 1 / sqrt(var + eps), running statistics."""
+    shared = cuda.shared.array(THREADS_PER_BLOCK, float64)
+    for j in range(cuda.blockIdx.x, mean_t.shape[0], cuda.gridDim.x):
         s = 0.0
-        for r in range(partial.shape[0]):
+        for r in range(cuda.threadIdx.x, partial.shape[0], THREADS_PER_BLOCK):
             s += partial[r, j]
-        var = s / rows
-        inv_std[j] = 1.0 / math.sqrt(var + eps)
-        running_mean[j] = momentum * running_mean[j] + one_minus * mean_t[j]
-        running_var[j] = momentum * running_var[j] + one_minus * mean_t.dtype.type(var)
+        var = _block_sum(s, shared) / rows
+        if cuda.threadIdx.x == 0:
+            inv_std[j] = 1.0 / math.sqrt(var + eps)
+            running_mean[j] = momentum * running_mean[j] + one_minus * mean_t[j]
+            running_var[j] = momentum * running_var[j] + one_minus * mean_t.dtype.type(var)
 
 
 def _normalise(x, gamma, beta, mean_t, inv_std, xhat, y):
@@ -455,15 +480,19 @@ def _batch_norm_eval(x, gamma, beta, running_mean, running_var, y, eps):
 
 
 def _finish_backward(dbeta, dgamma, partial_dy, partial_product):
-    """Stage two, one thread per column: dbeta and dgamma from their partial sums."""
-    for j in range(cuda.grid(1), dbeta.shape[0], cuda.gridsize(1)):
+    """Stage two, one block per column: dbeta and dgamma from their partial sums."""
+    shared = cuda.shared.array(THREADS_PER_BLOCK, float64)
+    for j in range(cuda.blockIdx.x, dbeta.shape[0], cuda.gridDim.x):
         s = 0.0
         sp = 0.0
-        for r in range(partial_dy.shape[0]):
+        for r in range(cuda.threadIdx.x, partial_dy.shape[0], THREADS_PER_BLOCK):
             s += partial_dy[r, j]
             sp += partial_product[r, j]
-        dbeta[j] = s
-        dgamma[j] = sp
+        s = _block_sum(s, shared)
+        sp = _block_sum(sp, shared)
+        if cuda.threadIdx.x == 0:
+            dbeta[j] = s
+            dgamma[j] = sp
 
 
 def _batch_norm_dx(dy, xhat, gamma, inv_std, dbeta, dgamma, dx, rows):
@@ -700,7 +729,7 @@ def batch_norm_train(x, gamma, beta, eps: float, momentum: float, running_mean, 
     inv_std = 1 / sqrt(var + eps), xhat, y = gamma * xhat + beta, running stats updated the Keras way.
 
     Each column sum runs in two stages: many threads per column sum strided rows into float64 partials, then
-    one thread per column adds its partials up.
+    one block per column adds its partials up in shared memory.
     """
     xp = array_module(x)
     rows, columns = x.shape
@@ -708,10 +737,10 @@ def batch_norm_train(x, gamma, beta, eps: float, momentum: float, running_mean, 
     mean = xp.empty(columns, np.float64)
     mean_t = xp.empty(columns, x.dtype)
     _launch("column_partials", partial.size, (x,), tail=partial)
-    _launch("finish_mean", columns, (mean_t,), (float(rows),), (partial, mean))
+    _launch("finish_mean", columns * THREADS_PER_BLOCK, (mean_t,), (float(rows),), (partial, mean))
     _launch("deviation_partials", partial.size, (x,), tail=(mean, partial))
     t = x.dtype.type
-    _launch("finish_variance", columns, (mean_t, inv_std, running_mean, running_var),
+    _launch("finish_variance", columns * THREADS_PER_BLOCK, (mean_t, inv_std, running_mean, running_var),
             (float(rows), float(eps), t(momentum), t(1 - momentum)), (partial,))
     _launch("normalise", x.size, (x, gamma, beta, mean_t, inv_std, xhat, y))
 
@@ -728,6 +757,6 @@ def batch_norm_backward(dy, xhat, gamma, inv_std, dx, dgamma, dbeta) -> None:
     rows, columns = dy.shape
     partials = xp.empty((2, _reduction_chunks(rows, columns), columns), np.float64)
     _launch("product_partials", partials[0].size, (dy, xhat), tail=(partials[0], partials[1]))
-    _launch("finish_backward", columns, (dbeta, dgamma), tail=(partials[0], partials[1]))
+    _launch("finish_backward", columns * THREADS_PER_BLOCK, (dbeta, dgamma), tail=(partials[0], partials[1]))
     # dx comes last: for host arrays its copy-back wins over dy's when the two are one array
     _launch("batch_norm_dx", dx.size, (dy, xhat, gamma, inv_std, dbeta, dgamma, dx), (rows,))

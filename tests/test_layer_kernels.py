@@ -432,11 +432,11 @@ def test_cuda_dropout_is_bit_identical_to_reference_and_cpu(dtype, shape):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(1, 3), (45, 3), (70, 2)])
-def test_cuda_batch_norm(dtype, shape):
-    values = bn_inputs(np.random.default_rng(12), *shape, dtype)
-    compare_batch_norm(gpu, np, values, dtype)
-    compare_batch_norm(gpu, np, values, dtype, alias=True)
+@pytest.mark.parametrize(("shape", "alias"), [((1, 3), False), ((45, 2), True)])
+def test_cuda_batch_norm(dtype, shape, alias):
+    """Small, because the simulator runs the block reductions' synchronisations slowly; 45 rows still take two
+    partials per column in the first stage."""
+    compare_batch_norm(gpu, np, bn_inputs(np.random.default_rng(12), *shape, dtype), dtype, alias)
 
 
 def test_cuda_column_sums_use_many_threads_per_column():
