@@ -505,6 +505,9 @@ PTX_SCRIPT = textwrap.dedent("""
         for name, (func, signature) in kernels._signatures(t).items():
             try:
                 cuda.compile_ptx(func, signature, cc=(8, 0))
+            except cuda.CudaSupportError as error:  # this Numba wants a driver after all
+                print(f"compiling needs a CUDA driver here: {error}")
+                sys.exit(3)
             except Exception as error:
                 print(f"{name} ({t}): {type(error).__name__}: {error}")
                 sys.exit(1)
