@@ -29,6 +29,10 @@ HIDDEN_WIDTH = 256
 CLASSES = 10
 MNIST_PIXELS = 784
 IMAGE_SHAPE = (100, 100, 3)
+FEATURE_MAP = (28, 28, 16)
+"""NHWC feature maps of the convolutional cases (an MNIST-sized layer of 16 channels)."""
+CONV_WINDOW = (3, 3)
+BN_CHANNELS = 32
 
 
 @dataclass
@@ -111,6 +115,74 @@ def _hue_images(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
     return Workload((images,), images.size, images.nbytes + count * hue.DEFAULT_BINS * 8)
 
 
+def _maps(backend: Backend, rng: np.random.Generator, images: int) -> Any:
+    return _normal(backend, rng, (images, *FEATURE_MAP))
+
+
+def _im2col(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
+    """3x3 windows, stride 1, padding 1: cols holds nine copies of the maps."""
+    per_image = int(np.prod(FEATURE_MAP)) * int(np.prod(CONV_WINDOW))
+    x = _maps(backend, rng, max(1, n // per_image))
+    cols = backend.empty((x.shape[0], *FEATURE_MAP[:2], *CONV_WINDOW, FEATURE_MAP[2]))
+    return Workload((x, 1, 1, 1, 1, cols), cols.size, x.nbytes + cols.nbytes)
+
+
+def _col2im(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
+    x, *scalars, cols = _im2col(backend, rng, n).args
+    cols[...] = _normal(backend, rng, cols.shape)
+    return Workload((cols, *scalars, x), cols.size, x.nbytes + cols.nbytes)
+
+
+def _max_pool(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
+    """2x2 windows at stride 2."""
+    x = _maps(backend, rng, max(1, n // int(np.prod(FEATURE_MAP))))
+    shape = (x.shape[0], FEATURE_MAP[0] // 2, FEATURE_MAP[1] // 2, FEATURE_MAP[2])
+    out, argmax = backend.empty(shape), backend.zeros(shape, dtype=np.int32)
+    return Workload((x, 2, 2, 2, 2, out, argmax), x.size, x.nbytes + out.nbytes + argmax.nbytes)
+
+
+def _max_pool_backward(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
+    x, *sizes, out, argmax = _max_pool(backend, rng, n).args
+    backend.kernels.max_pool(x, *sizes, out, argmax)
+    return Workload((out, argmax, *sizes, x), x.size, x.nbytes + out.nbytes + argmax.nbytes)
+
+
+def _dropout(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
+    x, out, mask = (_normal(backend, rng, (max(1, n // HIDDEN_WIDTH), HIDDEN_WIDTH)) for _ in range(3))
+    return Workload((x, 0.5, 1, 2, out, mask), x.size, 3 * x.nbytes)
+
+
+def _dropout_backward(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
+    dout, mask, dx = (_normal(backend, rng, (max(1, n // HIDDEN_WIDTH), HIDDEN_WIDTH)) for _ in range(3))
+    return Workload((dout, mask, dx), dout.size, 3 * dout.nbytes)
+
+
+def _bn_arrays(backend: Backend, rng: np.random.Generator, n: int, count: int) -> list:
+    return [_normal(backend, rng, (max(1, n // BN_CHANNELS), BN_CHANNELS)) for _ in range(count)]
+
+
+def _bn_vectors(backend: Backend, count: int) -> list:
+    return [backend.asarray(np.ones(BN_CHANNELS, np.float32)) for _ in range(count)]
+
+
+def _batch_norm_train(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
+    x, y, xhat = _bn_arrays(backend, rng, n, 3)
+    gamma, beta, mean, var, inv_std = _bn_vectors(backend, 5)
+    return Workload((x, gamma, beta, 1e-3, 0.99, mean, var, y, xhat, inv_std), x.size, 3 * x.nbytes)
+
+
+def _batch_norm_eval(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
+    x, y = _bn_arrays(backend, rng, n, 2)
+    gamma, beta, mean, var = _bn_vectors(backend, 4)
+    return Workload((x, gamma, beta, mean, var, 1e-3, y), x.size, 2 * x.nbytes)
+
+
+def _batch_norm_backward(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
+    dy, xhat, dx = _bn_arrays(backend, rng, n, 3)
+    gamma, inv_std, dgamma, dbeta = _bn_vectors(backend, 4)
+    return Workload((dy, xhat, gamma, inv_std, dx, dgamma, dbeta), dy.size, 3 * dy.nbytes)
+
+
 CASES: dict[str, tuple[str, Callable[..., Workload]]] = {
     "bias_activation (relu)": ("bias_activation", _bias_relu),
     "bias_activation (softmax)": ("bias_activation", _bias_softmax),
@@ -123,6 +195,15 @@ CASES: dict[str, tuple[str, Callable[..., Workload]]] = {
     "adam_update": ("adam_update", _optimizer(2, 0.001, 0.9, 0.999, 1e-8, 0.5)),
     "gather_rows": ("gather_rows", _gather_rows),
     "hue_histograms": ("hue_histograms", _hue_images),
+    "im2col (3x3, stride 1, pad 1)": ("im2col", _im2col),
+    "col2im (3x3, stride 1, pad 1)": ("col2im", _col2im),
+    "max_pool (2x2, stride 2)": ("max_pool", _max_pool),
+    "max_pool_backward (2x2, stride 2)": ("max_pool_backward", _max_pool_backward),
+    "dropout": ("dropout", _dropout),
+    "dropout_backward": ("dropout_backward", _dropout_backward),
+    "batch_norm_train": ("batch_norm_train", _batch_norm_train),
+    "batch_norm_eval": ("batch_norm_eval", _batch_norm_eval),
+    "batch_norm_backward": ("batch_norm_backward", _batch_norm_backward),
 }
 """Case label -> (kernel name, workload builder). Together they cover every name in KERNEL_FUNCTIONS, plus hue."""
 

@@ -10,9 +10,16 @@ are classes: the reference set is the base and the fused sets override what they
 Every kernel writes into output arrays it is given and returns nothing, so callers can preallocate.
 Losses accumulate ``stats[0] += sum of per-sample losses`` and ``stats[1] += number of correct samples``
 so that a training loop never has to read a scalar back from the device on every step.
+
+Convolutional kernels work on NHWC (channels-last) images: ``im2col`` / ``col2im`` lay every convolution
+window out as a row, ``max_pool`` / ``max_pool_backward`` pool without padding, and batch normalisation works on
+(rows, channels) matrices (an NHWC batch reshaped to (N*H*W, C)). ``dropout`` draws its mask from a
+counter-based hash of (seed, step, flat index), so every kernel set gives the same mask bit for bit.
 """
 
 from __future__ import annotations
+
+import math
 
 IDENTITY = 0
 SIGMOID = 1
@@ -42,5 +49,60 @@ KERNEL_FUNCTIONS = (
     "momentum_update",
     "adam_update",
     "gather_rows",
+    "im2col",
+    "col2im",
+    "max_pool",
+    "max_pool_backward",
+    "dropout",
+    "dropout_backward",
+    "batch_norm_train",
+    "batch_norm_eval",
+    "batch_norm_backward",
 )
 
+
+def check_activation(activation: int) -> None:
+    """Refuse an activation code that is not one of ``ACTIVATIONS``' values."""
+    if activation not in _CODES:
+        raise ValueError(f"unknown activation code {activation}; expected one of {sorted(_CODES)}")
+
+
+_CODES = frozenset(ACTIVATIONS.values())
+
+
+def check_windows(x_shape: tuple, cols_shape: tuple, stride_h: int, stride_w: int) -> None:
+    """Refuse im2col/col2im shapes that disagree: x (N, H, W, C) and cols (N, OH, OW, KH, KW, C)."""
+    if len(x_shape) != 4 or len(cols_shape) != 6:
+        raise ValueError(f"im2col works on x (N, H, W, C) and cols (N, OH, OW, KH, KW, C), not {x_shape} "
+                         f"and {cols_shape}")
+    if x_shape[0] != cols_shape[0] or x_shape[3] != cols_shape[5]:
+        raise ValueError(f"x {x_shape} and cols {cols_shape} disagree on the batch size or channel count")
+    if stride_h < 1 or stride_w < 1:
+        raise ValueError(f"strides must be at least 1, not ({stride_h}, {stride_w})")
+
+
+def check_pool(x_shape: tuple, out_shape: tuple, pool_h: int, pool_w: int, stride_h: int, stride_w: int) -> None:
+    """Refuse max-pool shapes where a window would reach past x (pooling has no padding)."""
+    if len(x_shape) != 4 or len(out_shape) != 4:
+        raise ValueError(f"max_pool works on x (N, H, W, C) and out (N, OH, OW, C), not {x_shape} and {out_shape}")
+    n, h, w, c = x_shape
+    n2, oh, ow, c2 = out_shape
+    if n != n2 or c != c2:
+        raise ValueError(f"x {x_shape} and out {out_shape} disagree on the batch size or channel count")
+    if pool_h < 1 or pool_w < 1 or stride_h < 1 or stride_w < 1:
+        raise ValueError(f"pool ({pool_h}, {pool_w}) and strides ({stride_h}, {stride_w}) must be at least 1")
+    if (oh > 0 and (oh - 1) * stride_h + pool_h > h) or (ow > 0 and (ow - 1) * stride_w + pool_w > w):
+        raise ValueError(f"a {oh}x{ow} output of {pool_h}x{pool_w} windows at strides ({stride_h}, {stride_w}) "
+                         f"reaches past the {h}x{w} input")
+
+
+def check_rate(rate: float) -> None:
+    """Refuse a dropout rate outside [0, 1)."""
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"dropout rate must be in [0, 1), not {rate}")
+
+
+def as_rows(a):
+    """``a`` as a (rows, last axis) matrix in C order (a 0-d array as 1 x 1): a view of a C-contiguous ``a``, a
+    copy of any other (NumPy or CuPy). Element (r, k) is flat C-order element r * a.shape[-1] + k of ``a``."""
+    return a.reshape((math.prod(a.shape[:-1]), a.shape[-1]) if a.ndim else (1, 1))

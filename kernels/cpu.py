@@ -17,8 +17,30 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from . import IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH
-from .scalar import activate, binary_cross_entropy, cross_entropy_row, row_correct
+from . import (
+    IDENTITY,
+    LEAKY_RELU,
+    RELU,
+    SIGMOID,
+    SOFTMAX,
+    TANH,
+    as_rows,
+    check_activation,
+    check_pool,
+    check_rate,
+    check_windows,
+)
+from .scalar import (
+    activate,
+    binary_cross_entropy,
+    cross_entropy_row,
+    dropout_constants,
+    dropout_draw,
+    murmur_finish,
+    murmur_round,
+    row_correct,
+    with_helpers,
+)
 
 PARALLEL_MIN_SIZE = 1 << 22
 """Arrays with at least this many elements use the parallel variant of a kernel.
@@ -39,6 +61,13 @@ _activate = _jit(inline="always")(activate)
 _row_correct = _jit(inline="always")(row_correct)
 _binary_cross_entropy = _jit(inline="always")(binary_cross_entropy)
 _cross_entropy_row = _jit(inline="always")(cross_entropy_row)
+_dropout_draw = _jit(inline="always")(
+    with_helpers(
+        dropout_draw,
+        murmur_round=_jit(inline="always")(murmur_round),
+        murmur_finish=_jit(inline="always")(murmur_finish),
+    )
+)
 
 
 def _serial_and_parallel(py_func):
@@ -157,11 +186,13 @@ _activation_backward_kernel = _serial_and_parallel(_activation_backward)
 
 def bias_activation(z, b, activation: int, alpha: float, a, d) -> None:
     """z += b (in place); a = f(z); d = f'(z) unless d is None (softmax: d is not used)."""
+    check_activation(activation)
     _bias_activation_kernel(z, b, activation, alpha, a, d)
 
 
 def activation_backward(da, d, a, activation: int, dz, db) -> None:
     """dz = da * f'(z) (softmax: dz = a * (da - sum(da * a))); db = column sums of dz."""
+    check_activation(activation)
     if dz.size >= PARALLEL_MIN_SIZE:
         partial = np.empty((4 * numba.get_num_threads(), dz.shape[1]), dz.dtype)
         _activation_backward_kernel.parallel(dz, da, d, a, activation, db, partial)
@@ -285,3 +316,330 @@ def gather_rows(src, idx, out) -> None:
     """out = src[idx] (the rows of one shuffled batch)."""
     _gather_rows_kernel(out, src, idx)
 
+
+
+
+# --- convolutional networks: NHWC images, (rows, channels) matrices ------------------------------------------
+
+
+def _contiguous_output(a):
+    """``a`` itself when C-contiguous, else a C-contiguous scratch array to be copied back by ``_write_back``."""
+    return a if a.flags.c_contiguous else np.empty(a.shape, a.dtype)
+
+
+def _write_back(a, result) -> None:
+    if result is not a:
+        a[...] = result
+
+
+def _row_chunks(size: int) -> int:
+    """Row chunks of a column reduction: one when serial, several per thread when parallel."""
+    return 4 * numba.get_num_threads() if size >= PARALLEL_MIN_SIZE else 1
+
+
+def _im2col(cols, x, stride_h, stride_w, pad_top, pad_left):
+    """im2col on C-contiguous arrays. For each window row (n, i, j, p) the valid q form one run of x's row that is
+    contiguous in both arrays, copied as one flat loop of (q_hi - q_lo) * C elements; the rest is zeroed. The
+    runs are copied between slices indexed from 0, which vectorises (offset indexing ran five times slower)."""
+    n_, h_, w_, c_ = x.shape
+    _, oh, ow, kh, kw, _ = cols.shape
+    xf = x.reshape(-1)
+    cf = cols.reshape(-1)
+    zero = cols.dtype.type(0.0)
+    row = kw * c_
+    for r in prange(n_ * oh):
+        n = r // oh
+        i = r - n * oh
+        for j in range(ow):
+            w0 = j * stride_w - pad_left
+            lo = min(max(0, -w0), kw) * c_
+            hi = max(min(kw, w_ - w0) * c_, lo)
+            for p in range(kh):
+                hh = i * stride_h + p - pad_top
+                dst = ((((n * oh + i) * ow + j) * kh + p) * kw) * c_
+                d = cf[dst:dst + row]
+                if hh < 0 or hh >= h_:
+                    for t in range(row):
+                        d[t] = zero
+                    continue
+                src = ((n * h_ + hh) * w_ + w0) * c_
+                for t in range(lo):
+                    d[t] = zero
+                run = xf[src + lo:src + hi]
+                out = d[lo:hi]
+                for t in range(run.shape[0]):
+                    out[t] = run[t]
+                for t in range(hi, row):
+                    d[t] = zero
+
+
+def _col2im(cols, dx, stride_h, stride_w, pad_top, pad_left):
+    """col2im on C-contiguous arrays: dx zeroed, then every valid run of cols added back (as in ``_im2col``);
+    parallel over images, which own disjoint parts of dx."""
+    n_, h_, w_, c_ = dx.shape
+    _, oh, ow, kh, kw, _ = cols.shape
+    xf = dx.reshape(-1)
+    cf = cols.reshape(-1)
+    zero = dx.dtype.type(0.0)
+    image = h_ * w_ * c_
+    for n in prange(n_):
+        mine = xf[n * image:(n + 1) * image]
+        for t in range(image):
+            mine[t] = zero
+        for i in range(oh):
+            for j in range(ow):
+                w0 = j * stride_w - pad_left
+                lo = min(max(0, -w0), kw) * c_
+                hi = max(min(kw, w_ - w0) * c_, lo)
+                for p in range(kh):
+                    hh = i * stride_h + p - pad_top
+                    if hh < 0 or hh >= h_:
+                        continue
+                    src = ((((n * oh + i) * ow + j) * kh + p) * kw) * c_
+                    dst = (hh * w_ + w0) * c_
+                    run = cf[src + lo:src + hi]
+                    target = mine[dst + lo:dst + hi]
+                    for t in range(run.shape[0]):
+                        target[t] += run[t]
+
+
+def _max_pool(out, argmax, x, pool_h, pool_w, stride_h, stride_w):
+    n_, oh, ow, c_ = out.shape
+    for r in prange(n_ * oh):
+        n = r // oh
+        i = r - n * oh
+        h0 = i * stride_h
+        for j in range(ow):
+            w0 = j * stride_w
+            best = out[n, i, j]
+            where = argmax[n, i, j]
+            first = x[n, h0, w0]
+            for c in range(c_):
+                best[c] = first[c]
+                where[c] = 0
+            for p in range(pool_h):
+                for q in range(pool_w):
+                    if p == 0 and q == 0:
+                        continue
+                    v = x[n, h0 + p, w0 + q]
+                    k = np.int32(p * pool_w + q)
+                    for c in range(c_):
+                        if v[c] > best[c]:
+                            best[c] = v[c]
+                            where[c] = k
+
+
+def _max_pool_backward(dx, dout, argmax, pool_h, pool_w, stride_h, stride_w):
+    """dx zeroed, then each window adds its dout at the position its argmax names: for each window position a
+    masked add over the channels, which vectorises (an argmax outside the window matches nothing). Parallel over
+    images, which own disjoint parts of dx."""
+    n_, oh, ow, c_ = dout.shape
+    zero = dx.dtype.type(0.0)
+    for n in prange(n_):
+        dx[n] = zero
+        for i in range(oh):
+            for j in range(ow):
+                d = dout[n, i, j]
+                a = argmax[n, i, j]
+                for p in range(pool_h):
+                    for q in range(pool_w):
+                        k = p * pool_w + q
+                        target = dx[n, i * stride_h + p, j * stride_w + q]
+                        for c in range(c_):
+                            if a[c] == k:
+                                target[c] += d[c]
+
+
+def _dropout(out, x, mask, key, threshold, scale):
+    """Rows of (rows, last) matrices: element (i, j) has flat index i * last + j."""
+    rows, last = x.shape
+    zero = x.dtype.type(0.0)
+    width = np.uint64(last)
+    for i in prange(rows):
+        base = np.uint64(i) * width
+        for j in range(last):
+            m = scale if _dropout_draw(key, base + np.uint64(j)) >= threshold else zero
+            mask[i, j] = m
+            out[i, j] = x[i, j] * m
+
+
+def _dropout_backward(dx, dout, mask):
+    for i in prange(dx.shape[0]):
+        for j in range(dx.shape[1]):
+            dx[i, j] = dout[i, j] * mask[i, j]
+
+
+def _column_sums_f64(x, other, partial, out):
+    """out[j] = sum_i x[i, j] (other is None) or sum_i x[i, j] * other[i, j], in float64, over ``len(partial)``
+    chunks of rows (each summed into its own row of ``partial``, then added up in order)."""
+    m, c = x.shape
+    chunks = partial.shape[0]
+    for k in prange(chunks):
+        acc = partial[k]
+        for j in range(c):
+            acc[j] = 0.0
+        for i in range(k * m // chunks, (k + 1) * m // chunks):
+            if other is None:
+                for j in range(c):
+                    acc[j] += x[i, j]
+            else:
+                for j in range(c):
+                    acc[j] += np.float64(x[i, j]) * other[i, j]
+    for j in range(c):
+        total = 0.0
+        for k in range(chunks):
+            total += partial[k, j]
+        out[j] = total
+
+
+def _squared_deviations_f64(x, mean, partial, out):
+    """out[j] = sum_i (x[i, j] - mean[j])**2 in float64, chunked like ``_column_sums_f64``."""
+    m, c = x.shape
+    chunks = partial.shape[0]
+    for k in prange(chunks):
+        acc = partial[k]
+        for j in range(c):
+            acc[j] = 0.0
+        for i in range(k * m // chunks, (k + 1) * m // chunks):
+            for j in range(c):
+                e = x[i, j] - mean[j]
+                acc[j] += e * e
+    for j in range(c):
+        total = 0.0
+        for k in range(chunks):
+            total += partial[k, j]
+        out[j] = total
+
+
+def _normalise(y, xhat, x, gamma, beta, mean, inv):
+    """xhat = (x - mean) * inv; y = gamma * xhat + beta, by rows (mean, inv in x's dtype)."""
+    for i in prange(x.shape[0]):
+        for j in range(x.shape[1]):
+            h = (x[i, j] - mean[j]) * inv[j]
+            xhat[i, j] = h
+            y[i, j] = gamma[j] * h + beta[j]
+
+
+def _batch_norm_eval(y, x, gamma, beta, running_mean, running_var, eps):
+    c = x.shape[1]
+    scale = np.empty(c, x.dtype)
+    for j in range(c):
+        scale[j] = gamma[j] / math.sqrt(running_var[j] + eps)
+    for i in prange(x.shape[0]):
+        for j in range(c):
+            y[i, j] = (x[i, j] - running_mean[j]) * scale[j] + beta[j]
+
+
+def _batch_norm_dx(dx, dy, xhat, scale, m, dbeta, dgamma):
+    """dx = scale * (m * dy - dbeta - xhat * dgamma) by rows; dx may be dy."""
+    for i in prange(dx.shape[0]):
+        for j in range(dx.shape[1]):
+            dx[i, j] = scale[j] * (m * dy[i, j] - dbeta[j] - xhat[i, j] * dgamma[j])
+
+
+_im2col_kernel = _serial_and_parallel(_im2col)
+_col2im_kernel = _serial_and_parallel(_col2im)
+_max_pool_kernel = _serial_and_parallel(_max_pool)
+_max_pool_backward_kernel = _serial_and_parallel(_max_pool_backward)
+_dropout_kernel = _serial_and_parallel(_dropout)
+_dropout_backward_kernel = _serial_and_parallel(_dropout_backward)
+_column_sums_kernel = _serial_and_parallel(_column_sums_f64)
+_squared_deviations_kernel = _serial_and_parallel(_squared_deviations_f64)
+_normalise_kernel = _serial_and_parallel(_normalise)
+_batch_norm_eval_kernel = _serial_and_parallel(_batch_norm_eval)
+_batch_norm_dx_kernel = _serial_and_parallel(_batch_norm_dx)
+
+
+def im2col(x, stride_h: int, stride_w: int, pad_top: int, pad_left: int, cols) -> None:
+    """cols[n, i, j, p, q, c] = x[n, i*stride_h + p - pad_top, j*stride_w + q - pad_left, c], zero outside x;
+    x (N, H, W, C), cols (N, OH, OW, KH, KW, C) (see ``reference.im2col``)."""
+    check_windows(x.shape, cols.shape, stride_h, stride_w)
+    result = _contiguous_output(cols)
+    _im2col_kernel(result, np.ascontiguousarray(x), stride_h, stride_w, pad_top, pad_left)
+    _write_back(cols, result)
+
+
+def col2im(cols, stride_h: int, stride_w: int, pad_top: int, pad_left: int, dx) -> None:
+    """The adjoint of ``im2col``: dx (N, H, W, C) = the sum of every cols entry that im2col reads from it."""
+    check_windows(dx.shape, cols.shape, stride_h, stride_w)
+    result = _contiguous_output(dx)
+    _col2im_kernel(np.ascontiguousarray(cols), result, stride_h, stride_w, pad_top, pad_left)
+    _write_back(dx, result)
+
+
+def max_pool(x, pool_h: int, pool_w: int, stride_h: int, stride_w: int, out, argmax) -> None:
+    """out = the max of each pool_h x pool_w window (no padding); argmax (int32) = its p * pool_w + q, the
+    first on ties."""
+    check_pool(x.shape, out.shape, pool_h, pool_w, stride_h, stride_w)
+    if argmax.dtype != np.int32:
+        raise TypeError(f"max_pool: argmax must be int32, not {argmax.dtype}")
+    _max_pool_kernel(out, argmax, x, pool_h, pool_w, stride_h, stride_w)
+
+
+def max_pool_backward(dout, argmax, pool_h: int, pool_w: int, stride_h: int, stride_w: int, dx) -> None:
+    """dx = 0, plus each dout added at the position its argmax names (overlapping windows accumulate)."""
+    check_pool(dx.shape, dout.shape, pool_h, pool_w, stride_h, stride_w)
+    _max_pool_backward_kernel(dx, dout, argmax, pool_h, pool_w, stride_h, stride_w)
+
+
+def dropout(x, rate: float, seed: int, step: int, out, mask) -> None:
+    """mask = 1 / (1 - rate) where the hash of (seed, step, flat index) gives u >= rate, else 0; out = x * mask
+    (see ``reference.dropout``); out may be x."""
+    check_rate(rate)
+    key, threshold, scale = dropout_constants(seed, step, rate, x.dtype)
+    results = [_contiguous_output(out), _contiguous_output(mask)]
+    _dropout_kernel(as_rows(results[0]), as_rows(x), as_rows(results[1]), key, threshold, scale)
+    _write_back(out, results[0])
+    _write_back(mask, results[1])
+
+
+def dropout_backward(dout, mask, dx) -> None:
+    """dx = dout * mask (dx may be dout)."""
+    result = _contiguous_output(dx)
+    _dropout_backward_kernel(as_rows(result), as_rows(dout), as_rows(mask))
+    _write_back(dx, result)
+
+
+def batch_norm_train(x, gamma, beta, eps: float, momentum: float, running_mean, running_var, y, xhat,
+                     inv_std) -> None:
+    """Batch normalisation of x (M, C) by its column mean and biased variance (two passes, float64 sums);
+    inv_std = 1 / sqrt(var + eps), xhat, y = gamma * xhat + beta, running stats updated the Keras way."""
+    m, c = x.shape
+    partial = np.empty((_row_chunks(x.size), c))
+    mean = np.empty(c)
+    var = np.empty(c)
+    _column_sums_kernel(x, None, partial, mean)
+    mean /= m
+    _squared_deviations_kernel(x, mean, partial, var)
+    var /= m
+    inv = 1 / np.sqrt(var + eps)
+    inv_std[...] = inv
+    t = x.dtype.type
+    mean_t = mean.astype(x.dtype)
+    _normalise_kernel(y, xhat, x, gamma, beta, mean_t, inv.astype(x.dtype))
+    running_mean *= t(momentum)
+    running_mean += t(1 - momentum) * mean_t
+    running_var *= t(momentum)
+    running_var += t(1 - momentum) * var.astype(x.dtype)
+
+
+def batch_norm_eval(x, gamma, beta, running_mean, running_var, eps: float, y) -> None:
+    """y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta, for x (M, C)."""
+    _batch_norm_eval_kernel(y, x, gamma, beta, running_mean, running_var, x.dtype.type(eps))
+
+
+def batch_norm_backward(dy, xhat, gamma, inv_std, dx, dgamma, dbeta) -> None:
+    """dbeta = column sums of dy, dgamma = column sums of dy * xhat (float64 sums); dx = gamma * inv_std / M *
+    (M * dy - dbeta - xhat * dgamma); dx may be dy."""
+    m, c = dy.shape
+    partial = np.empty((_row_chunks(dy.size), c))
+    sums = np.empty((2, c))
+    _column_sums_kernel(dy, None, partial, sums[0])
+    _column_sums_kernel(dy, xhat, partial, sums[1])
+    t = dy.dtype.type
+    db = sums[0].astype(dy.dtype)
+    dg = sums[1].astype(dy.dtype)
+    scale = gamma * inv_std / t(m)
+    _batch_norm_dx_kernel(dx, dy, xhat, scale.astype(dy.dtype), t(m), db, dg)
+    dbeta[...] = db
+    dgamma[...] = dg

@@ -9,7 +9,19 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from . import IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH
+from . import (
+    IDENTITY,
+    LEAKY_RELU,
+    RELU,
+    SIGMOID,
+    SOFTMAX,
+    TANH,
+    check_activation,
+    check_pool,
+    check_rate,
+    check_windows,
+)
+from .scalar import dropout_constants, dropout_draw
 
 
 def array_module(x) -> ModuleType:
@@ -53,6 +65,7 @@ def bias_activation(z, b, activation: int, alpha: float, a, d) -> None:
 
 def activation_backward(da, d, a, activation: int, dz, db) -> None:
     """dz = da * f'(z) (softmax: dz = a * (da - sum(da * a))); db = column sums of dz."""
+    check_activation(activation)
     if activation == SOFTMAX:
         dz[...] = a * (da - (da * a).sum(axis=1, keepdims=True))
     else:
@@ -126,3 +139,137 @@ def adam_update(p, g, m, v, step_size: float, beta1: float, beta2: float, eps: f
 def gather_rows(src, idx, out) -> None:
     """out = src[idx] (the rows of one shuffled batch)."""
     array_module(src).take(src, idx, axis=0, out=out)
+
+
+def _padded_extent(size: int, out: int, kernel: int, stride: int, pad: int) -> int:
+    """Rows (or columns) of a zero-padded input that ``out`` windows of ``kernel`` at ``stride`` can reach."""
+    return max(size + pad, (out - 1) * stride + kernel) if out > 0 else size + pad
+
+
+def _window_slices(p: int, q: int, oh: int, ow: int, stride_h: int, stride_w: int) -> tuple:
+    """The positions of window element (p, q) in every output window, as slices of the padded input."""
+    return (slice(None), slice(p, p + (oh - 1) * stride_h + 1, stride_h),
+            slice(q, q + (ow - 1) * stride_w + 1, stride_w), slice(None))
+
+
+def im2col(x, stride_h: int, stride_w: int, pad_top: int, pad_left: int, cols) -> None:
+    """cols[n, i, j, p, q, c] = x[n, i*stride_h + p - pad_top, j*stride_w + q - pad_left, c], zero outside x.
+
+    x is (N, H, W, C), cols (N, OH, OW, KH, KW, C): the window size and the output size come from cols' shape,
+    and the bottom/right zero padding is whatever OH and OW imply.
+    """
+    check_windows(x.shape, cols.shape, stride_h, stride_w)
+    xp = array_module(x)
+    n, h, w, c = x.shape
+    _, oh, ow, kh, kw, _ = cols.shape
+    padded = xp.zeros((n, _padded_extent(h, oh, kh, stride_h, pad_top),
+                       _padded_extent(w, ow, kw, stride_w, pad_left), c), dtype=x.dtype)
+    padded[:, pad_top:pad_top + h, pad_left:pad_left + w, :] = x
+    for p in range(kh):
+        for q in range(kw):
+            cols[:, :, :, p, q, :] = padded[_window_slices(p, q, oh, ow, stride_h, stride_w)]
+
+
+def col2im(cols, stride_h: int, stride_w: int, pad_top: int, pad_left: int, dx) -> None:
+    """The adjoint of ``im2col``: dx (N, H, W, C) = the sum of every cols entry that im2col reads from it."""
+    check_windows(dx.shape, cols.shape, stride_h, stride_w)
+    xp = array_module(cols)
+    n, h, w, c = dx.shape
+    _, oh, ow, kh, kw, _ = cols.shape
+    padded = xp.zeros((n, _padded_extent(h, oh, kh, stride_h, pad_top),
+                       _padded_extent(w, ow, kw, stride_w, pad_left), c), dtype=dx.dtype)
+    for p in range(kh):
+        for q in range(kw):
+            padded[_window_slices(p, q, oh, ow, stride_h, stride_w)] += cols[:, :, :, p, q, :]
+    dx[...] = padded[:, pad_top:pad_top + h, pad_left:pad_left + w, :]
+
+
+def max_pool(x, pool_h: int, pool_w: int, stride_h: int, stride_w: int, out, argmax) -> None:
+    """out[n, i, j, c] = the largest x in window (i, j) of channel c; argmax = its p * pool_w + q (the first
+    one on ties; NaN is not special: an element wins only if it is greater than the best before it)."""
+    check_pool(x.shape, out.shape, pool_h, pool_w, stride_h, stride_w)
+    xp = array_module(x)
+    _, oh, ow, _ = out.shape
+    best = x[_window_slices(0, 0, oh, ow, stride_h, stride_w)].copy()
+    where = xp.zeros(out.shape, dtype=xp.int32)
+    for p in range(pool_h):
+        for q in range(pool_w):
+            if p == q == 0:
+                continue
+            v = x[_window_slices(p, q, oh, ow, stride_h, stride_w)]
+            better = v > best
+            best = xp.where(better, v, best)
+            where = xp.where(better, xp.int32(p * pool_w + q), where)
+    out[...] = best
+    argmax[...] = where
+
+
+def max_pool_backward(dout, argmax, pool_h: int, pool_w: int, stride_h: int, stride_w: int, dx) -> None:
+    """dx = 0, plus each dout[n, i, j, c] added at the position argmax[n, i, j, c] names in window (i, j)."""
+    check_pool(dx.shape, dout.shape, pool_h, pool_w, stride_h, stride_w)
+    xp = array_module(dout)
+    _, oh, ow, _ = dout.shape
+    total = xp.zeros(dx.shape, dtype=dx.dtype)
+    for p in range(pool_h):
+        for q in range(pool_w):
+            total[_window_slices(p, q, oh, ow, stride_h, stride_w)] += xp.where(argmax == p * pool_w + q, dout, 0)
+    dx[...] = total
+
+
+def dropout(x, rate: float, seed: int, step: int, out, mask) -> None:
+    """mask = 1 / (1 - rate) where u >= rate, else 0; out = x * mask. u in [0, 1) is a hash of (seed, step, the
+    element's flat C-order index): see ``scalar.dropout_draw``; the same (seed, step) give the same mask."""
+    check_rate(rate)
+    xp = array_module(x)
+    key, threshold, scale = dropout_constants(seed, step, rate, x.dtype)
+    index = xp.arange(x.size, dtype=xp.uint64).reshape(x.shape)
+    kept = dropout_draw(key, index) >= threshold
+    m = xp.where(kept, scale, x.dtype.type(0))
+    out[...] = x * m
+    mask[...] = m
+
+
+def dropout_backward(dout, mask, dx) -> None:
+    """dx = dout * mask (dx may be dout)."""
+    dx[...] = dout * mask
+
+
+def batch_norm_train(x, gamma, beta, eps: float, momentum: float, running_mean, running_var, y, xhat,
+                     inv_std) -> None:
+    """Batch normalisation of x (M, C) by its column statistics (mean, biased variance, summed in float64).
+
+    inv_std = 1 / sqrt(var + eps); xhat = (x - mean) * inv_std; y = gamma * xhat + beta; and, the Keras way,
+    running_mean = momentum * running_mean + (1 - momentum) * mean, running_var likewise with var.
+    """
+    xp = array_module(x)
+    mean = x.mean(axis=0, dtype=xp.float64)
+    centred = x.astype(xp.float64) - mean
+    var = (centred * centred).mean(axis=0)
+    inv = 1 / xp.sqrt(var + eps)
+    t = x.dtype.type
+    xhat[...] = (x - mean.astype(x.dtype)) * inv.astype(x.dtype)
+    y[...] = gamma * xhat + beta
+    inv_std[...] = inv
+    running_mean *= t(momentum)
+    running_mean += t(1 - momentum) * mean.astype(x.dtype)
+    running_var *= t(momentum)
+    running_var += t(1 - momentum) * var.astype(x.dtype)
+
+
+def batch_norm_eval(x, gamma, beta, running_mean, running_var, eps: float, y) -> None:
+    """y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta, for x (M, C)."""
+    xp = array_module(x)
+    y[...] = gamma * (x - running_mean) / xp.sqrt(running_var + x.dtype.type(eps)) + beta
+
+
+def batch_norm_backward(dy, xhat, gamma, inv_std, dx, dgamma, dbeta) -> None:
+    """dbeta = column sums of dy, dgamma = column sums of dy * xhat (both summed in float64);
+    dx = gamma * inv_std / M * (M * dy - dbeta - xhat * dgamma), for (M, C) matrices; dx may be dy."""
+    xp = array_module(dy)
+    m = dy.shape[0]
+    t = dy.dtype.type
+    db = dy.sum(axis=0, dtype=xp.float64).astype(dy.dtype)
+    dg = (dy.astype(xp.float64) * xhat).sum(axis=0).astype(dy.dtype)
+    dx[...] = gamma * inv_std / t(m) * (t(m) * dy - db - xhat * dg)
+    dbeta[...] = db
+    dgamma[...] = dg

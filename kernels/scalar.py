@@ -4,6 +4,9 @@ device functions into the GPU kernels, so both devices compute each activation a
 from __future__ import annotations
 
 import math
+import types
+
+import numpy as np
 
 from . import LEAKY_RELU, RELU, SIGMOID, TANH
 
@@ -65,3 +68,80 @@ def cross_entropy_row(z, a, y, i):
         if y[i, j] != 0:
             row += y[i, j] * (lse - z[i, j])
     return row
+
+
+# --- dropout's counter-based hash -----------------------------------------------------------------------------
+# MurmurHash3 (x86, 32-bit) over the words (seed, step, flat index), on uint64 values that always hold 32 bits:
+# every product is of two 32-bit numbers, so no step ever overflows 64 bits. That makes one definition exact
+# everywhere: Numba's CPU and CUDA code, NumPy/CuPy uint64 arrays (the reference calls these very functions on
+# arrays) and NumPy scalars (the CUDA simulator), which would warn on a wrapped multiplication. Every constant is
+# a uint64, because Numba turns uint64 mixed with int64 into float64.
+
+_MASK32 = np.uint64(0xFFFFFFFF)
+_C1 = np.uint64(0xCC9E2D51)
+_C2 = np.uint64(0x1B873593)
+_F1 = np.uint64(0x85EBCA6B)
+_F2 = np.uint64(0xC2B2AE35)
+_ADD = np.uint64(0xE6546B64)
+_FIVE = np.uint64(5)
+_WORDS_BYTES = np.uint64(24)  # six 32-bit words hashed: seed, step and index, low and high halves each
+_S8 = np.uint64(8)
+_S13 = np.uint64(13)
+_S15 = np.uint64(15)
+_S16 = np.uint64(16)
+_S17 = np.uint64(17)
+_S19 = np.uint64(19)
+_S32 = np.uint64(32)
+
+DROPOUT_BITS = 24
+"""u = (hash >> 8) / 2**24: the top 24 of the hash's 32 bits."""
+
+
+def murmur_round(h, word):
+    """One MurmurHash3 body step: the 32-bit ``word`` mixed into the 32-bit state ``h`` (both uint64)."""
+    k = (word * _C1) & _MASK32
+    k = ((k << _S15) | (k >> _S17)) & _MASK32
+    k = (k * _C2) & _MASK32
+    h = h ^ k
+    h = ((h << _S13) | (h >> _S19)) & _MASK32
+    return (h * _FIVE + _ADD) & _MASK32
+
+
+def murmur_finish(h):
+    """MurmurHash3's final avalanche of the 32-bit state ``h`` (uint64)."""
+    h = h ^ (h >> _S16)
+    h = (h * _F1) & _MASK32
+    h = h ^ (h >> _S13)
+    h = (h * _F2) & _MASK32
+    return h ^ (h >> _S16)
+
+
+def dropout_key(seed, step):
+    """The hash state after the words of ``seed`` and ``step`` (uint64 each): one per dropout call."""
+    h = np.uint64(0)
+    h = murmur_round(h, seed & _MASK32)
+    h = murmur_round(h, seed >> _S32)
+    h = murmur_round(h, step & _MASK32)
+    return murmur_round(h, step >> _S32)
+
+
+def dropout_draw(key, index):
+    """24 random bits for the element at flat ``index`` (uint64) under ``key``: u = draw / 2**24 in [0, 1)."""
+    h = murmur_round(key, index & _MASK32)
+    h = murmur_round(h, index >> _S32)
+    return murmur_finish(h ^ _WORDS_BYTES) >> _S8
+
+
+def with_helpers(func, **helpers):
+    """A copy of ``func`` that calls the compiled ``helpers`` (by name) instead of the plain functions here: how
+    ``dropout_draw`` is compiled for the CPU and for CUDA, whose compilers cannot call plain Python."""
+    return types.FunctionType(func.__code__, {**func.__globals__, **helpers}, func.__name__)
+
+
+def dropout_constants(seed: int, step: int, rate: float, dtype) -> tuple:
+    """Host-side values every dropout kernel takes: the key of (seed, step) (each taken modulo 2**64), the
+    smallest kept draw ``ceil(rate * 2**24)`` (so kept means u >= rate, exactly), and the kept elements' mask
+    value ``1 / (1 - rate)`` in ``dtype``."""
+    key = dropout_key(np.uint64(int(seed) % 2**64), np.uint64(int(step) % 2**64))
+    threshold = np.uint64(math.ceil(rate * 2**DROPOUT_BITS))
+    return key, threshold, np.dtype(dtype).type(1.0 / (1.0 - rate))
