@@ -17,7 +17,7 @@ from benchmarks.kernels import CASES
 from xpnet.cli import main as xpnet_main
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = {"kernels", "training_step", "end_to_end", "peers"}
+SECTIONS = {"kernels", "training_step", "end_to_end", "peers", "cnn"}
 
 
 def test_crossover_is_the_smallest_batch_where_the_gpu_wins() -> None:
