@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.config import Config
-from benchmarks.peers import torch_version
+from benchmarks.peers import TorchPeer, torch_version
 from benchmarks.timing import Candidate, Stats, interleave, log
 from xpnet.layers import Conv2D, Phase
 from xpnet.schedules import cosine
@@ -28,8 +28,10 @@ TARGET = 0.99
 QUICK_SAMPLES = 1024
 
 
-class TorchCnn:
+class TorchCnn(TorchPeer):
     """The CLI's CNN in PyTorch (NCHW, its native layout), with the data resident on ``device``."""
+
+    batch = SETTINGS["batch_size"]
 
     def __init__(self, x: np.ndarray, labels: np.ndarray, device: str) -> None:
         import torch
@@ -49,22 +51,6 @@ class TorchCnn:
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=SETTINGS["lr"])
         self.x = torch.from_numpy(x.reshape(-1, 1, 28, 28)).to(device)
         self.y = torch.from_numpy(labels.astype(np.int64)).to(device)
-
-    def epoch(self) -> None:
-        torch, batch = self.torch, SETTINGS["batch_size"]
-        self.net.train()
-        order = torch.randperm(len(self.x), device=self.device)
-        for lo in range(0, len(order), batch):
-            rows = order[lo : lo + batch]
-            loss = torch.nn.functional.cross_entropy(self.net(self.x[rows]), self.y[rows])
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-
-    def sync(self) -> None:
-        if self.device == "cuda":
-            self.torch.cuda.synchronize()
-
 
 def _xpnet_epoch(config: Config, device: str, task: Any) -> Candidate:
     backend = config.backend(device)

@@ -36,11 +36,14 @@ class TorchPeer:
         self.x = torch.from_numpy(x).to(device)
         self.y = torch.from_numpy(labels).to(device)
 
+    batch = BATCH
+
     def epoch(self) -> None:
         torch = self.torch
+        self.net.train()
         order = torch.randperm(len(self.x), device=self.device)
-        for lo in range(0, len(order), BATCH):
-            rows = order[lo : lo + BATCH]
+        for lo in range(0, len(order), self.batch):
+            rows = order[lo : lo + self.batch]
             loss = torch.nn.functional.cross_entropy(self.net(self.x[rows]), self.y[rows])
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
