@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-dir", metavar="DIR", help="write a checkpoint after every epoch and on Ctrl-C")
     train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --checkpoint-dir")
     train.add_argument("--quiet", action="store_true", help="no progress bar or summary; just the result line")
+    train.add_argument("--distributed", action="store_true",
+                       help="train as one rank of an MPI job (mpiexec -n N xpnet train ..., or srun); detected under "
+                            "mpiexec and srun, this flag makes MPI required")
 
     evaluate = commands.add_parser("evaluate", help="a saved model's loss and accuracy on its task's test data")
     evaluate.add_argument("model", help="a model saved with --save")
@@ -127,13 +130,28 @@ def _accuracy(split: str, metrics: dict[str, float]) -> str:
 
 
 def command_train(args: argparse.Namespace) -> int:
+    from xpnet.distributed import connect
+
+    communicator = connect(args.distributed)
+    if communicator is None:
+        return _train(args, None)
+    with communicator.fail_together():
+        return _train(args, communicator)
+
+
+def _train(args: argparse.Namespace, communicator: Any) -> int:
     from xpnet.backend import get_backend
     from xpnet.serialization import save_model
     from xpnet.tasks import build_model
     from xpnet.training import run_training
 
     settings = _settings(args)
-    log = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr))
+    quiet = args.quiet or (communicator is not None and communicator.rank != 0)  # rank 0 alone reports
+    log = (lambda message: None) if quiet else (lambda message: print(message, file=sys.stderr))
+    if communicator is not None and args.device != "cpu":
+        from xpnet.backend_cupy import select_device
+
+        select_device(communicator.local_rank)
     backend = get_backend(args.device, args.dtype, args.seed, args.kernels)
     task = _load_task(args, backend)
 
@@ -141,7 +159,9 @@ def command_train(args: argparse.Namespace) -> int:
         return build_model(args.task, task, settings, backend)
 
     result = run_training(task, build, settings, checkpoint_dir=args.checkpoint_dir, resume=args.resume,
-                          backend=backend, verbose=0 if args.quiet else 1, log=log)
+                          backend=backend, verbose=0 if quiet else 1, log=log, communicator=communicator)
+    if communicator is not None and communicator.rank != 0:
+        return 0
     model = result.model
     if args.save:
         log(f"saved the model to {save_model(model, args.save)}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from xpnet.layers.base import Layer, Phase, Shape, Workspace, as_shape, describe
 from xpnet.losses import Loss, get_loss
 from xpnet.optimizers import Optimizer, get_optimizer
 from xpnet.trainer import Callback, History, Trainer, TrainingPosition
+
+if TYPE_CHECKING:
+    from xpnet.distributed import Communicator
 
 PREDICT_CHUNK = 8192
 """Rows per forward pass in predict and evaluate, bounding the memory they need."""
@@ -336,9 +339,13 @@ class Model:
         self._loss(workspace, output, y, stats)
         self.backward(workspace)
 
-    def train_step(self, x: Any, y: Any, workspace: ModelWorkspace, stats: Any) -> None:
-        """One optimizer step on the batch ``x``, ``y`` (device arrays of the model's dtype)."""
+    def train_step(self, x: Any, y: Any, workspace: ModelWorkspace, stats: Any,
+                   reduce: Callable[[Any], None] | None = None) -> None:
+        """One optimizer step on the batch ``x``, ``y`` (device arrays of the model's dtype); ``reduce``, when
+        given, combines the flat gradient row in place before the update (the ranks' mean, in data parallelism)."""
         self.compute_gradients(x, y, workspace, stats)
+        if reduce is not None:
+            reduce(self.buffer[1])
         self.step += 1
         self.optimizer.update(self.backend.kernels, self.buffer[0], self.buffer[1], self.buffer[2:], self.step)
 
@@ -359,6 +366,7 @@ class Model:
         history: History | None = None,
         position: TrainingPosition | None = None,
         lr_schedule: Callable[[int], float] | None = None,
+        communicator: Communicator | None = None,
     ) -> History:
         """Train for ``epochs`` epochs and return the per-epoch History.
 
@@ -367,7 +375,9 @@ class Model:
         ``callback(model, epoch, logs)`` after every epoch; setting ``model.stop_training`` (from a callback or a
         signal handler) stops after the current step. ``history`` and ``position`` continue an earlier run (see
         ``xpnet.checkpoint``), ``epochs`` counting from its start; ``self.position`` always says where training
-        stands. ``lr_schedule(epoch)`` (0-based) sets the learning rate at the start of every epoch.
+        stands. ``lr_schedule(epoch)`` (0-based) sets the learning rate at the start of every epoch. With a
+        ``communicator`` (``xpnet.distributed``) this is one rank of a data-parallel run over the same ``x``, ``y``:
+        each rank steps on its share of every batch of ``batch_size`` rows.
         """
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
             raise ConfigError(f"epochs must be a non-negative integer, got {epochs!r}")
@@ -396,6 +406,7 @@ class Model:
             trainer = Trainer(
                 self, x_all, y_all, batch_size, validation=validation_data, shuffle=shuffle, verbose=verbose,
                 callbacks=callbacks, history=history, position=position, lr_schedule=lr_schedule,
+                communicator=communicator,
             )
             return trainer.run(epochs)
 

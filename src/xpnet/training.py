@@ -8,10 +8,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from xpnet.backend import Backend
-from xpnet.checkpoint import latest_checkpoint, save_checkpoint
+from xpnet.checkpoint import checkpoint_path, latest_checkpoint, save_checkpoint
+from xpnet.distributed import Communicator
 from xpnet.errors import ConfigError, TrainingError, XpnetError
 from xpnet.model import Model
 from xpnet.schedules import cosine
@@ -64,13 +66,22 @@ def run_training(
     backend: Backend | None = None,
     verbose: int = 1,
     log: Callable[[str], None] = print,
+    communicator: Communicator | None = None,
 ) -> RunResult:
     """Train (or resume) a model on ``task`` with ``settings`` (epochs, batch_size, lr, schedule, seed, task).
 
     With ``checkpoint_dir`` a checkpoint is written after every epoch and on Ctrl-C; ``resume`` continues from the
     newest valid one there, with its saved batch size and shuffling state (``epochs`` may be raised), onto
     ``backend`` (the one the new model would have been built on).
+
+    With a ``communicator`` this is one rank of a data-parallel run (see ``xpnet.distributed``): every rank must
+    be given the same settings and data, and rank 0 alone writes the checkpoints (into a folder every rank can
+    read, for a resume). A run resumes from a checkpoint of the same rank count, or of any as a single process.
     """
+    ranks = 1 if communicator is None else communicator.size
+    if communicator is not None:
+        device = None if backend is None else [backend.name, backend.dtype.name, backend.kernel_mode]
+        communicator.check_same({"settings": settings, "device": device})
     if resume and not checkpoint_dir:
         raise ConfigError("--resume needs --checkpoint-dir, the folder the interrupted run wrote its checkpoints to")
     history, position = None, None
@@ -82,11 +93,18 @@ def run_training(
             raise ConfigError(
                 f"--resume: {found.path} is a {found.settings.get('task')!r} run, not {settings['task']!r}"
             )
+        written_by = found.settings.get("ranks", 1)
+        if ranks > 1 and written_by != ranks:
+            raise ConfigError(
+                f"--resume: {found.path} was written by a run of {written_by} rank(s), not {ranks}: resume it with "
+                f"mpiexec -n {written_by}, or as a single process"
+            )
         model, history, position = found.model, found.history, found.position
         settings = {**found.settings, "epochs": settings["epochs"]}
         log(f"resuming from {found.path} (epoch {position.epoch + 1}, batch {position.batch})")
     else:
         model = build_model()
+    settings = {**settings, "ranks": ranks}
     if model.backend.notice:
         log(f"note: {model.backend.notice}")
     if verbose:
@@ -101,22 +119,26 @@ def run_training(
 
     lr = settings.get("lr", model.optimizer.lr)
     rate = cosine(lr, settings["epochs"]) if settings.get("schedule") == "cosine" else None
+    writer = checkpoint_dir is not None and (communicator is None or communicator.rank == 0)
     started = time.perf_counter()
     with stop_on_sigint(model) as interrupted:
         try:
             history = model.fit(
                 task.x_train, task.y_train, settings["epochs"], settings["batch_size"],
                 validation_data=(task.x_test, task.y_test), seed=None if resume else settings["seed"],
-                verbose=verbose, callbacks=[checkpoint] if checkpoint_dir else [], history=history,
-                position=position, lr_schedule=rate,
+                verbose=verbose, callbacks=[checkpoint] if writer else [], history=history,
+                position=position, lr_schedule=rate, communicator=communicator,
             )
         except TrainingError as exc:
             kept = f" The last good checkpoint is kept: {last_good}." if last_good else ""
             raise TrainingError(f"{exc}.{kept}", hint=exc.hint) from None
-    if interrupted[0]:
+    if interrupted[0] if communicator is None else communicator.any(interrupted[0]):
         where = f"epoch {model.position.epoch + 1}, batch {model.position.batch}"
         if checkpoint_dir:
-            path = save_checkpoint(checkpoint_dir, model, history, settings)
+            path = save_checkpoint(checkpoint_dir, model, history, settings) if writer else None
+            if communicator is not None:  # every rank waits for rank 0's checkpoint
+                communicator.barrier()
+            path = path or checkpoint_path(Path(checkpoint_dir), model.position)
             raise Interrupted(f"stopped at {where}; checkpoint written to {path}. Resume with the same command "
                               f"plus --resume")
         raise Interrupted(f"stopped at {where}; nothing saved (use --checkpoint-dir DIR to be able to resume)")
