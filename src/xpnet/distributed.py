@@ -121,10 +121,10 @@ class Communicator:
         for name, digest in everyone[0].items():
             others = [rank for rank, digests in enumerate(everyone) if digests.get(name) != digest]
             if others:
+                who = f"rank {others[0]} differs" if len(others) == 1 else f"ranks {', '.join(map(str, others))} differ"
                 raise ConfigError(
-                    f"the ranks of this MPI job disagree on the {name}: rank{'s' * (len(others) > 1)} "
-                    f"{', '.join(map(str, others))} differ from rank 0 (hash {digest}); start every rank with the "
-                    "same command, data files and xpnet version"
+                    f"the ranks of this MPI job disagree on the {name}: {who} from rank 0 (hash {digest}); start "
+                    "every rank with the same command, data files and xpnet version"
                 )
 
     # -------------------------------------------------------------------------------------------------- faults

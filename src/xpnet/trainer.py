@@ -239,17 +239,15 @@ class Trainer:
 
 
 def check_shares(n: int, batch_size: int, ranks: int) -> None:
-    """ConfigError unless ``ranks`` ranks can take equal shares of every batch of ``batch_size`` of ``n`` rows
-    (the last one too); the hint names the nearest batch size that works."""
-    last = n - (math.ceil(n / batch_size) - 1) * batch_size
-    if batch_size % ranks == 0 and last % ranks == 0:
-        return
-    fits = [b for b in range(ranks, n + 1, ranks) if (n - (math.ceil(n / b) - 1) * b) % ranks == 0]
-    nearest = min(fits, key=lambda b: (abs(b - batch_size), b), default=None)
-    what = (f"batches of {batch_size} samples" if batch_size % ranks else
-            f"the last batch of each epoch ({last} of {n} samples)")
-    raise ConfigError(
-        f"{what} cannot be shared equally by {ranks} ranks: the batch size and the last batch "
-        f"({n} mod the batch size) must both be multiples of the rank count",
-        hint=f"try --batch-size {nearest}" if nearest else f"use fewer ranks than {ranks}",
-    )
+    """ConfigError unless ``ranks`` ranks can take equal shares of every batch of ``batch_size`` of ``n`` rows:
+    both must be multiples of the rank count (then so is the last, shorter batch)."""
+    if n % ranks:
+        divisors = [k for k in range(2, ranks) if n % k == 0]
+        raise ConfigError(
+            f"the {n} training samples cannot be shared equally by {ranks} ranks: run a rank count that divides {n}"
+            + (f" (such as {divisors[-1]})" if divisors else "") + ", or drop samples"
+        )
+    if batch_size % ranks:
+        nearest = max(ranks, round(batch_size / ranks) * ranks)
+        raise ConfigError(f"batches of {batch_size} samples cannot be shared equally by {ranks} ranks: the global "
+                          "batch size must be a multiple of the rank count", hint=f"try --batch-size {nearest}")
