@@ -124,7 +124,7 @@ def test_a_gpu_rank_reduces_over_nccl_like_one_process(tmp_path) -> None:
 
 # -------------------------------------------------------------------------------------------- the CLI
 def _train(shared_data: Path, folder: Path, *extra: str) -> list[str]:
-    return ["-m", "xpnet", "train", "mnist", "--data-dir", str(shared_data), "--epochs", "3", "--hidden", "16",
+    return ["-m", "xpnet", "train", "mnist", "--data-dir", str(shared_data), "--epochs", "2", "--hidden", "16",
             "--batch-size", "1000", "--dtype", "float64", "--checkpoint-dir", str(folder / "ckpt"),
             "--save", str(folder / "model.npz"), *extra]
 
@@ -179,7 +179,7 @@ def test_ctrl_c_stops_every_rank_and_resume_works_with_the_same_ranks_or_one_pro
 def test_batch_sizes_the_ranks_cannot_share_are_refused_on_every_rank(shared_data, tmp_path) -> None:
     result = mpiexec(2, *_train(shared_data, tmp_path, "--batch-size", "999"))
     assert_every_rank_says(result, 2, "batches of 999 samples cannot be shared equally by 2 ranks",
-                           "--batch-size 998")
+                           "--batch-size 1000")
     assert not (tmp_path / "ckpt").exists() and not (tmp_path / "model.npz").exists()
 
 
@@ -213,7 +213,7 @@ def _ranks_of(launcher: int) -> list[int]:
 @needs_mpi
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the ranks' pids through /proc")
 def test_a_rank_that_dies_ends_the_others_in_bounded_time(shared_data, tmp_path) -> None:
-    process = subprocess.Popen([MPIEXEC, "-n", "3", sys.executable, *_train(shared_data, tmp_path, "--quiet")],
+    process = subprocess.Popen([MPIEXEC, "-n", "3", sys.executable, *_train(shared_data, tmp_path, "--quiet", "--batch-size", "1200")],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     _wait_for((tmp_path / "ckpt", "checkpoint-e00001-*.npz"), process)
     ranks = _ranks_of(process.pid)
