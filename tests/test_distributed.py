@@ -213,8 +213,9 @@ def _ranks_of(launcher: int) -> list[int]:
 @needs_mpi
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the ranks' pids through /proc")
 def test_a_rank_that_dies_ends_the_others_in_bounded_time(shared_data, tmp_path) -> None:
-    process = subprocess.Popen([MPIEXEC, "-n", "3", sys.executable, *_train(shared_data, tmp_path, "--quiet", "--batch-size", "1200")],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    args = _train(shared_data, tmp_path, "--quiet", "--batch-size", "1200")  # 50 shares of 400 rows a rank
+    process = subprocess.Popen([MPIEXEC, "-n", "3", sys.executable, *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=ENV)
     _wait_for((tmp_path / "ckpt", "checkpoint-e00001-*.npz"), process)
     ranks = _ranks_of(process.pid)
     assert len(ranks) == 3, ranks
