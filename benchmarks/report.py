@@ -116,7 +116,31 @@ def training_chart(section: dict[str, Any], path: Path) -> Path:
     return _save_figure(figure, path)
 
 
-CHARTS = {"kernels": kernel_chart, "training_step": training_chart}
+def distributed_chart(section: dict[str, Any], path: Path) -> Path:
+    """Measured step time split by phase for each rank count, and the modelled epoch time against nodes."""
+    import matplotlib.pyplot as plt
+
+    figure, (steps, model) = plt.subplots(1, 2, figsize=(14, 5.5))
+    rows = section["rows"]
+    labels = [f"{r['ranks']} rank{'s' * (r['ranks'] > 1)}" for r in rows]
+    bottom = [0.0] * len(rows)
+    for phase in ("compute", "wait", "allreduce", "update"):
+        values = [r[f"{phase}_ms"] for r in rows]
+        steps.bar(labels, values, bottom=bottom, label=phase)
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    steps.set(ylabel="ms per step (median)", title="one training step, measured on this machine")
+    steps.legend()
+    for name, by_nodes in section["epoch_model"].items():
+        points = sorted((r["nodes"], r["epoch_s"]) for r in by_nodes.values())
+        model.plot(*zip(*points, strict=True), marker="o", label=name)
+    model.set(xscale="log", yscale="log", xlabel="nodes", ylabel="s per MNIST epoch (model)",
+              title="modelled epoch time: one-rank compute / N + ring Allreduce")
+    model.legend()
+    figure.tight_layout()
+    return _save_figure(figure, path)
+
+
+CHARTS = {"kernels": kernel_chart, "training_step": training_chart, "distributed": distributed_chart}
 
 
 def write(results: dict[str, Any], folder: Path) -> list[Path]:

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from xpnet.kernels import KERNEL_FUNCTIONS
 
-from benchmarks import machine, report, training_step
+from benchmarks import distributed, machine, report, training_step
 from benchmarks.kernels import CASES
 from xpnet.cli import main as xpnet_main
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = {"kernels", "training_step", "end_to_end", "peers", "cnn"}
+SECTIONS = {"kernels", "training_step", "end_to_end", "peers", "cnn", "distributed"}
 
 
 def test_crossover_is_the_smallest_batch_where_the_gpu_wins() -> None:
@@ -25,6 +25,14 @@ def test_crossover_is_the_smallest_batch_where_the_gpu_wins() -> None:
             {"width": 64, "batch": 512, "speedup": 3.0}, {"width": 256, "batch": 32, "speedup": 0.9},
             {"width": 1024, "batch": 32}]
     assert training_step.crossovers(rows, [64, 256, 1024]) == {64: 128, 256: None, 1024: None}
+
+
+def test_ring_allreduce_model_moves_2_n_minus_1_over_n_times_the_buffer() -> None:
+    assert [distributed.ring_bytes(n, 1000) for n in (1, 2, 4)] == [0, 4000, 6000]
+    one, two = distributed.epoch_model(compute_ms=10.0, update_ms=1.0, parameters=1000, bandwidth=4e6)[:2]
+    steps = math.ceil(60000 / 128)
+    assert one == {"nodes": 1, "compute_s": steps * 0.011, "allreduce_s": 0.0, "epoch_s": steps * 0.011}
+    assert two["compute_s"] == steps * 0.006 and two["allreduce_s"] == steps * 1e-3  # 4000 bytes at 4 MB/s
 
 
 def test_machine_slug_names_hardware_only() -> None:
@@ -96,8 +104,13 @@ def test_quick_run_writes_sane_results(tmp_path: Path, shared_data: Path) -> Non
     assert all(_positive(row["gflops"]) and _positive(row["sgemm_gflops"]) for row in cnn["convolutions"])
     assert [row["matmuls"] for row in cnn["convolutions"]] == [2, 3]  # no input gradient for the first
 
+    distributed = {row["ranks"]: row for row in sections["distributed"]["rows"]}
+    assert set(distributed) == {1, 2} and distributed[2]["rows_per_rank"] == 64
+    assert all(_positive(row[f"{phase}_ms"]) for row in distributed.values() for phase in ("compute", "allreduce"))
+    assert distributed[2]["allreduce_bytes"] == 4 * distributed[2]["parameters"]
+
     markdown = (folder / "results.md").read_text()
     assert all(f"## {name}" in markdown for name in SECTIONS) and "| device | kernel |" in markdown
-    for chart in ("kernels.png", "training_step.png"):
+    for chart in ("kernels.png", "training_step.png", "distributed.png"):
         data = (folder / chart).read_bytes()
         assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
