@@ -20,8 +20,10 @@ import numpy as np
 import pytest
 from cli_helpers import assert_clean_error, xpnet
 
+from xpnet import Dense, Dropout, Sequential
 from xpnet.distributed import launched_ranks
 from xpnet.errors import ConfigError
+from xpnet.layers import Phase
 from xpnet.serialization import load_model
 from xpnet.trainer import check_shares
 
@@ -89,6 +91,19 @@ def test_distributed_without_mpi4py_is_a_clear_error(shared_data, tmp_path) -> N
     assert not (tmp_path / "m.npz").exists()
 
 
+def test_each_rank_draws_its_own_dropout_masks_and_rank_0_those_of_one_process() -> None:
+    model = Sequential([Dense(64, input_dim=8), Dropout(0.5, seed=3)], "mse", device="cpu", seed=0)
+    workspace, x = model.workspace(4, backward=True), np.ones((4, 8))
+
+    def kept(phase: Phase) -> np.ndarray:
+        return model.forward(x, workspace, phase) != 0
+
+    alone = kept(Phase(True, step=2))
+    np.testing.assert_array_equal(kept(Phase(True, step=2, stream=0)), alone)
+    others = [kept(Phase(True, step=2, stream=rank)) for rank in (1, 2)]
+    assert all((mask != alone).mean() > 0.3 for mask in others) and (others[0] != others[1]).mean() > 0.3
+
+
 # --------------------------------------------------------------------------------------------- equality
 @needs_mpi
 @pytest.mark.parametrize("ranks", [2, 3])
@@ -99,6 +114,7 @@ def test_ranks_train_exactly_like_one_process_with_the_same_global_batch(ranks, 
             got, want = snapshots[epoch], expected[epoch]
             assert relative_error(got["parameters"], want["parameters"]) < 1e-12, (rank, epoch)
             assert abs(float(got["loss"]) - want["loss"]) < 1e-12 * want["loss"], (rank, epoch)
+            assert int(got["stream"]) == rank  # its own dropout masks
 
 
 @needs_mpi

@@ -115,6 +115,8 @@ class Model:
             raise ConfigError(f"{len(self.class_names)} class names given for {self._class_count()} classes")
         self.preprocessing = dict(preprocessing or {})
         self.step = 0
+        self.stream = 0
+        """Which rank of a data-parallel run this model trains as: each draws its own dropout masks."""
         self.stop_training = False
         # draws each epoch's batch order; checkpoints save its state so a resumed run shuffles identically
         self.shuffle_rng = self.backend.rng
@@ -335,7 +337,7 @@ class Model:
                           training: bool = True) -> None:
         """Forward, loss and backward for the batch ``x``, ``y`` (device arrays: flat rows, target rows): the
         gradients land in ``self.buffer[1]``, the loss and correct count are added to ``stats``."""
-        output = self.forward(x, workspace, Phase(training, self.step))
+        output = self.forward(x, workspace, Phase(training, self.step, self.stream))
         self._loss(workspace, output, y, stats)
         self.backward(workspace)
 

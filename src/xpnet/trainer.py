@@ -154,7 +154,7 @@ class Trainer:
         """Train until ``epochs`` epochs (counted from the run's start) are done or the model asks to stop."""
         model, position = self.model, self.position
         model.stop_training = False
-        model.position = position
+        model.position, model.stream = position, self.rank
         self.workspace = model.workspace(self.batch_size // self.ranks, backward=True)
         while position.epoch < epochs and not self._stopping():
             if self.lr_schedule is not None:
