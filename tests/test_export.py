@@ -12,6 +12,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 from cli_helpers import assert_clean_error, xpnet
+from xpnet.kernels import ACTIVATIONS
 
 from xpnet import BatchNorm, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D, Reshape, Sequential
 from xpnet.builders import cnn, mlp
@@ -20,7 +21,6 @@ from xpnet.data.fruits import decode_images, load_fruits
 from xpnet.data.mnist import load_mnist
 from xpnet.errors import ExportError
 from xpnet.export import ACTIVATION_OPS, OPSET, to_onnx
-from xpnet.kernels import ACTIVATIONS
 from xpnet.layers import LAYER_TYPES
 from xpnet.serialization import load_model, save_model
 from xpnet.tasks import mnist as mnist_task
