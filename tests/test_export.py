@@ -151,6 +151,21 @@ def test_batch_norm_uses_running_statistics(tmp_path: Path) -> None:
     assert_exports_exactly(model, random_rows(model, 9), tmp_path / "bn.onnx")
 
 
+def test_float64_model_exports_as_float32(mnist_mlp: Sequential, mnist: dict[str, np.ndarray], tmp_path: Path) -> None:
+    saved = save_model(mnist_mlp, tmp_path / "m.npz")
+    model = load_model(saved, device="cpu", dtype="float64")
+    assert model.dtype == np.float64
+    assert_exports_exactly(model, mnist["x_test"], tmp_path / "m.onnx")
+
+
+@pytest.mark.gpu
+def test_gpu_model(mnist: dict[str, np.ndarray], tmp_path: Path) -> None:
+    """Parameters and running statistics come to the host from the GPU."""
+    model = Sequential([Dense(16, "relu"), BatchNorm(), Dense(10, "softmax")], input_shape=784, seed=0, device="gpu")
+    model.fit(mnist["x_train"], mnist["y_train"], epochs=1, batch_size=128, verbose=0)
+    assert_exports_exactly(model, mnist["x_test"], tmp_path / "gpu.onnx")
+
+
 def test_file_is_checked_with_metadata(mnist_mlp: Sequential, tmp_path: Path) -> None:
     path = to_onnx(mnist_mlp, tmp_path / "mlp.onnx")
     proto = onnx.load(str(path))

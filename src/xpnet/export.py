@@ -56,9 +56,13 @@ class _Graph:
         self.initializers: list[Any] = []
         self.value, self.channels_first = INPUT, False
 
+    def host(self, values: Any) -> np.ndarray:
+        """A layer's parameter or state array, on the host."""
+        return self.backend.to_host(values)
+
     def constant(self, name: str, values: Any, dtype: Any = np.float32) -> str:
         """An initialiser holding ``values`` (a host or device array) as ``dtype``; returns its name."""
-        array = np.asarray(self.backend.to_host(values), dtype=dtype)
+        array = np.asarray(self.host(values), dtype=dtype)
         self.initializers.append(self.onnx.numpy_helper.from_array(array, name))
         return name
 
@@ -104,7 +108,7 @@ def _conv2d(graph: _Graph, layer: Conv2D, name: str) -> None:
     explicit: xpnet's leading pads, and at the end whatever the last window reaches past the input."""
     graph.layout(True, name)
     (kh, kw), (height, width, channels) = layer.kernel_size, layer.input_shape
-    weights = layer.backend.to_host(layer.params["W"]).reshape(kh, kw, channels, layer.filters).transpose(3, 2, 0, 1)
+    weights = graph.host(layer.params["W"]).reshape(kh, kw, channels, layer.filters).transpose(3, 2, 0, 1)
     ends = [max((out - 1) * stride + window - size - begin, 0) for out, stride, window, size, begin in
             zip(layer.output_shape[:2], layer.strides, layer.kernel_size, (height, width), layer.pads, strict=True)]
     graph.apply("Conv", f"{name}/conv", graph.constant(f"{name}/W", weights), *_bias(graph, layer, name),
@@ -130,9 +134,9 @@ def _reshape(graph: _Graph, layer: Reshape, name: str) -> None:
 
 def _batch_norm(graph: _Graph, layer: BatchNorm, name: str) -> None:
     """Inference form, ``x * scale + shift`` per channel (runtimes fold it into a Conv or Gemm before it)."""
-    to_host, p, s = layer.backend.to_host, layer.params, layer.state
-    scale = to_host(p["gamma"]) / np.sqrt(to_host(s["running_var"]).astype(np.float64) + layer.epsilon)
-    shift = to_host(p["beta"]) - to_host(s["running_mean"]) * scale
+    host, p, s = graph.host, layer.params, layer.state
+    scale = host(p["gamma"]) / np.sqrt(host(s["running_var"]).astype(np.float64) + layer.epsilon)
+    shift = host(p["beta"]) - host(s["running_mean"]) * scale
     per_channel = (-1, 1, 1) if graph.channels_first else (-1,)
     graph.apply("Mul", f"{name}/mul", graph.constant(f"{name}/scale", scale.reshape(per_channel)))
     graph.apply("Add", f"{name}/add", graph.constant(f"{name}/shift", shift.reshape(per_channel)))
