@@ -59,16 +59,18 @@ def _digest(value: Any) -> str:
 
 
 class Communicator:
-    """The MPI world of a data-parallel run (``MPI.COMM_WORLD`` unless ``comm`` is given).
+    """The MPI world (``MPI.COMM_WORLD``) of a data-parallel run, as one rank sees it.
 
-    ``attach(backend)`` picks how the gradients travel: MPI's Allreduce for host arrays, NCCL for CuPy ones.
+    ``local_rank`` is this rank's index among the ranks of its node (the command line makes it pick the GPU:
+    ``xpnet.backend_cupy.select_device``); ``attach(backend)`` picks how the gradients travel: MPI's Allreduce for
+    host arrays, NCCL for CuPy ones (the Trainer calls it).
     """
 
-    def __init__(self, comm: Any = None) -> None:
+    def __init__(self) -> None:
         from mpi4py import MPI
 
         self.mpi = MPI
-        self.comm = comm if comm is not None else MPI.COMM_WORLD
+        self.comm = MPI.COMM_WORLD
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         node = self.comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
         self.local_rank = node.Get_rank()
