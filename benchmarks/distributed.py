@@ -68,7 +68,9 @@ def _mpiexec() -> str | None:
 
 def _job(ranks: int, steps: int, warmup: int) -> dict[str, Any]:
     """One ``mpiexec -n ranks`` job's medians (rank 0's), from its JSON line."""
-    env = {**os.environ, "NUMBA_NUM_THREADS": "1", "XPNET_DEVICE": "cpu"}
+    # one thread a rank (Numba's and BLAS's): ranks sharing a machine never fight over its cores
+    threads = dict.fromkeys(("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), "1")
+    env = {**os.environ, **threads, "XPNET_DEVICE": "cpu"}
     command = [_mpiexec(), "-n", str(ranks), sys.executable, "-m", "benchmarks.distributed", str(steps), str(warmup)]
     done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
     if done.returncode != 0:

@@ -34,7 +34,8 @@ MPIEXEC = shutil.which("mpiexec", path=os.pathsep.join(
 needs_mpi = pytest.mark.skipif(
     importlib.util.find_spec("mpi4py") is None or MPIEXEC is None,
     reason="needs mpi4py and mpiexec: pip install -e '.[mpi]'")
-ENV = {**os.environ, "XPNET_DEVICE": "cpu", "NUMBA_NUM_THREADS": "1"}
+ENV = {**os.environ, "XPNET_DEVICE": "cpu", "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+"""One thread a rank: ranks sharing this machine's cores with BLAS threads of their own slow down many times."""
 TIMEOUT = 240
 
 
