@@ -90,8 +90,8 @@ def run(config: Config) -> dict[str, Any]:
         log("distributed: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                         for k, v in row.items()))
     one, parameters = rows[0], rows[0]["parameters"]
-    models = {name: epoch_model(one["compute_ms"], one["update_ms"], parameters, bandwidth)
-              for name, bandwidth in BANDWIDTHS.items()}
+    model = [{"network": name, **row} for name, bandwidth in BANDWIDTHS.items()
+             for row in epoch_model(one["compute_ms"], one["update_ms"], parameters, bandwidth)]
     notes = [
         f"{SIZES} MLP, {parameters:,} parameters: {4 * parameters:,} bytes of float32 gradients per step; global "
         f"batch {BATCH} ({BATCH // RANKS[-1]} rows a rank at {RANKS[-1]} ranks); one thread a rank, ranks on this "
@@ -99,8 +99,7 @@ def run(config: Config) -> dict[str, Any]:
         "epoch model: ceil(60000 / 128) steps x (one-rank compute per sample x 128 / N + update + "
         "2(N-1)/N x 4P bytes / bandwidth); network latency and compute/communication overlap ignored",
     ]
-    return {"rows": rows, "epoch_model": {name: {str(r["nodes"]): r for r in model} for name, model in models.items()},
-            "notes": notes}
+    return {"rows": rows, "epoch_model": model, "notes": notes}
 
 
 # --------------------------------------------------------------------------------------------- one rank

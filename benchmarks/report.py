@@ -130,9 +130,9 @@ def distributed_chart(section: dict[str, Any], path: Path) -> Path:
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     steps.set(ylabel="ms per step (median)", title="one training step, measured on this machine")
     steps.legend()
-    for name, by_nodes in section["epoch_model"].items():
-        points = sorted((r["nodes"], r["epoch_s"]) for r in by_nodes.values())
-        model.plot(*zip(*points, strict=True), marker="o", label=name)
+    for network in dict.fromkeys(r["network"] for r in section["epoch_model"]):
+        points = [(r["nodes"], r["epoch_s"]) for r in section["epoch_model"] if r["network"] == network]
+        model.plot(*zip(*points, strict=True), marker="o", label=network)
     model.set(xscale="log", yscale="log", xlabel="nodes", ylabel="s per MNIST epoch (model)",
               title="modelled epoch time: one-rank compute / N + ring Allreduce")
     model.legend()
