@@ -283,7 +283,7 @@ def command_bench(args: argparse.Namespace) -> int:
     sys.path.insert(0, str(root))
     from benchmarks.__main__ import main as bench_main
 
-    return bench_main(args.bench_args)
+    return bench_main(args.bench_args, prog="xpnet bench")
 
 
 COMMANDS = {"train": command_train, "evaluate": command_evaluate, "predict": command_predict, "info": command_info,
