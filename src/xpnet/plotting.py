@@ -51,6 +51,7 @@ def plot_history(history: dict[str, list[float]], path: str | Path, title: str =
         axis.grid(alpha=0.3)
         axis.legend()
     figure.suptitle(title)
+    figure.tight_layout()
     return _save(figure, path)
 
 
@@ -80,7 +81,8 @@ def plot_class_histograms(
 def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: str | Path, title: str = "") -> Path:
     """A confusion matrix (rows: true class, columns: predicted class) with counts in the cells."""
     plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(1.2 * len(class_names) + 2, 1.2 * len(class_names) + 1))
+    side = min(1.2 * len(class_names) + 2, 8.0)  # 4 classes: 6.8 inches; 10 digits: 8
+    figure, axis = plt.subplots(figsize=(side, side - 1))
     axis.imshow(matrix, cmap="Blues")
     ticks = np.arange(len(class_names))
     axis.set_xticks(ticks, class_names, rotation=45, ha="right")

@@ -77,7 +77,7 @@ def plot_charts(task: TaskData, model: Any, plot_path: str | Path) -> list[Path]
     matrix = np.zeros((k, k), dtype=np.int64)
     np.add.at(matrix, (task.y_test, model.predict(task.x_test)), 1)
     written = [plot_confusion(matrix, task.class_names, path.with_name(f"{path.stem}-confusion.png"),
-                              f"{task.test_name} images ({len(task.y_test)})")]
+                              f"confusion matrix: the {len(task.y_test)} {task.test_name} images")]
     if task.preprocessing.get("type") == "hue_histogram":
         from xpnet.tasks import fruits
 
