@@ -215,7 +215,8 @@ def test_a_regression_model_reports_errors_and_predicts_values():
     x = rng.standard_normal((400, 3))
     y = x @ np.array([1.5, -2.0, 0.5]) + 3.0
     model = mlp([3, 1], output_activation="identity", loss="mse", optimizer="adam", lr=0.05, seed=0, device="cpu")
-    assert model.is_regression and not mlp([3, 1], output_activation="sigmoid", loss="mse").is_regression
+    assert model.is_regression and not mlp([3, 1], output_activation="sigmoid", loss="mse", device="cpu").is_regression
+    assert not mlp([3, 10], output_activation="relu", loss="sse", device="cpu").is_regression  # a tutorial classifier
     history = model.fit(x, y, epochs=40, batch_size=32, verbose=0, validation_split=0.2)
     assert "accuracy" not in history.history and "val_accuracy" not in history.history
     assert history.history["val_mae"][-1] < 0.1

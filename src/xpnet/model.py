@@ -145,10 +145,10 @@ class Model:
 
     @property
     def is_regression(self) -> bool:
-        """True for a model that predicts values, not classes: a squared-error loss after an unbounded output
-        activation (identity, ReLU). It reports MSE and MAE instead of accuracy, and ``predict`` returns values."""
-        bounded = ("sigmoid", "softmax", "tanh")
-        return self.loss.name in ("mse", "sse") and getattr(self.layers[-1], "activation", "identity") not in bounded
+        """True for a model that predicts values, not classes: a squared-error loss after an identity output. It
+        reports MSE and MAE instead of accuracy, and ``predict`` returns values. (A squared error after a softmax,
+        sigmoid or ReLU output is the classic tutorials' classifier on one-hot targets.)"""
+        return self.loss.name in ("mse", "sse") and getattr(self.layers[-1], "activation", "identity") == "identity"
 
     def _class_count(self) -> int:
         return max(2, self.output_dim)
@@ -307,7 +307,7 @@ class Model:
                             "integer labels 0..k-1, class names (strings) or one-hot rows")
         if self.is_regression:
             raise DataError(f"{what} holds class names, but this model predicts values (loss {self.loss.name} after "
-                            "an unbounded output); give numeric targets, or a softmax/sigmoid classifier")
+                            "an identity output); give numeric targets, or a softmax/sigmoid classifier")
         names = self.class_names or sorted(set(values))
         if len(names) != self._class_count():
             raise DataError(f"{what} names {len(names)} classes, but the model has {self._class_count()}; give the "
