@@ -135,3 +135,50 @@ def test_quick_run_writes_sane_results(tmp_path: Path, shared_data: Path) -> Non
     rerun = json.loads((folder / "results.json").read_text())["sections"]
     assert set(rerun) == SECTIONS and rerun["kernels"] == sections["kernels"]
     assert rerun["peers"]["command"].endswith("--sections peers")
+
+def test_without_matplotlib_the_suite_stops_at_once_naming_the_bench_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    assert xpnet_main(["bench", "--quick", "--out", str(tmp_path)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("xpnet bench: error:"), lines
+    assert "matplotlib" in lines[0] and "'.[bench]'" in lines[0]
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_missing_pytorch_is_noted_with_the_bench_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks.__main__ import missing_peer_notes
+
+    monkeypatch.setitem(sys.modules, "torch", None)
+    notes = missing_peer_notes()
+    assert len(notes) == 1 and "PyTorch absent" in notes[0] and "'.[bench]'" in notes[0]
+
+
+def _captured_figure(monkeypatch: pytest.MonkeyPatch) -> list:
+    figures: list = []
+    monkeypatch.setattr(report, "_save_figure", lambda figure, path: figures.append(figure) or path)
+    return figures
+
+
+def test_the_step_chart_has_plain_ticks_and_no_empty_gpu_panel(monkeypatch: pytest.MonkeyPatch) -> None:
+    figures = _captured_figure(monkeypatch)
+    rows = [{"width": w, "batch": b, "cpu_ms": 0.01 * w * b ** 0.5} for w in (64, 256) for b in (32, 128, 512)]
+    report.training_chart({"rows": rows}, Path("unused.png"))
+    (axis,) = figures[0].axes  # one panel: no GPU was measured
+    figures[0].canvas.draw()
+    labels = [tick.get_text() for tick in axis.get_xticklabels() + axis.get_yticklabels() if tick.get_text()]
+    assert "32" in labels and "512" in labels
+    assert not [label for label in labels if "times" in label or "^" in label], labels  # no 6x10^0
+    with_gpu = [{**row, "gpu_ms": 1.0, "speedup": row["cpu_ms"]} for row in rows]
+    report.training_chart({"rows": with_gpu}, Path("unused.png"))
+    assert len(figures[1].axes) == 2
+
+
+def test_the_copy_line_is_labelled_and_unlike_a_panel_divider(monkeypatch: pytest.MonkeyPatch) -> None:
+    figures = _captured_figure(monkeypatch)
+    rows = [{"device": "cpu", "kernel": "k", "elements": n, "fused_gb_per_s": 5.0, "reference_gb_per_s": 2.0}
+            for n in (10**4, 10**5)]
+    report.kernel_chart({"rows": rows, "copy_bandwidth": {"cpu": {"gb_per_s": 20.0}}}, Path("unused.png"))
+    (copy,) = [line for line in figures[0].axes[0].get_lines() if "array copy" in str(line.get_label())]
+    assert copy.get_linestyle() == ":" and copy.get_color() != "black"

@@ -7,6 +7,7 @@ Every error a user can cause is an ``XpnetError``: it is printed as one message 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 
 from xpnet import __version__
 from xpnet.backend import DEVICES, DTYPES
-from xpnet.errors import ConfigError, XpnetError
+from xpnet.errors import ConfigError, DataError, XpnetError
 from xpnet.kernels import ACTIVATIONS, KERNEL_SETS
 from xpnet.optimizers import OPTIMIZERS
 from xpnet.tasks import MODEL_KINDS, TASK_DEFAULTS, sizes
@@ -37,12 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a network on MNIST or Fruits-360")
     train.add_argument("task", choices=sorted(TASK_DEFAULTS), help="what to train")
     _add_device_options(train)
-    train.add_argument("--model", choices=MODEL_KINDS, default="mlp",
+    train.add_argument("--model", choices=MODEL_KINDS,
                        help="mlp (default) or cnn: a convolutional network (mnist only: 32,64 3x3 filters, each "
                             "followed by a 2x2 max-pool, a 128-unit layer, dropout 0.25; 12 epochs)")
     train.add_argument("--dropout", type=float, help="dropout rate after hidden layers (mlp: 0; cnn: 0.25)")
     train.add_argument("--filters", help="cnn: filters of each 3x3 convolution, comma-separated (default 32,64)")
-    train.add_argument("--dtype", choices=DTYPES, default="float32")
+    train.add_argument("--dtype", choices=DTYPES,
+                       help="floating-point precision of parameters and computation (default float32)")
     train.add_argument("--epochs", type=int, help="passes over the training set (mnist: 10, fruits: 60)")
     train.add_argument("--batch-size", type=int, help="samples per step; 0 for full batch (mnist: 128, fruits: 32)")
     train.add_argument("--hidden", help="hidden layer sizes, comma-separated (mnist: 512,256; fruits: 150,60)")
@@ -50,9 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="hidden activation (default relu)")
     train.add_argument("--optimizer", choices=OPTIMIZERS, help="default adam")
     train.add_argument("--lr", type=float, help="learning rate (default 0.001)")
-    train.add_argument("--schedule", choices=["cosine", "constant"], default="cosine",
+    train.add_argument("--schedule", choices=["cosine", "constant"],
                        help="learning rate over the epochs: cosine decay from --lr (default) or constant")
-    train.add_argument("--seed", type=int, default=0, help="seed for initial weights and shuffling (default 0)")
+    train.add_argument("--seed", type=int,
+                       help="seed for initial weights, shuffling and the validation split (default 0)")
+    train.add_argument("--validation-split", type=float, metavar="FRACTION",
+                       help="share of each class of the training set held out for the per-epoch validation figures "
+                            "(mnist: 0.1, fruits: 0.15; 0: none); the test set is evaluated once, at the end")
     train.add_argument("--data-dir", help="data folder (mnist: default $XPNET_DATA or ~/.cache/xpnet, downloading "
                        "what is missing; fruits: a Fruits-360 folder, required)")
     train.add_argument("--no-download", action="store_true", help="never download MNIST; fail if it is missing")
@@ -83,22 +89,29 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="versions, devices and kernel mode; with a model file, its layers")
     info.add_argument("model", nargs="?", help="a saved model or checkpoint: print its layers, shapes and parameters")
 
-    bench = commands.add_parser("bench", help="run the benchmark suite (python -m benchmarks; --help there)",
+    bench = commands.add_parser("bench", help="run the benchmark suite (xpnet bench --help for its options)",
                                 add_help=False, prefix_chars="+")  # every option goes on to the suite's parser
     bench.add_argument("bench_args", nargs=argparse.REMAINDER)
     return parser
 
 
-def _settings(args: argparse.Namespace) -> dict[str, Any]:
-    defaults = TASK_DEFAULTS[args.task].get(args.model)
+RUN_DEFAULTS = {"model": "mlp", "seed": 0, "schedule": "cosine"}
+"""The settings of every task whose flags have no per-task default."""
+
+
+def _settings(args: argparse.Namespace) -> tuple[dict[str, Any], set[str]]:
+    """The run's settings (the flags given, the task's defaults for the rest) and the names of those given."""
+    model = args.model or RUN_DEFAULTS["model"]
+    defaults = TASK_DEFAULTS[args.task].get(model)
     if defaults is None:
-        raise ConfigError(f"xpnet train {args.task} has no --model {args.model} (it learns from hue histograms, not "
+        raise ConfigError(f"xpnet train {args.task} has no --model {model} (it learns from hue histograms, not "
                           f"images); use --model {' or '.join(TASK_DEFAULTS[args.task])}")
     for flag in ("filters",):
         if getattr(args, flag) is not None and flag not in defaults:
             raise ConfigError(f"--{flag} applies to --model cnn only")
-    settings = {key: getattr(args, key) if getattr(args, key) is not None else value
-                for key, value in defaults.items()}
+    defaults = {**defaults, **RUN_DEFAULTS}
+    given = {key for key in defaults if getattr(args, key) is not None}
+    settings = {key: getattr(args, key) if key in given else value for key, value in defaults.items()}
     sizes(settings["hidden"], "--hidden")
     if "filters" in settings:
         sizes(settings["filters"], "--filters")
@@ -108,15 +121,35 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(f"--epochs {settings['epochs']}: must be 0 or more")
     if settings["batch_size"] < 0:
         raise ConfigError(f"--batch-size {settings['batch_size']}: must be positive (or 0 for full batch)")
+    if not 0 <= settings["validation_split"] < 1:
+        raise ConfigError(f"--validation-split {settings['validation_split']}: must be in [0, 1)")
     settings["batch_size"] = settings["batch_size"] or None
     settings["task"] = args.task
-    settings["model"] = args.model
-    settings["seed"] = args.seed
-    settings["schedule"] = args.schedule
-    return settings
+    return settings, given
 
 
-def _load_task(args: argparse.Namespace, backend: Any) -> Any:
+def _check_output_paths(args: argparse.Namespace) -> None:
+    """Refuse, before any training, an output path that cannot be written: a file where a folder is needed (or the
+    other way round), or a folder without write permission."""
+    outputs = (("--save", args.save, False), ("--plot", args.plot, False),
+               ("--checkpoint-dir", args.checkpoint_dir, True))
+    for flag, name, is_folder in outputs:
+        if name is None:
+            continue
+        path = Path(name).expanduser()
+        if is_folder and path.exists() and not path.is_dir():
+            raise ConfigError(f"{flag} {name}: this is a file, not a folder; give a folder for the checkpoints")
+        if not is_folder and path.is_dir():
+            raise ConfigError(f"{flag} {name}: this is a folder; give a file name")
+        folder = path if is_folder else path.parent
+        existing = next(p for p in (folder, *folder.parents) if p.exists())
+        if not existing.is_dir():
+            raise ConfigError(f"{flag} {name}: {existing} is a file, not a folder; check the path")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise ConfigError(f"{flag} {name}: cannot write in {existing}; check the path and its permissions")
+
+
+def _load_task(args: argparse.Namespace, backend: Any, seed: int) -> Any:
     if args.task == "mnist":
         from xpnet.tasks import mnist
 
@@ -126,7 +159,7 @@ def _load_task(args: argparse.Namespace, backend: Any) -> Any:
     if not args.data_dir:
         raise ConfigError("xpnet train fruits needs --data-dir: a Fruits-360 folder (with Training/, maybe Test/)")
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
-    return fruits.load_task(args.data_dir, classes, backend, seed=args.seed)
+    return fruits.load_task(args.data_dir, classes, backend, seed=seed)
 
 
 def _accuracy(split: str, metrics: dict[str, float]) -> str:
@@ -145,42 +178,44 @@ def command_train(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace, communicator: Any) -> int:
     from xpnet.backend import get_backend
-    from xpnet.serialization import save_model
+    from xpnet.serialization import model_path, save_model
     from xpnet.tasks import build_model
     from xpnet.training import run_training
 
-    settings = _settings(args)
+    settings, given = _settings(args)
+    _check_output_paths(args)
     quiet = args.quiet or (communicator is not None and communicator.rank != 0)  # rank 0 alone reports
     log = (lambda message: None) if quiet else (lambda message: print(message, file=sys.stderr))
     if communicator is not None and args.device != "cpu":
         from xpnet.backend_cupy import select_device
 
         select_device(communicator.local_rank)
-    backend = get_backend(args.device, args.dtype, args.seed, args.kernels)
-    task = _load_task(args, backend)
+    backend = get_backend(args.device, args.dtype or "float32", settings["seed"], args.kernels)
+    task = _load_task(args, backend, settings["seed"])
 
     def build() -> Any:
         return build_model(args.task, task, settings, backend)
 
     result = run_training(task, build, settings, checkpoint_dir=args.checkpoint_dir, resume=args.resume,
-                          backend=backend, verbose=0 if quiet else 1, log=log, communicator=communicator)
+                          given=given, backend=backend, verbose=0 if quiet else 1, log=log,
+                          communicator=communicator)
     if communicator is not None and communicator.rank != 0:
         return 0
     model = result.model
     if args.save:
-        log(f"saved the model to {save_model(model, args.save)}")
+        replaced = model_path(args.save).is_file()
+        path = save_model(model, args.save)
+        log(f"saved the model to {path}" + (" (replaced the existing file)" if replaced else ""))
     if args.plot:
         from xpnet.plotting import plot_history
+        from xpnet.tasks import plot_charts
 
         title = f"xpnet {args.task}: {model!r}"
-        log(f"wrote {plot_history(result.history.history, args.plot, title)}")
-        if args.task == "fruits":
-            from xpnet.tasks import fruits
-
-            for path in fruits.plot_charts(task, model, args.plot):
-                log(f"wrote {path}")
+        charts = [plot_history(result.history.history, args.plot, title), *plot_charts(task, model, args.plot)]
+        log(f"wrote {', '.join(map(str, charts))}")
     backend = model.backend
-    print(f"{_accuracy(task.test_name, result.test)} after {len(result.history.epoch)} epochs in "
+    epochs = len(result.history.epoch)
+    print(f"{_accuracy(task.test_name, result.test)} after {epochs} epoch{'' if epochs == 1 else 's'} in "
           f"{result.seconds:.1f} s on {backend.name} ({backend.device}; {model.dtype.name}, "
           f"{backend.kernel_mode} kernels)")
     return 0
@@ -217,12 +252,23 @@ def command_predict(args: argparse.Namespace) -> int:
 
     model = _load(args)
     paths = [Path(p) for p in args.images]
-    features = image_features(model.preprocessing, paths, model.backend)
-    proba = model.predict_proba(features)
-    names = model.class_names or [str(k) for k in range(model.output_dim)]
-    for path, row in zip(paths, proba, strict=True):
-        best = int(np.argmax(row))
-        print(f"{path}: {names[best]} ({100 * float(row[best]):.1f}%)")
+    readable, features, problems = [], [], []
+    for path in paths:  # one file at a time, so that a bad file is named and the good ones still get an answer
+        try:
+            features.append(image_features(model.preprocessing, [path], model.backend))
+            readable.append(path)
+        except DataError as exc:
+            problems.append(str(exc))
+    if features:
+        proba = model.predict_proba(np.concatenate(features))
+        names = model.class_names or [str(k) for k in range(model.output_dim)]
+        for path, row in zip(readable, proba, strict=True):
+            best = int(np.argmax(row))
+            print(f"{path}: {names[best]} ({100 * float(row[best]):.1f}%)")
+    if len(problems) == 1:
+        raise DataError(problems[0])
+    if problems:
+        raise DataError(f"{len(problems)} of the {len(paths)} image files could not be read: {'; '.join(problems)}")
     return 0
 
 
@@ -273,7 +319,7 @@ def command_bench(args: argparse.Namespace) -> int:
     sys.path.insert(0, str(root))
     from benchmarks.__main__ import main as bench_main
 
-    return bench_main(args.bench_args)
+    return bench_main(args.bench_args, prog="xpnet bench")
 
 
 COMMANDS = {"train": command_train, "evaluate": command_evaluate, "predict": command_predict, "info": command_info,

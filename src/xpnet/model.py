@@ -148,6 +148,13 @@ class Model:
     def dtype(self) -> np.dtype:
         return self.backend.dtype
 
+    @property
+    def is_regression(self) -> bool:
+        """True for a model that predicts values, not classes: a squared-error loss after an identity output. It
+        reports MSE and MAE instead of accuracy, and ``predict`` returns values. (A squared error after a softmax,
+        sigmoid or ReLU output is the classic tutorials' classifier on one-hot targets.)"""
+        return self.loss.name in ("mse", "sse") and getattr(self.layers[-1], "activation", "identity") == "identity"
+
     def _class_count(self) -> int:
         return max(2, self.output_dim)
 
@@ -271,6 +278,8 @@ class Model:
         y_host = np.asarray(backend.to_host(y))
         if y_host.shape[:1] != (n,):
             raise ConfigError(f"{what} has {y_host.shape[0] if y_host.ndim else 0} rows but x has {n} samples")
+        if y_host.dtype.kind in "USO":
+            y_host = self._label_indices(y_host, what)
         m = self.output_dim
         if y_host.ndim == 1 and m > 1:
             if y_host.dtype.kind not in "iub" and not np.all(np.mod(y_host, 1) == 0):
@@ -293,6 +302,27 @@ class Model:
         if not np.isfinite(y_host.astype(np.float64, copy=False)).all():
             raise DataError(f"{what} contains NaN or infinite values")
         return backend.xp.ascontiguousarray(backend.asarray(y_host, dtype=self.dtype))
+
+    def _label_indices(self, labels: np.ndarray, what: str) -> np.ndarray:
+        """Class-name labels as indices into ``class_names``; a model without class names takes the labels' sorted
+        distinct names as its own (saved with it, and printed by ``xpnet predict``)."""
+        values = labels.tolist() if labels.ndim == 1 else None
+        if values is None or not all(isinstance(value, str) for value in values):
+            raise DataError(f"{what} holds {labels.dtype} values that are neither numbers nor class names; give "
+                            "integer labels 0..k-1, class names (strings) or one-hot rows")
+        if self.is_regression:
+            raise DataError(f"{what} holds class names, but this model predicts values (loss {self.loss.name} after "
+                            "an identity output); give numeric targets, or a softmax/sigmoid classifier")
+        names = self.class_names or sorted(set(values))
+        if len(names) != self._class_count():
+            raise DataError(f"{what} names {len(names)} classes, but the model has {self._class_count()}; give the "
+                            f"model class_names=[...] or an output layer of {len(names)} units")
+        index = {name: i for i, name in enumerate(names)}
+        unknown = next((value for value in values if value not in index), None)
+        if unknown is not None:
+            raise DataError(f"{what} has label {unknown!r}, which is not one of the model's classes {names}")
+        self.class_names = list(names)
+        return np.fromiter((index[value] for value in values), dtype=np.int64, count=len(values))
 
     def workspace(self, capacity: int, backward: bool) -> ModelWorkspace:
         """Preallocated buffers for batches of up to ``capacity`` rows (with what a backward pass needs)."""
@@ -431,24 +461,38 @@ class Model:
         return out
 
     def predict(self, x: Any) -> np.ndarray:
-        """Class indices: the argmax of the outputs, or output >= 0.5 for a single-output model."""
+        """Class indices: the argmax of the outputs, or output >= 0.5 for a single-output model; a regression model's
+        values (one column per output, or a vector for a single output)."""
         proba = self.predict_proba(x)
+        if self.is_regression:
+            return proba[:, 0] if self.output_dim == 1 else proba
         if self.output_dim == 1:
             return (proba[:, 0] >= 0.5).astype(np.int64)
         return proba.argmax(axis=1)
 
     def evaluate(self, x: Any, y: Any) -> dict[str, float]:
-        """Mean loss and accuracy on ``x``, ``y`` (class labels or target rows)."""
+        """Mean loss and accuracy on ``x``, ``y`` (class labels or target rows); for a regression model mean loss,
+        mean squared error and mean absolute error (over samples and outputs)."""
         x_dev = self._features(x)
         return self.evaluate_on_device(x_dev, self._targets(y, x_dev.shape[0]))
 
     def evaluate_on_device(self, x_dev: Any, y_dev: Any) -> dict[str, float]:
         """``evaluate`` for arrays already checked and on the device (flat rows, target rows)."""
         stats = self.backend.zeros(2, dtype=np.float64)
+        errors = self.backend.zeros(2, dtype=np.float64)  # regression: sums of squared and absolute errors
+        regression = self.is_regression
         for lo, hi, chunk, output in self._forward_in_chunks(x_dev):
             self._loss(chunk, output, y_dev[lo:hi], stats)
+            if regression:
+                error = output - y_dev[lo:hi]
+                errors[0] += (error * error).sum()
+                errors[1] += abs(error).sum()
         loss_sum, correct = (float(v) for v in self.backend.to_host(stats))
-        return {"loss": loss_sum / x_dev.shape[0], "accuracy": correct / x_dev.shape[0]}
+        n = x_dev.shape[0]
+        if regression:
+            squared, absolute = (float(v) / (n * self.output_dim) for v in self.backend.to_host(errors))
+            return {"loss": loss_sum / n, "mse": squared, "mae": absolute}
+        return {"loss": loss_sum / n, "accuracy": correct / n}
 
     def save(self, path: Any, include_optimizer: bool = True) -> Any:
         """Save to ``path`` (``.npz``) atomically, without pickle; ``xpnet.load_model`` reads it on either device."""

@@ -125,6 +125,8 @@ class Trainer:
         self.check_every = 1 if backend.name == "cpu" else 50
         """Steps between reads of the loss back to the host (each read waits for the device)."""
         self.stats = backend.zeros(2, dtype=np.float64)
+        self.regression = model.is_regression
+        """A regression model reports no accuracy (validation: MSE and MAE)."""
         if communicator is not None:
             communicator.check_same(self._identity())
             communicator.attach(backend)
@@ -217,15 +219,18 @@ class Trainer:
                 loss_sum, correct = float(totals[0]), float(totals[1])
                 self._check_finite(loss_sum)
                 position.loss_sum, position.correct = loss_sum, correct
-                bar.update(position.batch, loss_sum / position.seen, correct / position.seen)
+                accuracy = None if self.regression else correct / position.seen
+                bar.update(position.batch, loss_sum / position.seen, accuracy)
 
     def _epoch_logs(self, seconds: float) -> dict[str, float]:
         position = self.position
-        logs = {"loss": position.loss_sum / position.seen, "accuracy": position.correct / position.seen,
-                "time": seconds}
+        logs = {"loss": position.loss_sum / position.seen}
+        if not self.regression:
+            logs["accuracy"] = position.correct / position.seen
+        logs["time"] = seconds
         if self.validation is not None:
             val = self.model.evaluate_on_device(*self.validation)
-            logs["val_loss"], logs["val_accuracy"] = val["loss"], val["accuracy"]
+            logs.update({f"val_{name}": value for name, value in val.items()})
         return logs
 
     def _check_finite(self, loss_sum: float) -> None:

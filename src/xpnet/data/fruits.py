@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from xpnet.data.images import open_image
 from xpnet.errors import DataError
 
 DEFAULT_CLASSES = ("Apple Braeburn", "Lemon Meyer", "Mango", "Raspberry")
@@ -94,6 +95,10 @@ def load_fruits(data_dir: str | os.PathLike, classes: Sequence[str] | None = Non
         class_names = list(classes)
     if not class_names:
         raise DataError("no classes were asked for; name at least one class folder")
+    repeated = sorted({name for name in class_names if class_names.count(name) > 1})
+    if repeated:
+        raise DataError(f"class {repeated[0]!r} is asked for more than once; name each class folder once",
+                        hint="--classes lists each class once")
     result = {}
     for split, split_dir in splits.items():
         paths: list[Path] = []
@@ -112,6 +117,15 @@ def load_fruits(data_dir: str | os.PathLike, classes: Sequence[str] | None = Non
     return result
 
 
+def read_rgb(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
+    """One image file as uint8 RGB (height, width, 3), resized (bilinear) to ``size`` (height, width) when given;
+    DataError naming the file when it cannot be read."""
+    rgb = open_image(path, "RGB")
+    if size is not None and (rgb.height, rgb.width) != tuple(size):
+        rgb = rgb.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    return np.asarray(rgb, dtype=np.uint8)
+
+
 def decode_images(
     paths: Sequence[str | os.PathLike], size: tuple[int, int] | None = None
 ) -> tuple[np.ndarray, list[int]]:
@@ -124,16 +138,12 @@ def decode_images(
     kept: list[int] = []
     for index, path in enumerate(paths):
         try:
-            with Image.open(path) as image:
-                rgb = image.convert("RGB")
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-            warnings.warn(f"skipping unreadable image {path}: {exc}", stacklevel=2)
+            rgb = read_rgb(path, size)
+        except DataError as exc:
+            warnings.warn(f"skipping an unreadable image: {exc}", stacklevel=2)
             continue
-        if size is None:
-            size = (rgb.height, rgb.width)
-        if (rgb.height, rgb.width) != size:
-            rgb = rgb.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-        images.append(np.asarray(rgb, dtype=np.uint8))
+        size = size or rgb.shape[:2]
+        images.append(rgb)
         kept.append(index)
     if not images:
         raise DataError(

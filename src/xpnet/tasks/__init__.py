@@ -19,13 +19,13 @@ MODEL_KINDS = ("mlp", "cnn")
 TASK_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "mnist": {
         "mlp": {"epochs": 10, "batch_size": 128, "hidden": "512,256", "activation": "relu", "optimizer": "adam",
-                "lr": 1e-3, "dropout": 0.0},
+                "lr": 1e-3, "dropout": 0.0, "validation_split": 0.1},
         "cnn": {"epochs": 12, "batch_size": 128, "hidden": "128", "activation": "relu", "optimizer": "adam",
-                "lr": 1e-3, "dropout": 0.25, "filters": "32,64"},
+                "lr": 1e-3, "dropout": 0.25, "filters": "32,64", "validation_split": 0.1},
     },
     "fruits": {
         "mlp": {"epochs": 60, "batch_size": 32, "hidden": "150,60", "activation": "relu", "optimizer": "adam",
-                "lr": 1e-3, "dropout": 0.0},
+                "lr": 1e-3, "dropout": 0.0, "validation_split": 0.15},
     },
 }
 """What `xpnet train TASK --model KIND` uses for every setting the command line leaves out."""
@@ -46,6 +46,43 @@ class TaskData:
     preprocessing: dict[str, Any]
     test_name: str = "test"
     extras: dict[str, Any] = field(default_factory=dict)
+
+
+def holdout_mask(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """True for the samples held out: ``fraction`` of each class (at least one), chosen with ``seed``."""
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(len(labels), dtype=bool)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        mask[rng.permutation(members)[: max(1, round(fraction * len(members)))]] = True
+    return mask
+
+
+def validation_split(task: TaskData, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray, Any]:
+    """The training features and labels left after holding out ``fraction`` of each class (seeded: the same split on
+    every device and on resume), and the held-out ``(x, y)`` for per-epoch validation (None when ``fraction`` is 0)."""
+    if not fraction:
+        return task.x_train, task.y_train, None
+    held = holdout_mask(task.y_train, fraction, seed)
+    return task.x_train[~held], task.y_train[~held], (task.x_train[held], task.y_train[held])
+
+
+def plot_charts(task: TaskData, model: Any, plot_path: str | Path) -> list[Path]:
+    """The charts beside the training curves at ``plot_path``: ``<stem>-confusion.png`` (the model on the test
+    set), and the task's own (fruits: ``<stem>-hues.png``)."""
+    from xpnet.plotting import plot_confusion
+
+    path = Path(plot_path)
+    k = len(task.class_names)
+    matrix = np.zeros((k, k), dtype=np.int64)
+    np.add.at(matrix, (task.y_test, model.predict(task.x_test)), 1)
+    written = [plot_confusion(matrix, task.class_names, path.with_name(f"{path.stem}-confusion.png"),
+                              f"confusion matrix: the {len(task.y_test)} {task.test_name} images")]
+    if task.preprocessing.get("type") == "hue_histogram":
+        from xpnet.tasks import fruits
+
+        written.append(fruits.plot_hues(task, path.with_name(f"{path.stem}-hues.png")))
+    return written
 
 
 def image_features(preprocessing: dict[str, Any], paths: list[Path], backend: Any) -> np.ndarray:

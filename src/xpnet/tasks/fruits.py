@@ -8,19 +8,18 @@ rebuilds the same held-out images.
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from xpnet.data.fruits import SPLIT_FOLDERS, decode_images, load_fruits
+from xpnet.data.fruits import SPLIT_FOLDERS, load_fruits, read_rgb
 from xpnet.data.mnist import default_data_dir
 from xpnet.errors import DataError
 from xpnet.features import CACHE_SIZE, HueHistogramFeatures, cached_histograms, hue_histograms
 from xpnet.kernels.hue import DEFAULT_BINS
-from xpnet.tasks import TaskData
+from xpnet.tasks import TaskData, holdout_mask
 
 if TYPE_CHECKING:
     from xpnet.backend import Backend
@@ -39,16 +38,6 @@ def _dataset_dir(data_dir: str | os.PathLike) -> Path:
     if not (root / SPLIT_FOLDERS["train"]).is_dir() and (root / DATASET_FOLDER).is_dir():
         return root / DATASET_FOLDER
     return root
-
-
-def holdout_mask(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """True for the images held out: ``fraction`` of each class (at least one), chosen with ``seed``."""
-    rng = np.random.default_rng(seed)
-    mask = np.zeros(len(labels), dtype=bool)
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        mask[rng.permutation(members)[: max(1, round(fraction * len(members)))]] = True
-    return mask
 
 
 def _histograms(paths: Sequence[Path], backend: Backend) -> tuple[np.ndarray, np.ndarray]:
@@ -88,6 +77,9 @@ def load_task(data_dir: str | os.PathLike, classes: Sequence[str] | None, backen
     The histograms are computed on ``backend`` and cached under ``$XPNET_DATA/features``.
     """
     splits = load_fruits(_dataset_dir(data_dir), classes)
+    if len(splits["train"].class_names) < 2:
+        raise DataError(f"a classifier needs at least two classes; only {splits['train'].class_names[0]!r} was "
+                        "found or asked for", hint="name two or more class folders with --classes")
     holdout = None if "test" in splits else {"fraction": HOLDOUT_FRACTION, "seed": seed}
     paths, labels, is_test = _split(splits, holdout)
     hist, kept = _histograms(paths, backend)
@@ -127,31 +119,16 @@ def evaluation_task(data_dir: str | os.PathLike, model: Model) -> TaskData:
 
 
 def image_features(preprocessing: dict[str, Any], paths: Sequence[Path], backend: Backend) -> np.ndarray:
-    """Features of fruit photos, prepared as in training; any unreadable file is a DataError naming it."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            images, kept = decode_images(paths, size=tuple(preprocessing.get("size", CACHE_SIZE)))
-        except DataError:
-            kept = []
-    if len(kept) != len(paths):
-        reasons = "; ".join(str(w.message).removeprefix("skipping unreadable image ") for w in caught)
-        raise DataError(f"cannot read {len(paths) - len(kept)} of the {len(paths)} image file(s): {reasons}")
+    """Features of fruit photos, prepared as in training; an unreadable file is a DataError naming it."""
+    size = tuple(preprocessing.get("size", CACHE_SIZE))
+    images = np.stack([read_rgb(path, size) for path in paths])
     hist = hue_histograms(images, backend, int(preprocessing.get("bins", DEFAULT_BINS)))
     features = HueHistogramFeatures.from_dict(preprocessing.get("selector", {}))
     return backend.to_host(features.transform(hist)).astype(np.float32)
 
 
-def plot_charts(task: TaskData, model: Model, plot_path: str | os.PathLike) -> list[Path]:
-    """Write ``<stem>-hues.png`` (mean training hue histogram per class) and ``<stem>-confusion.png``."""
-    from xpnet.plotting import plot_class_histograms, plot_confusion
+def plot_hues(task: TaskData, path: Path) -> Path:
+    """The mean training hue histogram of each class, as ``path`` (PNG)."""
+    from xpnet.plotting import plot_class_histograms
 
-    path = Path(plot_path)
-    hues, confusion = (path.with_name(f"{path.stem}-{chart}.png") for chart in ("hues", "confusion"))
-    k = len(task.class_names)
-    matrix = np.zeros((k, k), dtype=np.int64)
-    np.add.at(matrix, (task.y_test, model.predict(task.x_test)), 1)
-    return [
-        plot_class_histograms(task.extras["train_histograms"], task.y_train, task.class_names, hues),
-        plot_confusion(matrix, task.class_names, confusion, f"{task.test_name} images"),
-    ]
+    return plot_class_histograms(task.extras["train_histograms"], task.y_train, task.class_names, path)
