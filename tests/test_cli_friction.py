@@ -16,7 +16,7 @@ from PIL import Image
 from xpnet.builders import mlp
 from xpnet.checkpoint import latest_checkpoint
 from xpnet.cli import build_parser, main
-from xpnet.tasks import TASK_DEFAULTS, TaskData, validation_split
+from xpnet.tasks import TASK_DEFAULTS, TaskData, holdout_mask, validation_split
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--hidden", "16", "--epochs", "1", "--device", "cpu"]
@@ -77,6 +77,14 @@ def test_validation_split_is_stratified_seeded_and_optional() -> None:
     again = validation_split(task, 0.1, seed=3)[2][0]
     assert np.array_equal(x_val, again) and not np.array_equal(x_val, validation_split(task, 0.1, seed=4)[2][0])
     assert validation_split(task, 0.0, seed=3)[2] is None
+
+
+@pytest.mark.parametrize(("counts", "fraction", "held"), [([5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949],
+                                                          0.1, 6000), ([3, 3, 4], 0.5, 5), ([5, 7], 0.01, 2)])
+def test_the_held_out_count_is_the_fraction_of_all_samples(counts, fraction, held) -> None:
+    labels = np.repeat(np.arange(len(counts)), counts)  # MNIST's class sizes: 6,000 held out leaves 54,000
+    mask = holdout_mask(labels, fraction, seed=0)
+    assert mask.sum() == held and np.bincount(labels[mask], minlength=len(counts)).min() >= 1
 
 
 def test_resume_refuses_flags_that_conflict_with_the_checkpoint(

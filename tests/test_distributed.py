@@ -246,7 +246,8 @@ def test_a_rank_that_dies_ends_the_others_in_bounded_time(shared_data, tmp_path)
 
 @needs_mpi
 def test_a_rank_failing_alone_aborts_the_job(shared_data, tmp_path) -> None:
-    (tmp_path / "ckpt").write_text("a file where rank 0 writes its checkpoints")
+    # a folder where rank 0 will write its first checkpoint: the output paths pass the checks before training
+    (tmp_path / "ckpt" / "checkpoint-e00001-b0000000.npz").mkdir(parents=True)
     started = time.monotonic()
     result = mpiexec(2, *_train(shared_data, tmp_path, "--quiet"), timeout=120)
     assert result.returncode != 0

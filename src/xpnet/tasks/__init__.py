@@ -49,12 +49,18 @@ class TaskData:
 
 
 def holdout_mask(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """True for the samples held out: ``fraction`` of each class (at least one), chosen with ``seed``."""
+    """True for the samples held out, chosen with ``seed``: ``fraction`` of each class (at least one), apportioned
+    so that ``round(fraction * len(labels))`` are held out in all (10% of MNIST's 60,000 is 6,000, which leaves a
+    training set that 2, 3, 4, 5, 6 or 8 data-parallel ranks can share)."""
     rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    quotas = fraction * counts
+    take = np.floor(quotas).astype(np.int64)
+    extra = round(fraction * len(labels)) - int(take.sum())  # to the classes with the largest remainders
+    take[np.argsort(take - quotas, kind="stable")[:max(extra, 0)]] += 1
     mask = np.zeros(len(labels), dtype=bool)
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        mask[rng.permutation(members)[: max(1, round(fraction * len(members)))]] = True
+    for label, count in zip(classes, np.maximum(take, 1), strict=True):
+        mask[rng.permutation(np.flatnonzero(labels == label))[:count]] = True
     return mask
 
 
