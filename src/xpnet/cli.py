@@ -334,17 +334,24 @@ COMMANDS = {"train": command_train, "evaluate": command_evaluate, "predict": com
             "bench": command_bench, "export": command_export}
 
 
+def _error(message: str) -> None:
+    """One ``xpnet: error:`` line, written whole in one call: the ranks of an MPI job share one stderr, and
+    ``print`` writes the text and its newline separately, so two ranks' lines could run together."""
+    sys.stderr.write(f"xpnet: error: {message}\n")
+    sys.stderr.flush()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except XpnetError as exc:
-        print(f"xpnet: error: {exc}" + (f" ({exc.hint})" if exc.hint else ""), file=sys.stderr)
+        _error(f"{exc}" + (f" ({exc.hint})" if exc.hint else ""))
         return exc.exit_code
     except OSError as exc:  # a file the user named cannot be written or read (permissions, full disk...)
         where = f" ({exc.filename})" if exc.filename else ""
-        print(f"xpnet: error: {exc.strerror or exc}{where}; check the path and its permissions", file=sys.stderr)
+        _error(f"{exc.strerror or exc}{where}; check the path and its permissions")
         return 2
     except KeyboardInterrupt:
         print("xpnet: interrupted", file=sys.stderr)
