@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from xpnet.data.fruits import read_image
 from xpnet.errors import DataError
 
 FIELD = 28
@@ -19,13 +20,7 @@ BOX = 20
 
 def read_grayscale(path: str | Path) -> np.ndarray:
     """The image at ``path`` as a 2-D uint8 array, or DataError naming the file."""
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("L"), dtype=np.uint8)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such image file") from None
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"{path}: not a readable image ({exc}); give a PNG, JPEG or other common format") from None
+    return read_image(path, "grey")[:, :, 0]
 
 
 def mnist_like(gray: np.ndarray, source: str | Path = "the image") -> np.ndarray:

@@ -40,7 +40,8 @@ class ImageSet:
         return len(self.paths)
 
 
-def _class_folders(split_dir: Path) -> list[str]:
+def class_folders(split_dir: Path) -> list[str]:
+    """The class folder names of a split folder, sorted (hidden folders left out)."""
     return sorted(
         entry.name for entry in split_dir.iterdir() if entry.is_dir() and not entry.name.startswith(".")
     )
@@ -54,7 +55,7 @@ def find_split_dirs(data_dir: str | os.PathLike) -> dict[str, Path]:
         raise DataError(f"image folder {root} does not exist or is not a folder")
     if (root / SPLIT_FOLDERS["train"]).is_dir():
         return {split: root / name for split, name in SPLIT_FOLDERS.items() if (root / name).is_dir()}
-    if not _class_folders(root):
+    if not class_folders(root):
         raise DataError(
             f"{root} has no class folders: expected Fruits-360's Training/ (and Test/) folders, "
             "or one folder of images per class"
@@ -87,7 +88,7 @@ def load_fruits(data_dir: str | os.PathLike, classes: Sequence[str] | None = Non
     class folder (sorted). Labels index into the class list, the same for both splits.
     """
     splits = find_split_dirs(data_dir)
-    available = _class_folders(splits["train"])
+    available = class_folders(splits["train"])
     if classes is None:
         class_names = list(DEFAULT_CLASSES) if set(DEFAULT_CLASSES) <= set(available) else available
     else:
@@ -103,13 +104,33 @@ def load_fruits(data_dir: str | os.PathLike, classes: Sequence[str] | None = Non
             if not class_dir.is_dir():
                 raise DataError(
                     f"class {name!r} has no folder in {split_dir}; available classes: "
-                    f"{', '.join(_class_folders(split_dir)) or '(none)'}"
+                    f"{', '.join(class_folders(split_dir)) or '(none)'}"
                 )
             files = _image_files(class_dir)
             paths += files
             labels += [label] * len(files)
         result[split] = ImageSet(paths, np.asarray(labels, dtype=np.int64), class_names)
     return result
+
+
+IMAGE_MODES = {"rgb": ("RGB", 3), "grey": ("L", 1)}
+"""Colour modes images are read in: Pillow's mode name and the channels per pixel."""
+
+
+def read_image(path: str | os.PathLike, color: str = "rgb", size: tuple[int, int] | None = None) -> np.ndarray:
+    """One image file as uint8 (height, width, channels) in ``color`` ("rgb" or "grey"), resized (bilinear) to
+    ``size`` (height, width) when given; DataError naming the file when it is missing or not a readable image."""
+    mode, channels = IMAGE_MODES[color]
+    try:
+        with Image.open(path) as image:
+            converted = image.convert(mode)
+            if size is not None and (converted.height, converted.width) != tuple(size):
+                converted = converted.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such image file") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise DataError(f"{path}: not a readable image ({exc}); give a PNG, JPEG or other common format") from None
+    return np.asarray(converted, dtype=np.uint8).reshape(converted.height, converted.width, channels)
 
 
 def decode_images(
@@ -124,16 +145,12 @@ def decode_images(
     kept: list[int] = []
     for index, path in enumerate(paths):
         try:
-            with Image.open(path) as image:
-                rgb = image.convert("RGB")
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-            warnings.warn(f"skipping unreadable image {path}: {exc}", stacklevel=2)
+            rgb = read_image(path, "rgb", size)
+        except DataError as exc:
+            warnings.warn(f"skipping unreadable image {exc}", stacklevel=2)
             continue
-        if size is None:
-            size = (rgb.height, rgb.width)
-        if (rgb.height, rgb.width) != size:
-            rgb = rgb.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-        images.append(np.asarray(rgb, dtype=np.uint8))
+        size = size or rgb.shape[:2]
+        images.append(rgb)
         kept.append(index)
     if not images:
         raise DataError(
