@@ -356,7 +356,7 @@ class Model:
         epochs: int = 1,
         batch_size: int | None = 32,
         *,
-        validation_data: tuple[Any, Any] | None = None,
+        validation_data: tuple[Any, Any] | ChunkedData | None = None,
         validation_split: float = 0.0,
         shuffle: bool = True,
         seed: int | None = None,
@@ -389,8 +389,10 @@ class Model:
                 raise ConfigError("give validation_data or validation_split, not both")
             if not 0.0 <= validation_split < 1.0:
                 raise ConfigError(f"validation_split must be in [0, 1), got {validation_split!r}")
-            if validation_data is not None and not isinstance(validation_data, ChunkedData):
-                validation_data = self.device_data(*validation_data, ("validation x", "validation y"))
+            if validation_data is not None:
+                val_x, val_y = validation_data if isinstance(validation_data, tuple) else (validation_data, None)
+                validation_data = val_x if isinstance(val_x, ChunkedData) else self.device_data(
+                    val_x, val_y, ("validation x", "validation y"))
             if validation_split:
                 n_val = int(round(x_all.shape[0] * validation_split))
                 if n_val < 1 or n_val >= x_all.shape[0]:

@@ -133,6 +133,30 @@ def read_image(path: str | os.PathLike, color: str = "rgb", size: tuple[int, int
     return np.asarray(converted, dtype=np.uint8).reshape(converted.height, converted.width, channels)
 
 
+def read_images(
+    paths: Sequence[str | os.PathLike],
+    color: str = "rgb",
+    size: tuple[int, int] | None = None,
+    like: tuple[str | os.PathLike, tuple[int, ...]] | None = None,
+) -> np.ndarray:
+    """Image files as one uint8 (n, height, width, channels) batch, every one readable (else a DataError naming
+    it): resized to ``size`` when given, else all the size of ``like`` (a path and its image's shape), or of the
+    first; an image of another size is a DataError naming both."""
+    images: list[np.ndarray] = []
+    for path in paths:
+        image = read_image(path, color, size)
+        if like is None:
+            like = (path, image.shape)
+        if image.shape != like[1]:
+            (height, width), (first_height, first_width) = image.shape[:2], like[1][:2]
+            raise DataError(f"{path} is {height}x{width} pixels but {like[0]} is {first_height}x{first_width}: "
+                            "the images differ in size; give --size HxW to resize them all")
+        images.append(image)
+    if not images:
+        raise DataError("no image files to read")
+    return np.stack(images)
+
+
 def decode_images(
     paths: Sequence[str | os.PathLike], size: tuple[int, int] | None = None
 ) -> tuple[np.ndarray, list[int]]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from xpnet.errors import ConfigError, ModelFileError
+from xpnet.errors import ConfigError, DataError, ModelFileError
 
 MODEL_KINDS = ("mlp", "cnn")
 
@@ -27,25 +27,51 @@ TASK_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
         "mlp": {"epochs": 60, "batch_size": 32, "hidden": "150,60", "activation": "relu", "optimizer": "adam",
                 "lr": 1e-3, "dropout": 0.0},
     },
+    "csv": {
+        "mlp": {"epochs": 20, "batch_size": 32, "hidden": "64,32", "activation": "relu", "optimizer": "adam",
+                "lr": 1e-3, "dropout": 0.0},
+    },
+    "npz": {
+        "mlp": {"epochs": 20, "batch_size": 32, "hidden": "128,64", "activation": "relu", "optimizer": "adam",
+                "lr": 1e-3, "dropout": 0.0},
+        "cnn": {"epochs": 12, "batch_size": 64, "hidden": "128", "activation": "relu", "optimizer": "adam",
+                "lr": 1e-3, "dropout": 0.25, "filters": "32,64"},
+    },
+    "images": {
+        "mlp": {"epochs": 30, "batch_size": 32, "hidden": "128,64", "activation": "relu", "optimizer": "adam",
+                "lr": 1e-3, "dropout": 0.0},
+        "cnn": {"epochs": 12, "batch_size": 32, "hidden": "128", "activation": "relu", "optimizer": "adam",
+                "lr": 1e-3, "dropout": 0.25, "filters": "32,64"},
+    },
 }
 """What `xpnet train TASK --model KIND` uses for every setting the command line leaves out."""
 
-IMAGE_SHAPES = {"mnist": (28, 28, 1)}
-"""The image shape behind a task's flat feature rows, for the tasks a convolutional network can learn."""
+IMAGE_FEATURES = ("pixels", "hue")
+"""What `xpnet train images` learns from: standardised pixels, or the fruit tutorial's hue histograms."""
 
+SOURCE_TASKS = {"csv": "a CSV file", "npz": "an .npz file", "images": "a folder of class folders"}
+"""The jobs that train on the user's own data, named by the positional argument after the job, and what it is."""
 
 @dataclass
 class TaskData:
-    """Training and test features with integer labels, ready for ``Model.fit``."""
+    """Training and test features with integer labels, ready for ``Model.fit``: arrays, or (for data larger than
+    memory) ``x_*`` a ``ChunkedData`` read a chunk at a time and ``y_*`` None. ``image_shape`` is the
+    (height, width, channels) image behind each flat feature row, for the tasks a convolutional network can learn."""
 
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
+    x_train: Any
+    y_train: np.ndarray | None
+    x_test: Any
+    y_test: np.ndarray | None
     class_names: list[str]
     preprocessing: dict[str, Any]
     test_name: str = "test"
     extras: dict[str, Any] = field(default_factory=dict)
+    image_shape: tuple[int, int, int] | None = None
+
+    @property
+    def features(self) -> int:
+        """The width of a feature row."""
+        return int(self.x_train.features if self.y_train is None else self.x_train.shape[1])
 
 
 def image_features(preprocessing: dict[str, Any], paths: list[Path], backend: Any) -> np.ndarray:
@@ -86,12 +112,54 @@ def build_model(task_name: str, task: TaskData, settings: dict[str, Any], backen
                "class_names": task.class_names, "preprocessing": task.preprocessing}
     hidden = sizes(settings["hidden"], "--hidden")
     if kind == "mlp":
-        return mlp([task.x_train.shape[1], *hidden, len(task.class_names)], settings["activation"], "softmax",
+        return mlp([task.features, *hidden, len(task.class_names)], settings["activation"], "softmax",
                    dropout=settings["dropout"], **options)
-    if kind != "cnn" or task_name not in IMAGE_SHAPES:
-        raise ConfigError(f"the {task_name} job trains on {'hue histograms' if task_name == 'fruits' else 'features'},"
-                          " not images: it has no convolutional model; use --model mlp")
+    if kind != "cnn" or task.image_shape is None:
+        learns = "hue histograms" if task.preprocessing.get("type") == "hue_histogram" else "feature rows"
+        raise ConfigError(f"the {task_name} job trains on {learns}, not images: it has no convolutional model; "
+                          "use --model mlp")
     if len(hidden) != 1 or settings["activation"] != "relu":
         raise ConfigError("the convolutional model has one ReLU hidden Dense layer: give --hidden as one size")
-    return cnn(IMAGE_SHAPES[task_name], len(task.class_names), filters=sizes(settings["filters"], "--filters"),
+    return cnn(task.image_shape, len(task.class_names), filters=sizes(settings["filters"], "--filters"),
                dense=hidden[0], dropout=settings["dropout"], **options)
+
+
+def check_classes(labels: np.ndarray, class_names: list[str], source: Any) -> None:
+    """DataError unless the training labels hold at least two classes: a classifier needs something to tell
+    apart."""
+    present = np.unique(labels)
+    if len(present) < 2:
+        only = f" (only {class_names[int(present[0])]!r})" if len(present) else ""
+        raise DataError(f"{source}: the training data has {len(present)} class{only}; a classifier needs at least "
+                        "2 classes")
+
+
+def holdout_mask(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """True for the images held out: ``fraction`` of each class (at least one), chosen with ``seed``."""
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(len(labels), dtype=bool)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        mask[rng.permutation(members)[: max(1, round(fraction * len(members)))]] = True
+    return mask
+
+
+def holdout_split(labels: np.ndarray, class_names: list[str], fraction: float, seed: int, source: Any) -> np.ndarray:
+    """True for the samples held out for testing: ``fraction`` of each class, seeded (see
+    ``holdout_mask``); DataError when a class has too few samples to give some to both sides."""
+    if not 0 < fraction < 1:
+        raise ConfigError(f"--test-fraction {fraction}: must be between 0 and 1")
+    counts = np.bincount(labels, minlength=len(class_names))
+    if counts.min() < 2:
+        name = class_names[int(counts.argmin())]
+        raise DataError(f"{source}: class {name!r} has {counts.min()} sample(s); holding out test samples needs "
+                        "at least 2 per class (or give a separate test set)")
+    return holdout_mask(labels, fraction, seed)
+
+
+def confusion_matrix(model: Any, x: Any, y: np.ndarray | None, classes: int) -> np.ndarray:
+    """Counts of (true class, predicted class) over ``x``, ``y`` (or ``x`` a ChunkedData, ``y`` None)."""
+    matrix = np.zeros((classes, classes), dtype=np.int64)
+    for features, labels in [(x, y)] if y is not None else x:
+        np.add.at(matrix, (labels, model.predict(features)), 1)
+    return matrix

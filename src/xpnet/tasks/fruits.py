@@ -20,7 +20,7 @@ from xpnet.data.mnist import default_data_dir
 from xpnet.errors import DataError
 from xpnet.features import CACHE_SIZE, HueHistogramFeatures, cached_histograms, hue_histograms
 from xpnet.kernels.hue import DEFAULT_BINS
-from xpnet.tasks import TaskData
+from xpnet.tasks import TaskData, confusion_matrix, holdout_split
 
 if TYPE_CHECKING:
     from xpnet.backend import Backend
@@ -41,16 +41,6 @@ def _dataset_dir(data_dir: str | os.PathLike) -> Path:
     return root
 
 
-def holdout_mask(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """True for the images held out: ``fraction`` of each class (at least one), chosen with ``seed``."""
-    rng = np.random.default_rng(seed)
-    mask = np.zeros(len(labels), dtype=bool)
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        mask[rng.permutation(members)[: max(1, round(fraction * len(members)))]] = True
-    return mask
-
-
 def _histograms(paths: Sequence[Path], backend: Backend) -> tuple[np.ndarray, np.ndarray]:
     """Cached hue histograms of ``paths`` and the indices of the images that could be read."""
     hist, kept = cached_histograms(
@@ -59,7 +49,7 @@ def _histograms(paths: Sequence[Path], backend: Backend) -> tuple[np.ndarray, np
     return hist, np.asarray(kept, dtype=np.int64)
 
 
-def _split(
+def split_images(
     splits: dict[str, Any], holdout: dict[str, Any] | None
 ) -> tuple[list[Path], np.ndarray, np.ndarray]:
     """All image paths, their labels, and which are test images: ``Test/``'s, or the held-out ones."""
@@ -72,14 +62,8 @@ def _split(
         raise DataError(
             "the data folder has no Test/ split, and the model saved no held-out split to test on"
         )
-    counts = np.bincount(train.labels, minlength=len(train.class_names))
-    if counts.min() < 2:
-        name = train.class_names[int(counts.argmin())]
-        raise DataError(
-            f"class {name!r} has {counts.min()} image(s): holding out test images needs at least 2 per class "
-            "(or a Test/ folder)"
-        )
-    return train.paths, train.labels, holdout_mask(train.labels, holdout["fraction"], holdout["seed"])
+    mask = holdout_split(train.labels, train.class_names, holdout["fraction"], holdout["seed"], "the image folder")
+    return train.paths, train.labels, mask
 
 
 def load_task(data_dir: str | os.PathLike, classes: Sequence[str] | None, backend: Backend, seed: int = 0) -> TaskData:
@@ -89,7 +73,7 @@ def load_task(data_dir: str | os.PathLike, classes: Sequence[str] | None, backen
     """
     splits = load_fruits(_dataset_dir(data_dir), classes)
     holdout = None if "test" in splits else {"fraction": HOLDOUT_FRACTION, "seed": seed}
-    paths, labels, is_test = _split(splits, holdout)
+    paths, labels, is_test = split_images(splits, holdout)
     hist, kept = _histograms(paths, backend)
     labels, is_test = labels[kept], is_test[kept]
     features = HueHistogramFeatures().fit(hist[~is_test])
@@ -114,7 +98,7 @@ def evaluation_task(data_dir: str | os.PathLike, model: Model) -> TaskData:
     preprocessing = model.preprocessing
     splits = load_fruits(_dataset_dir(data_dir), model.class_names)
     holdout = None if "test" in splits else preprocessing.get("holdout")
-    paths, labels, is_test = _split(splits, holdout)
+    paths, labels, is_test = split_images(splits, holdout)
     test_paths = [path for path, test in zip(paths, is_test, strict=True) if test]
     hist, kept = _histograms(test_paths, model.backend)
     features = HueHistogramFeatures.from_dict(preprocessing.get("selector", {}))
@@ -148,9 +132,7 @@ def plot_charts(task: TaskData, model: Model, plot_path: str | os.PathLike) -> l
 
     path = Path(plot_path)
     hues, confusion = (path.with_name(f"{path.stem}-{chart}.png") for chart in ("hues", "confusion"))
-    k = len(task.class_names)
-    matrix = np.zeros((k, k), dtype=np.int64)
-    np.add.at(matrix, (task.y_test, model.predict(task.x_test)), 1)
+    matrix = confusion_matrix(model, task.x_test, task.y_test, len(task.class_names))
     return [
         plot_class_histograms(task.extras["train_histograms"], task.y_train, task.class_names, hues),
         plot_confusion(matrix, task.class_names, confusion, f"{task.test_name} images"),
