@@ -75,7 +75,8 @@ class TaskData:
 
 
 def image_features(preprocessing: dict[str, Any], paths: list[Path], backend: Any) -> np.ndarray:
-    """Features for image files, prepared as the model's ``preprocessing`` says (MNIST pixels or hue bins)."""
+    """Features for image files, prepared as the model's ``preprocessing`` says (MNIST pixels, hue bins, or
+    standardised pixels)."""
     kind = preprocessing.get("type")
     if kind == "mnist":
         from xpnet.tasks import mnist
@@ -85,6 +86,10 @@ def image_features(preprocessing: dict[str, Any], paths: list[Path], backend: An
         from xpnet.tasks import fruits
 
         return fruits.image_features(preprocessing, paths, backend)
+    if kind == "image_pixels":
+        from xpnet.tasks import images
+
+        return images.image_features(preprocessing, paths)
     raise ModelFileError(
         f"this model has no known image preprocessing (type {kind!r}); it was not trained by `xpnet train`, "
         "so give it features from Python with Model.predict"
