@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cnn, end_to_end, kernels, machine, peers, report, training_step
+from benchmarks import cnn, data_sources, end_to_end, kernels, machine, peers, report, training_step
 from benchmarks.config import REPO_ROOT, Config, make_config
 from benchmarks.timing import load_average, log
 
@@ -25,6 +25,7 @@ SECTIONS: dict[str, Callable[[Config], dict[str, Any]]] = {
     "end_to_end": end_to_end.run,
     "peers": peers.run,
     "cnn": cnn.run,
+    "data_sources": data_sources.run,
 }
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results"
 

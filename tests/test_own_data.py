@@ -16,6 +16,7 @@ from PIL import Image
 
 from xpnet.data.fruits import read_images
 from xpnet.errors import DataError, XpnetError
+from xpnet.scaling import RunningStats, Standardizer
 from xpnet.tasks import csv as csv_task
 from xpnet.tasks import images as images_task
 from xpnet.tasks import npz as npz_task
@@ -58,6 +59,20 @@ def test_csv_features_labels_and_scaling(tmp_path: Path) -> None:
     scaling = task.preprocessing["scaling"]
     rows = (raw - scaling["mean"]) / scaling["std"]
     assert all(any(np.allclose(row, r, atol=1e-6) for r in rows) for row in task.x_test)
+
+
+def test_scaling_gathered_in_chunks_and_constant_columns() -> None:
+    rng = np.random.default_rng(0)
+    x = np.c_[rng.normal(3, 2, 500), np.full(500, 7.0), rng.normal(-1e4, 1e3, 500)]
+    stats = RunningStats()
+    for lo in range(0, 500, 64):
+        stats.update(x[lo : lo + 64])
+    np.testing.assert_allclose(stats.mean, x.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(stats.std, x.std(axis=0), rtol=1e-9, atol=1e-12)
+    scaler = Standardizer.from_stats(stats)
+    np.testing.assert_allclose(scaler.transform(np.array([[3.0, 9.0, -1e4]]))[0, 1], 2.0)  # constant: only centred
+    again = Standardizer.from_dict(scaler.to_dict())
+    np.testing.assert_array_equal(again.transform(x), scaler.transform(x))
 
 
 def test_csv_integer_labels_without_header_quoted_cells_and_label_by_number(tmp_path: Path) -> None:

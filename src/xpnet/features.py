@@ -23,13 +23,16 @@ from xpnet.data import fruits
 from xpnet.errors import DataError, ModelFileError
 from xpnet.fileio import atomic_write
 from xpnet.kernels import hue
-from xpnet.scaling import STD_FLOOR, RunningStats
+from xpnet.scaling import RunningStats
 
 if TYPE_CHECKING:
     from xpnet.backend import Backend
 
 DEFAULT_MIN_STD = 50.0
 """Bins whose pixel count varies less than this (standard deviation over the training images) are dropped."""
+
+STD_FLOOR = 1e-12
+"""Smallest standard deviation divided by, so that a constant bin (kept with min_std < 0) gives 0, not inf."""
 
 CACHE_VERSION = "xpnet-hue-histogram-v1"
 """Part of every cache key: change it when the histogram definition changes, and old entries are ignored."""

@@ -13,8 +13,9 @@ import numpy as np
 
 from xpnet.errors import DataError, ModelFileError
 
-STD_FLOOR = 1e-12
-"""Smallest standard deviation divided by, so that a constant column scales to 0, not inf."""
+CONSTANT = 1e-7
+"""A column whose standard deviation is below this share of its magnitude is constant: it is only centred (divided
+by 1), so that a value unseen in training stays of the order of the data instead of exploding."""
 
 
 class RunningStats:
@@ -57,7 +58,8 @@ class Standardizer:
 
     def __init__(self, mean: Any, std: Any) -> None:
         self.mean = np.asarray(mean, dtype=np.float64)
-        self.std = np.maximum(np.asarray(std, dtype=np.float64), STD_FLOOR)
+        std = np.asarray(std, dtype=np.float64)
+        self.std = np.where(std > CONSTANT * np.maximum(1.0, np.abs(self.mean)), std, 1.0)
 
     @classmethod
     def from_stats(cls, stats: RunningStats) -> Standardizer:
