@@ -1,12 +1,15 @@
 """``python -m benchmarks [--quick] [--sections ...] [--machine SLUG] [--data-dir DIR] [--out DIR]``.
 
 Runs the sections in order, writing results after each one under ``<out>/<machine>/`` (``<machine>/quick/``
-for --quick). A section that fails is recorded with its error and the exit status is 1.
+for --quick). A section that fails is recorded with its error and the exit status is 1. Sections not run keep
+their earlier results from that folder (each section records the command and time that produced it), so one
+section can be re-measured without discarding the others.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import traceback
@@ -45,17 +48,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_section(name: str, config: Config) -> dict[str, Any]:
-    """One section's results, with its wall time and the load average around it, or its error."""
+def run_section(name: str, config: Config, command: str) -> dict[str, Any]:
+    """One section's results, with the command, start time, wall time and load average around it, or its error."""
     log(f"== {name}")
+    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     before, started = load_average(), time.perf_counter()
     try:
         section = SECTIONS[name](config)
     except Exception as exc:  # recorded, so that one broken section does not lose the others' results
         traceback.print_exc()
         section = {"error": f"{type(exc).__name__}: {exc}"}
-    return {**section, "seconds": round(time.perf_counter() - started, 1),
+    return {**section, "command": command, "started": stamp, "seconds": round(time.perf_counter() - started, 1),
             "load_average": [before, load_average()]}
+
+
+def earlier_sections(folder: Path, mode: str, slug: str) -> dict[str, Any]:
+    """The sections an earlier run of the same mode on the same machine wrote to ``folder`` (none if unreadable)."""
+    try:
+        earlier = json.loads((folder / "results.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(earlier, dict) or earlier.get("mode") != mode or earlier.get("machine_slug") != slug:
+        return {}
+    sections = earlier.get("sections")
+    if not isinstance(sections, dict):
+        return {}
+    for section in sections.values():  # results written before sections recorded their own command
+        if isinstance(section, dict):
+            section.setdefault("command", earlier.get("command"))
+            section.setdefault("started", earlier.get("started"))
+    return {name: section for name, section in sections.items() if name in SECTIONS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,14 +91,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     description = machine.describe(config)
     slug = args.machine or machine.slug(description)
     folder = args.out / slug / ("quick" if args.quick else "")
+    mode = "quick" if args.quick else "full"
+    command = " ".join(["python -m benchmarks", *(argv if argv is not None else sys.argv[1:])])
     results: dict[str, Any] = {
-        "machine_slug": slug, "machine": description, "mode": "quick" if args.quick else "full",
-        "command": " ".join(["python -m benchmarks", *(argv if argv is not None else sys.argv[1:])]),
+        "machine_slug": slug, "machine": description, "mode": mode, "command": command,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "notes": config.notes,
-        "sections": {},
+        "sections": earlier_sections(folder, mode, slug),
     }
     for name in names:
-        results["sections"][name] = run_section(name, config)
+        results["sections"][name] = run_section(name, config, command)
         written = report.write(results, folder)
     log("wrote " + ", ".join(str(path) for path in written))
     return 1 if any("error" in section for section in results["sections"].values()) else 0

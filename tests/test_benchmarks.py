@@ -13,6 +13,7 @@ import pytest
 from xpnet.kernels import KERNEL_FUNCTIONS
 
 from benchmarks import machine, report, training_step
+from benchmarks.__main__ import earlier_sections
 from benchmarks.kernels import CASES
 from xpnet.cli import main as xpnet_main
 
@@ -48,6 +49,18 @@ def test_xpnet_bench_hands_its_options_to_the_suite(capsys: pytest.CaptureFixtur
         xpnet_main(["bench", "--sections", "nonsense"])
     assert exit_info.value.code == 2
     assert "unknown section(s) nonsense" in capsys.readouterr().err
+
+
+def test_earlier_sections_are_kept_only_from_the_same_mode_and_machine(tmp_path: Path) -> None:
+    earlier = {"mode": "full", "machine_slug": "m", "command": "python -m benchmarks", "started": "then",
+               "sections": {"peers": {"rows": [1]}, "retired": {"rows": [2]}}}
+    (tmp_path / "results.json").write_text(json.dumps(earlier))
+    kept = earlier_sections(tmp_path, "full", "m")
+    assert kept == {"peers": {"rows": [1], "command": "python -m benchmarks", "started": "then"}}
+    assert earlier_sections(tmp_path, "quick", "m") == {} and earlier_sections(tmp_path, "full", "other") == {}
+    (tmp_path / "results.json").write_text("{not json")
+    assert earlier_sections(tmp_path, "full", "m") == {}
+    assert earlier_sections(tmp_path / "missing", "full", "m") == {}
 
 
 def _positive(value: float) -> bool:
@@ -108,3 +121,11 @@ def test_quick_run_writes_sane_results(tmp_path: Path, shared_data: Path) -> Non
     for chart in ("kernels.png", "training_step.png"):
         data = (folder / chart).read_bytes()
         assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
+
+    # re-measuring one section replaces it and keeps the others as they were
+    again = subprocess.run([*command, "--sections", "peers"], cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stderr[-4000:]
+    rerun = json.loads((folder / "results.json").read_text())["sections"]
+    assert set(rerun) == SECTIONS and rerun["kernels"] == sections["kernels"]
+    assert rerun["peers"]["command"].endswith("--sections peers")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from cli_helpers import assert_clean_error, xpnet
+from PIL import Image
 
 from xpnet import (
     BatchNorm,
@@ -114,3 +116,29 @@ def test_a_model_file_whose_shapes_disagree_with_its_config(tmp_path):
     write_archive(tmp_path / "edited.npz", arrays, metadata)
     with pytest.raises(ModelFileError, match="the file is corrupt or its config was edited"):
         load_model(tmp_path / "edited.npz", device="cpu")
+
+
+def _edited_cnn_files(folder):
+    """A CNN model file, and copies with an unknown layer type and with a config that disagrees with its arrays."""
+    model = Sequential([Reshape((28, 28, 1)), Conv2D(2, 3), MaxPool2D(2), Flatten(), Dense(10, "softmax")],
+                       input_shape=784, device="cpu")
+    metadata, arrays = read_archive(model.save(folder / "cnn.npz"))
+    alien = [*metadata["model"]["layers"][:-1], {"type": "capsule", "units": 10}]
+    write_archive(folder / "alien.npz", arrays, {**metadata, "model": {**metadata["model"], "layers": alien}})
+    wider = [{**layer, "filters": 3} if layer["type"] == "conv2d" else layer for layer in metadata["model"]["layers"]]
+    write_archive(folder / "wider.npz", arrays, {**metadata, "model": {**metadata["model"], "layers": wider}})
+    return {"alien.npz": "unknown layer type 'capsule'", "wider.npz": "the file is corrupt or its config was edited"}
+
+
+@pytest.mark.parametrize("command", [["info", "MODEL"], ["evaluate", "MODEL", "--data-dir", "DATA"],
+                                     ["predict", "MODEL", "IMAGE"]])
+def test_the_cli_refuses_bad_layer_files_in_one_line(command, tmp_path, shared_data):
+    image = tmp_path / "digit.png"
+    Image.new("L", (28, 28), 255).save(image)
+    for name, message in _edited_cnn_files(tmp_path).items():
+        model = tmp_path / name
+        args = {"DATA": str(shared_data), "IMAGE": str(image), "MODEL": str(model)}
+        argv = [args.get(part, part) for part in command]
+        before = sorted(path.name for path in tmp_path.iterdir())
+        assert_clean_error(xpnet(*argv), message, name)
+        assert sorted(path.name for path in tmp_path.iterdir()) == before  # nothing written

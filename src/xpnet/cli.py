@@ -93,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "images model), or CSV / .npz files of raw samples for a csv / npz model")
     _add_device_options(predict)
 
+    export = commands.add_parser("export", help="write a saved model as an ONNX file (needs the onnx extra)")
+    export.add_argument("model", help="a model saved with --save")
+    export.add_argument("output", help="the ONNX file to write (.onnx)")
+
     info = commands.add_parser("info", help="versions, devices and kernel mode; with a model file, its layers")
     info.add_argument("model", nargs="?", help="a saved model or checkpoint: print its layers, shapes and parameters")
 
@@ -305,6 +309,17 @@ def command_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_export(args: argparse.Namespace) -> int:
+    from xpnet.export import OPSET, to_onnx
+    from xpnet.serialization import load_model
+
+    model = load_model(args.model, device="cpu")
+    path = to_onnx(model, args.output)
+    print(f"wrote {path} (ONNX opset {OPSET}): float32 input (batch, {', '.join(map(str, model.input_shape))}) -> "
+          f"output (batch, {model.output_dim}), as predict_proba")
+    return 0
+
+
 def command_info(args: argparse.Namespace) -> int:
     import numba
 
@@ -345,7 +360,7 @@ def command_bench(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": command_train, "evaluate": command_evaluate, "predict": command_predict, "info": command_info,
-            "bench": command_bench}
+            "bench": command_bench, "export": command_export}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

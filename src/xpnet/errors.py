@@ -31,6 +31,10 @@ class ModelFileError(XpnetError, ValueError):
     """A saved model or checkpoint cannot be read."""
 
 
+class ExportError(XpnetError, ValueError):
+    """A model cannot be written in another framework's format (a layer or activation it has no form for)."""
+
+
 class TrainingError(XpnetError, RuntimeError):
     """Training cannot go on (for example the loss became NaN or infinite)."""
 
