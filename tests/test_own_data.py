@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from xpnet.data.fruits import read_images
-from xpnet.errors import DataError, XpnetError
+from xpnet.errors import ConfigError, DataError, XpnetError
 from xpnet.scaling import RunningStats, Standardizer
 from xpnet.tasks import csv as csv_task
 from xpnet.tasks import images as images_task
@@ -288,6 +288,8 @@ def test_image_folder_with_test_split(tmp_path: Path) -> None:
     image_folder(tmp_path / "Test", {"x": 1, "y": 2})
     task = images_task.load_task(tmp_path, None)
     assert task.y_test.tolist() == [0, 1, 1] and task.test_name == "test"
+    with pytest.raises(ConfigError, match="has a Test/ folder to test on: leave out --test-fraction"):
+        images_task.load_task(tmp_path, None, test_fraction=0.3)
 
 
 def test_bad_image_folders_name_the_folder_or_image(tmp_path: Path) -> None:

@@ -8,13 +8,14 @@ memory bound, training reads the file a chunk of rows at a time.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from xpnet.data.chunks import MAX_CHUNK, ChunkReader, chunk_bounds, samples_in_memory
+from xpnet.data.chunks import MAX_CHUNK, ChunkReader, samples_in_memory
 from xpnet.data.table import CsvScan, csv_columns, scan_csv
 from xpnet.errors import ConfigError
 from xpnet.scaling import RunningStats, Standardizer
@@ -25,8 +26,9 @@ DEFAULT_TEST_FRACTION = 0.2
 
 def _rows(scan: CsvScan, mask: np.ndarray, scaler: Standardizer | None) -> ChunkReader:
     """The rows of ``scan`` that ``mask`` selects, a file chunk at a time (scaled by ``scaler`` when given)."""
-    bounds = chunk_bounds(scan.rows, max(scan.lengths))
-    parts = [(k, lo, mask[lo:hi]) for k, (lo, hi) in enumerate(bounds) if mask[lo:hi].any()]
+    ends = np.cumsum(scan.lengths)
+    parts = [(k, end - n, mask[end - n : end]) for k, (n, end) in enumerate(zip(scan.lengths, ends, strict=True))
+             if mask[end - n : end].any()]
 
     def read(index: int) -> tuple[np.ndarray, np.ndarray]:
         k, lo, chosen = parts[index]
@@ -131,8 +133,7 @@ def read_rows(preprocessing: dict[str, Any], class_names: Sequence[str], path: s
     rows beyond the memory bound come as chunks (labels None)."""
     columns, start = _columns(preprocessing, Path(path), labelled)
     scaler = Standardizer.from_dict(preprocessing.get("scaling"))
-    budget = samples_in_memory(max_in_memory, len(columns.features)) if columns.label is not None else None
-    keep = budget if budget is not None else np.iinfo(np.int64).max
+    keep = samples_in_memory(max_in_memory, len(columns.features)) if columns.label is not None else sys.maxsize
     scan = scan_csv(columns, start, min(keep, MAX_CHUNK), keep, list(class_names))
     if columns.label is None:
         return scaler.transform(scan.features), None

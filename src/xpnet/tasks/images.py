@@ -106,6 +106,8 @@ def load_task(
     root = Path(folder)
     holdout = {"fraction": HOLDOUT_FRACTION if test_fraction is None else test_fraction, "seed": seed}
     paths, labels, is_test, names, holdout = _image_list(root, classes, holdout)
+    if holdout is None and test_fraction is not None:
+        raise ConfigError(f"{root} has a Test/ folder to test on: leave out --test-fraction")
     check_classes(labels[~is_test], names, root)
     if features == "hue":
         size = size or CACHE_SIZE
@@ -127,10 +129,12 @@ def load_task(
     width = transform(job.raw(first[None])).shape[1]
     preprocessing = {**job.preprocessing(), "job": "images", "classes": names, "holdout": holdout}
     image_shape = first.shape if features == "pixels" else None
+    every = np.concatenate(raws) if resident else None
+    del raws  # the images are in ``every`` now
 
     def part(chosen: np.ndarray) -> tuple[Any, np.ndarray | None]:
-        if resident:
-            return transform(np.concatenate(raws)[chosen]), labels[chosen]
+        if every is not None:
+            return transform(every[chosen]), labels[chosen]
         return _chunks([paths[k] for k in np.flatnonzero(chosen)], labels[chosen], chunk,
                        lambda batch: transform(job.raw(read_images(batch, color, size, like))), width), None
 
