@@ -3,6 +3,8 @@ with a bounded number of rows loaded, and the same features as when the data sta
 
 from __future__ import annotations
 
+import gc
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -163,3 +165,18 @@ def test_image_folder_larger_than_the_bound_streams_the_same_images(shared_data:
     np.testing.assert_allclose(np.concatenate([x for x, _ in chunks]), resident.x_train, atol=1e-5)
     np.testing.assert_array_equal(np.concatenate([labels for _, labels in chunks]), resident.y_train)
     assert streamed.image_shape == resident.image_shape == (12, 10, 3)
+
+
+def test_streamed_rows_are_parsed_once_into_a_spill_removed_with_the_data(mnist_csv: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy.csv"
+    copy.write_bytes(mnist_csv.read_bytes())
+    before = set(Path(tempfile.gettempdir()).glob("xpnet-chunks-*"))
+    task = csv_task.load_task(copy, "0", header=False, max_in_memory=300)
+    copy.unlink()  # the epochs read the spill, not the file
+    first = [labels for _, labels in task.x_train]
+    assert sum(len(labels) for labels in first) == len(task.x_train)
+    spills = set(Path(tempfile.gettempdir()).glob("xpnet-chunks-*")) - before
+    assert spills and all(any(folder.iterdir()) for folder in spills)
+    del task, first
+    gc.collect()
+    assert not any(folder.exists() for folder in spills)

@@ -1,8 +1,8 @@
 """CSV files of numeric feature columns and one class-label column, read a chunk of rows at a time.
 
 The csv module splits the records (quoting, any line ending) and numpy converts the cells; every problem is a
-DataError naming the file, the line and the column. ``scan_csv`` checks the whole file once and notes where each
-chunk starts, so that ``CsvColumns.read_chunk`` can read any chunk again later without holding the file in memory.
+DataError naming the file, the line and the column. ``scan_csv`` checks the whole file once, keeping the parsed
+rows in memory when they fit and on disk (a ``Spill``, read back chunk by chunk) when they do not.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import IO
 
 import numpy as np
 
+from xpnet.data.chunks import Spill
 from xpnet.errors import DataError
 
 
@@ -88,12 +89,6 @@ class CsvColumns:
     label: int | None
     header: bool
 
-    def read_chunk(self, start: tuple[int, int], rows: int) -> tuple[np.ndarray, list[str]]:
-        """``rows`` records from ``start`` (byte offset, line number before it): float64 features and raw label
-        cells."""
-        records = next(_chunks(self, start, rows), [])
-        return self.parse([record[:2] for record in records])
-
     def parse(self, lines: Sequence[tuple[int, str]]) -> tuple[np.ndarray, list[str]]:
         """Float64 feature rows and label cells of ``lines`` (line number, text); DataError naming the line and
         column of a ragged row, a non-numeric or non-finite feature cell.
@@ -150,19 +145,15 @@ class CsvColumns:
 
 @dataclass
 class CsvScan:
-    """What one pass over a CSV file found: per chunk its byte offset, line and row count; every row's label
-    index into ``class_names``; and, when the file fit in ``keep`` rows, its float64 feature rows."""
+    """What one pass over a CSV file found: every row's label index into ``class_names``, and its float64 feature
+    rows: in ``features`` when there were at most ``keep`` rows, else written chunk by chunk to ``spill``."""
 
     columns: CsvColumns
-    offsets: list[tuple[int, int]] = field(default_factory=list)
-    lengths: list[int] = field(default_factory=list)
+    rows: int = 0
     labels: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     class_names: list[str] = field(default_factory=list)
     features: np.ndarray | None = None
-
-    @property
-    def rows(self) -> int:
-        return sum(self.lengths)
+    spill: Spill | None = None
 
 
 def read_header(path: Path, header: bool) -> tuple[list[str] | None, int, int, int]:
@@ -213,16 +204,16 @@ def _chunks(columns: CsvColumns, start: tuple[int, int], chunk_rows: int) -> Ite
 def scan_csv(
     columns: CsvColumns, start: tuple[int, int], chunk_rows: int, keep: int, classes: Sequence[str] | None = None
 ) -> CsvScan:
-    """Check every row of a CSV file from ``start`` (byte offset, line) and note its chunks of ``chunk_rows``.
+    """Check every row of a CSV file from ``start`` (byte offset, line), ``chunk_rows`` at a time.
 
     Labels (when the rows have a label column) are mapped to ``classes`` (a row with another label is a DataError
-    naming it), or to the sorted labels found. The feature rows are kept when there are at most ``keep``.
+    naming it), or to the sorted labels found. The feature rows stay in memory up to ``keep`` of them; past that,
+    every chunk goes to a ``Spill`` on disk.
     """
     scan = CsvScan(columns)
     known = {name: index for index, name in enumerate(classes)} if classes is not None else {}
     labels: list[np.ndarray] = []
     kept: list[np.ndarray] = []
-    position = start
     for chunk in _chunks(columns, start, chunk_rows):
         features, cells = columns.parse([record[:2] for record in chunk])
         if columns.label is not None:
@@ -234,12 +225,14 @@ def scan_csv(
                                         f"classes ({', '.join(classes)})")
                     known[key] = len(known)
             labels.append(np.fromiter((known[key] for key in keys), np.int64, len(keys)))
-        scan.offsets.append(position)
-        scan.lengths.append(len(chunk))
-        position = (chunk[-1][2], chunk[-1][0])
-        if scan.rows <= keep:
-            kept.append(features)
-    if not scan.lengths:
+        scan.rows += len(chunk)
+        kept.append(features)
+        if scan.rows > keep:
+            scan.spill = scan.spill or Spill()
+            for part in kept:
+                scan.spill.append(part)
+            kept = []
+    if not scan.rows:
         raise DataError(f"{columns.path} holds no data rows, only {'a header' if columns.header else 'blank lines'}")
     scan.class_names = list(classes) if classes is not None else sort_classes(list(known))
     if labels:
@@ -249,7 +242,7 @@ def scan_csv(
             order[[known[name] for name in scan.class_names]] = np.arange(len(known))
             found = order[found]
         scan.labels = found
-    if scan.rows <= keep:
+    if scan.spill is None:
         scan.features = np.concatenate(kept)
     return scan
 

@@ -2,7 +2,7 @@
 training rows' mean and standard deviation per column (saved in the model, so ``predict`` takes raw rows).
 
 The test rows are a second file, or a stratified, seeded fraction of the file. When the rows do not fit the
-memory bound, training reads the file a chunk of rows at a time.
+memory bound, they are parsed once into a spill on disk and training reads them back a chunk at a time.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from xpnet.data.chunks import MAX_CHUNK, ChunkReader, samples_in_memory
+from xpnet.data.chunks import MAX_CHUNK, samples_in_memory
 from xpnet.data.table import CsvScan, csv_columns, scan_csv
 from xpnet.errors import ConfigError
 from xpnet.scaling import RunningStats, Standardizer
@@ -24,25 +24,10 @@ from xpnet.tasks import TaskData, check_classes, holdout_split
 DEFAULT_TEST_FRACTION = 0.2
 
 
-def _rows(scan: CsvScan, mask: np.ndarray, scaler: Standardizer | None) -> ChunkReader:
-    """The rows of ``scan`` that ``mask`` selects, a file chunk at a time (scaled by ``scaler`` when given)."""
-    ends = np.cumsum(scan.lengths)
-    parts = [(k, end - n, mask[end - n : end]) for k, (n, end) in enumerate(zip(scan.lengths, ends, strict=True))
-             if mask[end - n : end].any()]
-
-    def read(index: int) -> tuple[np.ndarray, np.ndarray]:
-        k, lo, chosen = parts[index]
-        x, _ = scan.columns.read_chunk(scan.offsets[k], scan.lengths[k])
-        x = x[chosen]
-        return (x if scaler is None else scaler.transform(x)), scan.labels[lo : lo + len(chosen)][chosen]
-
-    return ChunkReader([int(chosen.sum()) for _, _, chosen in parts], len(scan.columns.features), read)
-
-
 def _split(scan: CsvScan, mask: np.ndarray, scaler: Standardizer) -> tuple[Any, np.ndarray | None]:
-    """The rows ``mask`` selects, scaled: arrays when the scan kept the file's rows, else chunks."""
-    if scan.features is None:
-        return _rows(scan, mask, scaler), None
+    """The rows ``mask`` selects, scaled: arrays when the scan kept the file's rows, else chunks from its spill."""
+    if scan.spill is not None:
+        return scan.spill.select(scan.labels, mask, scaler.transform, len(scan.columns.features)), None
     return scaler.transform(scan.features[mask]), scan.labels[mask]
 
 
@@ -78,13 +63,11 @@ def load_task(
         is_test = np.zeros(scan.rows, dtype=bool)
     train = ~is_test
     check_classes(scan.labels[train], scan.class_names, path)
-    if test_scan.features is None and scan.features is not None:  # the test file does not fit beside it
-        scan.features = None
     stats = RunningStats()
-    if scan.features is not None:
+    if scan.spill is None:
         stats.update(scan.features[train])
     else:
-        for x, _ in _rows(scan, train, None):
+        for x, _ in scan.spill.select(scan.labels, train, None, len(columns.features)):
             stats.update(x)
     scaler = Standardizer.from_stats(stats)
     x_train, y_train = _split(scan, train, scaler)

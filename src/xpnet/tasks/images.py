@@ -3,7 +3,8 @@ or RGB, resized to ``size`` (or all of one size), as pixels standardised per cha
 statistics (for an MLP or a CNN), or as the fruit tutorial's hue histograms of any folder.
 
 Every image is decoded once before training, so an unreadable one is an error before anything is written; when
-the images do not fit the memory bound, training decodes them again a chunk at a time.
+the images do not fit the memory bound, the decoded images (or histograms) go to a spill on disk, read back a
+chunk at a time.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from xpnet.data.chunks import MAX_CHUNK, ChunkReader, chunk_bounds, samples_in_memory
+from xpnet.data.chunks import MAX_CHUNK, ChunkReader, Spill, chunk_bounds, samples_in_memory
 from xpnet.data.fruits import IMAGE_MODES, class_folders, find_split_dirs, load_fruits, read_image, read_images
 from xpnet.errors import ConfigError, DataError
 from xpnet.features import CACHE_SIZE, HueHistogramFeatures, hue_histograms
@@ -118,25 +119,25 @@ def load_task(
     job = _pixel_features(color, image_size) if features == "pixels" else _hue_features(image_size, backend)
     budget = samples_in_memory(max_in_memory, first.size if features == "pixels" else DEFAULT_BINS)
     chunk = min(budget, MAX_CHUNK)
-    resident = len(paths) <= budget
-    stats, raws = RunningStats(), []
-    for lo, hi in chunk_bounds(len(paths), chunk):  # every image read once: errors come before training
+    stats, raws, spill = RunningStats(), [], None if len(paths) <= budget else Spill()
+    for lo, hi in chunk_bounds(len(paths), chunk):  # every image decoded once: errors come before training
         raw = job.raw(read_images(paths[lo:hi], color, size, like))
         stats.update(raw[~is_test[lo:hi]])
-        if resident:
+        if spill is None:
             raws.append(raw)
+        else:
+            spill.append(raw)
     transform = job.fit(stats)
     width = transform(job.raw(first[None])).shape[1]
     preprocessing = {**job.preprocessing(), "job": "images", "classes": names, "holdout": holdout}
     image_shape = first.shape if features == "pixels" else None
-    every = np.concatenate(raws) if resident else None
+    every = np.concatenate(raws) if spill is None else None
     del raws  # the images are in ``every`` now
 
     def part(chosen: np.ndarray) -> tuple[Any, np.ndarray | None]:
-        if every is not None:
-            return transform(every[chosen]), labels[chosen]
-        return _chunks([paths[k] for k in np.flatnonzero(chosen)], labels[chosen], chunk,
-                       lambda batch: transform(job.raw(read_images(batch, color, size, like))), width), None
+        if spill is not None:
+            return spill.select(labels, chosen, transform, width), None
+        return transform(every[chosen]), labels[chosen]
 
     x_train, y_train = part(~is_test)
     x_test, y_test = part(is_test)
