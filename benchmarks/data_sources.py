@@ -1,7 +1,8 @@
 """Reading your own data as `xpnet train csv` and `xpnet train images` do.
 
 - CSV: rows per second parsed and checked (the scan before training, real MNIST digits written as a CSV file of
-  785 columns), and rows per second read again chunk by chunk and standardised (what each streamed epoch reads).
+  785 columns), and rows per second read back from the spill chunk by chunk and standardised (what each streamed
+  epoch reads).
 - Image folders: image files per second decoded and resized (Pillow, bilinear) to a few sizes, real fruit photos.
 - Per device: seconds per training epoch with the rows resident on the device and streamed from the CSV file in
   chunks (`--max-in-memory`), the CLI's csv-job MLP.
@@ -37,9 +38,9 @@ def _median(candidate: Candidate, config: Config) -> float:
 
 
 def csv_rows(config: Config, path: Path, rows: int) -> dict[str, Any]:
-    """Rows/s of the checking scan, and of reading every chunk again and standardising it."""
+    """Rows/s of the checking scan, and of reading every chunk back from the spill and standardising it."""
     columns, _, start = csv_columns(path, "0", header=False)
-    scan_s = _median(Candidate(lambda: scan_csv(columns, start, MAX_CHUNK, 0)), config)
+    scan_s = _median(Candidate(lambda: scan_csv(columns, start, MAX_CHUNK, rows)), config)
     task = csv_task.load_task(path, "0", header=False, max_in_memory=STREAM_CHUNK[config.quick])
     chunks = task.x_train
     reread_s = _median(Candidate(lambda: [chunks.chunk(k) for k in range(len(chunks.chunk_lengths))]), config)
@@ -97,7 +98,8 @@ def run(config: Config) -> dict[str, Any]:
     log(f"data_sources: images {images}")
     notes = [
         f"csv: {rows} real MNIST training digits as label,784 pixels rows; scan = parse and check every row "
-        "(numpy's loadtxt per chunk), streamed = read each chunk again from its byte offset and standardise it",
+        "(numpy's loadtxt per chunk), kept in memory; streamed = read each chunk back from the spill (.npy, memory-mapped) and "
+        "standardise it",
         "images: Pillow decode + convert + bilinear resize of the Fruits-360 photos (100x100 JPEGs), one process",
         f"epoch: the csv job's MLP ({TASK_DEFAULTS['csv']['mlp']['hidden']}), one epoch over the training rows, "
         f"resident on the device or streamed in chunks of {STREAM_CHUNK[config.quick]} rows",

@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-in-memory", type=int, metavar="N", help="csv, images: most rows or images held at "
                        "once; more are read a chunk at a time (default: what fits in 1 GiB as float32 features)")
     train.add_argument("--save", metavar="PATH", help="save the trained model here (.npz)")
-    train.add_argument("--plot", metavar="PATH", help="write training curves (and fruit charts) as PNG")
+    train.add_argument("--plot", metavar="PATH", help="write training curves as PNG, and charts beside them (fruits: "
+                       "mean hues; fruits, csv, npz, images: a confusion matrix)")
     train.add_argument("--checkpoint-dir", metavar="DIR", help="write a checkpoint after every epoch and on Ctrl-C")
     train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --checkpoint-dir")
     train.add_argument("--quiet", action="store_true", help="no progress bar or summary; just the result line")

@@ -109,10 +109,9 @@ class Trainer:
     ``x`` a ``ChunkedData`` (``y`` None) loaded onto the device one chunk at a time.
 
     ``x`` and ``y`` are the model's checked device arrays; ``validation`` is a pair of them, a ChunkedData, or None.
-    The model's
-    ``shuffle_rng`` draws each epoch's order (a checkpoint saves its state); ``model.position`` always says where
-    training stands, and ``model.stop_training`` (set by a callback or a signal handler) stops after the current
-    step, leaving the epoch open for a resume.
+    The model's ``shuffle_rng`` draws each epoch's order (a checkpoint saves its state); ``model.position`` always
+    says where training stands, and ``model.stop_training`` (set by a callback or a signal handler) stops after the
+    current step, leaving the epoch open for a resume.
     """
 
     def __init__(
