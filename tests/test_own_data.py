@@ -209,6 +209,8 @@ def test_npz_rows_images_and_test_arrays(tmp_path: Path) -> None:
     assert images.class_names == ["0", "1", "2"] and len(images.preprocessing["scaling"]["mean"]) == 1
     x, y = npz_task.read_samples(images.preprocessing, images.class_names, path, labelled=True)
     assert x.shape == (4, 30) and y.tolist() == [0, 1, 2, 2]
+    with pytest.raises(ConfigError, match="has x_test and y_test: leave out --test-fraction"):
+        npz_task.load_task(path, test_fraction=0.3)
 
 
 @pytest.mark.parametrize(

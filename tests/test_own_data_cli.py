@@ -167,11 +167,15 @@ def _bad_inputs(root: Path) -> dict[str, tuple[list[str], list[str]]]:
         "extra source": (["mnist", good], ["takes no", "--data-dir"]),
         "hue grey": (["images", root / "pics", "--features", "hue", "--color", "grey"], ["--color grey"]),
         "no cnn": (["csv", good, "--label", "colour", "--model", "cnn"], ["no --model cnn"]),
+        "hue cnn": (["images", root / "pics", "--features", "hue", "--model", "cnn"], ["trains on hue histograms"]),
+        "no memory": (["csv", good, "--label", "colour", "--max-in-memory", "0"], ["--max-in-memory 0"]),
+        "two tests": (["csv", good, "--label", "colour", "--test-file", good, "--test-fraction", "0.1"],
+                      ["--test-file or --test-fraction"]),
     }
 
 
 CASES = ["ragged", "text", "no label", "one class", "empty folder", "zero bytes", "mixed sizes", "bad size",
-         "wrong job", "no source", "extra source", "hue grey", "no cnn"]
+         "wrong job", "no source", "extra source", "hue grey", "no cnn", "hue cnn", "no memory", "two tests"]
 
 
 @pytest.mark.parametrize("case", CASES)
