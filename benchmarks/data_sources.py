@@ -98,8 +98,8 @@ def run(config: Config) -> dict[str, Any]:
     log(f"data_sources: images {images}")
     notes = [
         f"csv: {rows} real MNIST training digits as label,784 pixels rows; scan = parse and check every row "
-        "(numpy's loadtxt per chunk), kept in memory; streamed = read each chunk back from the spill (.npy, memory-mapped) and "
-        "standardise it",
+        "(numpy's loadtxt per chunk), kept in memory; streamed = read each chunk back from the spill (.npy, "
+        "memory-mapped) and standardise it",
         "images: Pillow decode + convert + bilinear resize of the Fruits-360 photos (100x100 JPEGs), one process",
         f"epoch: the csv job's MLP ({TASK_DEFAULTS['csv']['mlp']['hidden']}), one epoch over the training rows, "
         f"resident on the device or streamed in chunks of {STREAM_CHUNK[config.quick]} rows",

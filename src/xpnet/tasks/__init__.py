@@ -46,6 +46,9 @@ TASK_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
 }
 """What `xpnet train TASK --model KIND` uses for every setting the command line leaves out."""
 
+HOLDOUT_FRACTION = 0.2
+"""Share of each class held out for testing when the data has no test split of its own."""
+
 IMAGE_FEATURES = ("pixels", "hue")
 """What `xpnet train images` learns from: standardised pixels, or the fruit tutorial's hue histograms."""
 
@@ -149,9 +152,11 @@ def holdout_mask(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     return mask
 
 
-def holdout_split(labels: np.ndarray, class_names: list[str], fraction: float, seed: int, source: Any) -> np.ndarray:
-    """True for the samples held out for testing: ``fraction`` of each class, seeded (see
-    ``holdout_mask``); DataError when a class has too few samples to give some to both sides."""
+def holdout_split(labels: np.ndarray, class_names: list[str], fraction: float | None, seed: int, source: Any
+                  ) -> np.ndarray:
+    """True for the samples held out for testing: ``fraction`` (None: ``HOLDOUT_FRACTION``) of each class, seeded
+    (see ``holdout_mask``); DataError when a class has too few samples to give some to both sides."""
+    fraction = HOLDOUT_FRACTION if fraction is None else fraction
     if not 0 < fraction < 1:
         raise ConfigError(f"--test-fraction {fraction}: must be between 0 and 1")
     counts = np.bincount(labels, minlength=len(class_names))

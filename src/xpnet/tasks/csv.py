@@ -17,11 +17,9 @@ import numpy as np
 
 from xpnet.data.chunks import MAX_CHUNK, samples_in_memory
 from xpnet.data.table import CsvScan, csv_columns, scan_csv
-from xpnet.errors import ConfigError
+from xpnet.errors import ConfigError, DataError, ModelFileError
 from xpnet.scaling import RunningStats, Standardizer
 from xpnet.tasks import TaskData, check_classes, holdout_split
-
-DEFAULT_TEST_FRACTION = 0.2
 
 
 def _split(scan: CsvScan, mask: np.ndarray, scaler: Standardizer) -> tuple[Any, np.ndarray | None]:
@@ -53,11 +51,11 @@ def load_task(
     scan = scan_csv(columns, start, chunk, budget)
     if test_file is None:
         test_scan = scan
-        is_test = holdout_split(scan.labels, scan.class_names, test_fraction or DEFAULT_TEST_FRACTION, seed, path)
+        is_test = holdout_split(scan.labels, scan.class_names, test_fraction, seed, path)
     else:
         test_columns, _, test_start = csv_columns(test_file, label, header, features)
         if test_columns.count != columns.count:
-            raise ConfigError(f"{test_file}: {test_columns.count} columns, but {path} has {columns.count}; give a "
+            raise DataError(f"{test_file}: {test_columns.count} columns, but {path} has {columns.count}; give a "
                               "test file with the same columns")
         test_scan = scan_csv(test_columns, test_start, chunk, budget - scan.rows, scan.class_names)
         is_test = np.zeros(scan.rows, dtype=bool)
@@ -88,9 +86,11 @@ def load_task(
 def _columns(preprocessing: dict[str, Any], path: Path, labelled: bool | None) -> Any:
     """The columns of a CSV file of rows for a model trained on ``preprocessing``: the features by name when the
     files have headers; the label column when ``labelled`` (None: when the rows have one)."""
-    header, count = bool(preprocessing.get("header", True)), int(preprocessing["columns"])
-    label = str(preprocessing["label"])
-    features = preprocessing.get("features")
+    try:
+        header, count = bool(preprocessing["header"]), int(preprocessing["columns"])
+        label, features = str(preprocessing["label"]), preprocessing["features"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"the model's CSV settings are malformed ({exc!r}); train it again") from None
     if header:
         columns, names, start = csv_columns(path, None, True, features)
         has_label = label in (names or [])
@@ -102,10 +102,10 @@ def _columns(preprocessing: dict[str, Any], path: Path, labelled: bool | None) -
         if has_label:
             columns, _, start = csv_columns(path, label, False)
         elif columns.count != count - 1:
-            raise ConfigError(f"{path}: rows of {columns.count} values; the model takes {count - 1} features (or "
+            raise DataError(f"{path}: rows of {columns.count} values; the model takes {count - 1} features (or "
                               f"{count} values with the label in column {label})")
     if labelled and not has_label:
-        raise ConfigError(f"{path}: no label column {label!r}; evaluating needs the rows' true classes")
+        raise DataError(f"{path}: no label column {label!r}; evaluating needs the rows' true classes")
     return columns, start
 
 

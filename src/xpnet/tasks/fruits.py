@@ -20,14 +20,11 @@ from xpnet.data.mnist import default_data_dir
 from xpnet.errors import DataError
 from xpnet.features import CACHE_SIZE, HueHistogramFeatures, cached_histograms, hue_histograms
 from xpnet.kernels.hue import DEFAULT_BINS
-from xpnet.tasks import TaskData, confusion_matrix, holdout_split
+from xpnet.tasks import HOLDOUT_FRACTION, TaskData, confusion_matrix, holdout_split
 
 if TYPE_CHECKING:
     from xpnet.backend import Backend
     from xpnet.model import Model
-
-HOLDOUT_FRACTION = 0.2
-"""Share of each class held out for testing when the data folder has no ``Test/`` split."""
 
 DATASET_FOLDER = "fruits-360"
 """The dataset's folder name, looked for inside a general data folder such as ``$XPNET_DATA``."""

@@ -23,8 +23,8 @@ from xpnet.errors import ConfigError, DataError
 from xpnet.features import CACHE_SIZE, HueHistogramFeatures, hue_histograms
 from xpnet.kernels.hue import DEFAULT_BINS
 from xpnet.scaling import RunningStats, Standardizer
-from xpnet.tasks import IMAGE_FEATURES, TaskData, check_classes
-from xpnet.tasks.fruits import HOLDOUT_FRACTION, split_images
+from xpnet.tasks import HOLDOUT_FRACTION, IMAGE_FEATURES, TaskData, check_classes
+from xpnet.tasks.fruits import split_images
 
 if TYPE_CHECKING:
     from xpnet.backend import Backend

@@ -18,8 +18,6 @@ from xpnet.errors import ConfigError, DataError
 from xpnet.scaling import RunningStats, Standardizer
 from xpnet.tasks import TaskData, check_classes, holdout_split
 
-DEFAULT_TEST_FRACTION = 0.2
-
 
 def read_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Every array of an ``.npz`` file (never unpickling); DataError saying what is wrong with the file."""
@@ -98,7 +96,7 @@ def load_task(path: str | os.PathLike, *, test_fraction: float | None = None, se
         test_name = "test"
     else:
         check_classes(y, names, path)
-        held = holdout_split(y, names, DEFAULT_TEST_FRACTION if test_fraction is None else test_fraction, seed, path)
+        held = holdout_split(y, names, test_fraction, seed, path)
         x, x_test, y, y_test = x[~held], x[held], y[~held], y[held]
         test_name = "held-out"
     check_classes(y, names, path)
