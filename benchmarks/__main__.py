@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cnn, data_sources, end_to_end, kernels, machine, peers, report, training_step
+from benchmarks import cnn, data_sources, distributed, end_to_end, kernels, machine, peers, report, training_step
 from benchmarks.config import REPO_ROOT, Config, make_config
 from benchmarks.timing import load_average, log
 
@@ -28,13 +28,16 @@ SECTIONS: dict[str, Callable[[Config], dict[str, Any]]] = {
     "end_to_end": end_to_end.run,
     "peers": peers.run,
     "cnn": cnn.run,
+    "distributed": distributed.run,
     "data_sources": data_sources.run,
 }
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results"
+INSTALL = "pip install -e '.[bench]'"
+"""The extra that installs what the suite needs beyond xpnet's tests: matplotlib (charts) and PyTorch (the peer)."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[1])
+def build_parser(prog: str = "python -m benchmarks") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[1])
     parser.add_argument("--quick", action="store_true", help="tiny sizes and 3 runs per median: checks the harness")
     parser.add_argument("--sections", default=",".join(SECTIONS),
                         help=f"comma-separated subset of {', '.join(SECTIONS)} (default: all)")
@@ -80,14 +83,30 @@ def earlier_sections(folder: Path, mode: str, slug: str) -> dict[str, Any]:
     return {name: section for name, section in sections.items() if name in SECTIONS}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmarks; return 0, or 1 when a section failed."""
-    args = build_parser().parse_args(argv)
+def missing_peer_notes() -> list[str]:
+    """A note for each peer implementation that cannot be imported, saying how to install it."""
+    if peers.torch_version() is None:
+        return [f"PyTorch absent (not importable): no peer numbers; {INSTALL} installs it"]
+    return []
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks") -> int:
+    """Run the benchmarks; return 0, 1 when a section failed, or 2 when matplotlib (for the charts) is missing."""
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
     names = [name.strip() for name in args.sections.split(",") if name.strip()]
     unknown = set(names) - set(SECTIONS)
     if unknown:
-        build_parser().error(f"unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
+        parser.error(f"unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
+    try:
+        import matplotlib  # noqa: F401 - only checked here, before minutes of timing; the charts import it
+    except ImportError:
+        print(f"{prog}: error: the charts need matplotlib, which is not installed; {INSTALL}", file=sys.stderr)
+        return 2
     config = make_config(args.quick, args.data_dir, args.device)
+    for note in missing_peer_notes():
+        log(note)
+        config.notes.append(note)
     description = machine.describe(config)
     slug = args.machine or machine.slug(description)
     folder = args.out / slug / ("quick" if args.quick else "")

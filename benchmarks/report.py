@@ -79,20 +79,35 @@ def kernel_chart(section: dict[str, Any], path: Path) -> Path:
             for mode, style in (("fused", "-"), ("reference", "--")):
                 ax.plot([r["elements"] for r in mine], [r[f"{mode}_gb_per_s"] for r in mine], style, color=color,
                         marker="o", markersize=3, label=kernel if mode == "fused" else None)
-        ax.axhline(section["copy_bandwidth"][device]["gb_per_s"], color="black", linewidth=1, label="copy")
+        copy = section["copy_bandwidth"][device]["gb_per_s"]
+        ax.axhline(copy, color="0.5", linestyle=":", linewidth=2, label=f"array copy, {copy:.3g} GB/s (memory bound)")
         ax.set(xscale="log", yscale="log", xlabel="elements", ylabel="GB/s",
                title=f"{device}: kernel bandwidth (solid fused, dashed reference)")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.tight_layout()
     return _save_figure(figure, path)
+
+
+def _plain_log_ticks(axis: Any, values: list[float] | None = None) -> None:
+    """Log-scale ticks labelled as plain numbers (32, 128, 0.5, 20), not 6x10^0: at ``values`` when given."""
+    from matplotlib import ticker
+
+    if values is not None:
+        axis.set_ticks(values)
+    else:
+        axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(ticker.NullFormatter())
 
 
 def training_chart(section: dict[str, Any], path: Path) -> Path:
     """Step time against batch size per width and device, and the GPU/CPU speedup (or why there is none)."""
     import matplotlib.pyplot as plt
 
-    figure, (times, speedup) = plt.subplots(1, 2, figsize=(14, 5.5))
     rows = section["rows"]
+    measured_gpu = any("speedup" in r for r in rows)
+    figure, axes = plt.subplots(1, 2 if measured_gpu else 1, figsize=(14 if measured_gpu else 8, 5.5), squeeze=False)
+    times, speedup = axes[0][0], axes[0][1] if measured_gpu else None
     for index, width in enumerate(dict.fromkeys(r["width"] for r in rows)):
         mine = [r for r in rows if r["width"] == width]
         color = plt.cm.viridis(index / max(1, len({r['width'] for r in rows}) - 1))
@@ -101,22 +116,49 @@ def training_chart(section: dict[str, Any], path: Path) -> Path:
             if points:
                 times.plot(*zip(*points, strict=True), style, marker="o", color=color, label=f"{device} width {width}")
         points = [(r["batch"], r["speedup"]) for r in mine if "speedup" in r]
-        if points:
+        if points and speedup is not None:
             speedup.plot(*zip(*points, strict=True), marker="o", color=color, label=f"width {width}")
-    times.set(xscale="log", yscale="log", xlabel="batch size", ylabel="ms per step", title="training step time")
+    batches = sorted({r["batch"] for r in rows})
+    times.set(xscale="log", yscale="log", xlabel="batch size", ylabel="ms per step",
+              title="training step time" + ("" if measured_gpu else " (CPU; no GPU measured)"))
+    _plain_log_ticks(times.xaxis, batches)
+    _plain_log_ticks(times.yaxis)
     times.legend(fontsize=7)
-    speedup.set(xscale="log", xlabel="batch size", ylabel="GPU speedup (CPU time / GPU time)",
-                title="GPU/CPU speedup")
-    if any("speedup" in r for r in rows):
-        speedup.axhline(1.0, color="black", linewidth=1)
+    if speedup is not None:
+        speedup.set(xscale="log", xlabel="batch size", ylabel="GPU speedup (CPU time / GPU time)",
+                    title="GPU/CPU speedup")
+        _plain_log_ticks(speedup.xaxis, batches)
+        speedup.axhline(1.0, color="0.5", linestyle=":", linewidth=1.5)
         speedup.legend(fontsize=7)
-    else:
-        speedup.text(0.5, 0.5, "GPU absent", ha="center", va="center", fontsize=16, transform=speedup.transAxes)
     figure.tight_layout()
     return _save_figure(figure, path)
 
 
-CHARTS = {"kernels": kernel_chart, "training_step": training_chart}
+def distributed_chart(section: dict[str, Any], path: Path) -> Path:
+    """Measured step time split by phase for each rank count, and the modelled epoch time against nodes."""
+    import matplotlib.pyplot as plt
+
+    figure, (steps, model) = plt.subplots(1, 2, figsize=(14, 5.5))
+    rows = section["rows"]
+    labels = [f"{r['ranks']} rank{'s' * (r['ranks'] > 1)}" for r in rows]
+    bottom = [0.0] * len(rows)
+    for phase in ("compute", "wait", "allreduce", "update"):
+        values = [r[f"{phase}_ms"] for r in rows]
+        steps.bar(labels, values, bottom=bottom, label=phase)
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    steps.set(ylabel="ms per step (median)", title="one training step, measured on this machine")
+    steps.legend()
+    for network in dict.fromkeys(r["network"] for r in section["epoch_model"]):
+        points = [(r["nodes"], r["epoch_s"]) for r in section["epoch_model"] if r["network"] == network]
+        model.plot(*zip(*points, strict=True), marker="o", label=network)
+    model.set(xscale="log", yscale="log", xlabel="nodes", ylabel="s per MNIST epoch (model)",
+              title="modelled epoch time: one-rank compute / N + ring Allreduce")
+    model.legend()
+    figure.tight_layout()
+    return _save_figure(figure, path)
+
+
+CHARTS = {"kernels": kernel_chart, "training_step": training_chart, "distributed": distributed_chart}
 
 
 def write(results: dict[str, Any], folder: Path) -> list[Path]:

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from xpnet.kernels import KERNEL_FUNCTIONS
 
-from benchmarks import machine, report, training_step
+from benchmarks import distributed, machine, report, training_step
 from benchmarks.__main__ import earlier_sections
 from benchmarks.kernels import CASES
 from xpnet.cli import main as xpnet_main
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = {"kernels", "training_step", "end_to_end", "peers", "cnn", "data_sources"}
+SECTIONS = {"kernels", "training_step", "end_to_end", "peers", "cnn", "distributed", "data_sources"}
 
 
 def test_crossover_is_the_smallest_batch_where_the_gpu_wins() -> None:
@@ -26,6 +26,14 @@ def test_crossover_is_the_smallest_batch_where_the_gpu_wins() -> None:
             {"width": 64, "batch": 512, "speedup": 3.0}, {"width": 256, "batch": 32, "speedup": 0.9},
             {"width": 1024, "batch": 32}]
     assert training_step.crossovers(rows, [64, 256, 1024]) == {64: 128, 256: None, 1024: None}
+
+
+def test_ring_allreduce_model_moves_2_n_minus_1_over_n_times_the_buffer() -> None:
+    assert [distributed.ring_bytes(n, 1000) for n in (1, 2, 4)] == [0, 4000, 6000]
+    one, two = distributed.epoch_model(compute_ms=10.0, update_ms=1.0, parameters=1000, bandwidth=4e6)[:2]
+    steps = math.ceil(60000 / 128)
+    assert one == {"nodes": 1, "compute_s": steps * 0.011, "allreduce_s": 0.0, "epoch_s": steps * 0.011}
+    assert two["compute_s"] == steps * 0.006 and two["allreduce_s"] == steps * 1e-3  # 4000 bytes at 4 MB/s
 
 
 def test_machine_slug_names_hardware_only() -> None:
@@ -109,6 +117,11 @@ def test_quick_run_writes_sane_results(tmp_path: Path, shared_data: Path) -> Non
     assert all(_positive(row["gflops"]) and _positive(row["sgemm_gflops"]) for row in cnn["convolutions"])
     assert [row["matmuls"] for row in cnn["convolutions"]] == [2, 3]  # no input gradient for the first
 
+    distributed = {row["ranks"]: row for row in sections["distributed"]["rows"]}
+    assert set(distributed) == {1, 2} and distributed[2]["rows_per_rank"] == 64
+    assert all(_positive(row[f"{phase}_ms"]) for row in distributed.values() for phase in ("compute", "allreduce"))
+    assert distributed[2]["allreduce_bytes"] == 4 * distributed[2]["parameters"]
+
     data = sections["data_sources"]
     assert data["csv"][0]["rows"] == 1000 and data["csv"][0]["columns"] == 785
     assert _positive(data["csv"][0]["scan_rows_per_s"]) and _positive(data["csv"][0]["streamed_rows_per_s"])
@@ -118,7 +131,7 @@ def test_quick_run_writes_sane_results(tmp_path: Path, shared_data: Path) -> Non
 
     markdown = (folder / "results.md").read_text()
     assert all(f"## {name}" in markdown for name in SECTIONS) and "| device | kernel |" in markdown
-    for chart in ("kernels.png", "training_step.png"):
+    for chart in ("kernels.png", "training_step.png", "distributed.png"):
         data = (folder / chart).read_bytes()
         assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
 
@@ -129,3 +142,50 @@ def test_quick_run_writes_sane_results(tmp_path: Path, shared_data: Path) -> Non
     rerun = json.loads((folder / "results.json").read_text())["sections"]
     assert set(rerun) == SECTIONS and rerun["kernels"] == sections["kernels"]
     assert rerun["peers"]["command"].endswith("--sections peers")
+
+def test_without_matplotlib_the_suite_stops_at_once_naming_the_bench_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    assert xpnet_main(["bench", "--quick", "--out", str(tmp_path)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("xpnet bench: error:"), lines
+    assert "matplotlib" in lines[0] and "'.[bench]'" in lines[0]
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_missing_pytorch_is_noted_with_the_bench_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks.__main__ import missing_peer_notes
+
+    monkeypatch.setitem(sys.modules, "torch", None)
+    notes = missing_peer_notes()
+    assert len(notes) == 1 and "PyTorch absent" in notes[0] and "'.[bench]'" in notes[0]
+
+
+def _captured_figure(monkeypatch: pytest.MonkeyPatch) -> list:
+    figures: list = []
+    monkeypatch.setattr(report, "_save_figure", lambda figure, path: figures.append(figure) or path)
+    return figures
+
+
+def test_the_step_chart_has_plain_ticks_and_no_empty_gpu_panel(monkeypatch: pytest.MonkeyPatch) -> None:
+    figures = _captured_figure(monkeypatch)
+    rows = [{"width": w, "batch": b, "cpu_ms": 0.01 * w * b ** 0.5} for w in (64, 256) for b in (32, 128, 512)]
+    report.training_chart({"rows": rows}, Path("unused.png"))
+    (axis,) = figures[0].axes  # one panel: no GPU was measured
+    figures[0].canvas.draw()
+    labels = [tick.get_text() for tick in axis.get_xticklabels() + axis.get_yticklabels() if tick.get_text()]
+    assert "32" in labels and "512" in labels
+    assert not [label for label in labels if "times" in label or "^" in label], labels  # no 6x10^0
+    with_gpu = [{**row, "gpu_ms": 1.0, "speedup": row["cpu_ms"]} for row in rows]
+    report.training_chart({"rows": with_gpu}, Path("unused.png"))
+    assert len(figures[1].axes) == 2
+
+
+def test_the_copy_line_is_labelled_and_unlike_a_panel_divider(monkeypatch: pytest.MonkeyPatch) -> None:
+    figures = _captured_figure(monkeypatch)
+    rows = [{"device": "cpu", "kernel": "k", "elements": n, "fused_gb_per_s": 5.0, "reference_gb_per_s": 2.0}
+            for n in (10**4, 10**5)]
+    report.kernel_chart({"rows": rows, "copy_bandwidth": {"cpu": {"gb_per_s": 20.0}}}, Path("unused.png"))
+    (copy,) = [line for line in figures[0].axes[0].get_lines() if "array copy" in str(line.get_label())]
+    assert copy.get_linestyle() == ":" and copy.get_color() != "black"

@@ -35,8 +35,12 @@ def test_train_reports_saves_and_plots(trained_model):
     accuracy = float(ACCURACY.search(last).group(1))
     assert accuracy >= 95.0, last  # 2 epochs of 784-128-10, Adam with cosine decay: 95.3% (as PyTorch)
     assert "after 2 epochs" in last and "on cpu" in last
-    assert "epoch 2/2" in result.stderr and "acc=" in result.stderr  # the progress bar
-    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "epoch 2/2: loss=" in result.stderr and "acc=" in result.stderr  # one line per epoch (not a terminal)
+    assert "\r" not in result.stderr and "with the kernel compile" in result.stderr
+    confusion = plot.with_name("curves-confusion.png")
+    assert f"wrote {plot}, {confusion}" in result.stderr  # every chart written is named
+    for chart in (plot, confusion):
+        assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert load_model(model, device="cpu").class_names == [str(d) for d in range(10)]
 
 
@@ -123,6 +127,10 @@ def test_ctrl_c_checkpoints_and_resume_ends_exactly_like_an_uninterrupted_run(sh
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert "--resume" in stderr and "Traceback" not in stderr
+    said = re.search(r"stopped with (\d+) epochs?(?: and (\d+) batch(?:es)?)? done; checkpoint written to \S+"
+                     r"checkpoint-e(\d+)-b(\d+)\.npz", stderr)
+    assert said, stderr  # the message counts as the checkpoint's name does
+    assert [int(n or 0) for n in said.groups()[:2]] == [int(n) for n in said.groups()[2:]], stderr
     resumed = xpnet(*args, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     a = load_model(tmp_path / "a.npz", device="cpu").get_parameters()

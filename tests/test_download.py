@@ -129,8 +129,8 @@ def test_all_mirrors_failing_lists_each_url_and_leaves_nothing(
     message = str(caught.value)
     assert f"{server}bad/train-images-idx3-ubyte.gz: " in message and "not a valid gzip file" in message
     assert f"{offline}train-images-idx3-ubyte.gz: cannot connect" in message
-    assert "by hand" in message and str(tmp_path / "mnist") in message
-    assert not list((tmp_path / "mnist").iterdir())
+    assert "\n" not in message and "by hand" in caught.value.hint and str(tmp_path / "mnist") in caught.value.hint
+    assert not (tmp_path / "mnist").exists()  # the folder it created is removed again
 
 
 @pytest.mark.parametrize(
@@ -161,3 +161,17 @@ def test_fetch_without_checksum(server: str, server_root: Path, tmp_path: Path) 
     dest = fetch(server + "bad/t10k-labels-idx1-ubyte.gz", tmp_path / "sub" / "page.html", progress=False)
     assert dest.read_bytes() == (server_root / "bad" / "t10k-labels-idx1-ubyte.gz").read_bytes()
     assert [p.name for p in dest.parent.iterdir()] == ["page.html"]
+
+
+def test_a_failed_download_from_the_command_line_is_one_line_and_leaves_no_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from xpnet.cli import main
+
+    monkeypatch.setenv("XPNET_DATA", str(tmp_path / "cache"))
+    for data_dir in (["--data-dir", str(tmp_path / "data")], []):  # a folder given, and the default cache
+        assert main(["train", "mnist", "--device", "cpu", "--epochs", "1", *data_dir]) == 2
+        lines = capsys.readouterr().err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("xpnet: error: could not download"), lines
+        assert "by hand" in lines[0] and "XPNET_MNIST_URL" in lines[0]
+    assert not list(tmp_path.iterdir())  # neither data/mnist nor cache/mnist (nor their parents) is left behind

@@ -194,3 +194,35 @@ def test_running_out_of_memory_names_the_batch_size(monkeypatch):
     with pytest.raises(DeviceError, match="CPU ran out of memory at batch size 16 .*smaller batch size") as info:
         model.fit(x, y, batch_size=16, verbose=0)
     assert info.value.hint == "try --batch-size 8"
+
+
+def test_class_name_labels_become_the_models_class_names():
+    x, y = _blobs()
+    names = np.array(["circle", "square", "triangle"])[y]
+    model = mlp([4, 8, 3], "relu", seed=0, device="cpu")
+    history = model.fit(x, names, epochs=5, batch_size=32, verbose=0, validation_data=(x[:30], names[:30]))
+    assert model.class_names == ["circle", "square", "triangle"]  # sorted, kept for saving and `xpnet predict`
+    assert history.history["val_accuracy"][-1] > 0.95
+    assert model.evaluate(x, names)["accuracy"] == model.evaluate(x, y)["accuracy"]
+    with pytest.raises(DataError, match="'hexagon', which is not one of the model's classes"):
+        model.evaluate(x[:2], ["circle", "hexagon"])
+    with pytest.raises(DataError, match="names 2 classes, but the model has 3"):
+        mlp([4, 3], seed=0, device="cpu").fit(x[:20], ["a", "b"] * 10, verbose=0)
+
+
+def test_a_regression_model_reports_errors_and_predicts_values():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((400, 3))
+    y = x @ np.array([1.5, -2.0, 0.5]) + 3.0
+    model = mlp([3, 1], output_activation="identity", loss="mse", optimizer="adam", lr=0.05, seed=0, device="cpu")
+    assert model.is_regression and not mlp([3, 1], output_activation="sigmoid", loss="mse", device="cpu").is_regression
+    assert not mlp([3, 10], output_activation="relu", loss="sse", device="cpu").is_regression  # a tutorial classifier
+    history = model.fit(x, y, epochs=40, batch_size=32, verbose=0, validation_split=0.2)
+    assert "accuracy" not in history.history and "val_accuracy" not in history.history
+    assert history.history["val_mae"][-1] < 0.1
+    metrics = model.evaluate(x, y)
+    assert set(metrics) == {"loss", "mse", "mae"} and metrics["mae"] < 0.1
+    predicted = model.predict(x[:5])
+    assert predicted.shape == (5,) and np.allclose(predicted, y[:5], atol=0.3)  # values, not 0/1 classes
+    with pytest.raises(DataError, match="predicts values"):
+        model.fit(x[:4], ["a", "b", "a", "b"], verbose=0)

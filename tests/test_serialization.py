@@ -150,3 +150,20 @@ def test_files_of_the_first_format_still_load_and_predict_the_same():
     np.testing.assert_array_equal(model.predict_proba(expected["x"]), expected["proba"])
     assert model.class_names == ["a", "b", "c"] and model.input_shape == (6,) and model.step == 15
     assert read_archive(data / "model-v1.npz")[0]["format_version"] == 1
+
+
+def test_the_user_facing_api_is_at_the_top_level(tmp_path, capsys):
+    import pydoc
+
+    import xpnet
+
+    text = pydoc.render_doc(xpnet, renderer=pydoc.plaintext)
+    for name in ("Sequential", "Dense", "Conv2D", "mlp", "cnn", "load_model", "save_model", "load_mnist",
+                 "load_fruits"):
+        assert name in xpnet.__all__ and f"{name}(" in text, name
+    model = xpnet.mlp([4, 3, 2], seed=0, device="cpu")
+    written = model.save(tmp_path / "m")
+    assert written == tmp_path / "m.npz"
+    assert np.array_equal(xpnet.load_model(written, device="cpu").get_parameters(), model.get_parameters())
+    summary = model.summary()
+    assert capsys.readouterr().out.strip() == summary.strip() and "Total params: 23" in summary

@@ -131,3 +131,29 @@ def cupy_backend(dtype: np.dtype, kernel_mode: str, seed: int | None) -> CupyBac
     props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
     memory_gib = props["totalGlobalMem"] / 2**30
     return CupyBackend("gpu", cupy, f"{_device_name(props)} ({memory_gib:.1f} GiB)", dtype, kernel_mode, seed)
+
+
+def select_device(local_rank: int) -> None:
+    """Make GPU ``local_rank`` (modulo the node's GPU count) CuPy's current device: one GPU per rank of a node.
+    Nothing happens without a usable GPU (the backend then decides, as for one process)."""
+    if gpu_problem() is None:
+        import cupy
+
+        cupy.cuda.Device(local_rank % cupy.cuda.runtime.getDeviceCount()).use()
+
+
+def nccl_sum(mpi_comm: Any, rank: int, size: int) -> Any:
+    """A function summing a CuPy array in place over the ranks of ``mpi_comm`` with NCCL, on CuPy's current
+    stream; rank 0 makes NCCL's unique id and MPI broadcasts it (a collective: every rank calls this)."""
+    import cupy
+    from cupy.cuda import nccl
+
+    uid = nccl.get_unique_id() if rank == 0 else None
+    comm = nccl.NcclCommunicator(size, mpi_comm.bcast(uid, root=0), rank)
+    types = {np.dtype(np.float32): nccl.NCCL_FLOAT32, np.dtype(np.float64): nccl.NCCL_FLOAT64}
+
+    def allreduce_sum(array: Any) -> None:
+        stream = cupy.cuda.get_current_stream().ptr
+        comm.allReduce(array.data.ptr, array.data.ptr, array.size, types[array.dtype], nccl.NCCL_SUM, stream)
+
+    return allreduce_sum

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,13 @@ class Checkpoint:
     position: TrainingPosition
     settings: dict[str, Any]
     path: Path
+
+
+def describe_position(position: TrainingPosition) -> str:
+    """Where a run stands, counted as its checkpoint's name counts (``checkpoint-e00006-b0000123``: "6 epochs and
+    123 batches"), so that messages and file names agree."""
+    done = f"{position.epoch} epoch{'' if position.epoch == 1 else 's'}"
+    return done + (f" and {position.batch} batch{'' if position.batch == 1 else 'es'}" if position.batch else "")
 
 
 def checkpoint_path(directory: Path, position: TrainingPosition) -> Path:
@@ -113,9 +121,15 @@ def load_checkpoint(
 
 
 def latest_checkpoint(
-    directory: str | Path, *, device: str | None = None, dtype: Any = None, backend: Backend | None = None
+    directory: str | Path,
+    *,
+    device: str | None = None,
+    dtype: Any = None,
+    backend: Backend | None = None,
+    on_skip: Callable[[str], None] | None = None,
 ) -> Checkpoint | None:
-    """The newest checkpoint in ``directory`` that loads, or None; unreadable ones are skipped with a warning."""
+    """The newest checkpoint in ``directory`` that loads, or None. Each unreadable one is skipped, with a one-line
+    message (which file, why, that an older one is tried) given to ``on_skip``, or else a warning."""
     directory = Path(directory)
     if not directory.is_dir():
         return None
@@ -123,5 +137,9 @@ def latest_checkpoint(
         try:
             return load_checkpoint(path, device=device, dtype=dtype, backend=backend)
         except ModelFileError as exc:
-            warnings.warn(f"skipping an unreadable checkpoint: {exc}", stacklevel=2)
+            message = f"skipping an unreadable checkpoint: {exc}; trying the next older one"
+            if on_skip is None:
+                warnings.warn(message, stacklevel=2)
+            else:
+                on_skip(message)
     return None

@@ -7,6 +7,7 @@ Every error a user can cause is an ``XpnetError``: it is printed as one message 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 from xpnet import __version__
 from xpnet.backend import DEVICES, DTYPES
 from xpnet.data.fruits import IMAGE_MODES
-from xpnet.errors import ConfigError, XpnetError
+from xpnet.errors import ConfigError, DataError, XpnetError
 from xpnet.kernels import ACTIVATIONS, KERNEL_SETS
 from xpnet.optimizers import OPTIMIZERS
 from xpnet.tasks import IMAGE_FEATURES, MODEL_KINDS, SOURCE_TASKS, TASK_DEFAULTS, sizes
@@ -40,12 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("source", nargs="?", help="csv: the CSV file; npz: the .npz file (x, y, optional x_test, "
                        "y_test); images: the folder of class folders (or of Training/ and Test/)")
     _add_device_options(train)
-    train.add_argument("--model", choices=MODEL_KINDS, default="mlp",
+    train.add_argument("--model", choices=MODEL_KINDS,
                        help="mlp (default) or cnn: a convolutional network (mnist only: 32,64 3x3 filters, each "
                             "followed by a 2x2 max-pool, a 128-unit layer, dropout 0.25; 12 epochs)")
     train.add_argument("--dropout", type=float, help="dropout rate after hidden layers (mlp: 0; cnn: 0.25)")
     train.add_argument("--filters", help="cnn: filters of each 3x3 convolution, comma-separated (default 32,64)")
-    train.add_argument("--dtype", choices=DTYPES, default="float32")
+    train.add_argument("--dtype", choices=DTYPES,
+                       help="floating-point precision of parameters and computation (default float32)")
     train.add_argument("--epochs", type=int, help="passes over the training set (mnist: 10, fruits: 60)")
     train.add_argument("--batch-size", type=int, help="samples per step; 0 for full batch (mnist: 128, fruits: 32)")
     train.add_argument("--hidden", help="hidden layer sizes, comma-separated (mnist: 512,256; fruits: 150,60)")
@@ -53,9 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="hidden activation (default relu)")
     train.add_argument("--optimizer", choices=OPTIMIZERS, help="default adam")
     train.add_argument("--lr", type=float, help="learning rate (default 0.001)")
-    train.add_argument("--schedule", choices=["cosine", "constant"], default="cosine",
+    train.add_argument("--schedule", choices=["cosine", "constant"],
                        help="learning rate over the epochs: cosine decay from --lr (default) or constant")
-    train.add_argument("--seed", type=int, default=0, help="seed for initial weights and shuffling (default 0)")
+    train.add_argument("--seed", type=int,
+                       help="seed for initial weights, shuffling and the validation split (default 0)")
+    train.add_argument("--validation-split", type=float, metavar="FRACTION",
+                       help="share of each class of the training set held out for the per-epoch validation figures "
+                            "(mnist: 0.1, fruits: 0.15; 0: none); the test set is evaluated once, at the end")
     train.add_argument("--data-dir", help="data folder (mnist: default $XPNET_DATA or ~/.cache/xpnet, downloading "
                        "what is missing; fruits: a Fruits-360 folder, required)")
     train.add_argument("--no-download", action="store_true", help="never download MNIST; fail if it is missing")
@@ -80,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-dir", metavar="DIR", help="write a checkpoint after every epoch and on Ctrl-C")
     train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --checkpoint-dir")
     train.add_argument("--quiet", action="store_true", help="no progress bar or summary; just the result line")
+    train.add_argument("--distributed", action="store_true",
+                       help="train as one rank of an MPI job (mpiexec -n N xpnet train ..., or srun); detected under "
+                            "mpiexec and srun, this flag makes MPI required")
 
     evaluate = commands.add_parser("evaluate", help="a saved model's loss and accuracy on its task's test data")
     evaluate.add_argument("model", help="a model saved with --save")
@@ -101,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="versions, devices and kernel mode; with a model file, its layers")
     info.add_argument("model", nargs="?", help="a saved model or checkpoint: print its layers, shapes and parameters")
 
-    bench = commands.add_parser("bench", help="run the benchmark suite (python -m benchmarks; --help there)",
+    bench = commands.add_parser("bench", help="run the benchmark suite (xpnet bench --help for its options)",
                                 add_help=False, prefix_chars="+")  # every option goes on to the suite's parser
     bench.add_argument("bench_args", nargs=argparse.REMAINDER)
     return parser
@@ -131,17 +140,24 @@ def _check_job_options(args: argparse.Namespace) -> None:
         raise ConfigError(f"--max-in-memory {args.max_in_memory}: must be at least 1")
 
 
-def _settings(args: argparse.Namespace) -> dict[str, Any]:
+RUN_DEFAULTS = {"model": "mlp", "seed": 0, "schedule": "cosine"}
+"""The settings of every task whose flags have no per-task default."""
+
+
+def _settings(args: argparse.Namespace) -> tuple[dict[str, Any], set[str]]:
+    """The run's settings (the flags given, the task's defaults for the rest) and the names of those given."""
     _check_job_options(args)
-    defaults = TASK_DEFAULTS[args.task].get(args.model)
+    model = args.model or RUN_DEFAULTS["model"]
+    defaults = TASK_DEFAULTS[args.task].get(model)
     if defaults is None:
-        raise ConfigError(f"xpnet train {args.task} has no --model {args.model} (it learns from hue histograms, not "
+        raise ConfigError(f"xpnet train {args.task} has no --model {model} (it learns from hue histograms, not "
                           f"images); use --model {' or '.join(TASK_DEFAULTS[args.task])}")
     for flag in ("filters",):
         if getattr(args, flag) is not None and flag not in defaults:
             raise ConfigError(f"--{flag} applies to --model cnn only")
-    settings = {key: getattr(args, key) if getattr(args, key) is not None else value
-                for key, value in defaults.items()}
+    defaults = {**defaults, **RUN_DEFAULTS}
+    given = {key for key in defaults if getattr(args, key) is not None}
+    settings = {key: getattr(args, key) if key in given else value for key, value in defaults.items()}
     sizes(settings["hidden"], "--hidden")
     if "filters" in settings:
         sizes(settings["filters"], "--filters")
@@ -151,15 +167,35 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(f"--epochs {settings['epochs']}: must be 0 or more")
     if settings["batch_size"] < 0:
         raise ConfigError(f"--batch-size {settings['batch_size']}: must be positive (or 0 for full batch)")
+    if not 0 <= settings["validation_split"] < 1:
+        raise ConfigError(f"--validation-split {settings['validation_split']}: must be in [0, 1)")
     settings["batch_size"] = settings["batch_size"] or None
     settings["task"] = args.task
-    settings["model"] = args.model
-    settings["seed"] = args.seed
-    settings["schedule"] = args.schedule
-    return settings
+    return settings, given
 
 
-def _load_task(args: argparse.Namespace, backend: Any) -> Any:
+def _check_output_paths(args: argparse.Namespace) -> None:
+    """Refuse, before any training, an output path that cannot be written: a file where a folder is needed (or the
+    other way round), or a folder without write permission."""
+    outputs = (("--save", args.save, False), ("--plot", args.plot, False),
+               ("--checkpoint-dir", args.checkpoint_dir, True))
+    for flag, name, is_folder in outputs:
+        if name is None:
+            continue
+        path = Path(name).expanduser()
+        if is_folder and path.exists() and not path.is_dir():
+            raise ConfigError(f"{flag} {name}: this is a file, not a folder; give a folder for the checkpoints")
+        if not is_folder and path.is_dir():
+            raise ConfigError(f"{flag} {name}: this is a folder; give a file name")
+        folder = path if is_folder else path.parent
+        existing = next(p for p in (folder, *folder.parents) if p.exists())
+        if not existing.is_dir():
+            raise ConfigError(f"{flag} {name}: {existing} is a file, not a folder; check the path")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise ConfigError(f"{flag} {name}: cannot write in {existing}; check the path and its permissions")
+
+
+def _load_task(args: argparse.Namespace, backend: Any, seed: int) -> Any:
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     if args.task == "mnist":
         from xpnet.tasks import mnist
@@ -169,22 +205,22 @@ def _load_task(args: argparse.Namespace, backend: Any) -> Any:
         from xpnet.tasks import csv
 
         return csv.load_task(args.source, args.label, header=not args.no_header, test_fraction=args.test_fraction,
-                             test_file=args.test_file, seed=args.seed, max_in_memory=args.max_in_memory)
+                             test_file=args.test_file, seed=seed, max_in_memory=args.max_in_memory)
     if args.task == "npz":
         from xpnet.tasks import npz
 
-        return npz.load_task(args.source, test_fraction=args.test_fraction, seed=args.seed)
+        return npz.load_task(args.source, test_fraction=args.test_fraction, seed=seed)
     if args.task == "images":
         from xpnet.tasks import images
 
         return images.load_task(args.source, backend, size=images.parse_size(args.size), color=args.color or "rgb",
                                 features=args.features or "pixels", classes=classes,
-                                test_fraction=args.test_fraction, seed=args.seed, max_in_memory=args.max_in_memory)
+                                test_fraction=args.test_fraction, seed=seed, max_in_memory=args.max_in_memory)
     from xpnet.tasks import fruits
 
     if not args.data_dir:
         raise ConfigError("xpnet train fruits needs --data-dir: a Fruits-360 folder (with Training/, maybe Test/)")
-    return fruits.load_task(args.data_dir, classes, backend, seed=args.seed)
+    return fruits.load_task(args.data_dir, classes, backend, seed=seed)
 
 
 def _accuracy(split: str, metrics: dict[str, float]) -> str:
@@ -192,45 +228,55 @@ def _accuracy(split: str, metrics: dict[str, float]) -> str:
 
 
 def command_train(args: argparse.Namespace) -> int:
+    from xpnet.distributed import connect
+
+    communicator = connect(args.distributed)
+    if communicator is None:
+        return _train(args, None)
+    with communicator.fail_together():
+        return _train(args, communicator)
+
+
+def _train(args: argparse.Namespace, communicator: Any) -> int:
     from xpnet.backend import get_backend
-    from xpnet.serialization import save_model
+    from xpnet.serialization import model_path, save_model
     from xpnet.tasks import build_model
     from xpnet.training import run_training
 
-    settings = _settings(args)
-    log = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr))
-    backend = get_backend(args.device, args.dtype, args.seed, args.kernels)
-    task = _load_task(args, backend)
+    settings, given = _settings(args)
+    _check_output_paths(args)
+    quiet = args.quiet or (communicator is not None and communicator.rank != 0)  # rank 0 alone reports
+    log = (lambda message: None) if quiet else (lambda message: print(message, file=sys.stderr))
+    if communicator is not None and args.device != "cpu":
+        from xpnet.backend_cupy import select_device
+
+        select_device(communicator.local_rank)
+    backend = get_backend(args.device, args.dtype or "float32", settings["seed"], args.kernels)
+    task = _load_task(args, backend, settings["seed"])
 
     def build() -> Any:
         return build_model(args.task, task, settings, backend)
 
     result = run_training(task, build, settings, checkpoint_dir=args.checkpoint_dir, resume=args.resume,
-                          backend=backend, verbose=0 if args.quiet else 1, log=log)
+                          given=given, backend=backend, verbose=0 if quiet else 1, log=log,
+                          communicator=communicator)
+    if communicator is not None and communicator.rank != 0:
+        return 0
     model = result.model
     if args.save:
-        log(f"saved the model to {save_model(model, args.save)}")
+        replaced = model_path(args.save).is_file()
+        path = save_model(model, args.save)
+        log(f"saved the model to {path}" + (" (replaced the existing file)" if replaced else ""))
     if args.plot:
         from xpnet.plotting import plot_history
+        from xpnet.tasks import plot_charts
 
         title = f"xpnet {args.task}: {model!r}"
-        log(f"wrote {plot_history(result.history.history, args.plot, title)}")
-        if args.task == "fruits":
-            from xpnet.tasks import fruits
-
-            for path in fruits.plot_charts(task, model, args.plot):
-                log(f"wrote {path}")
-        elif args.task in SOURCE_TASKS:
-            from xpnet.plotting import plot_confusion
-            from xpnet.tasks import confusion_matrix
-
-            matrix = confusion_matrix(model, task.x_test, task.y_test, len(task.class_names))
-            path = Path(args.plot)
-            written = plot_confusion(matrix, task.class_names, path.with_name(f"{path.stem}-confusion.png"),
-                                     f"{task.test_name} samples")
-            log(f"wrote {written}")
+        charts = [plot_history(result.history.history, args.plot, title), *plot_charts(task, model, args.plot)]
+        log(f"wrote {', '.join(map(str, charts))}")
     backend = model.backend
-    print(f"{_accuracy(task.test_name, result.test)} after {len(result.history.epoch)} epochs in "
+    epochs = len(result.history.epoch)
+    print(f"{_accuracy(task.test_name, result.test)} after {epochs} epoch{'' if epochs == 1 else 's'} in "
           f"{result.seconds:.1f} s on {backend.name} ({backend.device}; {model.dtype.name}, "
           f"{backend.kernel_mode} kernels)")
     return 0
@@ -294,19 +340,29 @@ def command_predict(args: argparse.Namespace) -> int:
 
     model = _load(args)
     paths = [Path(p) for p in args.images]
-    if model.preprocessing.get("type") in ("csv", "arrays"):
-        inputs = []
-        for path in paths:
-            x, _ = _own_data(model, str(path), labelled=False)
-            inputs += [(f"{path} row {k}", row) for k, row in enumerate(x, start=1)]
-        names, features = [name for name, _ in inputs], np.stack([row for _, row in inputs])
-    else:
-        names, features = [str(path) for path in paths], image_features(model.preprocessing, paths, model.backend)
-    proba = model.predict_proba(features)
-    classes = model.class_names or [str(k) for k in range(model.output_dim)]
-    for name, row in zip(names, proba, strict=True):
-        best = int(np.argmax(row))
-        print(f"{name}: {classes[best]} ({100 * float(row[best]):.1f}%)")
+    own_rows = model.preprocessing.get("type") in ("csv", "arrays")
+    names, features, problems = [], [], []
+    for path in paths:  # one file at a time, so that a bad file is named and the good ones still get an answer
+        try:
+            if own_rows:
+                x, _ = _own_data(model, str(path), labelled=False)
+                names += [f"{path} row {k}" for k in range(1, len(x) + 1)]
+            else:
+                x = image_features(model.preprocessing, [path], model.backend)
+                names.append(str(path))
+            features.append(x)
+        except DataError as exc:
+            problems.append(str(exc))
+    if features:
+        proba = model.predict_proba(np.concatenate(features))
+        classes = model.class_names or [str(k) for k in range(model.output_dim)]
+        for name, row in zip(names, proba, strict=True):
+            best = int(np.argmax(row))
+            print(f"{name}: {classes[best]} ({100 * float(row[best]):.1f}%)")
+    if len(problems) == 1:
+        raise DataError(problems[0])
+    if problems:
+        raise DataError(f"{len(problems)} of the {len(paths)} files could not be read: {'; '.join(problems)}")
     return 0
 
 
@@ -357,7 +413,7 @@ def command_bench(args: argparse.Namespace) -> int:
     sys.path.insert(0, str(root))
     from benchmarks.__main__ import main as bench_main
 
-    return bench_main(args.bench_args)
+    return bench_main(args.bench_args, prog="xpnet bench")
 
 
 COMMANDS = {"train": command_train, "evaluate": command_evaluate, "predict": command_predict, "info": command_info,

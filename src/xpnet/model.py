@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from xpnet.layers.base import Layer, Phase, Shape, Workspace, as_shape, describe
 from xpnet.losses import Loss, get_loss
 from xpnet.optimizers import Optimizer, get_optimizer
 from xpnet.trainer import Callback, ChunkedData, History, Trainer, TrainingPosition
+
+if TYPE_CHECKING:
+    from xpnet.distributed import Communicator
 
 PREDICT_CHUNK = 8192
 """Rows per forward pass in predict and evaluate, bounding the memory they need."""
@@ -112,6 +115,8 @@ class Model:
             raise ConfigError(f"{len(self.class_names)} class names given for {self._class_count()} classes")
         self.preprocessing = dict(preprocessing or {})
         self.step = 0
+        self.stream = 0
+        """Which rank of a data-parallel run this model trains as: each draws its own dropout masks."""
         self.stop_training = False
         # draws each epoch's batch order; checkpoints save its state so a resumed run shuffles identically
         self.shuffle_rng = self.backend.rng
@@ -142,6 +147,13 @@ class Model:
     @property
     def dtype(self) -> np.dtype:
         return self.backend.dtype
+
+    @property
+    def is_regression(self) -> bool:
+        """True for a model that predicts values, not classes: a squared-error loss after an identity output. It
+        reports MSE and MAE instead of accuracy, and ``predict`` returns values. (A squared error after a softmax,
+        sigmoid or ReLU output is the classic tutorials' classifier on one-hot targets.)"""
+        return self.loss.name in ("mse", "sse") and getattr(self.layers[-1], "activation", "identity") == "identity"
 
     def _class_count(self) -> int:
         return max(2, self.output_dim)
@@ -272,6 +284,8 @@ class Model:
         y_host = np.asarray(backend.to_host(y))
         if y_host.shape[:1] != (n,):
             raise ConfigError(f"{what} has {y_host.shape[0] if y_host.ndim else 0} rows but x has {n} samples")
+        if y_host.dtype.kind in "USO":
+            y_host = self._label_indices(y_host, what)
         m = self.output_dim
         if y_host.ndim == 1 and m > 1:
             if y_host.dtype.kind not in "iub" and not np.all(np.mod(y_host, 1) == 0):
@@ -294,6 +308,27 @@ class Model:
         if not np.isfinite(y_host.astype(np.float64, copy=False)).all():
             raise DataError(f"{what} contains NaN or infinite values")
         return backend.xp.ascontiguousarray(backend.asarray(y_host, dtype=self.dtype))
+
+    def _label_indices(self, labels: np.ndarray, what: str) -> np.ndarray:
+        """Class-name labels as indices into ``class_names``; a model without class names takes the labels' sorted
+        distinct names as its own (saved with it, and printed by ``xpnet predict``)."""
+        values = labels.tolist() if labels.ndim == 1 else None
+        if values is None or not all(isinstance(value, str) for value in values):
+            raise DataError(f"{what} holds {labels.dtype} values that are neither numbers nor class names; give "
+                            "integer labels 0..k-1, class names (strings) or one-hot rows")
+        if self.is_regression:
+            raise DataError(f"{what} holds class names, but this model predicts values (loss {self.loss.name} after "
+                            "an identity output); give numeric targets, or a softmax/sigmoid classifier")
+        names = self.class_names or sorted(set(values))
+        if len(names) != self._class_count():
+            raise DataError(f"{what} names {len(names)} classes, but the model has {self._class_count()}; give the "
+                            f"model class_names=[...] or an output layer of {len(names)} units")
+        index = {name: i for i, name in enumerate(names)}
+        unknown = next((value for value in values if value not in index), None)
+        if unknown is not None:
+            raise DataError(f"{what} has label {unknown!r}, which is not one of the model's classes {names}")
+        self.class_names = list(names)
+        return np.fromiter((index[value] for value in values), dtype=np.int64, count=len(values))
 
     def workspace(self, capacity: int, backward: bool) -> ModelWorkspace:
         """Preallocated buffers for batches of up to ``capacity`` rows (with what a backward pass needs)."""
@@ -338,13 +373,17 @@ class Model:
                           training: bool = True) -> None:
         """Forward, loss and backward for the batch ``x``, ``y`` (device arrays: flat rows, target rows): the
         gradients land in ``self.buffer[1]``, the loss and correct count are added to ``stats``."""
-        output = self.forward(x, workspace, Phase(training, self.step))
+        output = self.forward(x, workspace, Phase(training, self.step, self.stream))
         self._loss(workspace, output, y, stats)
         self.backward(workspace)
 
-    def train_step(self, x: Any, y: Any, workspace: ModelWorkspace, stats: Any) -> None:
-        """One optimizer step on the batch ``x``, ``y`` (device arrays of the model's dtype)."""
+    def train_step(self, x: Any, y: Any, workspace: ModelWorkspace, stats: Any,
+                   reduce: Callable[[Any], None] | None = None) -> None:
+        """One optimizer step on the batch ``x``, ``y`` (device arrays of the model's dtype); ``reduce``, when
+        given, combines the flat gradient row in place before the update (the ranks' mean, in data parallelism)."""
         self.compute_gradients(x, y, workspace, stats)
+        if reduce is not None:
+            reduce(self.buffer[1])
         self.step += 1
         self.optimizer.update(self.backend.kernels, self.buffer[0], self.buffer[1], self.buffer[2:], self.step)
 
@@ -365,6 +404,7 @@ class Model:
         history: History | None = None,
         position: TrainingPosition | None = None,
         lr_schedule: Callable[[int], float] | None = None,
+        communicator: Communicator | None = None,
     ) -> History:
         """Train for ``epochs`` epochs and return the per-epoch History.
 
@@ -373,7 +413,9 @@ class Model:
         ``callback(model, epoch, logs)`` after every epoch; setting ``model.stop_training`` (from a callback or a
         signal handler) stops after the current step. ``history`` and ``position`` continue an earlier run (see
         ``xpnet.checkpoint``), ``epochs`` counting from its start; ``self.position`` always says where training
-        stands. ``lr_schedule(epoch)`` (0-based) sets the learning rate at the start of every epoch.
+        stands. ``lr_schedule(epoch)`` (0-based) sets the learning rate at the start of every epoch. With a
+        ``communicator`` (``xpnet.distributed``) this is one rank of a data-parallel run over the same ``x``, ``y``:
+        each rank steps on its share of every batch of ``batch_size`` rows.
         """
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
             raise ConfigError(f"epochs must be a non-negative integer, got {epochs!r}")
@@ -408,6 +450,7 @@ class Model:
             trainer = Trainer(
                 self, x_all, y_all, batch_size, validation=validation_data, shuffle=shuffle, verbose=verbose,
                 callbacks=callbacks, history=history, position=position, lr_schedule=lr_schedule,
+                communicator=communicator,
             )
             return trainer.run(epochs)
 
@@ -430,31 +473,45 @@ class Model:
         return out
 
     def predict(self, x: Any) -> np.ndarray:
-        """Class indices: the argmax of the outputs, or output >= 0.5 for a single-output model."""
+        """Class indices: the argmax of the outputs, or output >= 0.5 for a single-output model; a regression model's
+        values (one column per output, or a vector for a single output)."""
         proba = self.predict_proba(x)
+        if self.is_regression:
+            return proba[:, 0] if self.output_dim == 1 else proba
         if self.output_dim == 1:
             return (proba[:, 0] >= 0.5).astype(np.int64)
         return proba.argmax(axis=1)
 
     def evaluate(self, x: Any, y: Any) -> dict[str, float]:
-        """Mean loss and accuracy on ``x``, ``y`` (class labels or target rows), or on ``x`` a ChunkedData (``y``
-        None), one chunk on the device at a time."""
+        """Mean loss and accuracy on ``x``, ``y`` (class labels or target rows); for a regression model mean loss,
+        mean squared error and mean absolute error (over samples and outputs). ``x`` may be a ChunkedData (``y``
+        None), evaluated one chunk on the device at a time."""
         if not isinstance(x, ChunkedData):
             return self.evaluate_on_device(*self.device_data(x, y))
-        loss_sum = correct = 0.0
+        totals: dict[str, float] = {}
         for chunk in x:
             rows = len(chunk[1])
-            metrics = self.evaluate_on_device(*self.device_data(*chunk, ("a chunk", "its labels")))
-            loss_sum, correct = loss_sum + metrics["loss"] * rows, correct + metrics["accuracy"] * rows
-        return {"loss": loss_sum / len(x), "accuracy": correct / len(x)}
+            for name, value in self.evaluate_on_device(*self.device_data(*chunk, ("a chunk", "its labels"))).items():
+                totals[name] = totals.get(name, 0.0) + value * rows
+        return {name: total / len(x) for name, total in totals.items()}
 
     def evaluate_on_device(self, x_dev: Any, y_dev: Any) -> dict[str, float]:
         """``evaluate`` for arrays already checked and on the device (flat rows, target rows)."""
         stats = self.backend.zeros(2, dtype=np.float64)
+        errors = self.backend.zeros(2, dtype=np.float64)  # regression: sums of squared and absolute errors
+        regression = self.is_regression
         for lo, hi, chunk, output in self._forward_in_chunks(x_dev):
             self._loss(chunk, output, y_dev[lo:hi], stats)
+            if regression:
+                error = output - y_dev[lo:hi]
+                errors[0] += (error * error).sum()
+                errors[1] += abs(error).sum()
         loss_sum, correct = (float(v) for v in self.backend.to_host(stats))
-        return {"loss": loss_sum / x_dev.shape[0], "accuracy": correct / x_dev.shape[0]}
+        n = x_dev.shape[0]
+        if regression:
+            squared, absolute = (float(v) / (n * self.output_dim) for v in self.backend.to_host(errors))
+            return {"loss": loss_sum / n, "mse": squared, "mae": absolute}
+        return {"loss": loss_sum / n, "accuracy": correct / n}
 
     def save(self, path: Any, include_optimizer: bool = True) -> Any:
         """Save to ``path`` (``.npz``) atomically, without pickle; ``xpnet.load_model`` reads it on either device."""

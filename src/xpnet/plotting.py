@@ -31,34 +31,49 @@ def _save(figure: Any, path: str | Path) -> Path:
     return path
 
 
+MARKED_EPOCHS = 20
+"""Curves of up to this many epochs mark each epoch's point; longer ones are plain lines."""
+
+
 def plot_history(history: dict[str, list[float]], path: str | Path, title: str = "") -> Path:
-    """Loss and accuracy per epoch, training and validation, side by side."""
+    """Loss and accuracy (a regression model: mean absolute error) per epoch, training and validation."""
     plt = _pyplot()
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4))
     epochs = np.arange(1, len(history["loss"]) + 1)
-    for axis, metric in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
-        axis.plot(epochs, history[metric], marker="o", label="training")
-        if f"val_{metric}" in history:
-            axis.plot(epochs, history[f"val_{metric}"], marker="o", label="test / validation")
+    marker = "o" if len(epochs) <= MARKED_EPOCHS else None
+    second = "accuracy" if "accuracy" in history else "mae"
+    for axis, metric in ((loss_axis, "loss"), (accuracy_axis, second)):
+        for key, label in ((metric, "training"), (f"val_{metric}", "validation")):
+            if key in history:
+                axis.plot(epochs, history[key], marker=marker, markersize=4, label=label)
         axis.set_xlabel("epoch")
         axis.set_ylabel(metric)
         axis.grid(alpha=0.3)
         axis.legend()
     figure.suptitle(title)
+    figure.tight_layout()
     return _save(figure, path)
 
 
 def plot_class_histograms(
     histograms: np.ndarray, labels: np.ndarray, class_names: Sequence[str], path: str | Path
 ) -> Path:
-    """The mean hue histogram of each class, one line per class."""
+    """The mean hue histogram of each class, one line per class. The scale is set by the hues above 0: hue 0 also
+    counts every grey and white pixel (the photos' background), a spike that would flatten the rest."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(10, 4))
     bins = np.arange(histograms.shape[1])
+    means = np.stack([histograms[labels == k].mean(axis=0) for k in range(len(class_names))])
     for k, name in enumerate(class_names):
-        axis.plot(bins, histograms[labels == k].mean(axis=0), label=name)
+        axis.plot(bins, means[k], label=name)
+    top = 1.1 * float(means[:, 1:].max()) if means.shape[1] > 1 else 0.0
+    if top > 0 and means[:, 0].max() > top:
+        axis.set_ylim(0, top)
+        axis.annotate(f"hue 0 (grey and white pixels) up to {means[:, 0].max():,.0f}, off the scale",
+                      xy=(0, top), xytext=(8, -14), textcoords="offset points", fontsize=8)
     axis.set_xlabel("hue (degrees)")
     axis.set_ylabel("mean pixel count")
+    axis.set_title("Mean hue histogram of each class (training images)")
     axis.legend()
     return _save(figure, path)
 
@@ -66,7 +81,8 @@ def plot_class_histograms(
 def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: str | Path, title: str = "") -> Path:
     """A confusion matrix (rows: true class, columns: predicted class) with counts in the cells."""
     plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(1.2 * len(class_names) + 2, 1.2 * len(class_names) + 1))
+    side = min(1.2 * len(class_names) + 2, 8.0)  # 4 classes: 6.8 inches; 10 digits: 8
+    figure, axis = plt.subplots(figsize=(side, side - 1))
     axis.imshow(matrix, cmap="Blues")
     ticks = np.arange(len(class_names))
     axis.set_xticks(ticks, class_names, rotation=45, ha="right")

@@ -21,7 +21,7 @@ import numpy as np
 
 from xpnet import __version__
 from xpnet.backend import Backend, get_backend, resolve_dtype
-from xpnet.errors import ModelFileError, XpnetError
+from xpnet.errors import DeviceError, ModelFileError, XpnetError
 from xpnet.fileio import atomic_write
 from xpnet.layers import layer_from_config
 from xpnet.model import Model, infer_shapes, model_input_shape
@@ -131,11 +131,15 @@ def model_arrays(model: Model, include_optimizer: bool = True) -> dict[str, np.n
     return arrays
 
 
+def model_path(path: str | Path) -> Path:
+    """The file ``save_model`` writes for ``path``: ``.npz`` is added when missing."""
+    path = Path(path)
+    return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+
+
 def save_model(model: Model, path: str | Path, include_optimizer: bool = True) -> Path:
     """Save ``model`` to ``path`` (``.npz`` is added when missing), atomically; return the path written."""
-    path = Path(path)
-    if path.suffix != ".npz":
-        path = path.with_name(path.name + ".npz")
+    path = model_path(path)
     write_archive(path, model_arrays(model, include_optimizer), model_metadata(model))
     return path
 
@@ -196,7 +200,7 @@ def model_from_archive(
         _check_array(path, arrays, "state", (sum(layer.state_count for layer in layers),), "state values")
         if "moments" in arrays:
             _check_array(path, arrays, "moments", (optimizer.slots, params), "optimizer moments")
-    except ModelFileError:
+    except (ModelFileError, DeviceError):
         raise
     except XpnetError as exc:
         raise ModelFileError(f"{path}: the saved architecture is invalid: {exc}") from None
@@ -211,6 +215,8 @@ def model_from_archive(
             class_names=config.get("class_names"), preprocessing=config.get("preprocessing"),
         )
         model.step = step
+    except DeviceError:  # the device cannot hold the model: not a problem of the file
+        raise
     except XpnetError as exc:
         raise ModelFileError(f"{path}: the saved model is invalid: {exc}") from None
     except (TypeError, ValueError, OverflowError) as exc:

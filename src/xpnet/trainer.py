@@ -20,6 +20,7 @@ from xpnet.errors import ConfigError, TrainingError
 from xpnet.progress import EpochProgress
 
 if TYPE_CHECKING:
+    from xpnet.distributed import Communicator
     from xpnet.model import Model
 
 Callback = Callable[["Model", int, dict[str, float]], None]
@@ -112,6 +113,12 @@ class Trainer:
     The model's ``shuffle_rng`` draws each epoch's order (a checkpoint saves its state); ``model.position`` always
     says where training stands, and ``model.stop_training`` (set by a callback or a signal handler) stops after the
     current step, leaving the epoch open for a resume.
+
+    With a ``communicator`` this is one rank of a data-parallel run: every rank draws the same order, steps on its
+    equal share of each batch and averages the gradients (and non-trainable state) over the ranks before each
+    update; the position and running totals stay global (a checkpoint reads the same at any rank count), and the
+    ranks stop together, at the first loss read-back after any of them is asked to. Streamed data trains on one
+    rank.
     """
 
     def __init__(
@@ -128,12 +135,20 @@ class Trainer:
         history: History | None = None,
         position: TrainingPosition | None = None,
         lr_schedule: Callable[[int], float] | None = None,
+        communicator: Communicator | None = None,
     ) -> None:
         self.model, self.x, self.y, self.validation = model, x, y, validation
         self.n = len(x) if isinstance(x, ChunkedData) else x.shape[0]
         self.batch_size = min(batch_size, self.n)
         lengths = x.chunk_lengths if isinstance(x, ChunkedData) else [self.n]
         self.steps = sum(math.ceil(length / self.batch_size) for length in lengths)
+        self.communicator = communicator
+        self.rank, self.ranks = (0, 1) if communicator is None else (communicator.rank, communicator.size)
+        self.reduce = None if communicator is None else self._reduce
+        self.agreed_stop = False
+        if communicator is not None and (isinstance(x, ChunkedData) or isinstance(validation, ChunkedData)):
+            raise ConfigError("streamed (chunked) data trains on one rank: run it without a communicator")
+        check_shares(self.n, self.batch_size, self.ranks)
         self.shuffle, self.verbose, self.callbacks, self.lr_schedule = shuffle, verbose, callbacks, lr_schedule
         self.history = history or History()
         self.position = position or TrainingPosition(epoch=len(self.history.epoch))
@@ -146,18 +161,45 @@ class Trainer:
         self.check_every = 1 if backend.name == "cpu" else 50
         """Steps between reads of the loss back to the host (each read waits for the device)."""
         self.stats = backend.zeros(2, dtype=np.float64)
+        self.regression = model.is_regression
+        """A regression model reports no accuracy (validation: MSE and MAE)."""
+        if communicator is not None:
+            communicator.check_same(self._identity())
+            communicator.attach(backend)
+
+    def _identity(self) -> dict[str, Any]:
+        """What every rank of a run must hold alike, for the check at its start."""
+        model, host = self.model, self.model.backend.to_host
+        parts = {"training data": host(self.x), "training targets": host(self.y),
+                 "model": [model.backend.name, model.config(), self.batch_size, self.shuffle, self.position.to_dict(),
+                           model.shuffle_rng.bit_generator.state],
+                 "parameters and state": np.concatenate([host(model.buffer).ravel(), host(model.state)])}
+        if self.validation is not None:
+            parts["validation data"] = np.concatenate([host(a).ravel() for a in self.validation])
+        return parts
+
+    def _reduce(self, grads: Any) -> None:
+        """The mean over ranks of the gradients and, when the model has any (BatchNorm), its running statistics."""
+        self.communicator.allreduce_mean(grads)
+        if self.model.state_count:
+            self.communicator.allreduce_mean(self.model.state)
+
+    def _stopping(self) -> bool:
+        """Whether to stop after this step: the model's flag, or in a data-parallel run what the ranks agreed on."""
+        return self.model.stop_training if self.communicator is None else self.agreed_stop
 
     def run(self, epochs: int) -> History:
         """Train until ``epochs`` epochs (counted from the run's start) are done or the model asks to stop."""
         model, position = self.model, self.position
         model.stop_training = False
-        model.position = position
-        self.workspace = model.workspace(self.batch_size, backward=True)
-        while position.epoch < epochs and not model.stop_training:
+        model.position, model.stream = position, self.rank
+        self.workspace = model.workspace(self.batch_size // self.ranks, backward=True)
+        while position.epoch < epochs and not self._stopping():
             if self.lr_schedule is not None:
                 model.optimizer.lr = float(self.lr_schedule(position.epoch))
             started = time.perf_counter()
-            bar = EpochProgress(position.epoch + 1, epochs, self.steps, position.batch, self.verbose > 0)
+            bar = EpochProgress(position.epoch + 1, epochs, self.steps, position.batch,
+                                self.verbose > 0 and self.rank == 0)
             self._run_epoch(bar)
             if position.batch < self.steps:  # stopped early: the epoch stays open for a resume
                 bar.close()
@@ -168,6 +210,8 @@ class Trainer:
             position.next_epoch()
             for callback in self.callbacks:
                 callback(model, position.epoch, logs)
+            if self.communicator is not None:
+                self.agreed_stop = model.stop_training = self.communicator.any(model.stop_training)
         return self.history
 
     def _epoch_rng(self) -> np.random.Generator:
@@ -202,40 +246,50 @@ class Trainer:
     def _run_epoch(self, bar: EpochProgress) -> None:
         model, position, stats = self.model, self.position, self.stats
         gather = model.backend.kernels.gather_rows
-        stats[0], stats[1] = position.loss_sum, position.correct
+        # the running totals are global: rank 0 carries those of the steps before, the others add theirs to zero
+        stats[0], stats[1] = (position.loss_sum, position.correct) if self.rank == 0 else (0.0, 0.0)
         for x, y, order, first in self._parts():
             n = x.shape[0]
             end = first + math.ceil(n / self.batch_size)
-            while position.batch < end and not model.stop_training:
-                lo = (position.batch - first) * self.batch_size
-                hi = min(n, lo + self.batch_size)
-                rows = hi - lo
-                workspace = self.workspace.first(rows)
+            while position.batch < end and not self._stopping():
+                start = (position.batch - first) * self.batch_size
+                rows = min(n, start + self.batch_size) - start
+                share = rows // self.ranks  # this rank's rows of the batch
+                lo = start + self.rank * share
+                hi = lo + share
+                workspace = self.workspace.first(share)
                 if order is None:
                     xb, yb = x[lo:hi], y[lo:hi]
                 else:
                     xb, yb = workspace.x, workspace.y
                     gather(x, order[lo:hi], xb)
                     gather(y, order[lo:hi], yb)
-                model.train_step(xb, yb, workspace, stats)
+                model.train_step(xb, yb, workspace, stats, self.reduce)
                 position.batch += 1
                 position.seen += rows
                 if position.batch % self.check_every == 0 or position.batch == self.steps:
-                    loss_sum, correct = (float(v) for v in model.backend.to_host(stats))
+                    totals = model.backend.to_host(stats)
+                    if self.communicator is not None:
+                        totals = self.communicator.sum_host([*totals, model.stop_training])
+                        self.agreed_stop = model.stop_training = bool(totals[2])
+                    loss_sum, correct = float(totals[0]), float(totals[1])
                     self._check_finite(loss_sum)
                     position.loss_sum, position.correct = loss_sum, correct
-                    bar.update(position.batch, loss_sum / position.seen, correct / position.seen)
-            if model.stop_training:
+                    accuracy = None if self.regression else correct / position.seen
+                    bar.update(position.batch, loss_sum / position.seen, accuracy)
+            if self._stopping():
                 break
 
     def _epoch_logs(self, seconds: float) -> dict[str, float]:
         position = self.position
-        logs = {"loss": position.loss_sum / position.seen, "accuracy": position.correct / position.seen,
-                "time": seconds}
+        logs = {"loss": position.loss_sum / position.seen}
+        if not self.regression:
+            logs["accuracy"] = position.correct / position.seen
+        logs["time"] = seconds
         if self.validation is not None:
             val = (self.model.evaluate(self.validation, None) if isinstance(self.validation, ChunkedData)
                    else self.model.evaluate_on_device(*self.validation))
-            logs["val_loss"], logs["val_accuracy"] = val["loss"], val["accuracy"]
+            logs.update({f"val_{name}": value for name, value in val.items()})
         return logs
 
     def _check_finite(self, loss_sum: float) -> None:
@@ -246,3 +300,18 @@ class Trainer:
                 f"{optimizer.name}, learning rate {optimizer.lr:g}): training diverged; lower the learning rate",
                 hint=f"try --lr {optimizer.lr / 10:g}",
             )
+
+
+def check_shares(n: int, batch_size: int, ranks: int) -> None:
+    """ConfigError unless ``ranks`` ranks can take equal shares of every batch of ``batch_size`` of ``n`` rows:
+    both must be multiples of the rank count (then so is the last, shorter batch)."""
+    if n % ranks:
+        divisors = [k for k in range(2, ranks) if n % k == 0]
+        raise ConfigError(
+            f"the {n} training samples cannot be shared equally by {ranks} ranks: run a rank count that divides {n}"
+            + (f" (such as {divisors[-1]})" if divisors else "") + ", or drop samples"
+        )
+    if batch_size % ranks:
+        nearest = max(ranks, round(batch_size / ranks) * ranks)
+        raise ConfigError(f"batches of {batch_size} samples cannot be shared equally by {ranks} ranks: the global "
+                          "batch size must be a multiple of the rank count", hint=f"try --batch-size {nearest}")

@@ -5,17 +5,19 @@ from __future__ import annotations
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from xpnet.backend import Backend
-from xpnet.checkpoint import latest_checkpoint, save_checkpoint
+from xpnet.checkpoint import Checkpoint, checkpoint_path, describe_position, latest_checkpoint, save_checkpoint
+from xpnet.distributed import Communicator
 from xpnet.errors import ConfigError, TrainingError, XpnetError
 from xpnet.model import Model
 from xpnet.schedules import cosine
-from xpnet.tasks import TaskData
+from xpnet.tasks import TaskData, validation_split
 from xpnet.trainer import History
 
 INTERRUPTED_EXIT = 130
@@ -54,6 +56,19 @@ def stop_on_sigint(model: Model) -> Iterator[list[bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
+def refuse_conflicts(found: Checkpoint, settings: dict[str, Any], given: Collection[str]) -> None:
+    """ConfigError naming the first setting in ``given`` (the flags the user set) that differs from the checkpoint's:
+    a resumed run keeps its saved settings, so a different one would be silently ignored. Epochs may change."""
+    for key in sorted(set(given) - {"epochs"}):
+        saved, asked = found.settings.get(key), settings[key]
+        if saved != asked:
+            shown = [0 if key == "batch_size" and value is None else value for value in (asked, saved)]  # full batch
+            raise ConfigError(
+                f"--resume: --{key.replace('_', '-')} {shown[0]} conflicts with the checkpoint's {shown[1]} "
+                f"({found.path}); leave the flag out to resume, or start a new run without --resume"
+            )
+
+
 def run_training(
     task: TaskData,
     build_model: Callable[[], Model],
@@ -61,32 +76,58 @@ def run_training(
     *,
     checkpoint_dir: str | None = None,
     resume: bool = False,
+    given: Collection[str] = (),
     backend: Backend | None = None,
     verbose: int = 1,
     log: Callable[[str], None] = print,
+    communicator: Communicator | None = None,
 ) -> RunResult:
-    """Train (or resume) a model on ``task`` with ``settings`` (epochs, batch_size, lr, schedule, seed, task).
+    """Train (or resume) a model on ``task`` with ``settings`` (epochs, batch_size, lr, schedule, seed, task,
+    validation_split).
 
     With ``checkpoint_dir`` a checkpoint is written after every epoch and on Ctrl-C; ``resume`` continues from the
-    newest valid one there, with its saved batch size and shuffling state (``epochs`` may be raised), onto
-    ``backend`` (the one the new model would have been built on).
+    newest valid one there, with its saved settings and shuffling state (``epochs`` may be raised; a setting named in
+    ``given``, the ones the user chose, must match the saved one), onto ``backend`` (the one the new model would have
+    been built on). ``validation_split`` of the training set is held out (stratified, seeded) for the per-epoch
+    validation figures; the test set is evaluated once, at the end.
+
+    With a ``communicator`` this is one rank of a data-parallel run (see ``xpnet.distributed``): every rank must
+    be given the same settings and data, and rank 0 alone writes the checkpoints (into a folder every rank can
+    read, for a resume). A run resumes from a checkpoint of the same rank count, or of any as a single process.
     """
+    ranks = 1 if communicator is None else communicator.size
+    if communicator is not None:
+        device = None if backend is None else [backend.name, backend.dtype.name, backend.kernel_mode]
+        communicator.check_same({"settings": settings, "device": device})
     if resume and not checkpoint_dir:
         raise ConfigError("--resume needs --checkpoint-dir, the folder the interrupted run wrote its checkpoints to")
     history, position = None, None
     if resume:
-        found = latest_checkpoint(checkpoint_dir, backend=backend)
+        found = latest_checkpoint(checkpoint_dir, backend=backend,
+                                  on_skip=lambda message: log(f"note: {message}"))
         if found is None:
             raise ConfigError(f"--resume: no readable checkpoint in {checkpoint_dir}; start without --resume")
         if found.settings.get("task") != settings["task"]:
             raise ConfigError(
                 f"--resume: {found.path} is a {found.settings.get('task')!r} run, not {settings['task']!r}"
             )
+        refuse_conflicts(found, settings, given)
+        written_by = found.settings.get("ranks", 1)
+        if ranks > 1 and written_by != ranks:
+            raise ConfigError(
+                f"--resume: {found.path} was written by a run of {written_by} rank(s), not {ranks}: resume it with "
+                f"mpiexec -n {written_by}, or as a single process"
+            )
         model, history, position = found.model, found.history, found.position
         settings = {**found.settings, "epochs": settings["epochs"]}
-        log(f"resuming from {found.path} (epoch {position.epoch + 1}, batch {position.batch})")
+        if position.epoch >= settings["epochs"]:
+            log(f"the run in {checkpoint_dir} is already complete ({found.path.name}: {describe_position(position)} "
+                f"of {settings['epochs']}); nothing to train. Give a larger --epochs to train further")
+        else:
+            log(f"resuming from {found.path} ({describe_position(position)} done)")
     else:
         model = build_model()
+    settings = {**settings, "ranks": ranks}
     if model.backend.notice:
         log(f"note: {model.backend.notice}")
     if verbose:
@@ -101,25 +142,30 @@ def run_training(
 
     lr = settings.get("lr", model.optimizer.lr)
     rate = cosine(lr, settings["epochs"]) if settings.get("schedule") == "cosine" else None
+    writer = checkpoint_dir is not None and (communicator is None or communicator.rank == 0)
+    x_train, y_train, validation = validation_split(task, settings.get("validation_split") or 0.0, settings["seed"])
     started = time.perf_counter()
     with stop_on_sigint(model) as interrupted:
         try:
             history = model.fit(
-                task.x_train, task.y_train, settings["epochs"], settings["batch_size"],
-                validation_data=(task.x_test, task.y_test), seed=None if resume else settings["seed"],
-                verbose=verbose, callbacks=[checkpoint] if checkpoint_dir else [], history=history,
-                position=position, lr_schedule=rate,
+                x_train, y_train, settings["epochs"], settings["batch_size"],
+                validation_data=validation, seed=None if resume else settings["seed"],
+                verbose=verbose, callbacks=[checkpoint] if writer else [], history=history,
+                position=position, lr_schedule=rate, communicator=communicator,
             )
         except TrainingError as exc:
             kept = f" The last good checkpoint is kept: {last_good}." if last_good else ""
             raise TrainingError(f"{exc}.{kept}", hint=exc.hint) from None
-    if interrupted[0]:
-        where = f"epoch {model.position.epoch + 1}, batch {model.position.batch}"
+    if interrupted[0] if communicator is None else communicator.any(interrupted[0]):
+        where = f"{describe_position(model.position)} done"
         if checkpoint_dir:
-            path = save_checkpoint(checkpoint_dir, model, history, settings)
-            raise Interrupted(f"stopped at {where}; checkpoint written to {path}. Resume with the same command "
+            path = save_checkpoint(checkpoint_dir, model, history, settings) if writer else None
+            if communicator is not None:  # every rank waits for rank 0's checkpoint
+                communicator.barrier()
+            path = path or checkpoint_path(Path(checkpoint_dir), model.position)
+            raise Interrupted(f"stopped with {where}; checkpoint written to {path}. Resume with the same command "
                               f"plus --resume")
-        raise Interrupted(f"stopped at {where}; nothing saved (use --checkpoint-dir DIR to be able to resume)")
+        raise Interrupted(f"stopped with {where}; nothing saved (use --checkpoint-dir DIR to be able to resume)")
     seconds = time.perf_counter() - started
     test = model.evaluate(task.x_test, task.y_test)
     return RunResult(model, history, test, seconds)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from xpnet.data.fruits import read_image
+from xpnet.data.images import open_image
 from xpnet.errors import DataError
 
 FIELD = 28
@@ -20,7 +20,7 @@ BOX = 20
 
 def read_grayscale(path: str | Path) -> np.ndarray:
     """The image at ``path`` as a 2-D uint8 array, or DataError naming the file."""
-    return read_image(path, "grey")[:, :, 0]
+    return np.asarray(open_image(path, "L"), dtype=np.uint8)
 
 
 def mnist_like(gray: np.ndarray, source: str | Path = "the image") -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import http.client
@@ -98,36 +99,52 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _created_folders(target: Path) -> list[Path]:
+    """Create ``target`` with its missing parents; return the folders created, deepest first."""
+    missing = [folder for folder in (target, *target.parents) if not folder.exists()]
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create the MNIST folder {target}: {exc.strerror or exc}") from None
+    return missing
+
+
 def download_mnist(target_dir: str | os.PathLike, base_url: str | None = None, progress: bool = True) -> Path:
     """Download whichever of the four MNIST files are missing from ``target_dir``; return ``target_dir``.
 
     Mirrors: ``base_url`` if given, else ``$XPNET_MNIST_URL`` if set, else ``MNIST_MIRRORS`` in order (each
     file fails over to the next mirror). Each file is checked against ``MNIST_MD5`` before it is put in place.
+    A failure leaves the files already verified, and removes the folders it created that are still empty.
     """
     target = Path(target_dir).expanduser()
     base = base_url or os.environ.get("XPNET_MNIST_URL")
     mirrors = [base] if base else list(MNIST_MIRRORS)
+    created = _created_folders(target)
     try:
-        target.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataError(f"cannot create the MNIST folder {target}: {exc.strerror or exc}") from None
-    for name in MNIST_FILES:
-        stem = name.removesuffix(".gz")
-        if (target / name).is_file() or (target / stem).is_file():
-            continue
-        failures = []
-        for mirror in mirrors:
-            url = mirror.rstrip("/") + "/" + name
-            try:
-                fetch(url, target / name, MNIST_MD5[stem], progress=progress)
-                break
-            except (OSError, ValueError, http.client.HTTPException) as exc:
-                failures.append(f"  {url}: {_describe(exc)}")
-        else:
-            tried = "\n".join(failures)
-            raise DataError(
-                f"could not download {name}; every mirror failed:\n{tried}\n"
-                f"Download the four files ({', '.join(MNIST_FILES)}) by hand from any MNIST mirror and put "
-                f"them in {target} (gzip-compressed or not), or set XPNET_MNIST_URL to a mirror that works."
-            )
+        for name in MNIST_FILES:
+            stem = name.removesuffix(".gz")
+            if not ((target / name).is_file() or (target / stem).is_file()):
+                _download_one(name, target, mirrors, progress)
+    except BaseException:
+        for folder in created:
+            with contextlib.suppress(OSError):  # not empty (files kept for next time) or already gone
+                folder.rmdir()
+        raise
     return target
+
+
+def _download_one(name: str, target: Path, mirrors: list[str], progress: bool) -> None:
+    """Fetch one MNIST file into ``target`` from the first mirror that serves it intact, or one-line DataError."""
+    failures = []
+    for mirror in mirrors:
+        url = mirror.rstrip("/") + "/" + name
+        try:
+            fetch(url, target / name, MNIST_MD5[name.removesuffix(".gz")], progress=progress)
+            return
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            failures.append(f"{url}: {_describe(exc)}")
+    raise DataError(
+        f"could not download {name}; every mirror failed ({'; '.join(failures)})",
+        hint=f"download the four MNIST files by hand from any mirror into {target} (gzip-compressed or not), "
+             "or set XPNET_MNIST_URL to a mirror that works",
+    )

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from xpnet.data.images import open_image
 from xpnet.errors import DataError
 
 DEFAULT_CLASSES = ("Apple Braeburn", "Lemon Meyer", "Mango", "Raspberry")
@@ -95,6 +96,10 @@ def load_fruits(data_dir: str | os.PathLike, classes: Sequence[str] | None = Non
         class_names = list(classes)
     if not class_names:
         raise DataError("no classes were asked for; name at least one class folder")
+    repeated = sorted({name for name in class_names if class_names.count(name) > 1})
+    if repeated:
+        raise DataError(f"class {repeated[0]!r} is asked for more than once; name each class folder once",
+                        hint="--classes lists each class once")
     result = {}
     for split, split_dir in splits.items():
         paths: list[Path] = []
@@ -121,15 +126,9 @@ def read_image(path: str | os.PathLike, color: str = "rgb", size: tuple[int, int
     """One image file as uint8 (height, width, channels) in ``color`` ("rgb" or "grey"), resized (bilinear) to
     ``size`` (height, width) when given; DataError naming the file when it is missing or not a readable image."""
     mode, channels = IMAGE_MODES[color]
-    try:
-        with Image.open(path) as image:
-            converted = image.convert(mode)
-            if size is not None and (converted.height, converted.width) != tuple(size):
-                converted = converted.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such image file") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise DataError(f"{path}: not a readable image ({exc}); give a PNG, JPEG or other common format") from None
+    converted = open_image(path, mode)
+    if size is not None and (converted.height, converted.width) != tuple(size):
+        converted = converted.resize((size[1], size[0]), Image.Resampling.BILINEAR)
     return np.asarray(converted, dtype=np.uint8).reshape(converted.height, converted.width, channels)
 
 
@@ -171,7 +170,7 @@ def decode_images(
         try:
             rgb = read_image(path, "rgb", size)
         except DataError as exc:
-            warnings.warn(f"skipping unreadable image {exc}", stacklevel=2)
+            warnings.warn(f"skipping an unreadable image: {exc}", stacklevel=2)
             continue
         size = size or rgb.shape[:2]
         images.append(rgb)

@@ -59,10 +59,12 @@ def describe_shape(shape: Shape) -> str:
 @dataclass
 class Phase:
     """What a forward pass is for: ``training`` turns on dropout and batch statistics; ``step`` (the optimizer's
-    step count) seeds dropout masks, so a resumed run draws the same masks."""
+    step count) seeds dropout masks, so a resumed run draws the same masks; ``stream`` (a data-parallel rank)
+    gives each rank's share of a batch masks of its own."""
 
     training: bool
     step: int = 0
+    stream: int = 0
 
 
 @dataclass

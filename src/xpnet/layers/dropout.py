@@ -47,7 +47,8 @@ class Dropout(Layer):
         ws.training = phase.training and "mask" in ws.batch
         if not ws.training:
             return x
-        self.backend.kernels.dropout(x, self.rate, self.seed, phase.step, ws.batch["out"], ws.batch["mask"])
+        seed = self.seed + phase.stream * SEED_RANGE * 2  # other ranks: keys no seed in [0, 2**31) gives
+        self.backend.kernels.dropout(x, self.rate, seed, phase.step, ws.batch["out"], ws.batch["mask"])
         return ws.batch["out"]
 
     def backward(self, dy: Any, ws: Workspace, need_dx: bool) -> Any:

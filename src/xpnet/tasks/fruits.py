@@ -8,19 +8,18 @@ rebuilds the same held-out images.
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from xpnet.data.fruits import SPLIT_FOLDERS, decode_images, load_fruits
+from xpnet.data.fruits import SPLIT_FOLDERS, load_fruits, read_images
 from xpnet.data.mnist import default_data_dir
 from xpnet.errors import DataError
 from xpnet.features import CACHE_SIZE, HueHistogramFeatures, cached_histograms, hue_histograms
 from xpnet.kernels.hue import DEFAULT_BINS
-from xpnet.tasks import HOLDOUT_FRACTION, TaskData, confusion_matrix, holdout_split
+from xpnet.tasks import HOLDOUT_FRACTION, TaskData, holdout_split
 
 if TYPE_CHECKING:
     from xpnet.backend import Backend
@@ -69,6 +68,9 @@ def load_task(data_dir: str | os.PathLike, classes: Sequence[str] | None, backen
     The histograms are computed on ``backend`` and cached under ``$XPNET_DATA/features``.
     """
     splits = load_fruits(_dataset_dir(data_dir), classes)
+    if len(splits["train"].class_names) < 2:
+        raise DataError(f"a classifier needs at least two classes; only {splits['train'].class_names[0]!r} was "
+                        "found or asked for", hint="name two or more class folders with --classes")
     holdout = None if "test" in splits else {"fraction": HOLDOUT_FRACTION, "seed": seed}
     paths, labels, is_test = split_images(splits, holdout)
     hist, kept = _histograms(paths, backend)
@@ -108,29 +110,16 @@ def evaluation_task(data_dir: str | os.PathLike, model: Model) -> TaskData:
 
 
 def image_features(preprocessing: dict[str, Any], paths: Sequence[Path], backend: Backend) -> np.ndarray:
-    """Features of fruit photos, prepared as in training; any unreadable file is a DataError naming it."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            images, kept = decode_images(paths, size=tuple(preprocessing.get("size", CACHE_SIZE)))
-        except DataError:
-            kept = []
-    if len(kept) != len(paths):
-        reasons = "; ".join(str(w.message).removeprefix("skipping unreadable image ") for w in caught)
-        raise DataError(f"cannot read {len(paths) - len(kept)} of the {len(paths)} image file(s): {reasons}")
+    """Features of fruit photos, prepared as in training; an unreadable file is a DataError naming it."""
+    size = tuple(preprocessing.get("size", CACHE_SIZE))
+    images = read_images(paths, "rgb", size)
     hist = hue_histograms(images, backend, int(preprocessing.get("bins", DEFAULT_BINS)))
     features = HueHistogramFeatures.from_dict(preprocessing.get("selector", {}))
     return backend.to_host(features.transform(hist)).astype(np.float32)
 
 
-def plot_charts(task: TaskData, model: Model, plot_path: str | os.PathLike) -> list[Path]:
-    """Write ``<stem>-hues.png`` (mean training hue histogram per class) and ``<stem>-confusion.png``."""
-    from xpnet.plotting import plot_class_histograms, plot_confusion
+def plot_hues(task: TaskData, path: Path) -> Path:
+    """The mean training hue histogram of each class, as ``path`` (PNG)."""
+    from xpnet.plotting import plot_class_histograms
 
-    path = Path(plot_path)
-    hues, confusion = (path.with_name(f"{path.stem}-{chart}.png") for chart in ("hues", "confusion"))
-    matrix = confusion_matrix(model, task.x_test, task.y_test, len(task.class_names))
-    return [
-        plot_class_histograms(task.extras["train_histograms"], task.y_train, task.class_names, hues),
-        plot_confusion(matrix, task.class_names, confusion, f"{task.test_name} images"),
-    ]
+    return plot_class_histograms(task.extras["train_histograms"], task.y_train, task.class_names, path)

@@ -1,0 +1,152 @@
+"""Data-parallel training under ``mpiexec``: where a step's time goes, and a model of larger jobs.
+
+- Measured here, for 1 and 2 ranks of a 784-256-128-10 MLP (Adam, float32, one thread a rank) at a global batch
+  of 128: per step, the forward + backward pass on the rank's share, the wait for the slowest rank, the in-place
+  Allreduce of the flat gradient buffer (4P bytes) and the optimizer update; medians over the steps, rank 0's.
+- Modelled: seconds per MNIST epoch on N nodes, each computing its share at the measured one-rank speed per
+  sample, plus a ring Allreduce that moves 2(N-1)/N x 4P bytes per rank per step at a stated network bandwidth
+  (latency ignored).
+
+Each job is ``mpiexec -n R python -m benchmarks.distributed R STEPS WARMUP``; rank 0 prints its medians as JSON.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.config import REPO_ROOT, Config
+from benchmarks.timing import log
+
+SIZES = [784, 256, 128, 10]
+BATCH = 128
+MNIST_SAMPLES = 60000
+RANKS = (1, 2)
+STEPS = {True: (20, 5), False: (300, 30)}
+"""(timed steps, warm-up steps) per job, for quick and full mode."""
+BANDWIDTHS = {"10 Gbit/s Ethernet": 1.25e9, "100 Gbit/s InfiniBand": 12.5e9}
+"""Network bandwidths the model is drawn for, in bytes per second."""
+NODES = (1, 2, 4, 8, 16, 32)
+PHASES = ("compute", "wait", "allreduce", "update")
+
+
+def ring_bytes(nodes: int, parameters: int, itemsize: int = 4) -> float:
+    """Bytes each rank sends (and receives) in a ring Allreduce of ``parameters`` values: 2(N-1)/N x size."""
+    return 2 * (nodes - 1) / nodes * itemsize * parameters
+
+
+def epoch_model(compute_ms: float, update_ms: float, parameters: int, bandwidth: float) -> list[dict[str, Any]]:
+    """Modelled seconds per MNIST epoch at global batch BATCH on each of NODES nodes, from one rank's step
+    (``compute_ms`` for the whole batch scales with a node's share of it, ``update_ms`` does not) and a ring
+    Allreduce of ``parameters`` float32 gradients at ``bandwidth`` bytes per second."""
+    steps = math.ceil(MNIST_SAMPLES / BATCH)
+    rows = []
+    for nodes in NODES:
+        compute = (compute_ms / nodes + update_ms) / 1e3
+        network = ring_bytes(nodes, parameters) / bandwidth
+        rows.append({"nodes": nodes, "compute_s": steps * compute, "allreduce_s": steps * network,
+                     "epoch_s": steps * (compute + network)})
+    return rows
+
+
+def _mpiexec() -> str | None:
+    """mpiexec beside this Python (a venv's, or the mpich wheel's), else on PATH."""
+    folders = [str(Path(sys.executable).parent), str(Path(sys.base_prefix) / "bin"), os.environ.get("PATH", "")]
+    return shutil.which("mpiexec", path=os.pathsep.join(folders))
+
+
+def _job(ranks: int, steps: int, warmup: int) -> dict[str, Any]:
+    """One ``mpiexec -n ranks`` job's medians (rank 0's), from its JSON line."""
+    # one thread a rank (Numba's and BLAS's): ranks sharing a machine never fight over its cores
+    threads = dict.fromkeys(("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), "1")
+    env = {**os.environ, **threads, "XPNET_DEVICE": "cpu"}
+    command = [_mpiexec(), "-n", str(ranks), sys.executable, "-m", "benchmarks.distributed", str(steps), str(warmup)]
+    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        raise RuntimeError(f"mpiexec -n {ranks} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run(config: Config) -> dict[str, Any]:
+    """Both jobs, then the epoch model from the one-rank job."""
+    if importlib.util.find_spec("mpi4py") is None or _mpiexec() is None:
+        return {"rows": [], "notes": ["MPI absent (no mpi4py or mpiexec): pip install -e '.[mpi]'"]}
+    steps, warmup = STEPS[config.quick]
+    rows = []
+    for ranks in RANKS:
+        row = _job(ranks, steps, warmup)
+        rows.append(row)
+        log("distributed: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                        for k, v in row.items()))
+    one, parameters = rows[0], rows[0]["parameters"]
+    model = [{"network": name, **row} for name, bandwidth in BANDWIDTHS.items()
+             for row in epoch_model(one["compute_ms"], one["update_ms"], parameters, bandwidth)]
+    notes = [
+        f"{SIZES} MLP, {parameters:,} parameters: {4 * parameters:,} bytes of float32 gradients per step; global "
+        f"batch {BATCH} ({BATCH // RANKS[-1]} rows a rank at {RANKS[-1]} ranks); one thread a rank, ranks on this "
+        f"machine's cores, Allreduce through MPICH's shared memory; medians of {steps} steps after {warmup}",
+        "epoch model: ceil(60000 / 128) steps x (one-rank compute per sample x 128 / N + update + "
+        "2(N-1)/N x 4P bytes / bandwidth); network latency and compute/communication overlap ignored",
+    ]
+    return {"rows": rows, "epoch_model": model, "notes": notes}
+
+
+# --------------------------------------------------------------------------------------------- one rank
+def worker(steps: int, warmup: int) -> None:
+    """Time ``steps`` training steps on this rank's share of random batches; rank 0 prints the medians."""
+    from xpnet.backend import get_backend
+    from xpnet.builders import mlp
+    from xpnet.distributed import Communicator
+
+    communicator = Communicator()
+    backend = get_backend("cpu", "float32", seed=0)
+    model = mlp(SIZES, optimizer="adam", backend=backend)
+    communicator.attach(backend)
+    share = BATCH // communicator.size
+    rng = np.random.default_rng(communicator.rank)
+    x = rng.random((share, SIZES[0]), dtype=np.float32)
+    y = np.eye(SIZES[-1], dtype=np.float32)[rng.integers(0, SIZES[-1], share)]
+    workspace, stats = model.workspace(share, backward=True), backend.zeros(2, dtype=np.float64)
+    marks: list[float] = []
+
+    def timed_reduce(grads: Any) -> None:
+        marks.append(time.perf_counter())
+        communicator.barrier()
+        marks.append(time.perf_counter())
+        communicator.allreduce_mean(grads)
+        marks.append(time.perf_counter())
+
+    times: dict[str, list[float]] = {phase: [] for phase in PHASES}
+    communicator.barrier()
+    for step in range(warmup + steps):
+        marks.clear()
+        started = time.perf_counter()
+        model.train_step(x, y, workspace, stats, timed_reduce)
+        ended = time.perf_counter()
+        if step >= warmup:
+            for phase, (a, b) in zip(PHASES, zip([started, *marks], [*marks, ended], strict=True), strict=True):
+                times[phase].append((b - a) * 1e3)
+    if communicator.rank == 0:
+        row: dict[str, Any] = {"ranks": communicator.size, "rows_per_rank": share}
+        row |= {f"{phase}_ms": statistics.median(values) for phase, values in times.items()}
+        row["step_ms"] = sum(row[f"{phase}_ms"] for phase in PHASES)
+        row["parameters"] = model.parameter_count
+        row["allreduce_bytes"] = 4 * model.parameter_count
+        row["allreduce_gb_per_s"] = ring_bytes(communicator.size, model.parameter_count) / (
+            row["allreduce_ms"] / 1e3) / 1e9 if communicator.size > 1 else None
+        print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    worker(int(sys.argv[1]), int(sys.argv[2]))

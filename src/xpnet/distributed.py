@@ -1,0 +1,171 @@
+"""Data-parallel training over MPI: the communicator every rank of an ``mpiexec`` (or ``srun``) job trains through.
+
+One ``Communicator`` is the whole distributed side of a run: which rank this process is (and its index on its
+node, which picks its GPU), the one collective per step (the flat gradient buffer summed in place, then scaled by
+1 / ranks: MPI's Allreduce on host arrays, NCCL on the GPU), the small host reductions the training loop needs
+(running loss totals, an agreed stop), a check at start that every rank has the same settings and data, and the
+fault rule: a rank that fails waits a bounded time for the others to fail with it, then aborts the job, so that no
+rank is left waiting in a collective.
+
+A single-process run has no communicator at all (None), so its training step is unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from xpnet.errors import ConfigError, XpnetError
+
+LAUNCHER_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "SLURM_STEP_NUM_TASKS")
+"""World sizes set by MPICH/Intel MPI (Hydra), Open MPI, MVAPICH and Slurm's ``srun`` in each rank they start."""
+
+FAULT_WAIT_SECONDS = 10.0
+"""How long a failing rank waits for every other rank to fail with it before it aborts the whole job."""
+
+INSTALL_HINT = "pip install 'xpnet[mpi]' (mpi4py and the mpich wheel; a system MPI is used when present)"
+
+
+class DistributedError(XpnetError, RuntimeError):
+    """The MPI job cannot go on: MPI is missing or a rank failed."""
+
+
+def launched_ranks(environ: Mapping[str, str] | None = None) -> int:
+    """The job's rank count as the launcher (mpiexec, srun) tells it through the environment; 1 when none did."""
+    environ = os.environ if environ is None else environ
+    for name in LAUNCHER_SIZE_VARIABLES:
+        value = environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 1
+
+
+def _digest(value: Any) -> str:
+    """A short hash of an array's bytes (with shape and dtype), or of anything else as sorted JSON."""
+    if isinstance(value, np.ndarray):
+        value = np.ascontiguousarray(value)
+        data = f"{value.shape}{value.dtype.str}".encode() + value.tobytes()
+    else:
+        data = json.dumps(value, sort_keys=True, default=str).encode()
+    return hashlib.blake2b(data, digest_size=8).hexdigest()
+
+
+class Communicator:
+    """The MPI world (``MPI.COMM_WORLD``) of a data-parallel run, as one rank sees it.
+
+    ``local_rank`` is this rank's index among the ranks of its node (the command line makes it pick the GPU:
+    ``xpnet.backend_cupy.select_device``); ``attach(backend)`` picks how the gradients travel: MPI's Allreduce for
+    host arrays, NCCL for CuPy ones (the Trainer calls it).
+    """
+
+    def __init__(self) -> None:
+        from mpi4py import MPI
+
+        self.mpi = MPI
+        self.comm = MPI.COMM_WORLD
+        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        node = self.comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
+        self.local_rank = node.Get_rank()
+        node.Free()
+        # failing ranks meet on their own communicator, so that waiting there never mixes with a step's collective
+        self.faults = self.comm.Dup()
+        self.scale = 1.0 / self.size
+        self._device_sum = self._mpi_sum
+        self._nccl: Any = None
+
+    # ----------------------------------------------------------------------------------------------- collectives
+    def attach(self, backend: Any) -> None:
+        """Sum device arrays of ``backend``: over NCCL on CuPy's stream for the GPU, else with MPI on the host (a
+        collective the first time on a GPU backend: NCCL's communicator is made once)."""
+        if backend.name == "gpu" and self._nccl is None:
+            from xpnet.backend_cupy import nccl_sum
+
+            self._nccl = nccl_sum(self.comm, self.rank, self.size)
+        self._device_sum = self._nccl if backend.name == "gpu" else self._mpi_sum
+
+    def _mpi_sum(self, array: Any) -> None:
+        self.comm.Allreduce(self.mpi.IN_PLACE, array, op=self.mpi.SUM)
+
+    def allreduce_mean(self, array: Any) -> None:
+        """Replace ``array`` (a contiguous device array, such as the flat gradient row) by its mean over ranks,
+        in place: one sum, then one scale."""
+        self._device_sum(array)
+        array *= array.dtype.type(self.scale)
+
+    def sum_host(self, values: np.ndarray) -> np.ndarray:
+        """The element-wise sum over ranks of a small float64 host array (running totals, flags)."""
+        total = np.array(values, dtype=np.float64)
+        self.comm.Allreduce(self.mpi.IN_PLACE, total, op=self.mpi.SUM)
+        return total
+
+    def barrier(self) -> None:
+        """Wait until every rank is here."""
+        self.comm.Barrier()
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank when ``flag`` is true on any."""
+        return bool(self.comm.allreduce(bool(flag), op=self.mpi.LOR))
+
+    # ------------------------------------------------------------------------------------------------- checks
+    def check_same(self, parts: Mapping[str, Any]) -> None:
+        """ConfigError on every rank unless every rank holds the same ``parts`` (arrays or JSON-able values),
+        compared by hash; the message names the first part that differs and the ranks holding other values."""
+        mine = {name: _digest(value) for name, value in parts.items()}
+        everyone = self.comm.allgather(mine)
+        for name, digest in everyone[0].items():
+            others = [rank for rank, digests in enumerate(everyone) if digests.get(name) != digest]
+            if others:
+                who = f"rank {others[0]} differs" if len(others) == 1 else f"ranks {', '.join(map(str, others))} differ"
+                raise ConfigError(
+                    f"the ranks of this MPI job disagree on the {name}: {who} from rank 0 (hash {digest}); start "
+                    "every rank with the same command, data files and xpnet version"
+                )
+
+    # -------------------------------------------------------------------------------------------------- faults
+    @contextmanager
+    def fail_together(self) -> Iterator[None]:
+        """Run the block; if it fails on this rank, wait up to FAULT_WAIT_SECONDS for every rank to fail too (a
+        collective error: each exits with its own message) and otherwise abort the whole job, so that no rank
+        waits forever in a collective for one that is gone."""
+        try:
+            yield
+        except BaseException as exc:
+            if self.size > 1 and not self._all_arrive(FAULT_WAIT_SECONDS):
+                code = getattr(exc, "exit_code", 1)
+                print(f"xpnet: error: rank {self.rank} failed alone ({type(exc).__name__}: {exc}); aborting the "
+                      "other ranks of the MPI job", file=sys.stderr, flush=True)
+                self.comm.Abort(code)
+            raise
+
+    def _all_arrive(self, seconds: float) -> bool:
+        """Whether every rank reaches this point within ``seconds`` (each failing rank calls it once)."""
+        try:
+            request = self.faults.Ibarrier()
+            deadline = time.monotonic() + seconds
+            while not request.Test():
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.01)
+        except self.mpi.Exception:
+            return False
+        return True
+
+
+def connect(required: bool) -> Communicator | None:
+    """The communicator of this MPI job: when ``required`` (``--distributed``) or a launcher started several
+    ranks; None for a single process. DistributedError when mpi4py (or its MPI library) is missing."""
+    if not required and launched_ranks() < 2:
+        return None
+    try:
+        return Communicator()
+    except (ImportError, RuntimeError) as exc:
+        started = "--distributed was given" if required else f"this process is one of {launched_ranks()} MPI ranks"
+        raise DistributedError(f"{started}, but MPI is not usable here ({exc})", hint=INSTALL_HINT) from None
