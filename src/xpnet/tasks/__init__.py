@@ -29,19 +29,19 @@ TASK_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "csv": {
         "mlp": {"epochs": 20, "batch_size": 32, "hidden": "64,32", "activation": "relu", "optimizer": "adam",
-                "lr": 1e-3, "dropout": 0.0},
+                "lr": 1e-3, "dropout": 0.0, "validation_split": 0.1},
     },
     "npz": {
         "mlp": {"epochs": 20, "batch_size": 32, "hidden": "128,64", "activation": "relu", "optimizer": "adam",
-                "lr": 1e-3, "dropout": 0.0},
+                "lr": 1e-3, "dropout": 0.0, "validation_split": 0.1},
         "cnn": {"epochs": 12, "batch_size": 64, "hidden": "128", "activation": "relu", "optimizer": "adam",
-                "lr": 1e-3, "dropout": 0.25, "filters": "32,64"},
+                "lr": 1e-3, "dropout": 0.25, "filters": "32,64", "validation_split": 0.1},
     },
     "images": {
         "mlp": {"epochs": 30, "batch_size": 32, "hidden": "128,64", "activation": "relu", "optimizer": "adam",
-                "lr": 1e-3, "dropout": 0.0},
+                "lr": 1e-3, "dropout": 0.0, "validation_split": 0.1},
         "cnn": {"epochs": 12, "batch_size": 32, "hidden": "128", "activation": "relu", "optimizer": "adam",
-                "lr": 1e-3, "dropout": 0.25, "filters": "32,64"},
+                "lr": 1e-3, "dropout": 0.25, "filters": "32,64", "validation_split": 0.1},
     },
 }
 """What `xpnet train TASK --model KIND` uses for every setting the command line leaves out."""
@@ -96,8 +96,9 @@ def holdout_mask(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
 
 def validation_split(task: TaskData, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray, Any]:
     """The training features and labels left after holding out ``fraction`` of each class (seeded: the same split on
-    every device and on resume), and the held-out ``(x, y)`` for per-epoch validation (None when ``fraction`` is 0)."""
-    if not fraction:
+    every device and on resume), and the held-out ``(x, y)`` for per-epoch validation (None when ``fraction`` is 0,
+    or when the training data is streamed in chunks)."""
+    if not fraction or task.y_train is None:  # streamed training data: no per-epoch validation, the test set at the end
         return task.x_train, task.y_train, None
     held = holdout_mask(task.y_train, fraction, seed)
     return task.x_train[~held], task.y_train[~held], (task.x_train[held], task.y_train[held])
