@@ -16,6 +16,7 @@ from xpnet.data.chunks import ChunkReader, chunk_bounds
 from xpnet.data.mnist import load_mnist, write_mnist_csv
 from xpnet.tasks import csv as csv_task
 from xpnet.tasks import images as images_task
+from xpnet.tasks import validation_split
 
 SETTINGS = {"task": "test", "epochs": 3, "batch_size": 16, "seed": 5}
 
@@ -180,3 +181,12 @@ def test_streamed_rows_are_parsed_once_into_a_spill_removed_with_the_data(mnist_
     del task, first
     gc.collect()
     assert not any(folder.exists() for folder in spills)
+
+
+def test_streamed_training_data_keeps_every_row_for_training(mnist_csv: Path) -> None:
+    task = csv_task.load_task(mnist_csv, "0", header=False, max_in_memory=150)
+    x, y, validation = validation_split(task, 0.1, 0)
+    assert x is task.x_train and y is None and validation is None
+    resident = csv_task.load_task(mnist_csv, "0", header=False)
+    _, _, (held_x, held_y) = validation_split(resident, 0.1, 0)
+    assert len(held_y) == round(0.1 * len(resident.y_train))
