@@ -362,7 +362,8 @@ def command_predict(args: argparse.Namespace) -> int:
     if len(problems) == 1:
         raise DataError(problems[0])
     if problems:
-        raise DataError(f"{len(problems)} of the {len(paths)} files could not be read: {'; '.join(problems)}")
+        files = "files" if own_rows else "image files"
+        raise DataError(f"{len(problems)} of the {len(paths)} {files} could not be read: {'; '.join(problems)}")
     return 0
 
 
