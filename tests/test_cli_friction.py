@@ -16,6 +16,7 @@ from PIL import Image
 from xpnet.builders import mlp
 from xpnet.checkpoint import latest_checkpoint
 from xpnet.cli import build_parser, main
+from xpnet.serialization import load_model
 from xpnet.tasks import TASK_DEFAULTS, TaskData, holdout_mask, validation_split
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -208,3 +209,47 @@ def test_every_readme_command_works_offline() -> None:
             assert "--data-dir" in words or own is not None, command
     assert "'.[bench]'" in readme.split("## Benchmarks")[1]
     assert all(name in readme for name in ("-confusion.png", "-hues.png"))
+
+
+PATIENT = ["--hidden", "16", "--patience", "2", "--lr", "0.05", "--schedule", "constant", "--device", "cpu"]
+"""A fruit network trained with a learning rate high enough for its validation loss to stall within a few epochs."""
+
+
+def _stopped_where_patience_says(val_loss: list[float], patience: int) -> None:
+    best, wait = float("inf"), 0
+    for epoch, value in enumerate(val_loss, 1):
+        best, wait = (value, 0) if value < best else (best, wait + 1)
+        if wait >= patience:
+            assert epoch == len(val_loss), (val_loss, epoch)
+            return
+    raise AssertionError(f"no early stop in {val_loss}")
+
+
+def test_patience_stops_early_and_a_resumed_run_stops_at_the_same_epoch(capsys, shared_data, tmp_path) -> None:
+    data = ["train", "fruits", "--data-dir", shared_data, *PATIENT]
+    status, _, err = run(capsys, *data, "--epochs", "40", "--checkpoint-dir", tmp_path / "a",
+                         "--save", tmp_path / "a.npz")
+    assert status == 0, err
+    straight = latest_checkpoint(tmp_path / "a")
+    _stopped_where_patience_says(straight.history.history["val_loss"], 2)
+    epochs = len(straight.history.epoch)
+    assert epochs < 40 and f"stopped early after epoch {epochs}: the validation loss has not improved for 2" in err
+
+    status, _, err = run(capsys, *data, "--epochs", "1", "--checkpoint-dir", tmp_path / "b")
+    assert status == 0, err
+    status, _, err = run(capsys, *data, "--epochs", "40", "--checkpoint-dir", tmp_path / "b", "--resume",
+                         "--save", tmp_path / "b.npz")
+    assert status == 0 and f"stopped early after epoch {epochs}" in err, err
+    np.testing.assert_array_equal(load_model(tmp_path / "b.npz").get_parameters(),
+                                  load_model(tmp_path / "a.npz").get_parameters())
+
+    status, out, err = run(capsys, *data, "--epochs", "40", "--checkpoint-dir", tmp_path / "a", "--resume")
+    assert status == 0 and f"already complete: it stopped early after epoch {epochs}" in err, err
+    assert f"after {epochs} epochs" in out
+
+
+@pytest.mark.parametrize(("flags", "message"), [(["--patience", "-1"], "--patience -1: must be 0 or more epochs"),
+                                                (["--patience", "3", "--validation-split", "0"],
+                                                 "--patience watches the validation loss")])
+def test_bad_patience_is_one_line(capsys, shared_data, flags, message) -> None:
+    assert message in one_error(*run(capsys, "train", "fruits", "--data-dir", shared_data, *TINY, *flags)[::2])

@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--validation-split", type=float, metavar="FRACTION",
                        help="share of each class of the training set held out for the per-epoch validation figures "
                             "(mnist: 0.1, fruits: 0.15; 0: none); the test set is evaluated once, at the end")
+    train.add_argument("--patience", type=int, metavar="EPOCHS",
+                       help="stop early once the validation loss has not improved for EPOCHS epochs (default: "
+                            "train every epoch)")
     train.add_argument("--data-dir", help="data folder (mnist: default $XPNET_DATA or ~/.cache/xpnet, downloading "
                        "what is missing; fruits: a Fruits-360 folder, required)")
     train.add_argument("--no-download", action="store_true", help="never download MNIST; fail if it is missing")
@@ -140,7 +143,7 @@ def _check_job_options(args: argparse.Namespace) -> None:
         raise ConfigError(f"--max-in-memory {args.max_in_memory}: must be at least 1")
 
 
-RUN_DEFAULTS = {"model": "mlp", "seed": 0, "schedule": "cosine"}
+RUN_DEFAULTS = {"model": "mlp", "seed": 0, "schedule": "cosine", "patience": None}
 """The settings of every task whose flags have no per-task default."""
 
 
@@ -169,6 +172,11 @@ def _settings(args: argparse.Namespace) -> tuple[dict[str, Any], set[str]]:
         raise ConfigError(f"--batch-size {settings['batch_size']}: must be positive (or 0 for full batch)")
     if not 0 <= settings["validation_split"] < 1:
         raise ConfigError(f"--validation-split {settings['validation_split']}: must be in [0, 1)")
+    if settings["patience"] is not None:
+        if settings["patience"] < 0:
+            raise ConfigError(f"--patience {settings['patience']}: must be 0 or more epochs")
+        if not settings["validation_split"]:
+            raise ConfigError("--patience watches the validation loss: give a --validation-split above 0")
     settings["batch_size"] = settings["batch_size"] or None
     settings["task"] = args.task
     return settings, given

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from xpnet.backend import Backend
+from xpnet.callbacks import EarlyStopping
 from xpnet.checkpoint import Checkpoint, checkpoint_path, describe_position, latest_checkpoint, save_checkpoint
 from xpnet.distributed import Communicator
 from xpnet.errors import ConfigError, TrainingError, XpnetError
@@ -69,6 +70,18 @@ def refuse_conflicts(found: Checkpoint, settings: dict[str, Any], given: Collect
             )
 
 
+def early_stopping(patience: int | None, model: Model, history: History) -> EarlyStopping | None:
+    """The ``--patience`` stopper on the validation loss, brought up to date with the epochs ``history`` holds: its
+    state follows from them, so a resumed run stops exactly where an uninterrupted one would. None without one."""
+    if patience is None:
+        return None
+    stopper = EarlyStopping("val_loss", patience, restore_best=False)
+    for epoch, value in zip(history.epoch, history.history.get("val_loss", []), strict=False):
+        stopper(model, epoch, {"val_loss": value})
+    model.stop_training = False
+    return stopper
+
+
 def run_training(
     task: TaskData,
     build_model: Callable[[], Model],
@@ -120,13 +133,20 @@ def run_training(
             )
         model, history, position = found.model, found.history, found.position
         settings = {**found.settings, "epochs": settings["epochs"]}
-        if position.epoch >= settings["epochs"]:
+        stopper = early_stopping(settings.get("patience"), model, history)
+        if stopper is not None and stopper.stopped_epoch:
+            log(f"the run in {checkpoint_dir} is already complete: it stopped early after epoch "
+                f"{stopper.stopped_epoch} (--patience {stopper.patience}; best validation loss at epoch "
+                f"{stopper.best_epoch}); nothing to train")
+            settings["epochs"] = position.epoch
+        elif position.epoch >= settings["epochs"]:
             log(f"the run in {checkpoint_dir} is already complete ({found.path.name}: {describe_position(position)} "
                 f"of {settings['epochs']}); nothing to train. Give a larger --epochs to train further")
         else:
             log(f"resuming from {found.path} ({describe_position(position)} done)")
     else:
         model = build_model()
+        stopper = early_stopping(settings.get("patience"), model, History())
     settings = {**settings, "ranks": ranks}
     if model.backend.notice:
         log(f"note: {model.backend.notice}")
@@ -144,14 +164,15 @@ def run_training(
     rate = cosine(lr, settings["epochs"]) if settings.get("schedule") == "cosine" else None
     writer = checkpoint_dir is not None and (communicator is None or communicator.rank == 0)
     x_train, y_train, validation = validation_split(task, settings.get("validation_split") or 0.0, settings["seed"])
+    stopped_before = stopper.stopped_epoch if stopper else 0
     started = time.perf_counter()
     with stop_on_sigint(model) as interrupted:
         try:
             history = model.fit(
                 x_train, y_train, settings["epochs"], settings["batch_size"],
                 validation_data=validation, seed=None if resume else settings["seed"],
-                verbose=verbose, callbacks=[checkpoint] if writer else [], history=history,
-                position=position, lr_schedule=rate, communicator=communicator,
+                verbose=verbose, callbacks=[*([stopper] if stopper else []), *([checkpoint] if writer else [])],
+                history=history, position=position, lr_schedule=rate, communicator=communicator,
             )
         except TrainingError as exc:
             kept = f" The last good checkpoint is kept: {last_good}." if last_good else ""
@@ -167,5 +188,8 @@ def run_training(
                               f"plus --resume")
         raise Interrupted(f"stopped with {where}; nothing saved (use --checkpoint-dir DIR to be able to resume)")
     seconds = time.perf_counter() - started
+    if stopper is not None and stopper.stopped_epoch > stopped_before:
+        log(f"stopped early after epoch {stopper.stopped_epoch}: the validation loss has not improved for "
+            f"{stopper.patience} epoch{'' if stopper.patience == 1 else 's'} (best at epoch {stopper.best_epoch})")
     test = model.evaluate(task.x_test, task.y_test)
     return RunResult(model, history, test, seconds)
