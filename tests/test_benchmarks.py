@@ -18,7 +18,7 @@ from benchmarks.kernels import CASES
 from xpnet.cli import main as xpnet_main
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = {"kernels", "training_step", "end_to_end", "peers", "cnn", "distributed"}
+SECTIONS = {"kernels", "training_step", "end_to_end", "peers", "cnn", "distributed", "data_sources"}
 
 
 def test_crossover_is_the_smallest_batch_where_the_gpu_wins() -> None:
@@ -121,6 +121,13 @@ def test_quick_run_writes_sane_results(tmp_path: Path, shared_data: Path) -> Non
     assert set(distributed) == {1, 2} and distributed[2]["rows_per_rank"] == 64
     assert all(_positive(row[f"{phase}_ms"]) for row in distributed.values() for phase in ("compute", "allreduce"))
     assert distributed[2]["allreduce_bytes"] == 4 * distributed[2]["parameters"]
+
+    data = sections["data_sources"]
+    assert data["csv"][0]["rows"] == 1000 and data["csv"][0]["columns"] == 785
+    assert _positive(data["csv"][0]["scan_rows_per_s"]) and _positive(data["csv"][0]["streamed_rows_per_s"])
+    assert {row["size"] for row in data["images"]} >= {"64x64 rgb", "64x64 grey"}
+    assert all(_positive(row["images_per_s"]) for row in data["images"])
+    assert all(_positive(row["resident_s"]) and _positive(row["streamed_s"]) for row in data["epochs"])
 
     markdown = (folder / "results.md").read_text()
     assert all(f"## {name}" in markdown for name in SECTIONS) and "| device | kernel |" in markdown

@@ -17,10 +17,11 @@ import numpy as np
 
 from xpnet import __version__
 from xpnet.backend import DEVICES, DTYPES
+from xpnet.data.fruits import IMAGE_MODES
 from xpnet.errors import ConfigError, DataError, XpnetError
 from xpnet.kernels import ACTIVATIONS, KERNEL_SETS
 from xpnet.optimizers import OPTIMIZERS
-from xpnet.tasks import MODEL_KINDS, TASK_DEFAULTS, sizes
+from xpnet.tasks import IMAGE_FEATURES, MODEL_KINDS, SOURCE_TASKS, TASK_DEFAULTS, sizes
 
 
 def _add_device_options(parser: argparse.ArgumentParser) -> None:
@@ -35,8 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"xpnet {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train a network on MNIST or Fruits-360")
+    train = commands.add_parser("train", help="train a network on MNIST, Fruits-360, or your CSV, .npz or images")
     train.add_argument("task", choices=sorted(TASK_DEFAULTS), help="what to train")
+    train.add_argument("source", nargs="?", help="csv: the CSV file; npz: the .npz file (x, y, optional x_test, "
+                       "y_test); images: the folder of class folders (or of Training/ and Test/)")
     _add_device_options(train)
     train.add_argument("--model", choices=MODEL_KINDS,
                        help="mlp (default) or cnn: a convolutional network (mnist only: 32,64 3x3 filters, each "
@@ -65,9 +68,24 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data-dir", help="data folder (mnist: default $XPNET_DATA or ~/.cache/xpnet, downloading "
                        "what is missing; fruits: a Fruits-360 folder, required)")
     train.add_argument("--no-download", action="store_true", help="never download MNIST; fail if it is missing")
-    train.add_argument("--classes", help="fruits: comma-separated class folders (default: the tutorial's four)")
+    train.add_argument("--classes", help="fruits, images: comma-separated class folders (default fruits: the "
+                       "tutorial's four; images: all)")
+    train.add_argument("--label", metavar="COLUMN", help="csv: the class-label column, by header name or number "
+                       "(0-based; -1 the last)")
+    train.add_argument("--no-header", action="store_true", help="csv: the first row is data, not column names")
+    train.add_argument("--test-file", metavar="FILE", help="csv: test rows from this file (same columns)")
+    train.add_argument("--test-fraction", type=float, help="csv, npz, images: share of each class held out for "
+                       "testing when there is no test file, x_test or Test/ folder (default 0.2)")
+    train.add_argument("--size", metavar="HxW", help="images: resize every image to HxW pixels (default: all "
+                       "images must have one size; hue: 100x100)")
+    train.add_argument("--color", choices=IMAGE_MODES, help="images: rgb (default) or grey pixels")
+    train.add_argument("--features", choices=IMAGE_FEATURES, help="images: pixels (default; mlp or cnn) or "
+                       "hue: the fruit tutorial's hue histograms")
+    train.add_argument("--max-in-memory", type=int, metavar="N", help="csv, images: most rows or images held at "
+                       "once; more are read a chunk at a time (default: what fits in 1 GiB as float32 features)")
     train.add_argument("--save", metavar="PATH", help="save the trained model here (.npz)")
-    train.add_argument("--plot", metavar="PATH", help="write training curves (and fruit charts) as PNG")
+    train.add_argument("--plot", metavar="PATH", help="write training curves as PNG, and charts beside them (fruits: "
+                       "mean hues; fruits, csv, npz, images: a confusion matrix)")
     train.add_argument("--checkpoint-dir", metavar="DIR", help="write a checkpoint after every epoch and on Ctrl-C")
     train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --checkpoint-dir")
     train.add_argument("--quiet", action="store_true", help="no progress bar or summary; just the result line")
@@ -77,12 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="a saved model's loss and accuracy on its task's test data")
     evaluate.add_argument("model", help="a model saved with --save")
+    evaluate.add_argument("data", nargs="?", help="csv, npz and images models: the labelled CSV file, .npz file or "
+                          "image folder to test on (an image folder it was trained on: its held-out images)")
     evaluate.add_argument("--data-dir", help="data folder, as for train")
     _add_device_options(evaluate)
 
-    predict = commands.add_parser("predict", help="classify image files with a saved model")
+    predict = commands.add_parser("predict", help="classify image files, CSV rows or .npz samples with a saved model")
     predict.add_argument("model", help="a model saved with --save")
-    predict.add_argument("images", nargs="+", help="image files (digits of any size, or fruit photos)")
+    predict.add_argument("images", nargs="+", help="image files (digits of any size, fruit photos, images for an "
+                         "images model), or CSV / .npz files of raw samples for a csv / npz model")
     _add_device_options(predict)
 
     export = commands.add_parser("export", help="write a saved model as an ONNX file (needs the onnx extra)")
@@ -98,12 +119,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+JOB_OPTIONS = {
+    "label": ("csv",), "no_header": ("csv",), "test_file": ("csv",), "test_fraction": ("csv", "npz", "images"),
+    "size": ("images",), "color": ("images",), "features": ("images",), "max_in_memory": ("csv", "images"),
+    "classes": ("fruits", "images"), "data_dir": ("mnist", "fruits"), "no_download": ("mnist",),
+}
+"""The jobs each data option of `xpnet train` applies to."""
+
+
+def _check_job_options(args: argparse.Namespace) -> None:
+    """ConfigError for a data option given to a job it does not apply to, or a missing or extra data source."""
+    for option, jobs in JOB_OPTIONS.items():
+        if getattr(args, option) not in (None, False) and args.task not in jobs:
+            raise ConfigError(f"--{option.replace('_', '-')} applies to xpnet train {' and '.join(jobs)}, not "
+                              f"{args.task}")
+    if args.task in SOURCE_TASKS and args.source is None:
+        raise ConfigError(f"xpnet train {args.task} needs {SOURCE_TASKS[args.task]}: xpnet train {args.task} PATH")
+    if args.task not in SOURCE_TASKS and args.source is not None:
+        raise ConfigError(f"xpnet train {args.task} takes no {args.source!r}; give its data folder as --data-dir")
+    if args.features == "hue" and args.color == "grey":
+        raise ConfigError("--features hue reads colour: leave out --color grey")
+    if args.max_in_memory is not None and args.max_in_memory < 1:
+        raise ConfigError(f"--max-in-memory {args.max_in_memory}: must be at least 1")
+
+
 RUN_DEFAULTS = {"model": "mlp", "seed": 0, "schedule": "cosine", "patience": None}
 """The settings of every task whose flags have no per-task default."""
 
 
 def _settings(args: argparse.Namespace) -> tuple[dict[str, Any], set[str]]:
     """The run's settings (the flags given, the task's defaults for the rest) and the names of those given."""
+    _check_job_options(args)
     model = args.model or RUN_DEFAULTS["model"]
     defaults = TASK_DEFAULTS[args.task].get(model)
     if defaults is None:
@@ -158,15 +204,30 @@ def _check_output_paths(args: argparse.Namespace) -> None:
 
 
 def _load_task(args: argparse.Namespace, backend: Any, seed: int) -> Any:
+    classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     if args.task == "mnist":
         from xpnet.tasks import mnist
 
         return mnist.load_task(args.data_dir, download=not args.no_download)
+    if args.task == "csv":
+        from xpnet.tasks import csv
+
+        return csv.load_task(args.source, args.label, header=not args.no_header, test_fraction=args.test_fraction,
+                             test_file=args.test_file, seed=seed, max_in_memory=args.max_in_memory)
+    if args.task == "npz":
+        from xpnet.tasks import npz
+
+        return npz.load_task(args.source, test_fraction=args.test_fraction, seed=seed)
+    if args.task == "images":
+        from xpnet.tasks import images
+
+        return images.load_task(args.source, backend, size=images.parse_size(args.size), color=args.color or "rgb",
+                                features=args.features or "pixels", classes=classes,
+                                test_fraction=args.test_fraction, seed=seed, max_in_memory=args.max_in_memory)
     from xpnet.tasks import fruits
 
     if not args.data_dir:
         raise ConfigError("xpnet train fruits needs --data-dir: a Fruits-360 folder (with Training/, maybe Test/)")
-    classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     return fruits.load_task(args.data_dir, classes, backend, seed=seed)
 
 
@@ -235,10 +296,37 @@ def _load(args: argparse.Namespace) -> Any:
     return load_model(args.model, device=args.device, kernel_mode=args.kernels)
 
 
+def _own_data(model: Any, path: str | None, labelled: bool) -> tuple[Any, Any]:
+    """Samples (and labels: None when the file has none, or when the samples are chunks) of a CSV or .npz file for
+    a model from `xpnet train csv` or `npz`, prepared as in training."""
+    if model.preprocessing.get("type") == "csv":
+        from xpnet.tasks import csv
+
+        return csv.read_rows(model.preprocessing, model.class_names, path, labelled)
+    from xpnet.tasks import npz
+
+    return npz.read_samples(model.preprocessing, model.class_names, path, labelled)
+
+
 def command_evaluate(args: argparse.Namespace) -> int:
     model = _load(args)
     kind = model.preprocessing.get("type")
-    if kind == "mnist":
+    job = model.preprocessing.get("job", kind)
+    if job in ("csv", "npz", "images") and args.data is None:
+        raise ConfigError(f"{args.model} was trained by `xpnet train {job}`: give {SOURCE_TASKS[job]} of labelled "
+                          f"samples to test it on, after the model")
+    if args.data is not None and job not in ("csv", "npz", "images"):
+        raise ConfigError(f"a {kind} model is evaluated on its own test data; leave out {args.data!r}")
+    if job in ("csv", "npz"):
+        x, y = _own_data(model, args.data, labelled=True)
+        metrics = model.evaluate(x, y)
+        print(f"{_accuracy('test', metrics)} on {len(x) if y is None else len(y)} samples")
+        return 0
+    if job == "images":
+        from xpnet.tasks import images
+
+        task = images.evaluation_data(args.data, model.preprocessing, model.class_names, model.backend)
+    elif kind == "mnist":
         from xpnet.tasks import mnist
 
         task = mnist.load_task(args.data_dir, download=False)
@@ -251,7 +339,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
     else:
         raise ConfigError(f"{args.model}: the model has no known task (preprocessing {kind!r}) to evaluate it on")
     metrics = model.evaluate(task.x_test, task.y_test)
-    print(f"{_accuracy(task.test_name, metrics)} on {len(task.y_test)} samples")
+    print(f"{_accuracy(task.test_name, metrics)} on {len(task.x_test)} samples")
     return 0
 
 
@@ -260,23 +348,30 @@ def command_predict(args: argparse.Namespace) -> int:
 
     model = _load(args)
     paths = [Path(p) for p in args.images]
-    readable, features, problems = [], [], []
+    own_rows = model.preprocessing.get("type") in ("csv", "arrays")
+    names, features, problems = [], [], []
     for path in paths:  # one file at a time, so that a bad file is named and the good ones still get an answer
         try:
-            features.append(image_features(model.preprocessing, [path], model.backend))
-            readable.append(path)
+            if own_rows:
+                x, _ = _own_data(model, str(path), labelled=False)
+                names += [f"{path} row {k}" for k in range(1, len(x) + 1)]
+            else:
+                x = image_features(model.preprocessing, [path], model.backend)
+                names.append(str(path))
+            features.append(x)
         except DataError as exc:
             problems.append(str(exc))
     if features:
         proba = model.predict_proba(np.concatenate(features))
-        names = model.class_names or [str(k) for k in range(model.output_dim)]
-        for path, row in zip(readable, proba, strict=True):
+        classes = model.class_names or [str(k) for k in range(model.output_dim)]
+        for name, row in zip(names, proba, strict=True):
             best = int(np.argmax(row))
-            print(f"{path}: {names[best]} ({100 * float(row[best]):.1f}%)")
+            print(f"{name}: {classes[best]} ({100 * float(row[best]):.1f}%)")
     if len(problems) == 1:
         raise DataError(problems[0])
     if problems:
-        raise DataError(f"{len(problems)} of the {len(paths)} image files could not be read: {'; '.join(problems)}")
+        files = "files" if own_rows else "image files"
+        raise DataError(f"{len(problems)} of the {len(paths)} {files} could not be read: {'; '.join(problems)}")
     return 0
 
 

@@ -23,6 +23,7 @@ from xpnet.data import fruits
 from xpnet.errors import DataError, ModelFileError
 from xpnet.fileio import atomic_write
 from xpnet.kernels import hue
+from xpnet.scaling import RunningStats
 
 if TYPE_CHECKING:
     from xpnet.backend import Backend
@@ -75,18 +76,21 @@ class HueHistogramFeatures:
             raise DataError(
                 f"expected hue histograms of shape (n_images, bins) with n_images > 0, got {hist.shape}"
             )
-        std = _to_host(hist.std(axis=0))
+        return self.fit_stats(RunningStats().update(_to_host(hist)))
+
+    def fit_stats(self, stats: RunningStats) -> HueHistogramFeatures:
+        """``fit`` from per-bin statistics of the training histograms, gathered a chunk of images at a time."""
+        std = stats.std
         kept = np.flatnonzero(std > self.min_std)
         if kept.size == 0:
             raise DataError(
                 f"no hue bin varies with a standard deviation above min_std={self.min_std:g} over the "
-                f"{hist.shape[0]} training image(s) (largest: {std.max():.3g}); train on more images or more "
+                f"{stats.count} training image(s) (largest: {std.max():.3g}); train on more images or more "
                 "classes, or lower min_std"
             )
-        xp = hue.array_module(hist)
-        self.bins = int(hist.shape[1])
+        self.bins = int(std.shape[0])
         self.kept = kept
-        self.mean = _to_host(hist[:, xp.asarray(kept)].mean(axis=0)).astype(np.float64)
+        self.mean = stats.mean[kept]
         self.std = np.maximum(std[kept], STD_FLOOR)
         return self
 

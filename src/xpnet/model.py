@@ -21,7 +21,7 @@ from xpnet.errors import ConfigError, DataError
 from xpnet.layers.base import Layer, Phase, Shape, Workspace, as_shape, describe_shape
 from xpnet.losses import Loss, get_loss
 from xpnet.optimizers import Optimizer, get_optimizer
-from xpnet.trainer import Callback, History, Trainer, TrainingPosition
+from xpnet.trainer import Callback, ChunkedData, History, Trainer, TrainingPosition
 
 if TYPE_CHECKING:
     from xpnet.distributed import Communicator
@@ -272,6 +272,12 @@ class Model:
             raise DataError(f"{what} contains NaN or infinite values; clean or impute them before training")
         return device_x
 
+    def device_data(self, x: Any, y: Any, names: tuple[str, str] = ("x", "y")) -> tuple[Any, Any]:
+        """Features and targets as checked device arrays (flat rows in the model's dtype, target rows); ``names``
+        name them in errors."""
+        x_dev = self._features(x, names[0])
+        return x_dev, self._targets(y, x_dev.shape[0], names[1])
+
     def _targets(self, y: Any, n: int, what: str = "y") -> Any:
         """Targets as a device array (n, outputs): integer class labels become one-hot rows."""
         backend = self.backend
@@ -389,7 +395,7 @@ class Model:
         epochs: int = 1,
         batch_size: int | None = 32,
         *,
-        validation_data: tuple[Any, Any] | None = None,
+        validation_data: tuple[Any, Any] | ChunkedData | None = None,
         validation_split: float = 0.0,
         shuffle: bool = True,
         seed: int | None = None,
@@ -414,15 +420,21 @@ class Model:
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
             raise ConfigError(f"epochs must be a non-negative integer, got {epochs!r}")
         with self.backend.out_of_memory(batch_size or len(x)):
-            x_all = self._features(x)
-            y_all = self._targets(y, x_all.shape[0])
+            if isinstance(x, ChunkedData):
+                if y is not None or validation_split:
+                    raise ConfigError("streamed (chunked) data carries its labels: give y=None and no "
+                                      "validation_split (hold out a test set as validation_data instead)")
+                x_all, y_all = x, None
+            else:
+                x_all, y_all = self.device_data(x, y)
             if validation_data is not None and validation_split:
                 raise ConfigError("give validation_data or validation_split, not both")
             if not 0.0 <= validation_split < 1.0:
                 raise ConfigError(f"validation_split must be in [0, 1), got {validation_split!r}")
             if validation_data is not None:
-                val_x = self._features(validation_data[0], "validation x")
-                validation_data = (val_x, self._targets(validation_data[1], val_x.shape[0], "validation y"))
+                val_x, val_y = validation_data if isinstance(validation_data, tuple) else (validation_data, None)
+                validation_data = val_x if isinstance(val_x, ChunkedData) else self.device_data(
+                    val_x, val_y, ("validation x", "validation y"))
             if validation_split:
                 n_val = int(round(x_all.shape[0] * validation_split))
                 if n_val < 1 or n_val >= x_all.shape[0]:
@@ -430,7 +442,7 @@ class Model:
                 validation_data = (x_all[-n_val:], y_all[-n_val:])
                 x_all, y_all = x_all[:-n_val], y_all[:-n_val]
             if batch_size is None:
-                batch_size = x_all.shape[0]
+                batch_size = len(x_all)
             if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
                 raise ConfigError(f"batch_size must be a positive integer or None (full batch), got {batch_size!r}")
             if seed is not None:
@@ -472,9 +484,16 @@ class Model:
 
     def evaluate(self, x: Any, y: Any) -> dict[str, float]:
         """Mean loss and accuracy on ``x``, ``y`` (class labels or target rows); for a regression model mean loss,
-        mean squared error and mean absolute error (over samples and outputs)."""
-        x_dev = self._features(x)
-        return self.evaluate_on_device(x_dev, self._targets(y, x_dev.shape[0]))
+        mean squared error and mean absolute error (over samples and outputs). ``x`` may be a ChunkedData (``y``
+        None), evaluated one chunk on the device at a time."""
+        if not isinstance(x, ChunkedData):
+            return self.evaluate_on_device(*self.device_data(x, y))
+        totals: dict[str, float] = {}
+        for chunk in x:
+            rows = len(chunk[1])
+            for name, value in self.evaluate_on_device(*self.device_data(*chunk, ("a chunk", "its labels"))).items():
+                totals[name] = totals.get(name, 0.0) + value * rows
+        return {name: total / len(x) for name, total in totals.items()}
 
     def evaluate_on_device(self, x_dev: Any, y_dev: Any) -> dict[str, float]:
         """``evaluate`` for arrays already checked and on the device (flat rows, target rows)."""

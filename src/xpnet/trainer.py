@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -74,18 +75,50 @@ class TrainingPosition:
         return cls(**data)
 
 
-class Trainer:
-    """Runs epochs of mini-batch steps of ``model`` over device-resident ``x`` (flat rows) and ``y``.
+class ChunkedData(ABC):
+    """Samples too many to hold at once, read one chunk at a time (for data sets larger than memory).
 
-    ``x`` and ``y`` are the model's checked device arrays; ``validation`` is a pair of them or None. The model's
-    ``shuffle_rng`` draws each epoch's order (a checkpoint saves its state); ``model.position`` always says where
-    training stands, and ``model.stop_training`` (set by a callback or a signal handler) stops after the current
-    step, leaving the epoch open for a resume.
+    The trainer loads one chunk onto the device, trains on it in batches, then reads the next; each epoch visits
+    the chunks in a shuffled order and each chunk's rows in a shuffled order, both drawn from the model's
+    shuffling generator, so a seeded run (and a resumed one) is reproducible.
+    """
+
+    @property
+    @abstractmethod
+    def chunk_lengths(self) -> Sequence[int]:
+        """The number of samples in each chunk (none empty)."""
+
+    @property
+    @abstractmethod
+    def features(self) -> int:
+        """The width of a chunk's feature rows."""
+
+    @abstractmethod
+    def chunk(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Chunk ``index`` as host arrays: feature rows (samples, features) and integer class labels."""
+
+    def __len__(self) -> int:
+        return int(sum(self.chunk_lengths))
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every chunk in order."""
+        return (self.chunk(index) for index in range(len(self.chunk_lengths)))
+
+
+class Trainer:
+    """Runs epochs of mini-batch steps of ``model`` over device-resident ``x`` (flat rows) and ``y``, or over
+    ``x`` a ``ChunkedData`` (``y`` None) loaded onto the device one chunk at a time.
+
+    ``x`` and ``y`` are the model's checked device arrays; ``validation`` is a pair of them, a ChunkedData, or None.
+    The model's ``shuffle_rng`` draws each epoch's order (a checkpoint saves its state); ``model.position`` always
+    says where training stands, and ``model.stop_training`` (set by a callback or a signal handler) stops after the
+    current step, leaving the epoch open for a resume.
 
     With a ``communicator`` this is one rank of a data-parallel run: every rank draws the same order, steps on its
     equal share of each batch and averages the gradients (and non-trainable state) over the ranks before each
     update; the position and running totals stay global (a checkpoint reads the same at any rank count), and the
-    ranks stop together, at the first loss read-back after any of them is asked to.
+    ranks stop together, at the first loss read-back after any of them is asked to. Streamed data trains on one
+    rank.
     """
 
     def __init__(
@@ -105,13 +138,16 @@ class Trainer:
         communicator: Communicator | None = None,
     ) -> None:
         self.model, self.x, self.y, self.validation = model, x, y, validation
-        self.n = x.shape[0]
+        self.n = len(x) if isinstance(x, ChunkedData) else x.shape[0]
         self.batch_size = min(batch_size, self.n)
-        self.steps = math.ceil(self.n / self.batch_size)
+        lengths = x.chunk_lengths if isinstance(x, ChunkedData) else [self.n]
+        self.steps = sum(math.ceil(length / self.batch_size) for length in lengths)
         self.communicator = communicator
         self.rank, self.ranks = (0, 1) if communicator is None else (communicator.rank, communicator.size)
         self.reduce = None if communicator is None else self._reduce
         self.agreed_stop = False
+        if communicator is not None and (isinstance(x, ChunkedData) or isinstance(validation, ChunkedData)):
+            raise ConfigError("streamed (chunked) data trains on one rank: run it without a communicator")
         check_shares(self.n, self.batch_size, self.ranks)
         self.shuffle, self.verbose, self.callbacks, self.lr_schedule = shuffle, verbose, callbacks, lr_schedule
         self.history = history or History()
@@ -178,49 +214,71 @@ class Trainer:
                 self.agreed_stop = model.stop_training = self.communicator.any(model.stop_training)
         return self.history
 
-    def _order(self) -> Any:
-        """This epoch's row order on the device (None: in order), drawn reproducibly from the model's generator."""
+    def _epoch_rng(self) -> np.random.Generator:
+        """The shuffling generator, at this epoch's saved state (drawn anew from it after a resume)."""
         position, rng = self.position, self.model.shuffle_rng
         if position.rng_state is None:
             position.rng_state = rng.bit_generator.state
         else:
             rng.bit_generator.state = position.rng_state
-        if not self.shuffle or self.steps == 1:
-            return None
-        return self.model.backend.asarray(rng.permutation(self.n))
+        return rng
+
+    def _parts(self) -> Iterator[tuple[Any, Any, Any, int]]:
+        """This epoch's parts as (x, y, row order or None, index of the part's first batch): the resident set as
+        one part, or each chunk of streamed data in shuffled order (the chunks a resumed epoch has done unread)."""
+        rng, backend = self._epoch_rng(), self.model.backend
+        if not isinstance(self.x, ChunkedData):
+            shuffled = self.shuffle and self.steps > 1
+            yield self.x, self.y, backend.asarray(rng.permutation(self.n)) if shuffled else None, 0
+            return
+        lengths = self.x.chunk_lengths
+        chunks = rng.permutation(len(lengths)) if self.shuffle else range(len(lengths))
+        seeds = rng.integers(2**63, size=len(lengths))
+        first = 0
+        for index in chunks:
+            batches = math.ceil(lengths[index] / self.batch_size)
+            if self.position.batch < first + batches:
+                x, y = self.model.device_data(*self.x.chunk(index), (f"chunk {index}", "its labels"))
+                order = np.random.default_rng(seeds[index]).permutation(lengths[index]) if self.shuffle else None
+                yield x, y, None if order is None else backend.asarray(order), first
+            first += batches
 
     def _run_epoch(self, bar: EpochProgress) -> None:
         model, position, stats = self.model, self.position, self.stats
         gather = model.backend.kernels.gather_rows
-        order = self._order()
         # the running totals are global: rank 0 carries those of the steps before, the others add theirs to zero
         stats[0], stats[1] = (position.loss_sum, position.correct) if self.rank == 0 else (0.0, 0.0)
-        while position.batch < self.steps and not self._stopping():
-            start = position.batch * self.batch_size
-            rows = min(self.n, start + self.batch_size) - start
-            share = rows // self.ranks  # this rank's rows of the batch
-            lo = start + self.rank * share
-            hi = lo + share
-            workspace = self.workspace.first(share)
-            if order is None:
-                xb, yb = self.x[lo:hi], self.y[lo:hi]
-            else:
-                xb, yb = workspace.x, workspace.y
-                gather(self.x, order[lo:hi], xb)
-                gather(self.y, order[lo:hi], yb)
-            model.train_step(xb, yb, workspace, stats, self.reduce)
-            position.batch += 1
-            position.seen += rows
-            if position.batch % self.check_every == 0 or position.batch == self.steps:
-                totals = model.backend.to_host(stats)
-                if self.communicator is not None:
-                    totals = self.communicator.sum_host([*totals, model.stop_training])
-                    self.agreed_stop = model.stop_training = bool(totals[2])
-                loss_sum, correct = float(totals[0]), float(totals[1])
-                self._check_finite(loss_sum)
-                position.loss_sum, position.correct = loss_sum, correct
-                accuracy = None if self.regression else correct / position.seen
-                bar.update(position.batch, loss_sum / position.seen, accuracy)
+        for x, y, order, first in self._parts():
+            n = x.shape[0]
+            end = first + math.ceil(n / self.batch_size)
+            while position.batch < end and not self._stopping():
+                start = (position.batch - first) * self.batch_size
+                rows = min(n, start + self.batch_size) - start
+                share = rows // self.ranks  # this rank's rows of the batch
+                lo = start + self.rank * share
+                hi = lo + share
+                workspace = self.workspace.first(share)
+                if order is None:
+                    xb, yb = x[lo:hi], y[lo:hi]
+                else:
+                    xb, yb = workspace.x, workspace.y
+                    gather(x, order[lo:hi], xb)
+                    gather(y, order[lo:hi], yb)
+                model.train_step(xb, yb, workspace, stats, self.reduce)
+                position.batch += 1
+                position.seen += rows
+                if position.batch % self.check_every == 0 or position.batch == self.steps:
+                    totals = model.backend.to_host(stats)
+                    if self.communicator is not None:
+                        totals = self.communicator.sum_host([*totals, model.stop_training])
+                        self.agreed_stop = model.stop_training = bool(totals[2])
+                    loss_sum, correct = float(totals[0]), float(totals[1])
+                    self._check_finite(loss_sum)
+                    position.loss_sum, position.correct = loss_sum, correct
+                    accuracy = None if self.regression else correct / position.seen
+                    bar.update(position.batch, loss_sum / position.seen, accuracy)
+            if self._stopping():
+                break
 
     def _epoch_logs(self, seconds: float) -> dict[str, float]:
         position = self.position
@@ -229,7 +287,8 @@ class Trainer:
             logs["accuracy"] = position.correct / position.seen
         logs["time"] = seconds
         if self.validation is not None:
-            val = self.model.evaluate_on_device(*self.validation)
+            val = (self.model.evaluate(self.validation, None) if isinstance(self.validation, ChunkedData)
+                   else self.model.evaluate_on_device(*self.validation))
             logs.update({f"val_{name}": value for name, value in val.items()})
         return logs
 

@@ -41,7 +41,8 @@ class ImageSet:
         return len(self.paths)
 
 
-def _class_folders(split_dir: Path) -> list[str]:
+def class_folders(split_dir: Path) -> list[str]:
+    """The class folder names of a split folder, sorted (hidden folders left out)."""
     return sorted(
         entry.name for entry in split_dir.iterdir() if entry.is_dir() and not entry.name.startswith(".")
     )
@@ -55,7 +56,7 @@ def find_split_dirs(data_dir: str | os.PathLike) -> dict[str, Path]:
         raise DataError(f"image folder {root} does not exist or is not a folder")
     if (root / SPLIT_FOLDERS["train"]).is_dir():
         return {split: root / name for split, name in SPLIT_FOLDERS.items() if (root / name).is_dir()}
-    if not _class_folders(root):
+    if not class_folders(root):
         raise DataError(
             f"{root} has no class folders: expected Fruits-360's Training/ (and Test/) folders, "
             "or one folder of images per class"
@@ -88,7 +89,7 @@ def load_fruits(data_dir: str | os.PathLike, classes: Sequence[str] | None = Non
     class folder (sorted). Labels index into the class list, the same for both splits.
     """
     splits = find_split_dirs(data_dir)
-    available = _class_folders(splits["train"])
+    available = class_folders(splits["train"])
     if classes is None:
         class_names = list(DEFAULT_CLASSES) if set(DEFAULT_CLASSES) <= set(available) else available
     else:
@@ -108,7 +109,7 @@ def load_fruits(data_dir: str | os.PathLike, classes: Sequence[str] | None = Non
             if not class_dir.is_dir():
                 raise DataError(
                     f"class {name!r} has no folder in {split_dir}; available classes: "
-                    f"{', '.join(_class_folders(split_dir)) or '(none)'}"
+                    f"{', '.join(class_folders(split_dir)) or '(none)'}"
                 )
             files = _image_files(class_dir)
             paths += files
@@ -117,13 +118,42 @@ def load_fruits(data_dir: str | os.PathLike, classes: Sequence[str] | None = Non
     return result
 
 
-def read_rgb(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
-    """One image file as uint8 RGB (height, width, 3), resized (bilinear) to ``size`` (height, width) when given;
-    DataError naming the file when it cannot be read."""
-    rgb = open_image(path, "RGB")
-    if size is not None and (rgb.height, rgb.width) != tuple(size):
-        rgb = rgb.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-    return np.asarray(rgb, dtype=np.uint8)
+IMAGE_MODES = {"rgb": ("RGB", 3), "grey": ("L", 1)}
+"""Colour modes images are read in: Pillow's mode name and the channels per pixel."""
+
+
+def read_image(path: str | os.PathLike, color: str = "rgb", size: tuple[int, int] | None = None) -> np.ndarray:
+    """One image file as uint8 (height, width, channels) in ``color`` ("rgb" or "grey"), resized (bilinear) to
+    ``size`` (height, width) when given; DataError naming the file when it is missing or not a readable image."""
+    mode, channels = IMAGE_MODES[color]
+    converted = open_image(path, mode)
+    if size is not None and (converted.height, converted.width) != tuple(size):
+        converted = converted.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    return np.asarray(converted, dtype=np.uint8).reshape(converted.height, converted.width, channels)
+
+
+def read_images(
+    paths: Sequence[str | os.PathLike],
+    color: str = "rgb",
+    size: tuple[int, int] | None = None,
+    like: tuple[str | os.PathLike, tuple[int, ...]] | None = None,
+) -> np.ndarray:
+    """Image files as one uint8 (n, height, width, channels) batch, every one readable (else a DataError naming
+    it): resized to ``size`` when given, else all the size of ``like`` (a path and its image's shape), or of the
+    first; an image of another size is a DataError naming both."""
+    images: list[np.ndarray] = []
+    for path in paths:
+        image = read_image(path, color, size)
+        if like is None:
+            like = (path, image.shape)
+        if image.shape != like[1]:
+            (height, width), (first_height, first_width) = image.shape[:2], like[1][:2]
+            raise DataError(f"{path} is {height}x{width} pixels but {like[0]} is {first_height}x{first_width}: "
+                            "the images differ in size; give --size HxW to resize them all")
+        images.append(image)
+    if not images:
+        raise DataError("no image files to read")
+    return np.stack(images)
 
 
 def decode_images(
@@ -138,7 +168,7 @@ def decode_images(
     kept: list[int] = []
     for index, path in enumerate(paths):
         try:
-            rgb = read_rgb(path, size)
+            rgb = read_image(path, "rgb", size)
         except DataError as exc:
             warnings.warn(f"skipping an unreadable image: {exc}", stacklevel=2)
             continue

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from xpnet.errors import ConfigError, ModelFileError
+from xpnet.errors import ConfigError, DataError, ModelFileError
 
 MODEL_KINDS = ("mlp", "cnn")
 
@@ -27,25 +27,55 @@ TASK_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
         "mlp": {"epochs": 60, "batch_size": 32, "hidden": "150,60", "activation": "relu", "optimizer": "adam",
                 "lr": 1e-3, "dropout": 0.0, "validation_split": 0.15},
     },
+    "csv": {
+        "mlp": {"epochs": 20, "batch_size": 32, "hidden": "64,32", "activation": "relu", "optimizer": "adam",
+                "lr": 1e-3, "dropout": 0.0, "validation_split": 0.1},
+    },
+    "npz": {
+        "mlp": {"epochs": 20, "batch_size": 32, "hidden": "128,64", "activation": "relu", "optimizer": "adam",
+                "lr": 1e-3, "dropout": 0.0, "validation_split": 0.1},
+        "cnn": {"epochs": 12, "batch_size": 64, "hidden": "128", "activation": "relu", "optimizer": "adam",
+                "lr": 1e-3, "dropout": 0.25, "filters": "32,64", "validation_split": 0.1},
+    },
+    "images": {
+        "mlp": {"epochs": 30, "batch_size": 32, "hidden": "128,64", "activation": "relu", "optimizer": "adam",
+                "lr": 1e-3, "dropout": 0.0, "validation_split": 0.1},
+        "cnn": {"epochs": 12, "batch_size": 32, "hidden": "128", "activation": "relu", "optimizer": "adam",
+                "lr": 1e-3, "dropout": 0.25, "filters": "32,64", "validation_split": 0.1},
+    },
 }
 """What `xpnet train TASK --model KIND` uses for every setting the command line leaves out."""
 
-IMAGE_SHAPES = {"mnist": (28, 28, 1)}
-"""The image shape behind a task's flat feature rows, for the tasks a convolutional network can learn."""
+HOLDOUT_FRACTION = 0.2
+"""Share of each class held out for testing when the data has no test split of its own."""
+
+IMAGE_FEATURES = ("pixels", "hue")
+"""What `xpnet train images` learns from: standardised pixels, or the fruit tutorial's hue histograms."""
+
+SOURCE_TASKS = {"csv": "a CSV file", "npz": "an .npz file", "images": "a folder of class folders"}
+"""The jobs that train on the user's own data, named by the positional argument after the job, and what it is."""
 
 
 @dataclass
 class TaskData:
-    """Training and test features with integer labels, ready for ``Model.fit``."""
+    """Training and test features with integer labels, ready for ``Model.fit``: arrays, or (for data larger than
+    memory) ``x_*`` a ``ChunkedData`` read a chunk at a time and ``y_*`` None. ``image_shape`` is the
+    (height, width, channels) image behind each flat feature row, for the tasks a convolutional network can learn."""
 
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
+    x_train: Any
+    y_train: np.ndarray | None
+    x_test: Any
+    y_test: np.ndarray | None
     class_names: list[str]
     preprocessing: dict[str, Any]
     test_name: str = "test"
     extras: dict[str, Any] = field(default_factory=dict)
+    image_shape: tuple[int, int, int] | None = None
+
+    @property
+    def features(self) -> int:
+        """The width of a feature row."""
+        return int(self.x_train.features if self.y_train is None else self.x_train.shape[1])
 
 
 def holdout_mask(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -66,8 +96,9 @@ def holdout_mask(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
 
 def validation_split(task: TaskData, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray, Any]:
     """The training features and labels left after holding out ``fraction`` of each class (seeded: the same split on
-    every device and on resume), and the held-out ``(x, y)`` for per-epoch validation (None when ``fraction`` is 0)."""
-    if not fraction:
+    every device and on resume), and the held-out ``(x, y)`` for per-epoch validation (None when ``fraction`` is 0,
+    or when the training data is streamed in chunks)."""
+    if not fraction or task.y_train is None:  # streamed training data: no per-epoch validation, the test set at the end
         return task.x_train, task.y_train, None
     held = holdout_mask(task.y_train, fraction, seed)
     return task.x_train[~held], task.y_train[~held], (task.x_train[held], task.y_train[held])
@@ -79,12 +110,10 @@ def plot_charts(task: TaskData, model: Any, plot_path: str | Path) -> list[Path]
     from xpnet.plotting import plot_confusion
 
     path = Path(plot_path)
-    k = len(task.class_names)
-    matrix = np.zeros((k, k), dtype=np.int64)
-    np.add.at(matrix, (task.y_test, model.predict(task.x_test)), 1)
+    matrix = confusion_matrix(model, task.x_test, task.y_test, len(task.class_names))
     written = [plot_confusion(matrix, task.class_names, path.with_name(f"{path.stem}-confusion.png"),
-                              f"confusion matrix: the {len(task.y_test)} {task.test_name} images")]
-    if task.preprocessing.get("type") == "hue_histogram":
+                              f"confusion matrix: the {len(task.x_test)} {task.test_name} samples")]
+    if "train_histograms" in task.extras:
         from xpnet.tasks import fruits
 
         written.append(fruits.plot_hues(task, path.with_name(f"{path.stem}-hues.png")))
@@ -92,7 +121,8 @@ def plot_charts(task: TaskData, model: Any, plot_path: str | Path) -> list[Path]
 
 
 def image_features(preprocessing: dict[str, Any], paths: list[Path], backend: Any) -> np.ndarray:
-    """Features for image files, prepared as the model's ``preprocessing`` says (MNIST pixels or hue bins)."""
+    """Features for image files, prepared as the model's ``preprocessing`` says (MNIST pixels, hue bins, or
+    standardised pixels)."""
     kind = preprocessing.get("type")
     if kind == "mnist":
         from xpnet.tasks import mnist
@@ -102,6 +132,10 @@ def image_features(preprocessing: dict[str, Any], paths: list[Path], backend: An
         from xpnet.tasks import fruits
 
         return fruits.image_features(preprocessing, paths, backend)
+    if kind == "image_pixels":
+        from xpnet.tasks import images
+
+        return images.image_features(preprocessing, paths)
     raise ModelFileError(
         f"this model has no known image preprocessing (type {kind!r}); it was not trained by `xpnet train`, "
         "so give it features from Python with Model.predict"
@@ -129,12 +163,46 @@ def build_model(task_name: str, task: TaskData, settings: dict[str, Any], backen
                "class_names": task.class_names, "preprocessing": task.preprocessing}
     hidden = sizes(settings["hidden"], "--hidden")
     if kind == "mlp":
-        return mlp([task.x_train.shape[1], *hidden, len(task.class_names)], settings["activation"], "softmax",
+        return mlp([task.features, *hidden, len(task.class_names)], settings["activation"], "softmax",
                    dropout=settings["dropout"], **options)
-    if kind != "cnn" or task_name not in IMAGE_SHAPES:
-        raise ConfigError(f"the {task_name} job trains on {'hue histograms' if task_name == 'fruits' else 'features'},"
-                          " not images: it has no convolutional model; use --model mlp")
+    if kind != "cnn" or task.image_shape is None:
+        learns = "hue histograms" if task.preprocessing.get("type") == "hue_histogram" else "feature rows"
+        raise ConfigError(f"the {task_name} job trains on {learns}, not images: it has no convolutional model; "
+                          "use --model mlp")
     if len(hidden) != 1 or settings["activation"] != "relu":
         raise ConfigError("the convolutional model has one ReLU hidden Dense layer: give --hidden as one size")
-    return cnn(IMAGE_SHAPES[task_name], len(task.class_names), filters=sizes(settings["filters"], "--filters"),
+    return cnn(task.image_shape, len(task.class_names), filters=sizes(settings["filters"], "--filters"),
                dense=hidden[0], dropout=settings["dropout"], **options)
+
+
+def check_classes(labels: np.ndarray, class_names: list[str], source: Any) -> None:
+    """DataError unless the training labels hold at least two classes: a classifier needs something to tell
+    apart."""
+    present = np.unique(labels)
+    if len(present) < 2:
+        only = f" (only {class_names[int(present[0])]!r})" if len(present) else ""
+        raise DataError(f"{source}: the training data has {len(present)} class{only}; a classifier needs at least "
+                        "2 classes")
+
+
+def holdout_split(labels: np.ndarray, class_names: list[str], fraction: float | None, seed: int, source: Any
+                  ) -> np.ndarray:
+    """True for the samples held out for testing: ``fraction`` (None: ``HOLDOUT_FRACTION``) of each class, seeded
+    (see ``holdout_mask``); DataError when a class has too few samples to give some to both sides."""
+    fraction = HOLDOUT_FRACTION if fraction is None else fraction
+    if not 0 < fraction < 1:
+        raise ConfigError(f"--test-fraction {fraction}: must be between 0 and 1")
+    counts = np.bincount(labels, minlength=len(class_names))
+    if counts.min() < 2:
+        name = class_names[int(counts.argmin())]
+        raise DataError(f"{source}: class {name!r} has {counts.min()} sample(s); holding out test samples needs "
+                        "at least 2 per class (or give a separate test set)")
+    return holdout_mask(labels, fraction, seed)
+
+
+def confusion_matrix(model: Any, x: Any, y: np.ndarray | None, classes: int) -> np.ndarray:
+    """Counts of (true class, predicted class) over ``x``, ``y`` (or ``x`` a ChunkedData, ``y`` None)."""
+    matrix = np.zeros((classes, classes), dtype=np.int64)
+    for features, labels in [(x, y)] if y is not None else x:
+        np.add.at(matrix, (labels, model.predict(features)), 1)
+    return matrix

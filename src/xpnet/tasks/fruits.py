@@ -14,19 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from xpnet.data.fruits import SPLIT_FOLDERS, load_fruits, read_rgb
+from xpnet.data.fruits import SPLIT_FOLDERS, load_fruits, read_images
 from xpnet.data.mnist import default_data_dir
 from xpnet.errors import DataError
 from xpnet.features import CACHE_SIZE, HueHistogramFeatures, cached_histograms, hue_histograms
 from xpnet.kernels.hue import DEFAULT_BINS
-from xpnet.tasks import TaskData, holdout_mask
+from xpnet.tasks import HOLDOUT_FRACTION, TaskData, holdout_split
 
 if TYPE_CHECKING:
     from xpnet.backend import Backend
     from xpnet.model import Model
-
-HOLDOUT_FRACTION = 0.2
-"""Share of each class held out for testing when the data folder has no ``Test/`` split."""
 
 DATASET_FOLDER = "fruits-360"
 """The dataset's folder name, looked for inside a general data folder such as ``$XPNET_DATA``."""
@@ -48,7 +45,7 @@ def _histograms(paths: Sequence[Path], backend: Backend) -> tuple[np.ndarray, np
     return hist, np.asarray(kept, dtype=np.int64)
 
 
-def _split(
+def split_images(
     splits: dict[str, Any], holdout: dict[str, Any] | None
 ) -> tuple[list[Path], np.ndarray, np.ndarray]:
     """All image paths, their labels, and which are test images: ``Test/``'s, or the held-out ones."""
@@ -61,14 +58,8 @@ def _split(
         raise DataError(
             "the data folder has no Test/ split, and the model saved no held-out split to test on"
         )
-    counts = np.bincount(train.labels, minlength=len(train.class_names))
-    if counts.min() < 2:
-        name = train.class_names[int(counts.argmin())]
-        raise DataError(
-            f"class {name!r} has {counts.min()} image(s): holding out test images needs at least 2 per class "
-            "(or a Test/ folder)"
-        )
-    return train.paths, train.labels, holdout_mask(train.labels, holdout["fraction"], holdout["seed"])
+    mask = holdout_split(train.labels, train.class_names, holdout["fraction"], holdout["seed"], "the image folder")
+    return train.paths, train.labels, mask
 
 
 def load_task(data_dir: str | os.PathLike, classes: Sequence[str] | None, backend: Backend, seed: int = 0) -> TaskData:
@@ -81,7 +72,7 @@ def load_task(data_dir: str | os.PathLike, classes: Sequence[str] | None, backen
         raise DataError(f"a classifier needs at least two classes; only {splits['train'].class_names[0]!r} was "
                         "found or asked for", hint="name two or more class folders with --classes")
     holdout = None if "test" in splits else {"fraction": HOLDOUT_FRACTION, "seed": seed}
-    paths, labels, is_test = _split(splits, holdout)
+    paths, labels, is_test = split_images(splits, holdout)
     hist, kept = _histograms(paths, backend)
     labels, is_test = labels[kept], is_test[kept]
     features = HueHistogramFeatures().fit(hist[~is_test])
@@ -106,7 +97,7 @@ def evaluation_task(data_dir: str | os.PathLike, model: Model) -> TaskData:
     preprocessing = model.preprocessing
     splits = load_fruits(_dataset_dir(data_dir), model.class_names)
     holdout = None if "test" in splits else preprocessing.get("holdout")
-    paths, labels, is_test = _split(splits, holdout)
+    paths, labels, is_test = split_images(splits, holdout)
     test_paths = [path for path, test in zip(paths, is_test, strict=True) if test]
     hist, kept = _histograms(test_paths, model.backend)
     features = HueHistogramFeatures.from_dict(preprocessing.get("selector", {}))
@@ -121,7 +112,7 @@ def evaluation_task(data_dir: str | os.PathLike, model: Model) -> TaskData:
 def image_features(preprocessing: dict[str, Any], paths: Sequence[Path], backend: Backend) -> np.ndarray:
     """Features of fruit photos, prepared as in training; an unreadable file is a DataError naming it."""
     size = tuple(preprocessing.get("size", CACHE_SIZE))
-    images = np.stack([read_rgb(path, size) for path in paths])
+    images = read_images(paths, "rgb", size)
     hist = hue_histograms(images, backend, int(preprocessing.get("bins", DEFAULT_BINS)))
     features = HueHistogramFeatures.from_dict(preprocessing.get("selector", {}))
     return backend.to_host(features.transform(hist)).astype(np.float32)

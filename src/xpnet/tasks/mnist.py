@@ -20,7 +20,8 @@ def load_task(data_dir: str | None, download: bool = True) -> TaskData:
     data = load_mnist(data_dir, download=download)
     scale = np.float32(PREPROCESSING["scale"])
     return TaskData(
-        data.x_train / scale, data.y_train, data.x_test / scale, data.y_test, CLASS_NAMES, dict(PREPROCESSING)
+        data.x_train / scale, data.y_train, data.x_test / scale, data.y_test, CLASS_NAMES, dict(PREPROCESSING),
+        image_shape=(28, 28, 1),
     )
 
 
