@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fuzz_helpers import corrupt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -339,21 +340,6 @@ def only_data_error(reader: Callable[[Path], object], path: Path, content: bytes
     path.write_bytes(content)
     with contextlib.suppress(DataError):
         reader(path)
-
-
-def corrupt(draw, original: bytes) -> bytes:
-    """Apply one to three random flips, cuts and insertions to ``original``."""
-    data = bytearray(original)
-    for _ in range(draw(st.integers(1, 3))):
-        position = draw(st.integers(0, len(data)))
-        operation = draw(st.sampled_from(["flip", "cut", "insert"]))
-        if operation == "flip" and position < len(data):
-            data[position] = draw(st.integers(0, 255))
-        elif operation == "cut":
-            del data[position : position + draw(st.integers(1, 64))]
-        else:
-            data[position:position] = draw(st.binary(min_size=1, max_size=16))
-    return bytes(data)
 
 
 READERS = {"images": read_idx_images, "labels": read_idx_labels}

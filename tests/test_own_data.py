@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fuzz_helpers import corrupt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -154,21 +155,6 @@ def only_data_error(call, *args, **kwargs) -> None:
     """``call`` succeeds or raises a DataError; anything else fails the test."""
     with contextlib.suppress(DataError):
         call(*args, **kwargs)
-
-
-def corrupt(draw, original: bytes) -> bytes:
-    """One to three random flips, cuts and insertions."""
-    data = bytearray(original)
-    for _ in range(draw(st.integers(1, 3))):
-        position = draw(st.integers(0, len(data)))
-        operation = draw(st.sampled_from(["flip", "cut", "insert"]))
-        if operation == "flip" and position < len(data):
-            data[position] = draw(st.integers(0, 255))
-        elif operation == "cut":
-            del data[position : position + draw(st.integers(1, 64))]
-        else:
-            data[position:position] = draw(st.binary(min_size=1, max_size=16))
-    return bytes(data)
 
 
 @FUZZ
