@@ -312,10 +312,10 @@ def command_evaluate(args: argparse.Namespace) -> int:
     model = _load(args)
     kind = model.preprocessing.get("type")
     job = model.preprocessing.get("job", kind)
-    if job in ("csv", "npz", "images") and args.data is None:
+    if job in SOURCE_TASKS and args.data is None:
         raise ConfigError(f"{args.model} was trained by `xpnet train {job}`: give {SOURCE_TASKS[job]} of labelled "
                           f"samples to test it on, after the model")
-    if args.data is not None and job not in ("csv", "npz", "images"):
+    if args.data is not None and job not in SOURCE_TASKS:
         raise ConfigError(f"a {kind} model is evaluated on its own test data; leave out {args.data!r}")
     if job in ("csv", "npz"):
         x, y = _own_data(model, args.data, labelled=True)
