@@ -30,7 +30,7 @@ CONV_CASES = [
     (kh, kw, s, s, pad, pad) for (kh, kw), s, pad in itertools.product([(3, 3), (2, 3)], [1, 2], [0, 1])
 ] + [(3, 2, 2, 1, 1, 0), (1, 1, 1, 1, 0, 0)]
 # (pool_h, pool_w, stride_h, stride_w)
-POOL_CASES = [(2, 2, 2, 2), (3, 3, 1, 1), (2, 3, 2, 1), (3, 2, 1, 2), (3, 3, 2, 2)]
+POOL_CASES = [(2, 2, 2, 2), (3, 3, 1, 1), (2, 3, 2, 1), (3, 2, 1, 2), (3, 3, 2, 2), (1, 2, 2, 3)]
 
 
 def _close(actual: Any, expected: Any, dtype: Any, terms: int = 1) -> None:
