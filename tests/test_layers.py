@@ -72,6 +72,21 @@ def test_short_patch_rows_take_the_direct_kernels_only_where_they_exist_and_fit(
     np.testing.assert_allclose(fused.buffer[0], plain.buffer[0], rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("init", ["glorot_uniform", "glorot_normal"])
+def test_glorot_counts_a_convolutions_window_in_its_fan_out(init):
+    """As Keras and PyTorch: fan_in = 3*3*8 inputs, fan_out = 3*3*16 (every filter at every window position)."""
+    model = Sequential([Conv2D(16, 3, activation="tanh", init=init, input_shape=(9, 9, 8)), Flatten(),
+                        Dense(4, "softmax", init=init)], device="cpu", seed=0, dtype="float64")
+    conv, dense = model.layers[0].params["W"], model.layers[2].params["W"]
+    conv_limit, dense_limit = np.sqrt(6 / (72 + 144)), np.sqrt(6 / (7 * 7 * 16 + 4))
+    if init == "glorot_uniform":
+        assert conv_limit * 0.98 < np.abs(conv).max() <= conv_limit
+        assert dense_limit * 0.98 < np.abs(dense).max() <= dense_limit
+    else:
+        np.testing.assert_allclose(conv.std(), conv_limit / np.sqrt(3), rtol=0.1)
+        np.testing.assert_allclose(dense.std(), dense_limit / np.sqrt(3), rtol=0.05)
+
+
 def test_every_layer_round_trips_through_its_config():
     layers = [Reshape((6, 6, 2)), Conv2D(3, (3, 2), (1, 2), "same", "tanh", bias=False), BatchNorm(0.9, 1e-4),
               MaxPool2D(2, 1), Dropout(0.3, seed=5), Flatten(), Dense(4, "leaky_relu", alpha=0.2)]

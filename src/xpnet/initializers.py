@@ -17,14 +17,18 @@ def default_initializer(activation: str) -> str:
 
 
 def initial_weights(
-    name: str, fan_in: int, fan_out: int, rng: np.random.Generator, scale: float | None = None
+    name: str, fan_in: int, units: int, rng: np.random.Generator, scale: float | None = None,
+    *, receptive_field: int = 1,
 ) -> np.ndarray:
-    """A (fan_in, fan_out) float64 weight matrix.
+    """A (fan_in, units) float64 weight matrix.
 
     ``uniform`` draws U(-scale, scale) and ``normal`` N(0, scale), with ``scale`` defaulting to 1/sqrt(fan_in);
-    the Glorot and He variants use their published scales and ignore ``scale``.
+    the Glorot and He variants use their published scales and ignore ``scale``. Glorot's fan-out is ``units`` times
+    ``receptive_field`` (a convolution's window area), as Keras and PyTorch count it: each input value reaches
+    every filter at every window position it falls in.
     """
-    shape = (fan_in, fan_out)
+    shape = (fan_in, units)
+    fan_out = units * receptive_field
     if name == "uniform":
         limit = 1 / math.sqrt(fan_in) if scale is None else scale
         return rng.uniform(-limit, limit, shape)

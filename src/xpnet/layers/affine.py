@@ -57,6 +57,12 @@ class AffineLayer(Layer):
         """Values in one row of the matmul's left operand (inputs per unit)."""
         raise NotImplementedError
 
+    @property
+    def receptive_field(self) -> int:
+        """The window area: how many of each unit's weights one input value meets, which Glorot's fan-out counts
+        (1 for Dense)."""
+        return 1
+
     def parameter_shapes(self) -> dict[str, Shape]:
         shapes = {"W": (self.fan_in, self.units)}
         if self.bias:
@@ -64,7 +70,8 @@ class AffineLayer(Layer):
         return shapes
 
     def initialize(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        values = {"W": initial_weights(self.init, self.fan_in, self.units, rng, self.init_scale)}
+        values = {"W": initial_weights(self.init, self.fan_in, self.units, rng, self.init_scale,
+                                       receptive_field=self.receptive_field)}
         if self.bias:
             values["b"] = np.zeros(self.units)
         return values

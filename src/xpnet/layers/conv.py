@@ -58,6 +58,10 @@ class Conv2D(AffineLayer):
     def fan_in(self) -> int:
         return self.kernel_size[0] * self.kernel_size[1] * self.input_shape[2]
 
+    @property
+    def receptive_field(self) -> int:
+        return self.kernel_size[0] * self.kernel_size[1]
+
     def output_shape_for(self, input_shape: Shape) -> Shape:
         if len(input_shape) != 3:
             raise ConfigError(
