@@ -157,6 +157,12 @@ def _dropout_backward(backend: Backend, rng: np.random.Generator, n: int) -> Wor
     return Workload((dout, mask, dx), dout.size, 3 * dout.nbytes)
 
 
+def _random_shift(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
+    """Shifts of up to 2 pixels each way (forward and backward take the same arguments)."""
+    x = _maps(backend, rng, max(1, n // int(np.prod(FEATURE_MAP))))
+    return Workload((x, 2, 2, 1, 2, backend.empty(x.shape)), x.size, 2 * x.nbytes)
+
+
 def _bn_arrays(backend: Backend, rng: np.random.Generator, n: int, count: int) -> list:
     return [_normal(backend, rng, (max(1, n // BN_CHANNELS), BN_CHANNELS)) for _ in range(count)]
 
@@ -201,6 +207,8 @@ CASES: dict[str, tuple[str, Callable[..., Workload]]] = {
     "max_pool_backward (2x2, stride 2)": ("max_pool_backward", _max_pool_backward),
     "dropout": ("dropout", _dropout),
     "dropout_backward": ("dropout_backward", _dropout_backward),
+    "random_shift (up to 2 px)": ("random_shift", _random_shift),
+    "random_shift_backward (up to 2 px)": ("random_shift_backward", _random_shift),
     "batch_norm_train": ("batch_norm_train", _batch_norm_train),
     "batch_norm_eval": ("batch_norm_eval", _batch_norm_eval),
     "batch_norm_backward": ("batch_norm_backward", _batch_norm_backward),

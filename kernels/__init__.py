@@ -14,7 +14,9 @@ so that a training loop never has to read a scalar back from the device on every
 Convolutional kernels work on NHWC (channels-last) images: ``im2col`` / ``col2im`` lay every convolution
 window out as a row, ``max_pool`` / ``max_pool_backward`` pool without padding, and batch normalisation works on
 (rows, channels) matrices (an NHWC batch reshaped to (N*H*W, C)). ``dropout`` draws its mask from a
-counter-based hash of (seed, step, flat index), so every kernel set gives the same mask bit for bit.
+counter-based hash of (seed, step, flat index), so every kernel set gives the same mask bit for bit;
+``random_shift`` / ``random_shift_backward`` translate each image by a shift hashed the same way from
+(seed, step, sample) and back.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ KERNEL_FUNCTIONS = (
     "max_pool_backward",
     "dropout",
     "dropout_backward",
+    "random_shift",
+    "random_shift_backward",
     "batch_norm_train",
     "batch_norm_eval",
     "batch_norm_backward",
@@ -116,6 +120,19 @@ def check_rate(rate: float) -> None:
     """Refuse a dropout rate outside [0, 1)."""
     if not 0.0 <= rate < 1.0:
         raise ValueError(f"dropout rate must be in [0, 1), not {rate}")
+
+
+def check_shift(x, out, max_h: int, max_w: int) -> None:
+    """Refuse random-shift arguments that cannot work: x and out must be distinct (N, H, W, C) arrays of one shape
+    (a shifted image is read while it is written, so in place is impossible) and the largest shifts in [0, size)."""
+    x_shape, out_shape = x.shape, out.shape
+    if len(x_shape) != 4 or x_shape != out_shape:
+        raise ValueError(f"random_shift works on x and out of one (N, H, W, C) shape, not {x_shape} and {out_shape}")
+    if out is x:
+        raise ValueError("random_shift cannot work in place: give an output array other than x")
+    if not (0 <= max_h < x_shape[1] and 0 <= max_w < x_shape[2]):
+        raise ValueError(f"random_shift: the largest shifts ({max_h}, {max_w}) must be at least 0 and smaller than "
+                         f"the {x_shape[1]}x{x_shape[2]} images")
 
 
 def as_rows(a):

@@ -29,6 +29,7 @@ from . import (
     check_direct,
     check_pool,
     check_rate,
+    check_shift,
     check_windows,
 )
 from .scalar import (
@@ -37,9 +38,11 @@ from .scalar import (
     cross_entropy_row,
     dropout_constants,
     dropout_draw,
+    image_shift,
     murmur_finish,
     murmur_round,
     row_correct,
+    shift_constants,
     with_helpers,
 )
 
@@ -69,6 +72,8 @@ _dropout_draw = _jit(inline="always")(
         murmur_finish=_jit(inline="always")(murmur_finish),
     )
 )
+
+_image_shift = _jit(inline="always")(with_helpers(image_shift, dropout_draw=_dropout_draw))
 
 
 def _serial_and_parallel(py_func):
@@ -582,6 +587,39 @@ def _dropout_backward(dx, dout, mask):
             dx[i, j] = dout[i, j] * mask[i, j]
 
 
+def _random_shift(out, x, key, span_h, span_w, max_h, max_w, sign):
+    """Random shifts on C-contiguous arrays, by output rows (n, i): the image's shifts (times ``sign``: -1 shifts
+    back) name the source row i - down, and its valid columns form one run contiguous in both arrays, copied as
+    one flat loop of (W - |right|) * C elements between slices indexed from 0 (which vectorises, as in
+    ``_im2col``); the rest of the row is zeroed."""
+    n_, h_, w_, c_ = x.shape
+    xf = x.reshape(-1)
+    of = out.reshape(-1)
+    zero = out.dtype.type(0.0)
+    row = w_ * c_
+    for r in prange(n_ * h_):
+        n = r // h_
+        i = r - n * h_
+        d = of[r * row:(r + 1) * row]
+        source = i - sign * _image_shift(key, np.uint64(2 * n), span_h, max_h)
+        if source < 0 or source >= h_:
+            for t in range(row):
+                d[t] = zero
+            continue
+        right = sign * _image_shift(key, np.uint64(2 * n + 1), span_w, max_w)
+        lo = min(max(right, 0), w_) * c_
+        hi = max(min(w_ + right, w_) * c_, lo)
+        start = (n * h_ + source) * row + lo - right * c_
+        for t in range(lo):
+            d[t] = zero
+        run = xf[start:start + hi - lo]
+        target = d[lo:hi]
+        for t in range(run.shape[0]):
+            target[t] = run[t]
+        for t in range(hi, row):
+            d[t] = zero
+
+
 def _column_sums_f64(x, other, partial, out):
     """out[j] = sum_i x[i, j] (other is None) or sum_i x[i, j] * other[i, j], in float64, over ``len(partial)``
     chunks of rows (each summed into its own row of ``partial``, then added up in order)."""
@@ -658,6 +696,7 @@ _max_pool_kernel = _serial_and_parallel(_max_pool)
 _max_pool_backward_kernel = _serial_and_parallel(_max_pool_backward)
 _dropout_kernel = _serial_and_parallel(_dropout)
 _dropout_backward_kernel = _serial_and_parallel(_dropout_backward)
+_random_shift_kernel = _serial_and_parallel(_random_shift)
 _column_sums_kernel = _serial_and_parallel(_column_sums_f64)
 _squared_deviations_kernel = _serial_and_parallel(_squared_deviations_f64)
 _normalise_kernel = _serial_and_parallel(_normalise)
@@ -748,6 +787,26 @@ def dropout_backward(dout, mask, dx) -> None:
     result = _contiguous_output(dx)
     _dropout_backward_kernel(as_rows(result), as_rows(dout), as_rows(mask))
     _write_back(dx, result)
+
+
+def _shift(x, max_h: int, max_w: int, seed: int, step: int, out, sign: int) -> None:
+    """Both directions in one kernel: ``sign`` 1 shifts forward, -1 back (the adjoint)."""
+    check_shift(x, out, max_h, max_w)
+    key, span_h, span_w = shift_constants(seed, step, max_h, max_w)
+    result = _contiguous_output(out)
+    _random_shift_kernel(result, np.ascontiguousarray(x), key, span_h, span_w, max_h, max_w, sign)
+    _write_back(out, result)
+
+
+def random_shift(x, max_h: int, max_w: int, seed: int, step: int, out) -> None:
+    """out = every image of x (N, H, W, C) translated by its (down, right) shift hashed from (seed, step, image),
+    zero where the source falls outside x (see ``reference.random_shift``); out must not be x."""
+    _shift(x, max_h, max_w, seed, step, out, 1)
+
+
+def random_shift_backward(dout, max_h: int, max_w: int, seed: int, step: int, dx) -> None:
+    """The adjoint of ``random_shift`` with the same (seed, step): every image translated back, zero filled."""
+    _shift(dout, max_h, max_w, seed, step, dx, -1)
 
 
 def batch_norm_train(x, gamma, beta, eps: float, momentum: float, running_mean, running_var, y, xhat,

@@ -37,6 +37,7 @@ from . import (
     check_activation,
     check_pool,
     check_rate,
+    check_shift,
     check_windows,
 )
 from .hue import hue_histograms_cuda
@@ -47,9 +48,11 @@ from .scalar import (
     cross_entropy_row,
     dropout_constants,
     dropout_draw,
+    image_shift,
     murmur_finish,
     murmur_round,
     row_correct,
+    shift_constants,
     with_helpers,
 )
 from .sets import ReferenceKernels
@@ -75,6 +78,7 @@ _dropout_draw = cuda.jit(device=True)(
         murmur_finish=cuda.jit(device=True)(murmur_finish),
     )
 )
+_image_shift = cuda.jit(device=True)(with_helpers(image_shift, dropout_draw=_dropout_draw))
 
 REDUCTION_THREADS = THREADS_PER_BLOCK * MAX_BLOCKS if config.ENABLE_CUDASIM else 1 << 18
 """Threads the first stage of a column reduction aims for (each sums a strided share of one column's rows into
@@ -371,6 +375,26 @@ def _dropout_backward(dout, mask, dx):
         dx[i, j] = dout[i, j] * mask[i, j]
 
 
+def _random_shift(x, out, key, span_h, span_w, max_h, max_w, sign):
+    """One thread per output element: out[n, i, j, c] = x[n, i - down, j - right, c] for image n's shifts (times
+    ``sign``: -1 shifts back), zero where that falls outside x."""
+    _, h_, w_, c_ = out.shape
+    zero = out.dtype.type(0.0)
+    for k in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        c = k % c_
+        r = k // c_
+        j = r % w_
+        r //= w_
+        i = r % h_
+        n = r // h_
+        si = i - sign * _image_shift(key, np.uint64(2 * n), span_h, max_h)
+        sj = j - sign * _image_shift(key, np.uint64(2 * n + 1), span_w, max_w)
+        if si >= 0 and si < h_ and sj >= 0 and sj < w_:
+            out[n, i, j, c] = x[n, si, sj, c]
+        else:
+            out[n, i, j, c] = zero
+
+
 def _column_partials(x, partial):
     """Stage one of the column sums: thread (r, j) sums rows r, r + R, r + 2R, ... of column j into partial[r, j]
     (R = len(partial)) in float64; neighbouring threads read neighbouring columns of a row."""
@@ -532,6 +556,7 @@ def _signatures(t: Float) -> dict[str, tuple[Any, Any]]:
         "max_pool_backward": (_max_pool_backward, void(m4, m4, i4, int64, int64, int64, int64)),
         "dropout": (_dropout, void(m2, m2, m2, uint64, uint64, t)),
         "dropout_backward": (_dropout_backward, void(m2, m2, m2)),
+        "random_shift": (_random_shift, void(m4, m4, uint64, uint64, uint64, int64, int64, int64)),
         "column_partials": (_column_partials, void(m2, d2)),
         "deviation_partials": (_deviation_partials, void(m2, d1, d2)),
         "product_partials": (_product_partials, void(m2, m2, d2, d2)),
@@ -719,6 +744,24 @@ def dropout_backward(dout, mask, dx) -> None:
     result = _contiguous_output(dx)
     _launch("dropout_backward", dx.size, (as_rows(dout), as_rows(mask), as_rows(result)))
     _write_back(dx, result)
+
+
+def _shift(x, max_h: int, max_w: int, seed: int, step: int, out, sign: int) -> None:
+    """Both directions in one kernel: ``sign`` 1 shifts forward, -1 back (the adjoint)."""
+    check_shift(x, out, max_h, max_w)
+    key, span_h, span_w = shift_constants(seed, step, max_h, max_w)
+    _launch("random_shift", out.size, (x, out), (key, span_h, span_w, max_h, max_w, sign))
+
+
+def random_shift(x, max_h: int, max_w: int, seed: int, step: int, out) -> None:
+    """out = every image of x (N, H, W, C) translated by its (down, right) shift hashed from (seed, step, image),
+    zero where the source falls outside x (see ``reference.random_shift``); out must not be x."""
+    _shift(x, max_h, max_w, seed, step, out, 1)
+
+
+def random_shift_backward(dout, max_h: int, max_w: int, seed: int, step: int, dx) -> None:
+    """The adjoint of ``random_shift`` with the same (seed, step): every image translated back, zero filled."""
+    _shift(dout, max_h, max_w, seed, step, dx, -1)
 
 
 def _reduction_chunks(rows: int, columns: int) -> int:

@@ -20,9 +20,10 @@ from . import (
     check_direct,
     check_pool,
     check_rate,
+    check_shift,
     check_windows,
 )
-from .scalar import dropout_constants, dropout_draw
+from .scalar import dropout_constants, dropout_draw, random_shifts
 
 
 def array_module(x) -> ModuleType:
@@ -265,6 +266,34 @@ def dropout(x, rate: float, seed: int, step: int, out, mask) -> None:
 def dropout_backward(dout, mask, dx) -> None:
     """dx = dout * mask (dx may be dout)."""
     dx[...] = dout * mask
+
+
+def _translate(x, down, right, out) -> None:
+    """out[n, i, j] = x[n, i - down[n], j - right[n]], zero where that falls outside x (down, right: host int64)."""
+    xp = array_module(x)
+    n, h, w, _ = x.shape
+    rows = xp.arange(h)[None, :] - xp.asarray(down)[:, None]  # (N, H): the source row of every output row
+    cols = xp.arange(w)[None, :] - xp.asarray(right)[:, None]  # (N, W)
+    inside = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]
+    source = x[xp.arange(n)[:, None, None], xp.clip(rows, 0, h - 1)[:, :, None], xp.clip(cols, 0, w - 1)[:, None, :]]
+    out[...] = xp.where(inside[..., None], source, x.dtype.type(0))
+
+
+def random_shift(x, max_h: int, max_w: int, seed: int, step: int, out) -> None:
+    """out = every image of x (N, H, W, C) translated by its own (down, right) shift, uniform in [-max_h, max_h] x
+    [-max_w, max_w] and hashed from (seed, step, image index) (see ``scalar.random_shifts``): out[n, i, j] =
+    x[n, i - down, j - right], zero where that falls outside x. The same (seed, step) give the same shifts."""
+    check_shift(x, out, max_h, max_w)
+    down, right = random_shifts(seed, step, x.shape[0], max_h, max_w)
+    _translate(x, down, right, out)
+
+
+def random_shift_backward(dout, max_h: int, max_w: int, seed: int, step: int, dx) -> None:
+    """The adjoint of ``random_shift`` with the same (seed, step): every image translated back by (-down,
+    -right), zero where that falls outside."""
+    check_shift(dout, dx, max_h, max_w)
+    down, right = random_shifts(seed, step, dout.shape[0], max_h, max_w)
+    _translate(dout, -down, -right, dx)
 
 
 def batch_norm_train(x, gamma, beta, eps: float, momentum: float, running_mean, running_var, y, xhat,

@@ -95,6 +95,7 @@ _S32 = np.uint64(32)
 
 DROPOUT_BITS = 24
 """u = (hash >> 8) / 2**24: the top 24 of the hash's 32 bits."""
+_S24 = np.uint64(DROPOUT_BITS)
 
 
 def murmur_round(h, word):
@@ -132,6 +133,13 @@ def dropout_draw(key, index):
     return murmur_finish(h ^ _WORDS_BYTES) >> _S8
 
 
+def image_shift(key, index, span, largest):
+    """A shift uniform in [-largest, largest] (int64) from the draw at ``index`` under ``key`` (uint64 each), for
+    ``span = 2 * largest + 1`` (uint64): floor(u * span) - largest for u = draw / 2**24, computed in integers
+    (draw * span < 2**55), so every device and array module gets it exactly, and always in range (u < 1)."""
+    return np.int64((dropout_draw(key, index) * span) >> _S24) - largest
+
+
 def with_helpers(func, **helpers):
     """A copy of ``func`` that calls the compiled ``helpers`` (by name) instead of the plain functions here: how
     ``dropout_draw`` is compiled for the CPU and for CUDA, whose compilers cannot call plain Python."""
@@ -145,3 +153,19 @@ def dropout_constants(seed: int, step: int, rate: float, dtype) -> tuple:
     key = dropout_key(np.uint64(int(seed) % 2**64), np.uint64(int(step) % 2**64))
     threshold = np.uint64(math.ceil(rate * 2**DROPOUT_BITS))
     return key, threshold, np.dtype(dtype).type(1.0 / (1.0 - rate))
+
+
+def shift_constants(seed: int, step: int, max_h: int, max_w: int) -> tuple:
+    """Host-side values every random-shift kernel takes: the key of (seed, step) (as dropout's) and the spans
+    ``2 * max + 1`` of the vertical and horizontal shifts (uint64)."""
+    key = dropout_key(np.uint64(int(seed) % 2**64), np.uint64(int(step) % 2**64))
+    return key, np.uint64(2 * max_h + 1), np.uint64(2 * max_w + 1)
+
+
+def random_shifts(seed: int, step: int, count: int, max_h: int, max_w: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (down, right) shifts of ``count`` images under (seed, step), as int64 host arrays: image n's are
+    ``image_shift`` of draws 2n (down, in [-max_h, max_h]) and 2n + 1 (right, in [-max_w, max_w]). Every
+    random-shift kernel computes these, per image, from the same function."""
+    key, span_h, span_w = shift_constants(seed, step, max_h, max_w)
+    first = np.arange(count, dtype=np.uint64) * np.uint64(2)
+    return image_shift(key, first, span_h, max_h), image_shift(key, first + np.uint64(1), span_w, max_w)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xpnet import BatchNorm, ConfigError, Dense, Dropout, ModelFileError, Sequential
+from xpnet import BatchNorm, ConfigError, Dense, Dropout, Flatten, ModelFileError, RandomShift, Reshape, Sequential
 from xpnet.builders import mlp
 from xpnet.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from xpnet.serialization import save_model
@@ -20,10 +20,14 @@ def _data():
 
 
 def _model(kind="mlp"):
-    """A plain MLP, or one with BatchNorm (state saved beside the parameters) and Dropout (masks keyed by step)."""
+    """A plain MLP, one with BatchNorm (state saved beside the parameters) and Dropout (masks keyed by step), or one
+    with RandomShift (shifts keyed by step) on 2x2x3 images between two Dense layers."""
     options = {"seed": 1, "device": "cpu", "dtype": "float64", "optimizer": "adam", "lr": 0.01}
     if kind == "mlp":
         return mlp([6, 7, 3], "tanh", **options)
+    if kind == "random_shift":
+        return Sequential([Dense(12, "tanh", input_dim=6), Reshape((2, 2, 3)), RandomShift(1), Flatten(),
+                           Dense(3, "softmax")], **options)
     return Sequential([Dense(7, "tanh", input_dim=6), BatchNorm(0.9), Dropout(0.3), Dense(3, "softmax")], **options)
 
 
@@ -34,7 +38,7 @@ def _uninterrupted(kind):
     return model.get_parameters(), model.get_state(), history
 
 
-KINDS = pytest.mark.parametrize("kind", ["mlp", "dropout_batchnorm"])
+KINDS = pytest.mark.parametrize("kind", ["mlp", "dropout_batchnorm", "random_shift"])
 
 
 @KINDS

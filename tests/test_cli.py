@@ -187,6 +187,8 @@ def test_info_prints_a_models_layers(trained_cnn):
         (["--model", "cnn", "--dropout", "1.5"], ["--dropout 1.5", "[0, 1)"]),
         (["--model", "cnn", "--filters", "8,0"], ["--filters '8,0'", "positive"]),
         (["--filters", "8"], ["--filters applies to --model cnn only"]),
+        (["--model", "cnn", "--shift", "-2"], ["--shift -2", "0 or more pixels"]),
+        (["--shift", "2"], ["--shift applies to --model cnn only"]),
         (["--model", "cnn", "--hidden", "64,32"], ["one ReLU hidden Dense layer"]),
     ],
 )

@@ -79,8 +79,10 @@ def test_mnist_mlp(mnist_mlp: Sequential, mnist: dict[str, np.ndarray], tmp_path
 
 
 def test_mnist_cnn(mnist: dict[str, np.ndarray], tmp_path: Path) -> None:
-    """Flat rows in, Reshape to (28, 28, 1), two same-padded convolutions and pools, dropout, Flatten, Dense."""
-    model = cnn((28, 28, 1), 10, filters=(4, 8), dense=16, dropout=0.25, seed=0, device="cpu")
+    """Flat rows in, Reshape to (28, 28, 1), random shifts (trained with, gone at inference), two same-padded
+    convolutions and pools, dropout, Flatten, Dense."""
+    model = cnn((28, 28, 1), 10, filters=(4, 8), dense=16, dropout=0.25, shift=2, seed=0, device="cpu")
+    assert model.layers[1].type_name == "random_shift"
     model.fit(mnist["x_train"][:512], mnist["y_train"][:512], epochs=1, batch_size=64, verbose=0)
     got = assert_exports_exactly(model, mnist["x_test"], tmp_path / "cnn.onnx")
     np.testing.assert_array_equal(got.argmax(axis=1), model.predict(mnist["x_test"]))

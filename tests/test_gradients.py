@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xpnet.layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, Reshape
+from xpnet.layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, RandomShift, Reshape
 from xpnet.model import Model
 
 STEP = 1e-6
@@ -148,6 +148,18 @@ def test_dropout_with_its_fixed_mask(kernel_mode):
     layers = [Dense(6, "tanh", input_dim=4), Dropout(0.4), Dense(5, "relu"), Dropout(0.25), Dense(3, "softmax")]
     model = Model(layers, "cce", dtype="float64", seed=13, device="cpu", kernel_mode=kernel_mode)
     x, y = _data(np.random.default_rng(14), 7, 4, 3, "onehot")
+    _check(model, x, y)
+
+
+@pytest.mark.parametrize("kernel_mode", ["fused", "reference"])
+def test_random_shift_with_its_fixed_shifts(kernel_mode):
+    """Between two convolutions (so its backward pass runs); in training the shifts depend only on (seed, step,
+    image), fixed while the differences are taken. Shifts past half the image, and ones along one axis. Smooth
+    activations: a window wholly in the zero fill gives z = b, exactly at ReLU's kink while b is 0."""
+    layers = [Reshape((5, 6, 2), input_shape=60), Conv2D(3, 3, padding="same", activation="tanh"), RandomShift((3, 4)),
+              Conv2D(2, 2, activation="sigmoid"), RandomShift((0, 1)), Flatten(), Dense(3, "softmax")]
+    model = Model(layers, "cce", dtype="float64", seed=19, device="cpu", kernel_mode=kernel_mode)
+    x, y = _image_data(np.random.default_rng(20), 6, (60,), 3)
     _check(model, x, y)
 
 

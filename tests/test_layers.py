@@ -16,6 +16,7 @@ from xpnet import (
     Flatten,
     MaxPool2D,
     ModelFileError,
+    RandomShift,
     Reshape,
     Sequential,
     load_model,
@@ -88,13 +89,14 @@ def test_glorot_counts_a_convolutions_window_in_its_fan_out(init):
 
 
 def test_every_layer_round_trips_through_its_config():
-    layers = [Reshape((6, 6, 2)), Conv2D(3, (3, 2), (1, 2), "same", "tanh", bias=False), BatchNorm(0.9, 1e-4),
-              MaxPool2D(2, 1), Dropout(0.3, seed=5), Flatten(), Dense(4, "leaky_relu", alpha=0.2)]
+    layers = [Reshape((6, 6, 2)), RandomShift((1, 2), seed=4), Conv2D(3, (3, 2), (1, 2), "same", "tanh", bias=False),
+              BatchNorm(0.9, 1e-4), MaxPool2D(2, 1), Dropout(0.3, seed=5), Flatten(), Dense(4, "leaky_relu", alpha=0.2)]
     model = Sequential(layers, "mse", input_shape=72, device="cpu", seed=1)
     for layer in model.layers:
         again = layer_from_config(layer.config())
         assert type(again) is type(layer) and again.config() == layer.config()
-    assert set(LAYER_TYPES) >= {"dense", "conv2d", "maxpool2d", "flatten", "reshape", "dropout", "batchnorm"}
+    assert set(LAYER_TYPES) >= {"dense", "conv2d", "maxpool2d", "flatten", "reshape", "dropout", "batchnorm",
+                                "random_shift"}
 
 
 def test_state_is_its_own_buffer_saved_with_the_model(tmp_path):
@@ -114,6 +116,7 @@ def test_state_is_its_own_buffer_saved_with_the_model(tmp_path):
     (lambda: MaxPool2D(0), "pool_size must be a positive integer"),
     (lambda: Dropout(1.0), "rate must be a number in [0, 1)"),
     (lambda: Dropout(-0.1), "rate must be a number in [0, 1)"),
+    (lambda: RandomShift(-1), "max_shift must be a non-negative integer or (height, width) of them"),
     (lambda: BatchNorm(momentum=1.5), "momentum must be a number in [0, 1)"),
     (lambda: Reshape((0, 3)), "target_shape must be a positive integer"),
     (lambda: Sequential([Conv2D(8, 5), Flatten(), Dense(2, "softmax")], input_shape=(3, 3, 1)),

@@ -20,7 +20,17 @@ from xpnet.errors import (  # noqa: E402
     TrainingError,
     XpnetError,
 )
-from xpnet.layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D, Reshape  # noqa: E402
+from xpnet.layers import (  # noqa: E402
+    BatchNorm,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    Layer,
+    MaxPool2D,
+    RandomShift,
+    Reshape,
+)
 from xpnet.model import Model, Sequential  # noqa: E402
 from xpnet.serialization import load_model, save_model  # noqa: E402
 from xpnet.trainer import History  # noqa: E402
@@ -41,6 +51,7 @@ __all__ = [
     "MaxPool2D",
     "Model",
     "ModelFileError",
+    "RandomShift",
     "Reshape",
     "Sequential",
     "TrainingError",

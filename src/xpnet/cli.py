@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "followed by a 2x2 max-pool, a 128-unit layer, dropout 0.25; 12 epochs)")
     train.add_argument("--dropout", type=float, help="dropout rate after hidden layers (mlp: 0; cnn: 0.25)")
     train.add_argument("--filters", help="cnn: filters of each 3x3 convolution, comma-separated (default 32,64)")
+    train.add_argument("--shift", type=int, metavar="N", help="cnn: move each training image by up to N pixels "
+                       "each way at random, zero filled, to augment the data (default 0: no shifts)")
     train.add_argument("--dtype", choices=DTYPES,
                        help="floating-point precision of parameters and computation (default float32)")
     train.add_argument("--epochs", type=int, help="passes over the training set (mnist: 10, fruits: 60)")
@@ -155,7 +157,7 @@ def _settings(args: argparse.Namespace) -> tuple[dict[str, Any], set[str]]:
     if defaults is None:
         raise ConfigError(f"xpnet train {args.task} has no --model {model} (it learns from hue histograms, not "
                           f"images); use --model {' or '.join(TASK_DEFAULTS[args.task])}")
-    for flag in ("filters",):
+    for flag in ("filters", "shift"):
         if getattr(args, flag) is not None and flag not in defaults:
             raise ConfigError(f"--{flag} applies to --model cnn only")
     defaults = {**defaults, **RUN_DEFAULTS}
@@ -166,6 +168,8 @@ def _settings(args: argparse.Namespace) -> tuple[dict[str, Any], set[str]]:
         sizes(settings["filters"], "--filters")
     if not 0 <= settings["dropout"] < 1:
         raise ConfigError(f"--dropout {settings['dropout']}: must be in [0, 1)")
+    if settings.get("shift", 0) < 0:
+        raise ConfigError(f"--shift {settings['shift']}: must be 0 or more pixels")
     if settings["epochs"] < 0:
         raise ConfigError(f"--epochs {settings['epochs']}: must be 0 or more")
     if settings["batch_size"] < 0:

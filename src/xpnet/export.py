@@ -5,8 +5,9 @@ last layer's activations. xpnet computes channels-last (NHWC) while ONNX's Conv 
 (NCHW): the exporter tracks which layout the current value is in and transposes only where a layer needs the other
 one, to NCHW for Conv and MaxPool, back to NHWC for Flatten and Reshape (whose value order is xpnet's C order over
 height, width, channels). Activations and BatchNorm work on the channel axis of either layout; BatchNorm becomes
-its inference form (running statistics) and Dropout disappears. The class names and the preprocessing dict go into
-the file's metadata_props as JSON, so a user can prepare inputs as ``xpnet predict`` does.
+its inference form (running statistics), and Dropout and RandomShift (the identity at inference) disappear. The
+class names and the preprocessing dict go into the file's metadata_props as JSON, so a user can prepare inputs as
+``xpnet predict`` does.
 
 Needs the ``onnx`` extra (``pip install 'xpnet[onnx]'``); onnxruntime runs the files.
 """
@@ -142,8 +143,8 @@ def _batch_norm(graph: _Graph, layer: BatchNorm, name: str) -> None:
     graph.apply("Add", f"{name}/add", graph.constant(f"{name}/shift", shift.reshape(per_channel)))
 
 
-def _dropout(graph: _Graph, layer: Layer, name: str) -> None:
-    """Dropout is the identity at inference: nothing to export."""
+def _training_only(graph: _Graph, layer: Layer, name: str) -> None:
+    """Dropout and RandomShift are the identity at inference: nothing to export."""
 
 
 CONVERTERS: dict[str, Callable[[_Graph, Any, str], None]] = {
@@ -153,7 +154,8 @@ CONVERTERS: dict[str, Callable[[_Graph, Any, str], None]] = {
     "flatten": _flatten,
     "reshape": _reshape,
     "batchnorm": _batch_norm,
-    "dropout": _dropout,
+    "dropout": _training_only,
+    "random_shift": _training_only,
 }
 """How each exportable layer type (by its registry name) becomes ONNX nodes."""
 

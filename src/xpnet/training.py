@@ -18,7 +18,7 @@ from xpnet.distributed import Communicator
 from xpnet.errors import ConfigError, TrainingError, XpnetError
 from xpnet.model import Model
 from xpnet.schedules import cosine
-from xpnet.tasks import TaskData, validation_split
+from xpnet.tasks import ADDED_SETTINGS, TaskData, validation_split
 from xpnet.trainer import History
 
 INTERRUPTED_EXIT = 130
@@ -59,9 +59,10 @@ def stop_on_sigint(model: Model) -> Iterator[list[bool]]:
 
 def refuse_conflicts(found: Checkpoint, settings: dict[str, Any], given: Collection[str]) -> None:
     """ConfigError naming the first setting in ``given`` (the flags the user set) that differs from the checkpoint's:
-    a resumed run keeps its saved settings, so a different one would be silently ignored. Epochs may change."""
+    a resumed run keeps its saved settings, so a different one would be silently ignored. Epochs may change. A
+    setting newer than the checkpoint counts as what the run had (``ADDED_SETTINGS``)."""
     for key in sorted(set(given) - {"epochs"}):
-        saved, asked = found.settings.get(key), settings[key]
+        saved, asked = found.settings.get(key, ADDED_SETTINGS.get(key)), settings[key]
         if saved != asked:
             shown = [0 if key == "batch_size" and value is None else value for value in (asked, saved)]  # full batch
             raise ConfigError(

@@ -11,6 +11,7 @@ from xpnet.layers.dense import Dense
 from xpnet.layers.dropout import Dropout
 from xpnet.layers.pooling import MaxPool2D
 from xpnet.layers.shape import Flatten, Reshape
+from xpnet.layers.shift import RandomShift
 
 __all__ = [
     "LAYER_TYPES",
@@ -22,6 +23,7 @@ __all__ = [
     "Layer",
     "MaxPool2D",
     "Phase",
+    "RandomShift",
     "Reshape",
     "Workspace",
     "layer_from_config",

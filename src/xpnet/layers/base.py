@@ -82,6 +82,8 @@ class Workspace:
     input: Any = None
     """The input of the last forward pass (a reference, not a copy): what the backward pass differentiates at."""
     training: bool = False
+    phase: Phase | None = None
+    """The phase of the last training forward pass, for a layer whose backward pass must replay its random draws."""
 
     def first(self, rows: int) -> Workspace:
         """The same buffers cut to their first ``rows`` rows (still C-contiguous)."""

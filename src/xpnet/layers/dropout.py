@@ -18,6 +18,18 @@ from xpnet.layers.base import Layer, Phase, Workspace, register
 SEED_RANGE = 2**31
 
 
+def check_seed(seed: Any, layer: str) -> None:
+    """ConfigError unless ``seed`` is None or an int in [0, 2**31): the seed of a layer that draws at random."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_RANGE):
+        raise ConfigError(f"{layer} seed must be an integer in [0, 2**31) or None, got {seed!r}")
+
+
+def stream_seed(seed: int, phase: Phase) -> int:
+    """The hash seed of a layer's draws in ``phase``: its own seed on rank 0, and on other data-parallel ranks
+    (streams) keys that no seed in [0, 2**31) gives, so every rank draws its own."""
+    return seed + phase.stream * SEED_RANGE * 2
+
+
 @register
 class Dropout(Layer):
     """``Dropout(rate)``, rate in [0, 1); a no-op at inference. ``seed`` is drawn from the model's seed if None."""
@@ -28,8 +40,7 @@ class Dropout(Layer):
         super().__init__(input_shape=input_shape)
         if not is_finite_number(rate) or not 0 <= rate < 1:
             raise ConfigError(f"Dropout rate must be a number in [0, 1), got {rate!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_RANGE):
-            raise ConfigError(f"Dropout seed must be an integer in [0, 2**31) or None, got {seed!r}")
+        check_seed(seed, "Dropout")
         self.rate, self.seed = float(rate), seed
 
     def initialize(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -47,8 +58,8 @@ class Dropout(Layer):
         ws.training = phase.training and "mask" in ws.batch
         if not ws.training:
             return x
-        seed = self.seed + phase.stream * SEED_RANGE * 2  # other ranks: keys no seed in [0, 2**31) gives
-        self.backend.kernels.dropout(x, self.rate, seed, phase.step, ws.batch["out"], ws.batch["mask"])
+        self.backend.kernels.dropout(x, self.rate, stream_seed(self.seed, phase), phase.step, ws.batch["out"],
+                                     ws.batch["mask"])
         return ws.batch["out"]
 
     def backward(self, dy: Any, ws: Workspace, need_dx: bool) -> Any:

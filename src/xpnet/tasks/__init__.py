@@ -24,8 +24,10 @@ def _mlp(epochs: int, batch_size: int, hidden: str, **overrides: Any) -> dict[st
 
 
 def _cnn(batch_size: int) -> dict[str, Any]:
-    """The convolutional network of every image job: 32,64 3x3 filters, a 128-unit layer, dropout 0.25."""
-    return {**_COMMON, "epochs": 12, "batch_size": batch_size, "hidden": "128", "dropout": 0.25, "filters": "32,64"}
+    """The convolutional network of every image job: 32,64 3x3 filters, a 128-unit layer, dropout 0.25, no random
+    shifts."""
+    return {**_COMMON, "epochs": 12, "batch_size": batch_size, "hidden": "128", "dropout": 0.25, "filters": "32,64",
+            "shift": 0}
 
 
 TASK_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
@@ -36,6 +38,9 @@ TASK_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "images": {"mlp": _mlp(30, 32, "128,64"), "cnn": _cnn(32)},
 }
 """What `xpnet train TASK --model KIND` uses for every setting the command line leaves out."""
+
+ADDED_SETTINGS = {"shift": 0}
+"""Settings newer than some saved runs, with the value those runs had: a checkpoint without one ran with this."""
 
 HOLDOUT_FRACTION = 0.2
 """Share of each class held out for testing when the data has no test split of its own."""
@@ -146,7 +151,8 @@ def sizes(text: str, what: str) -> list[int]:
 
 def build_model(task_name: str, task: TaskData, settings: dict[str, Any], backend: Any) -> Any:
     """The model `xpnet train` trains on ``task``: an MLP over its features, or (``settings["model"]`` "cnn") a
-    convolutional network over its images, with the settings' sizes, activation, dropout and optimizer."""
+    convolutional network over its images, with the settings' sizes, activation, dropout, random shifts and
+    optimizer."""
     from xpnet.builders import cnn, mlp
 
     kind = settings.get("model", "mlp")
@@ -162,8 +168,12 @@ def build_model(task_name: str, task: TaskData, settings: dict[str, Any], backen
                           "use --model mlp")
     if len(hidden) != 1 or settings["activation"] != "relu":
         raise ConfigError("the convolutional model has one ReLU hidden Dense layer: give --hidden as one size")
+    shift = settings.get("shift", ADDED_SETTINGS["shift"])
+    height, width, _ = task.image_shape
+    if shift >= min(height, width):
+        raise ConfigError(f"--shift {shift}: must be smaller than the {height}x{width} images")
     return cnn(task.image_shape, len(task.class_names), filters=sizes(settings["filters"], "--filters"),
-               dense=hidden[0], dropout=settings["dropout"], **options)
+               dense=hidden[0], dropout=settings["dropout"], shift=shift, **options)
 
 
 def check_classes(labels: np.ndarray, class_names: list[str], source: Any) -> None:
