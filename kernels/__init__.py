@@ -53,8 +53,6 @@ KERNEL_FUNCTIONS = (
     "gather_rows",
     "im2col",
     "col2im",
-    "conv_bias_activation",
-    "conv_activation_backward",
     "max_pool",
     "max_pool_backward",
     "dropout",
@@ -85,20 +83,6 @@ def check_windows(x_shape: tuple, cols_shape: tuple, stride_h: int, stride_w: in
         raise ValueError(f"x {x_shape} and cols {cols_shape} disagree on the batch size or channel count")
     if stride_h < 1 or stride_w < 1:
         raise ValueError(f"strides must be at least 1, not ({stride_h}, {stride_w})")
-
-
-def check_direct(x_shape: tuple, w_shape: tuple, out_shape: tuple, activation: int) -> None:
-    """Refuse a direct convolution whose x (N, H, W, C), w (KH, KW, C, F) and output (N, OH, OW, F) disagree, or
-    whose activation is not elementwise (a softmax needs whole rows: use im2col and ``bias_activation``)."""
-    check_activation(activation)
-    if activation == SOFTMAX:
-        raise ValueError("a direct convolution takes elementwise activations only, not softmax")
-    if len(x_shape) != 4 or len(w_shape) != 4 or len(out_shape) != 4:
-        raise ValueError(f"a direct convolution works on x (N, H, W, C), w (KH, KW, C, F) and out (N, OH, OW, F), "
-                         f"not {x_shape}, {w_shape} and {out_shape}")
-    if x_shape[0] != out_shape[0] or x_shape[3] != w_shape[2] or w_shape[3] != out_shape[3]:
-        raise ValueError(f"x {x_shape}, w {w_shape} and out {out_shape} disagree on the batch size, channels or "
-                         "filters")
 
 
 def check_pool(x_shape: tuple, out_shape: tuple, pool_h: int, pool_w: int, stride_h: int, stride_w: int) -> None:

@@ -26,7 +26,6 @@ from . import (
     TANH,
     as_rows,
     check_activation,
-    check_direct,
     check_pool,
     check_rate,
     check_shift,
@@ -127,31 +126,29 @@ def _softmax_row(zi, b, ai, one, zero):
         ai[j] *= inv
 
 
-@_jit(inline="always")
-def _bias_activation_row(activation, zi, b, alpha, ai, di, one, zero):
-    """One row of ``_bias_activation``. The activation is chosen once per row, not per element: a branch inside
-    the inner loop would stop it vectorising (ReLU ran five times slower that way)."""
-    if activation == SOFTMAX:
-        _softmax_row(zi, b, ai, one, zero)
-    elif activation == RELU:
-        _activate_row(RELU, zi, b, alpha, ai, di, one, zero)
-    elif activation == LEAKY_RELU:
-        _activate_row(LEAKY_RELU, zi, b, alpha, ai, di, one, zero)
-    elif activation == SIGMOID:
-        _activate_row(SIGMOID, zi, b, alpha, ai, di, one, zero)
-    elif activation == TANH:
-        _activate_row(TANH, zi, b, alpha, ai, di, one, zero)
-    else:
-        _activate_row(IDENTITY, zi, b, alpha, ai, di, one, zero)
-
-
 def _bias_activation(z, b, activation, alpha, a, d):
-    """z += b (in place); a = f(z); d = f'(z) unless d is None (softmax: d is not used)."""
+    """z += b (in place); a = f(z); d = f'(z) unless d is None (softmax: d is not used).
+
+    The activation is chosen once per row, not per element: a branch inside the inner loop would stop it
+    vectorising (ReLU ran five times slower that way).
+    """
     one = z.dtype.type(1.0)
     zero = z.dtype.type(0.0)
     alpha_t = z.dtype.type(alpha)
     for i in prange(z.shape[0]):
-        _bias_activation_row(activation, z[i], b, alpha_t, a[i], None if d is None else d[i], one, zero)
+        di = None if d is None else d[i]
+        if activation == SOFTMAX:
+            _softmax_row(z[i], b, a[i], one, zero)
+        elif activation == RELU:
+            _activate_row(RELU, z[i], b, alpha_t, a[i], di, one, zero)
+        elif activation == LEAKY_RELU:
+            _activate_row(LEAKY_RELU, z[i], b, alpha_t, a[i], di, one, zero)
+        elif activation == SIGMOID:
+            _activate_row(SIGMOID, z[i], b, alpha_t, a[i], di, one, zero)
+        elif activation == TANH:
+            _activate_row(TANH, z[i], b, alpha_t, a[i], di, one, zero)
+        else:
+            _activate_row(IDENTITY, z[i], b, alpha_t, a[i], di, one, zero)
 
 
 def _activation_backward(dz, da, d, a, activation, db, partial):
@@ -411,90 +408,6 @@ def _col2im(cols, dx, stride_h, stride_w, pad_top, pad_left):
                         target[t] += run[t]
 
 
-def _conv_bias_activation(a, d, x, w, b, activation, alpha, stride_h, stride_w, pad_top, pad_left):
-    """A direct convolution for short patch rows (a first layer's 3x3xC windows), where a matmul on the patch
-    matrix runs at a fraction of its speed and the matrix costs more to write than to use: per output position,
-    the window's taps are accumulated over the filters (the contiguous, vectorised inner loop) in a scratch row,
-    which the bias and activation then turn into one row of a and d. ``a`` comes first (size)."""
-    n_, h_, w_, c_ = x.shape
-    kh, kw, _, f_ = w.shape
-    _, oh, ow, _ = a.shape
-    one = a.dtype.type(1.0)
-    zero = a.dtype.type(0.0)
-    alpha_t = a.dtype.type(alpha)
-    for r in prange(n_ * oh):
-        n = r // oh
-        i = r - n * oh
-        acc = np.empty(f_, a.dtype)
-        for j in range(ow):
-            for f in range(f_):
-                acc[f] = zero
-            for p in range(kh):
-                hh = i * stride_h + p - pad_top
-                if hh < 0 or hh >= h_:
-                    continue
-                for q in range(kw):
-                    ww = j * stride_w + q - pad_left
-                    if ww < 0 or ww >= w_:
-                        continue
-                    for c in range(c_):
-                        v = x[n, hh, ww, c]
-                        taps = w[p, q, c]
-                        for f in range(f_):
-                            acc[f] += v * taps[f]
-            _bias_activation_row(activation, acc, b, alpha_t, a[n, i, j], None if d is None else d[n, i, j], one,
-                                 zero)
-
-
-def _conv_activation_backward(dz, da, d, x, stride_h, stride_w, pad_top, pad_left, partial_w, partial_b):
-    """The direct convolution's gradients: dz = da * d, and each chunk of images' dw and db summed into its own
-    ``partial_w[chunk]`` and ``partial_b[chunk]`` (float64). Every image's sums are first taken in the data's dtype,
-    vectorised over the filters, then added in float64, so that a float32 sum over a whole batch keeps its
-    precision. ``dz`` comes first (size)."""
-    n_, h_, w_, c_ = x.shape
-    _, oh, ow, f_ = dz.shape
-    chunks, kh, kw, _, _ = partial_w.shape
-    zero = dz.dtype.type(0.0)
-    for chunk in prange(chunks):
-        image_w = np.empty((kh, kw, c_, f_), dz.dtype)
-        image_b = np.empty(f_, dz.dtype)
-        total_w = partial_w[chunk]
-        total_b = partial_b[chunk]
-        total_w[...] = 0.0
-        total_b[...] = 0.0
-        for n in range(chunk * n_ // chunks, (chunk + 1) * n_ // chunks):
-            image_w[...] = zero
-            image_b[...] = zero
-            for i in range(oh):
-                for j in range(ow):
-                    g = dz[n, i, j]
-                    gin = da[n, i, j]
-                    dj = d[n, i, j]
-                    for f in range(f_):
-                        g[f] = gin[f] * dj[f]
-                        image_b[f] += g[f]
-                    for p in range(kh):
-                        hh = i * stride_h + p - pad_top
-                        if hh < 0 or hh >= h_:
-                            continue
-                        for q in range(kw):
-                            ww = j * stride_w + q - pad_left
-                            if ww < 0 or ww >= w_:
-                                continue
-                            for c in range(c_):
-                                v = x[n, hh, ww, c]
-                                row = image_w[p, q, c]
-                                for f in range(f_):
-                                    row[f] += v * g[f]
-            for p in range(kh):
-                for q in range(kw):
-                    for c in range(c_):
-                        for f in range(f_):
-                            total_w[p, q, c, f] += image_w[p, q, c, f]
-            for f in range(f_):
-                total_b[f] += image_b[f]
-
-
 def _max_pool(out, argmax, x, pool_h, pool_w, stride_h, stride_w):
     """Per window, the channels' running max and argmax as selects over flat slices indexed from 0, which
     vectorise (a branch per channel, or 4-D indexing, ran 2.5x slower)."""
@@ -690,8 +603,6 @@ def _batch_norm_dx(dx, dy, xhat, scale, m, dbeta, dgamma):
 
 _im2col_kernel = _serial_and_parallel(_im2col)
 _col2im_kernel = _serial_and_parallel(_col2im)
-_conv_bias_activation_kernel = _serial_and_parallel(_conv_bias_activation)
-_conv_activation_backward_kernel = _serial_and_parallel(_conv_activation_backward)
 _max_pool_kernel = _serial_and_parallel(_max_pool)
 _max_pool_backward_kernel = _serial_and_parallel(_max_pool_backward)
 _dropout_kernel = _serial_and_parallel(_dropout)
@@ -719,35 +630,6 @@ def col2im(cols, stride_h: int, stride_w: int, pad_top: int, pad_left: int, dx) 
     result = _contiguous_output(dx)
     _col2im_kernel(np.ascontiguousarray(cols), result, stride_h, stride_w, pad_top, pad_left)
     _write_back(dx, result)
-
-
-def conv_bias_activation(x, w, b, stride_h: int, stride_w: int, pad_top: int, pad_left: int, activation: int,
-                         alpha: float, a, d) -> None:
-    """a = f(conv(x, w) + b), d = f'(...) unless d is None, straight from x (see ``reference.conv_bias_activation``)."""
-    check_direct(x.shape, w.shape, a.shape, activation)
-    check_windows(x.shape, (*a.shape[:3], *w.shape[:3]), stride_h, stride_w)
-    results = [_contiguous_output(a), None if d is None else _contiguous_output(d)]
-    _conv_bias_activation_kernel(*results, np.ascontiguousarray(x), np.ascontiguousarray(w), b, activation, alpha,
-                                 stride_h, stride_w, pad_top, pad_left)
-    _write_back(a, results[0])
-    if d is not None:
-        _write_back(d, results[1])
-
-
-def conv_activation_backward(x, da, d, stride_h: int, stride_w: int, pad_top: int, pad_left: int, dz, dw,
-                             db) -> None:
-    """dz = da * d (dz may be da); dw, db: the direct convolution's weight and bias gradients."""
-    check_direct(x.shape, dw.shape, dz.shape, IDENTITY)
-    check_windows(x.shape, (*dz.shape[:3], *dw.shape[:3]), stride_h, stride_w)
-    chunks = _row_chunks(dz.size)
-    partial_w, partial_b = np.empty((chunks, *dw.shape)), np.empty((chunks, dw.shape[3]))
-    result = _contiguous_output(dz)
-    _conv_activation_backward_kernel(result, np.ascontiguousarray(da), np.ascontiguousarray(d),
-                                     np.ascontiguousarray(x), stride_h, stride_w, pad_top, pad_left, partial_w,
-                                     partial_b)
-    _write_back(dz, result)
-    dw[...] = partial_w.sum(axis=0)
-    db[...] = partial_b.sum(axis=0)
 
 
 def max_pool(x, pool_h: int, pool_w: int, stride_h: int, stride_w: int, out, argmax) -> None:

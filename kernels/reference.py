@@ -17,7 +17,6 @@ from . import (
     SOFTMAX,
     TANH,
     check_activation,
-    check_direct,
     check_pool,
     check_rate,
     check_shift,
@@ -184,38 +183,6 @@ def col2im(cols, stride_h: int, stride_w: int, pad_top: int, pad_left: int, dx) 
         for q in range(kw):
             padded[_window_slices(p, q, oh, ow, stride_h, stride_w)] += cols[:, :, :, p, q, :]
     dx[...] = padded[:, pad_top:pad_top + h, pad_left:pad_left + w, :]
-
-
-def conv_bias_activation(x, w, b, stride_h: int, stride_w: int, pad_top: int, pad_left: int, activation: int,
-                         alpha: float, a, d) -> None:
-    """A whole convolution without a patch matrix for the caller to keep: a = f(conv(x, w) + b) and d = f'(...)
-    (unless d is None), x (N, H, W, C), w (KH, KW, C, F), a and d (N, OH, OW, F); elementwise activations only.
-    Here: im2col, a matmul and ``bias_activation``, which is what the direct kernels must equal."""
-    check_direct(x.shape, w.shape, a.shape, activation)
-    xp = array_module(x)
-    kh, kw, c, f = w.shape
-    cols = xp.empty((a.shape[0], a.shape[1], a.shape[2], kh, kw, c), dtype=x.dtype)
-    im2col(x, stride_h, stride_w, pad_top, pad_left, cols)
-    z = cols.reshape(-1, kh * kw * c) @ w.reshape(-1, f)
-    rows_a, rows_d = xp.empty_like(z), None if d is None else xp.empty_like(z)
-    bias_activation(z, b, activation, alpha, rows_a, rows_d)
-    a[...] = rows_a.reshape(a.shape)
-    if d is not None:
-        d[...] = rows_d.reshape(d.shape)
-
-
-def conv_activation_backward(x, da, d, stride_h: int, stride_w: int, pad_top: int, pad_left: int, dz, dw,
-                             db) -> None:
-    """The gradients of ``conv_bias_activation``: dz = da * d (dz may be da), dw (KH, KW, C, F) = the sum over
-    output positions of each input window times dz there, db = the sum of dz over positions."""
-    check_direct(x.shape, dw.shape, dz.shape, IDENTITY)
-    xp = array_module(x)
-    kh, kw, c, f = dw.shape
-    dz[...] = da * d
-    db[...] = dz.reshape(-1, f).sum(axis=0)
-    cols = xp.empty((dz.shape[0], dz.shape[1], dz.shape[2], kh, kw, c), dtype=x.dtype)
-    im2col(x, stride_h, stride_w, pad_top, pad_left, cols)
-    dw[...] = (cols.reshape(-1, kh * kw * c).T @ dz.reshape(-1, f)).reshape(dw.shape)
 
 
 def max_pool(x, pool_h: int, pool_w: int, stride_h: int, stride_w: int, out, argmax) -> None:

@@ -101,19 +101,6 @@ def naive_max_pool_backward(dout: np.ndarray, where: np.ndarray, x_shape: tuple,
     return dx
 
 
-def naive_convolution(x: np.ndarray, w: np.ndarray, case: tuple) -> np.ndarray:
-    """z[n, i, j, f] = the sum over the window of x times w, by explicit loops (zero outside x)."""
-    kh, kw, sh, sw, pt, pl = case
-    n_, h_, w_, _ = x.shape
-    z = np.zeros((*_cols_shape(x.shape, case)[:3], w.shape[3]))
-    for n, i, j in itertools.product(*(range(k) for k in z.shape[:3])):
-        for p, q in itertools.product(range(kh), range(kw)):
-            h, v = i * sh + p - pt, j * sw + q - pl
-            if 0 <= h < h_ and 0 <= v < w_:
-                z[n, i, j] += x[n, h, v] @ w[p, q]
-    return z
-
-
 def textbook_batch_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float) -> np.ndarray:
     return gamma * (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0) + eps) + beta
 
@@ -132,24 +119,6 @@ def run_col2im(kernels: ModuleType, cols: Any, x_shape: tuple, case: tuple) -> A
     dx = reference.array_module(cols).full(x_shape, np.nan, cols.dtype)
     kernels.col2im(cols, *case[2:], dx)
     return dx
-
-
-def run_direct(kernels: ModuleType, x: Any, w: Any, b: Any, case: tuple, activation: str,
-               with_derivative: bool = True) -> tuple[Any, Any]:
-    xp = reference.array_module(x)
-    shape = (*_cols_shape(x.shape, case)[:3], w.shape[3])
-    a, d = xp.full(shape, np.nan, x.dtype), xp.full(shape, np.nan, x.dtype) if with_derivative else None
-    kernels.conv_bias_activation(x, w, b, *case[2:], ACTIVATIONS[activation], 0.1, a, d)
-    return a, d
-
-
-def run_direct_backward(kernels: ModuleType, x: Any, da: Any, d: Any, w_shape: tuple, case: tuple) -> tuple:
-    """dz (written over a copy of da, as the layer does), dw and db."""
-    xp = reference.array_module(x)
-    dz = da.copy()
-    dw, db = xp.full(w_shape, np.nan, x.dtype), xp.full(w_shape[3], np.nan, x.dtype)
-    kernels.conv_activation_backward(x, dz, d, *case[2:], dz, dw, db)
-    return dz, dw, db
 
 
 def run_max_pool(kernels: ModuleType, x: Any, case: tuple) -> tuple[Any, Any]:
@@ -230,27 +199,6 @@ def test_reference_col2im_is_the_adjoint_of_im2col(case):
     lhs = np.vdot(run_im2col(reference, x, case), cols)
     rhs = np.vdot(x, run_col2im(reference, cols, x.shape, case))
     np.testing.assert_allclose(lhs, rhs, rtol=1e-12)
-
-
-@pytest.mark.parametrize("case", CONV_CASES)
-def test_reference_direct_convolution_is_the_window_sum(case):
-    rng = np.random.default_rng(30)
-    x, w, b = rng.standard_normal((2, 5, 4, 3)), rng.standard_normal((*case[:2], 3, 4)), rng.standard_normal(4)
-    z = naive_convolution(x, w, case) + b
-    a, d = run_direct(reference, x, w, b, case, "leaky_relu")
-    np.testing.assert_allclose(a, np.where(z > 0, z, 0.1 * z), rtol=1e-12)
-    np.testing.assert_array_equal(d, np.where(z > 0, 1.0, 0.1))
-    da = rng.standard_normal(z.shape)
-    dz, dw, db = run_direct_backward(reference, x, da, d, w.shape, case)
-    np.testing.assert_array_equal(dz, da * d)
-    np.testing.assert_allclose(db, dz.sum(axis=(0, 1, 2)), rtol=1e-12)
-    # dw is the gradient of <dz, conv(x, w)> in w, which is linear: <dz, conv(x, dw_probe)> for each unit probe
-    probe = np.zeros_like(w)
-    for index in itertools.product(*(range(k) for k in w.shape)):
-        probe[index] = 1.0
-        np.testing.assert_allclose(dw[index], np.vdot(dz, naive_convolution(x, probe, case)), rtol=1e-10,
-                                   atol=1e-12)
-        probe[index] = 0.0
 
 
 @pytest.mark.parametrize("case", POOL_CASES)
@@ -341,55 +289,6 @@ def test_cpu_im2col_and_col2im(dtype, case):
     np.testing.assert_array_equal(run_im2col(cpu, x, case), run_im2col(reference, x, case))
     cols = rng.standard_normal(_cols_shape(x.shape, case)).astype(dtype)
     _close(run_col2im(cpu, cols, x.shape, case), run_col2im(reference, cols, x.shape, case), dtype, 9)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", CONV_CASES)
-@pytest.mark.parametrize("activation", [name for name in ACTIVATIONS if name != "softmax"])
-def test_cpu_direct_convolution(dtype, case, activation):
-    rng = np.random.default_rng(31)
-    x = rng.standard_normal((3, 7, 5, 3)).astype(dtype)
-    w = rng.standard_normal((*case[:2], 3, 5)).astype(dtype)
-    b = rng.standard_normal(5).astype(dtype)
-    terms = case[0] * case[1] * 3
-    a, d = run_direct(cpu, x, w, b, case, activation)
-    expected_a, expected_d = run_direct(reference, x, w, b, case, activation)
-    _close(a, expected_a, dtype, terms)
-    _close(d, expected_d, dtype, terms)
-    _close(run_direct(cpu, _strided(np, x), w, b, case, activation, with_derivative=False)[0], expected_a, dtype,
-           terms)
-    da = rng.standard_normal(a.shape).astype(dtype)
-    for actual, expected in zip(run_direct_backward(cpu, x, da, expected_d, w.shape, case),
-                                run_direct_backward(reference, x, da, expected_d, w.shape, case), strict=True):
-        _close(actual, expected, dtype, a.size // a.shape[3])
-
-
-def test_cpu_direct_convolution_backward_in_parallel_chunks():
-    """A batch large enough for the parallel kernel: each chunk of images sums its own gradients."""
-    rng = np.random.default_rng(32)
-    x = rng.standard_normal((160, 30, 30, 1)).astype(np.float32)
-    w = rng.standard_normal((3, 3, 1, 32)).astype(np.float32)
-    case = (3, 3, 1, 1, 1, 1)
-    _, d = run_direct(reference, x, w, np.zeros(32, np.float32), case, "relu")
-    da = rng.standard_normal(d.shape).astype(np.float32)
-    assert da.size >= cpu.PARALLEL_MIN_SIZE
-    actual = run_direct_backward(cpu, x, da, d, w.shape, case)
-    expected = run_direct_backward(reference, x.astype(np.float64), da.astype(np.float64), d.astype(np.float64),
-                                   w.shape, case)
-    np.testing.assert_array_equal(actual[0], da * d)
-    for got, want in zip(actual[1:], expected[1:], strict=True):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3)
-
-
-def test_a_direct_convolution_refuses_softmax_and_mismatched_shapes():
-    x, w, b = np.zeros((1, 4, 4, 2)), np.zeros((3, 3, 2, 5)), np.zeros(5)
-    for kernels in (cpu, reference):
-        with pytest.raises(ValueError, match="elementwise"):
-            kernels.conv_bias_activation(x, w, b, 1, 1, 0, 0, ACTIVATIONS["softmax"], 0.0, np.zeros((1, 2, 2, 5)),
-                                         None)
-        with pytest.raises(ValueError, match="disagree"):
-            kernels.conv_bias_activation(x, np.zeros((3, 3, 1, 5)), b, 1, 1, 0, 0, ACTIVATIONS["relu"], 0.0,
-                                         np.zeros((1, 2, 2, 5)), None)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -50,29 +50,6 @@ def test_convolution_output_shapes_follow_keras(padding, strides, expected):
     assert model.layers[0].output_shape == expected
 
 
-def test_short_patch_rows_take_the_direct_kernels_only_where_they_exist_and_fit():
-    """The CPU's first 3x3 convolution over one channel runs direct (no patch matrix, no z); a convolution that
-    must pass gradients down, a long patch row, or the reference set keeps im2col; both paths train alike."""
-    def build(kernel_mode: str) -> Sequential:
-        return Sequential([Reshape((9, 9, 1)), Conv2D(4, 3, padding="same", activation="relu"), MaxPool2D(2),
-                           Conv2D(3, 3, activation="tanh"), Flatten(), Dense(2, "softmax")], input_shape=81,
-                          device="cpu", seed=3, dtype="float64", kernel_mode=kernel_mode)
-
-    fused, plain = build("fused"), build("reference")
-    buffers = [sorted(ws.batch) for ws in fused.workspace(5, backward=True).layers]
-    assert buffers[1] == ["a", "d"]
-    assert "cols" in buffers[3] and "z" in buffers[3]
-    assert all("cols" in ws.batch for ws in plain.workspace(5, backward=True).layers[1:4:2])
-    wide = Sequential([Conv2D(2, 3, activation="relu", input_shape=(5, 5, 4)), Flatten(), Dense(2, "softmax")],
-                      device="cpu", seed=0)
-    assert "cols" in wide.workspace(2, backward=True).layers[0].batch  # 36 values per patch row
-    rng = np.random.default_rng(4)
-    x, y = rng.standard_normal((40, 81)), rng.integers(0, 2, 40)
-    for model in (fused, plain):
-        model.fit(x, y, epochs=2, batch_size=8, seed=0, verbose=0)
-    np.testing.assert_allclose(fused.buffer[0], plain.buffer[0], rtol=1e-9, atol=1e-12)
-
-
 @pytest.mark.parametrize("init", ["glorot_uniform", "glorot_normal"])
 def test_glorot_counts_a_convolutions_window_in_its_fan_out(init):
     """As Keras and PyTorch: fan_in = 3*3*8 inputs, fan_out = 3*3*16 (every filter at every window position)."""

@@ -82,11 +82,10 @@ class AffineLayer(Layer):
             self.params = {**params, "b": backend.zeros(self.units)}
             self.grads = {**grads, "b": backend.zeros(self.units)}
 
-    def affine_buffers(self, shape: Shape, backward: bool, keep_z: bool = True) -> dict[str, Any]:
-        """a, of ``shape`` (batch first, units last), z unless ``keep_z`` is false, and f'(z) when a backward pass
-        will need it."""
+    def affine_buffers(self, shape: Shape, backward: bool) -> dict[str, Any]:
+        """z and a, of ``shape`` (batch first, units last), and f'(z) when a backward pass will need it."""
         empty = self.backend.empty
-        buffers = {"z": empty(shape), "a": empty(shape)} if keep_z else {"a": empty(shape)}
+        buffers = {"z": empty(shape), "a": empty(shape)}
         if backward and not self.fused_with_loss:
             buffers["d"] = empty(shape)
         return buffers

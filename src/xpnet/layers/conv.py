@@ -4,11 +4,6 @@ Forward: ``im2col`` copies each output position's receptive field into one row o
 matmul with ``W`` (KH*KW*C x filters) gives every position's pre-activation, and the fused bias + activation kernel
 finishes. Backward: dL/dz in place, ``dW = cols.T @ dz``, ``db`` summed on the way; the patch gradients
 ``dz @ W.T`` overwrite ``cols`` (no longer needed) and ``col2im`` adds them back into the input's shape.
-
-Short patch rows (a first layer's 3x3 windows over one or three channels) make a poor matmul and a patch matrix
-that costs more to write than to use; such a convolution runs as one direct kernel forward and one backward
-(``conv_bias_activation``, ``conv_activation_backward``) when the kernel set has its own (the CPU's) and no
-input gradient is needed.
 """
 
 from __future__ import annotations
@@ -21,9 +16,6 @@ from xpnet.layers.affine import AffineLayer
 from xpnet.layers.base import Phase, Shape, Workspace, as_pair, register
 
 PADDINGS = ("valid", "same")
-
-DIRECT_MAX_FAN_IN = 27
-"""Patch rows up to this long (3x3 windows over up to 3 channels) take the direct kernels."""
 
 
 def window_output(size: int, window: int, stride: int, padding: str) -> tuple[int, int]:
@@ -76,21 +68,10 @@ class Conv2D(AffineLayer):
         self.pads = (top, left)
         return (oh, ow, self.units)
 
-    def runs_direct(self, need_dx: bool) -> bool:
-        """Whether this convolution takes the direct kernels: short patch rows, an elementwise activation, no input
-        gradient wanted, and a kernel set with direct kernels of its own (elsewhere the reference would only do
-        im2col and a matmul anyway, without reusing buffers)."""
-        kernels = self.backend.kernels
-        return (self.fan_in <= DIRECT_MAX_FAN_IN and not need_dx and self.activation != "softmax"
-                and not self.fused_with_loss and kernels.implementation("conv_bias_activation") != "reference"
-                and kernels.implementation("conv_activation_backward") != "reference")
-
     def workspace(self, rows: int, backward: bool, need_dx: bool) -> Workspace:
         oh, ow, _ = self.output_shape
-        direct = self.runs_direct(backward and need_dx)
-        buffers = self.affine_buffers((rows, oh, ow, self.units), backward, keep_z=not direct)
-        if not direct:
-            buffers["cols"] = self.backend.empty((rows, oh, ow, *self.kernel_size, self.input_shape[2]))
+        buffers = self.affine_buffers((rows, oh, ow, self.units), backward)
+        buffers["cols"] = self.backend.empty((rows, oh, ow, *self.kernel_size, self.input_shape[2]))
         if backward and need_dx:
             buffers["dx"] = self.backend.empty((rows, *self.input_shape))
         return Workspace(buffers, backward=backward)
@@ -98,25 +79,11 @@ class Conv2D(AffineLayer):
     def _patches(self, ws: Workspace) -> Any:
         return ws.batch["cols"].reshape(-1, self.fan_in)
 
-    def _window_weights(self, weights: Any) -> Any:
-        """A (fan_in, filters) weight matrix as the (KH, KW, C, filters) view the direct kernels take."""
-        return weights.reshape(*self.kernel_size, self.input_shape[2], self.units)
-
     def forward(self, x: Any, ws: Workspace, phase: Phase) -> Any:
-        if "cols" not in ws.batch:
-            ws.input = x
-            self.backend.kernels.conv_bias_activation(x, self._window_weights(self.params["W"]), self.params["b"],
-                                                      *self.strides, *self.pads, self.code, self.alpha,
-                                                      ws.batch["a"], ws.batch.get("d"))
-            return ws.batch["a"]
         self.backend.kernels.im2col(x, *self.strides, *self.pads, ws.batch["cols"])
         return self.affine_forward(self._patches(ws), ws)
 
     def backward(self, dy: Any, ws: Workspace, need_dx: bool) -> Any:
-        if "cols" not in ws.batch:
-            self.backend.kernels.conv_activation_backward(ws.input, dy, ws.batch["d"], *self.strides, *self.pads, dy,
-                                                          self._window_weights(self.grads["W"]), self.grads["b"])
-            return None
         patches = self._patches(ws)
         dz = self.affine_backward(patches, dy, ws)
         if not need_dx:
