@@ -19,6 +19,9 @@ XOR_INPUTS = np.array([[0, 0, 1], [0, 1, 1], [1, 0, 1], [1, 1, 1]], dtype=np.flo
 """The classic tutorials' inputs: two bits and a constant 1 (which plays the bias)."""
 XOR_TARGETS = np.array([0, 1, 1, 0], dtype=np.float64)
 
+KERAS_INIT = "glorot_uniform"
+"""Keras's default kernel initialiser, for every layer whatever its activation (xpnet's default is He for ReLU)."""
+
 
 def parser(description: str | None) -> argparse.ArgumentParser:
     """An argument parser with the options every example has: ``--device`` and ``--seed``."""
@@ -88,10 +91,11 @@ def mnist_online_accuracy(
 
 
 def keras_mnist(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """MNIST as the Keras tutorials feed it: (28, 28, 1) images scaled to [0, 1], integer labels; the first
-    ``args.rows`` training images when given."""
+    """MNIST as the Keras tutorials feed it: (28, 28, 1) float32 images of the raw 0-255 pixel values (they reshape
+    the arrays but do not rescale them, which is what makes plain SGD on MSE learn as fast as they report), integer
+    labels; the first ``args.rows`` training images when given."""
     data = load_mnist(args.data_dir, download=False)
-    x_train, x_test = (pixels.reshape(-1, 28, 28, 1) / np.float32(255) for pixels in (data.x_train, data.x_test))
+    x_train, x_test = (pixels.reshape(-1, 28, 28, 1).astype(np.float32) for pixels in (data.x_train, data.x_test))
     return x_train[: args.rows], data.y_train[: args.rows], x_test, data.y_test
 
 

@@ -1,4 +1,4 @@
-"""Running the ``xpnet`` command in a subprocess, as a user would."""
+"""Running the ``xpnet`` command as a user would: in a subprocess, or in-process with its output captured."""
 
 from __future__ import annotations
 
@@ -6,6 +6,10 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from xpnet.cli import main
 
 
 def xpnet(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -23,3 +27,18 @@ def assert_clean_error(result: subprocess.CompletedProcess, *fragments: str) -> 
     assert len(errors) == 1, result.stderr
     for fragment in fragments:
         assert fragment in errors[0], errors[0]
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
+    """Exit status, stdout and stderr of ``xpnet ARGS`` run in this process."""
+    status = main([str(arg) for arg in args])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def one_error(status: int, err: str) -> str:
+    """The one ``xpnet: error:`` line of a failed command (exit 2, nothing else on stderr, no traceback)."""
+    assert status == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("xpnet: error: "), err
+    return lines[0]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import one_error, run
 from PIL import Image
 
 from xpnet.builders import mlp
@@ -32,19 +33,6 @@ def environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         yield
 
 
-def run(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
-    """Exit status, stdout and stderr of ``xpnet ARGS``."""
-    status = main([str(arg) for arg in args])
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def one_error(status: int, err: str) -> str:
-    """The one ``xpnet: error:`` line of a failed command (exit 2, nothing else on stderr, no traceback)."""
-    assert status == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("xpnet: error: "), err
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

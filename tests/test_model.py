@@ -172,15 +172,23 @@ def test_stop_training_leaves_the_epoch_open_for_a_resume():
     assert history.epoch == [1] and model.position.epoch == 1 and model.position.batch == 0
 
 
-def test_cosine_schedule_sets_the_rate_at_each_epoch():
+def test_the_schedule_sets_the_rate_before_every_step_from_the_fractional_epoch():
     from xpnet.schedules import cosine
 
     x, y = _blobs(40)
     model = mlp([4, 3], seed=0, device="cpu", optimizer="sgd", lr=0.1)
-    rates = []
-    model.fit(x, y, epochs=4, verbose=0, lr_schedule=cosine(0.1, 4),
+    asked, rates = [], []
+    decay = cosine(0.1, 2)
+
+    def schedule(progress: float) -> float:
+        asked.append(progress)
+        return decay(progress)
+
+    model.fit(x, y, epochs=2, batch_size=10, verbose=0, lr_schedule=schedule,
               callbacks=[lambda m, epoch, logs: rates.append(m.optimizer.lr)])
-    np.testing.assert_allclose(rates, [0.1, 0.1 * (1 + np.cos(np.pi / 4)) / 2, 0.05, 0.1 * (1 - np.cos(np.pi / 4)) / 2])
+    np.testing.assert_allclose(asked, np.arange(8) / 4)
+    np.testing.assert_allclose(rates, [0.05 * (1 + np.cos(np.pi * 3 / 8)), 0.05 * (1 + np.cos(np.pi * 7 / 8))])
+    assert decay(0) == 0.1 and decay(2) == 0.0 and decay(5) == 0.0
 
 
 def test_running_out_of_memory_names_the_batch_size(monkeypatch):

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import run
 from PIL import Image
 
-from xpnet.cli import main
 from xpnet.serialization import load_model
 
 RESULT = re.compile(r"^(held-out|test) accuracy ([0-9.]+)%")
@@ -21,11 +21,6 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def _cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XPNET_DEVICE", "cpu")
 
-
-def run(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def accuracy(out: str) -> float:

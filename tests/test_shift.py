@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from cli_helpers import one_error, run
 from numba import config
 from xpnet.kernels import cpu, reference
 from xpnet.kernels import cuda as gpu
@@ -23,7 +24,6 @@ from xpnet.kernels.scalar import DROPOUT_BITS, dropout_draw, dropout_key, random
 from xpnet import ConfigError, Conv2D, Dense, Flatten, MaxPool2D, RandomShift, Reshape, Sequential, load_model
 from xpnet.backend import Backend
 from xpnet.builders import cnn
-from xpnet.cli import main
 from xpnet.layers import Phase, layer_from_config
 from xpnet.serialization import read_archive, write_archive
 
@@ -355,18 +355,6 @@ def image_npz(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 TINY_CNN = ["--model", "cnn", "--filters", "2", "--hidden", "8", "--epochs", "1", "--batch-size", "16"]
 
 
-def run(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
-    status = main([str(arg) for arg in args])
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def one_error(status: int, err: str) -> str:
-    """The one ``xpnet: error:`` line of a failed command (exit 2, nothing else on stderr)."""
-    assert status == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("xpnet: error: "), err
-    return lines[0]
 
 
 @pytest.mark.parametrize(("options", "fragment"), [

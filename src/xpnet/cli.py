@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--optimizer", choices=OPTIMIZERS, help="default adam")
     train.add_argument("--lr", type=float, help="learning rate (default 0.001)")
     train.add_argument("--schedule", choices=["cosine", "constant"],
-                       help="learning rate over the epochs: cosine decay from --lr (default) or constant")
+                       help="learning rate over the run: cosine decay from --lr to 0, step by step (default), or "
+                            "constant")
     train.add_argument("--seed", type=int,
                        help="seed for initial weights, shuffling and the validation split (default 0)")
     train.add_argument("--validation-split", type=float, metavar="FRACTION",

@@ -403,7 +403,7 @@ class Model:
         callbacks: Sequence[Callback] = (),
         history: History | None = None,
         position: TrainingPosition | None = None,
-        lr_schedule: Callable[[int], float] | None = None,
+        lr_schedule: Callable[[float], float] | None = None,
         communicator: Communicator | None = None,
     ) -> History:
         """Train for ``epochs`` epochs and return the per-epoch History.
@@ -413,9 +413,11 @@ class Model:
         ``callback(model, epoch, logs)`` after every epoch; setting ``model.stop_training`` (from a callback or a
         signal handler) stops after the current step. ``history`` and ``position`` continue an earlier run (see
         ``xpnet.checkpoint``), ``epochs`` counting from its start; ``self.position`` always says where training
-        stands. ``lr_schedule(epoch)`` (0-based) sets the learning rate at the start of every epoch. With a
-        ``communicator`` (``xpnet.distributed``) this is one rank of a data-parallel run over the same ``x``, ``y``:
-        each rank steps on its share of every batch of ``batch_size`` rows.
+        stands. ``lr_schedule(progress)`` sets the learning rate before every step, ``progress`` being the epochs
+        done so far (0-based, fractional: epoch + batches done / batches per epoch), so a decay is smooth even over
+        one epoch; a schedule of ``int(progress)`` changes once per epoch. With a ``communicator``
+        (``xpnet.distributed``) this is one rank of a data-parallel run over the same ``x``, ``y``: each rank steps
+        on its share of every batch of ``batch_size`` rows.
         """
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
             raise ConfigError(f"epochs must be a non-negative integer, got {epochs!r}")

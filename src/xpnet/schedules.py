@@ -1,4 +1,5 @@
-"""Learning-rate schedules: functions of the epoch number, so a resumed run gets the same rates."""
+"""Learning-rate schedules: functions of the training progress in epochs (fractional: the trainer asks before every
+step), so a resumed run, which restores its position, gets the same rates."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ import math
 from collections.abc import Callable
 
 
-def cosine(lr: float, epochs: int, floor: float = 0.0) -> Callable[[int], float]:
-    """Cosine decay from ``lr`` at epoch 0 towards ``floor`` at epoch ``epochs``."""
+def cosine(lr: float, epochs: int, floor: float = 0.0) -> Callable[[float], float]:
+    """Cosine decay from ``lr`` at progress 0 towards ``floor`` at progress ``epochs``."""
 
-    def rate(epoch: int) -> float:
+    def rate(epoch: float) -> float:
         progress = min(epoch, epochs) / max(epochs, 1)
         return floor + (lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 

@@ -1,7 +1,7 @@
 """The training loop: position, shuffling, batches, progress, NaN polling and the learning-rate schedule.
 
 ``Model.fit`` checks its arguments and hands them to a ``Trainer``; the model itself only computes a step. The
-trainer is the one owner of the learning rate during a run (it sets it from the schedule at each epoch), and its
+trainer is the one owner of the learning rate during a run (it sets it from the schedule before every step), and its
 ``TrainingPosition`` says where a run stands, so that a checkpoint can stop it after any step and resume it there.
 """
 
@@ -134,7 +134,7 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         history: History | None = None,
         position: TrainingPosition | None = None,
-        lr_schedule: Callable[[int], float] | None = None,
+        lr_schedule: Callable[[float], float] | None = None,
         communicator: Communicator | None = None,
     ) -> None:
         self.model, self.x, self.y, self.validation = model, x, y, validation
@@ -195,8 +195,6 @@ class Trainer:
         model.position, model.stream = position, self.rank
         self.workspace = model.workspace(self.batch_size // self.ranks, backward=True)
         while position.epoch < epochs and not self._stopping():
-            if self.lr_schedule is not None:
-                model.optimizer.lr = float(self.lr_schedule(position.epoch))
             started = time.perf_counter()
             bar = EpochProgress(position.epoch + 1, epochs, self.steps, position.batch,
                                 self.verbose > 0 and self.rank == 0)
@@ -264,6 +262,8 @@ class Trainer:
                     xb, yb = workspace.x, workspace.y
                     gather(x, order[lo:hi], xb)
                     gather(y, order[lo:hi], yb)
+                if self.lr_schedule is not None:
+                    model.optimizer.lr = float(self.lr_schedule(position.epoch + position.batch / self.steps))
                 model.train_step(xb, yb, workspace, stats, self.reduce)
                 position.batch += 1
                 position.seen += rows
