@@ -4,8 +4,9 @@
   optimizer and float32 data, interleaved epoch by epoch.
 - Each convolution's forward + backward GFLOP/s at the training batch, against this machine's sgemm GFLOP/s
   (NumPy's float32 matmul on the same patch matrices).
-- Accuracy: the CLI's settings trained to the end, with the test accuracy after every epoch and the training
-  seconds (evaluation excluded) until 99.0%.
+- Accuracy: the CLI's settings trained to the end, with the test accuracy after every epoch (target 99.4%); and
+  a quick configuration of the same command's network (``QUICK_RUN``: half the filters, batch 64, three epochs),
+  with the training seconds (evaluation excluded) until 99.0%.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ from xpnet.schedules import cosine
 from xpnet.tasks import TASK_DEFAULTS, build_model, sizes
 
 SETTINGS = {**TASK_DEFAULTS["mnist"]["cnn"], "model": "cnn"}
-TARGET = 0.99
+FULL_TARGET = 0.994
+QUICK_RUN = {**SETTINGS, "filters": "16,32", "batch_size": 64, "dropout": 0.1, "lr": 2e-3, "epochs": 3}
+"""`xpnet train mnist --model cnn --filters 16,32 --batch-size 64 --dropout 0.1 --lr 2e-3 --epochs 3`."""
+QUICK_TARGET = 0.99
 QUICK_SAMPLES = 1024
 
 
@@ -128,18 +132,21 @@ def convolution_rows(config: Config, task: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def accuracy_run(config: Config, task: Any) -> dict[str, Any]:
-    """The CLI's settings trained to the end (seed 0): test accuracy per epoch, training seconds to 99.0%."""
-    settings = dict(SETTINGS, epochs=1 if config.quick else SETTINGS["epochs"])
+def accuracy_run(config: Config, task: Any, settings: dict[str, Any], target: float) -> dict[str, Any]:
+    """``settings`` trained to the end on all training images (seed 0, cosine decay over the run): the test
+    accuracy after every epoch, and the training seconds until it first reached ``target``."""
+    settings = dict(settings, epochs=1 if config.quick else settings["epochs"])
     model = build_model("mnist", task, settings, config.backend("cpu"))
     history = model.fit(task.x_train, task.y_train, settings["epochs"], settings["batch_size"],
                         validation_data=(task.x_test, task.y_test), seed=0, verbose=0,
                         lr_schedule=cosine(settings["lr"], settings["epochs"]))
     accuracy, seconds = history.history["val_accuracy"], np.cumsum(history.history["time"]).tolist()
-    reached = next((i for i, a in enumerate(accuracy) if a >= TARGET), None)
-    return {"epochs": settings["epochs"], "test_accuracy": accuracy, "training_seconds": seconds,
-            "final_test_accuracy": accuracy[-1], "seconds_to_target": None if reached is None else seconds[reached],
-            "epoch_reaching_target": None if reached is None else reached + 1, "target": TARGET}
+    reached = next((i for i, a in enumerate(accuracy) if a >= target), None)
+    changed = {key: value for key, value in settings.items() if SETTINGS.get(key) != value}
+    return {"settings_beyond_the_cli_defaults": changed, "epochs": settings["epochs"], "test_accuracy": accuracy,
+            "training_seconds": seconds, "final_test_accuracy": accuracy[-1], "target": target,
+            "seconds_to_target": None if reached is None else seconds[reached],
+            "epoch_reaching_target": None if reached is None else reached + 1}
 
 
 def run(config: Config) -> dict[str, Any]:
@@ -149,8 +156,10 @@ def run(config: Config) -> dict[str, Any]:
     started = time.perf_counter()
     rows, notes = epoch_rows(config, task)
     result = {"epochs": rows, "convolutions": convolution_rows(config, task), "notes": notes}
-    result["accuracy"] = accuracy_run(config, task)
-    log(f"cnn: accuracy {result['accuracy']}; section {time.perf_counter() - started:.0f} s")
+    result["accuracy"] = accuracy_run(config, task, SETTINGS, FULL_TARGET)
+    log(f"cnn: accuracy {result['accuracy']}")
+    result["quick_accuracy"] = accuracy_run(config, task, QUICK_RUN, QUICK_TARGET)
+    log(f"cnn: quick configuration {result['quick_accuracy']}; section {time.perf_counter() - started:.0f} s")
     if config.quick:
         notes.append(f"quick: {QUICK_SAMPLES} training samples, 1 epoch: the accuracy is not the CLI's")
     return result

@@ -114,6 +114,8 @@ def test_quick_run_writes_sane_results(tmp_path: Path, shared_data: Path) -> Non
 
     cnn = sections["cnn"]
     assert _positive(cnn["epochs"][0]["xpnet_s_per_epoch"]) and 0 < cnn["accuracy"]["final_test_accuracy"] <= 1
+    assert cnn["quick_accuracy"]["settings_beyond_the_cli_defaults"]["filters"] == "16,32"
+    assert len(cnn["quick_accuracy"]["test_accuracy"]) == 1  # --quick: one epoch
     assert all(_positive(row["gflops"]) and _positive(row["sgemm_gflops"]) for row in cnn["convolutions"])
     assert [row["matmuls"] for row in cnn["convolutions"]] == [2, 3]  # no input gradient for the first
 

@@ -23,15 +23,15 @@ def _mlp(epochs: int, batch_size: int, hidden: str, **overrides: Any) -> dict[st
     return {**_COMMON, "epochs": epochs, "batch_size": batch_size, "hidden": hidden, **overrides}
 
 
-def _cnn(batch_size: int) -> dict[str, Any]:
-    """The convolutional network of every image job: 32,64 3x3 filters, a 128-unit layer, dropout 0.25, no random
-    shifts."""
+def _cnn(batch_size: int, shift: int = 0) -> dict[str, Any]:
+    """The convolutional network of every image job: 32,64 3x3 filters, a 128-unit layer, dropout 0.25, random
+    shifts of up to ``shift`` pixels."""
     return {**_COMMON, "epochs": 12, "batch_size": batch_size, "hidden": "128", "dropout": 0.25, "filters": "32,64",
-            "shift": 0}
+            "shift": shift}
 
 
 TASK_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
-    "mnist": {"mlp": _mlp(10, 128, "512,256"), "cnn": _cnn(128)},
+    "mnist": {"mlp": _mlp(10, 128, "512,256"), "cnn": _cnn(128, shift=2)},
     "fruits": {"mlp": _mlp(60, 32, "150,60", validation_split=0.15)},
     "csv": {"mlp": _mlp(20, 32, "64,32")},
     "npz": {"mlp": _mlp(20, 32, "128,64"), "cnn": _cnn(64)},
