@@ -86,6 +86,8 @@ def epoch_rows(config: Config, task: Any) -> tuple[list[dict[str, Any]], list[st
     notes = [f"{len(task.y_train)} training samples; layers, batch {SETTINGS['batch_size']}, Adam lr "
              f"{SETTINGS['lr']}, dropout {SETTINGS['dropout']} and float32 as `xpnet train mnist --model cnn`"]
     notes.append(f"PyTorch {version} (NCHW, its native layout)" if version else "PyTorch missing: no peer numbers")
+    if SETTINGS["shift"]:
+        notes.append(f"xpnet's network includes its RandomShift({SETTINGS['shift']}) augmentation; PyTorch's has none")
     return rows, notes
 
 
