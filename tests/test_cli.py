@@ -33,7 +33,7 @@ def test_train_reports_saves_and_plots(trained_model):
     model, plot, result = trained_model
     last = result.stdout.strip().splitlines()[-1]
     accuracy = float(ACCURACY.search(last).group(1))
-    assert accuracy >= 95.0, last  # 2 epochs of 784-128-10, Adam with cosine decay: 95.3% (as PyTorch)
+    assert accuracy >= 94.0, last  # 2 epochs of 784-128-10, Adam with cosine decay to 0 step by step: 94.5%
     assert "after 2 epochs" in last and "on cpu" in last
     assert "epoch 2/2: loss=" in result.stderr and "acc=" in result.stderr  # one line per epoch (not a terminal)
     assert "\r" not in result.stderr and "with the kernel compile" in result.stderr
@@ -164,8 +164,9 @@ def test_cnn_trains_resumes_evaluates_and_predicts(trained_cnn, shared_data, tmp
     accuracy = [float(ACCURACY.search(run.stdout).group(1)) for run in (first, second)]
     assert accuracy[0] >= 90.0 and accuracy[1] >= accuracy[0] - 0.5, (first.stdout, second.stdout)
     model = load_model(model_path, device="cpu")
-    assert [layer.type_name for layer in model.layers] == ["reshape", "conv2d", "maxpool2d", "conv2d", "maxpool2d",
-                                                           "flatten", "dropout", "dense", "dropout", "dense"]
+    assert [layer.type_name for layer in model.layers] == ["reshape", "random_shift", "conv2d", "maxpool2d",
+                                                           "conv2d", "maxpool2d", "flatten", "dropout", "dense",
+                                                           "dropout", "dense"]
     evaluated = xpnet("evaluate", model_path, "--data-dir", shared_data)
     assert evaluated.returncode == 0, evaluated.stderr
     assert ACCURACY.search(evaluated.stdout).group(1) == ACCURACY.search(second.stdout).group(1)

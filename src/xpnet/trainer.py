@@ -295,10 +295,12 @@ class Trainer:
     def _check_finite(self, loss_sum: float) -> None:
         if not math.isfinite(loss_sum):
             optimizer, position = self.model.optimizer, self.position
+            start = optimizer.lr if self.lr_schedule is None else float(self.lr_schedule(0))
             raise TrainingError(
                 f"the loss became {loss_sum} at epoch {position.epoch + 1}, step {position.batch} (optimizer "
-                f"{optimizer.name}, learning rate {optimizer.lr:g}): training diverged; lower the learning rate",
-                hint=f"try --lr {optimizer.lr / 10:g}",
+                f"{optimizer.name}, learning rate {optimizer.lr:g} at this step, from {start:g}): training "
+                "diverged; lower the learning rate",
+                hint=f"try --lr {start / 10:g}",
             )
 
 
