@@ -6,8 +6,7 @@
   (NumPy's float32 matmul on the same patch matrices).
 - Accuracy: the CLI's settings trained to the end, with the test accuracy after every epoch (target 99.4%); and
   a quick configuration of the same command's network (``QUICK_RUN``: half the filters, batch 64, three epochs,
-  no shifts),
-  with the training seconds (evaluation excluded) until 99.0%.
+  no shifts), with the training seconds (evaluation excluded) until 99.0%.
 """
 
 from __future__ import annotations

@@ -246,21 +246,24 @@ def _translate(x, down, right, out) -> None:
     out[...] = xp.where(inside[..., None], source, x.dtype.type(0))
 
 
+def _shift(x, max_h: int, max_w: int, seed: int, step: int, out, sign: int) -> None:
+    """Both directions: ``sign`` 1 translates every image by its shift, -1 back by it (the adjoint)."""
+    check_shift(x, out, max_h, max_w)
+    down, right = random_shifts(seed, step, x.shape[0], max_h, max_w)
+    _translate(x, sign * down, sign * right, out)
+
+
 def random_shift(x, max_h: int, max_w: int, seed: int, step: int, out) -> None:
     """out = every image of x (N, H, W, C) translated by its own (down, right) shift, uniform in [-max_h, max_h] x
     [-max_w, max_w] and hashed from (seed, step, image index) (see ``scalar.random_shifts``): out[n, i, j] =
     x[n, i - down, j - right], zero where that falls outside x. The same (seed, step) give the same shifts."""
-    check_shift(x, out, max_h, max_w)
-    down, right = random_shifts(seed, step, x.shape[0], max_h, max_w)
-    _translate(x, down, right, out)
+    _shift(x, max_h, max_w, seed, step, out, 1)
 
 
 def random_shift_backward(dout, max_h: int, max_w: int, seed: int, step: int, dx) -> None:
     """The adjoint of ``random_shift`` with the same (seed, step): every image translated back by (-down,
     -right), zero where that falls outside."""
-    check_shift(dout, dx, max_h, max_w)
-    down, right = random_shifts(seed, step, dout.shape[0], max_h, max_w)
-    _translate(dout, -down, -right, dx)
+    _shift(dout, max_h, max_w, seed, step, dx, -1)
 
 
 def batch_norm_train(x, gamma, beta, eps: float, momentum: float, running_mean, running_var, y, xhat,

@@ -146,20 +146,24 @@ def with_helpers(func, **helpers):
     return types.FunctionType(func.__code__, {**func.__globals__, **helpers}, func.__name__)
 
 
+def call_key(seed: int, step: int) -> np.uint64:
+    """The hash key of one call of a randomised kernel: ``dropout_key`` of (seed, step), each taken modulo 2**64."""
+    return dropout_key(np.uint64(int(seed) % 2**64), np.uint64(int(step) % 2**64))
+
+
 def dropout_constants(seed: int, step: int, rate: float, dtype) -> tuple:
-    """Host-side values every dropout kernel takes: the key of (seed, step) (each taken modulo 2**64), the
-    smallest kept draw ``ceil(rate * 2**24)`` (so kept means u >= rate, exactly), and the kept elements' mask
-    value ``1 / (1 - rate)`` in ``dtype``."""
-    key = dropout_key(np.uint64(int(seed) % 2**64), np.uint64(int(step) % 2**64))
+    """Host-side values every dropout kernel takes: the key of (seed, step) (``call_key``), the smallest kept
+    draw ``ceil(rate * 2**24)`` (so kept means u >= rate, exactly), and the kept elements' mask value
+    ``1 / (1 - rate)`` in ``dtype``."""
+    key = call_key(seed, step)
     threshold = np.uint64(math.ceil(rate * 2**DROPOUT_BITS))
     return key, threshold, np.dtype(dtype).type(1.0 / (1.0 - rate))
 
 
 def shift_constants(seed: int, step: int, max_h: int, max_w: int) -> tuple:
-    """Host-side values every random-shift kernel takes: the key of (seed, step) (as dropout's) and the spans
-    ``2 * max + 1`` of the vertical and horizontal shifts (uint64)."""
-    key = dropout_key(np.uint64(int(seed) % 2**64), np.uint64(int(step) % 2**64))
-    return key, np.uint64(2 * max_h + 1), np.uint64(2 * max_w + 1)
+    """Host-side values every random-shift kernel takes: the key of (seed, step) (``call_key``, as dropout's) and
+    the spans ``2 * max + 1`` of the vertical and horizontal shifts (uint64)."""
+    return call_key(seed, step), np.uint64(2 * max_h + 1), np.uint64(2 * max_w + 1)
 
 
 def random_shifts(seed: int, step: int, count: int, max_h: int, max_w: int) -> tuple[np.ndarray, np.ndarray]:
