@@ -66,13 +66,20 @@ def _mpiexec() -> str | None:
     return shutil.which("mpiexec", path=os.pathsep.join(folders))
 
 
-def _job(ranks: int, steps: int, warmup: int) -> dict[str, Any]:
-    """One ``mpiexec -n ranks`` job's medians (rank 0's), from its JSON line."""
-    # one thread a rank (Numba's and BLAS's): ranks sharing a machine never fight over its cores
+def mpi_missing() -> str | None:
+    """Why no MPI job can start here (no mpi4py or no mpiexec), or None."""
+    if importlib.util.find_spec("mpi4py") is None or _mpiexec() is None:
+        return "MPI absent (no mpi4py or mpiexec): pip install -e '.[mpi]'"
+    return None
+
+
+def mpi_job(ranks: int, module: str, *args: str, timeout: float = 900) -> dict[str, Any]:
+    """``mpiexec -n ranks python -m module args...`` on the CPU, one thread a rank (Numba's and BLAS's: ranks
+    sharing a machine never fight over its cores); the JSON line rank 0 prints last."""
     threads = dict.fromkeys(("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), "1")
     env = {**os.environ, **threads, "XPNET_DEVICE": "cpu"}
-    command = [_mpiexec(), "-n", str(ranks), sys.executable, "-m", "benchmarks.distributed", str(steps), str(warmup)]
-    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
+    command = [_mpiexec(), "-n", str(ranks), sys.executable, "-m", module, *args]
+    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         raise RuntimeError(f"mpiexec -n {ranks} failed ({done.returncode}): {done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -80,12 +87,13 @@ def _job(ranks: int, steps: int, warmup: int) -> dict[str, Any]:
 
 def run(config: Config) -> dict[str, Any]:
     """Both jobs, then the epoch model from the one-rank job."""
-    if importlib.util.find_spec("mpi4py") is None or _mpiexec() is None:
-        return {"rows": [], "notes": ["MPI absent (no mpi4py or mpiexec): pip install -e '.[mpi]'"]}
+    missing = mpi_missing()
+    if missing:
+        return {"rows": [], "notes": [missing]}
     steps, warmup = STEPS[config.quick]
     rows = []
     for ranks in RANKS:
-        row = _job(ranks, steps, warmup)
+        row = mpi_job(ranks, "benchmarks.distributed", str(steps), str(warmup))
         rows.append(row)
         log("distributed: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                         for k, v in row.items()))

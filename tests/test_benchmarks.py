@@ -114,8 +114,11 @@ def test_quick_run_writes_sane_results(tmp_path: Path, shared_data: Path) -> Non
 
     cnn = sections["cnn"]
     assert _positive(cnn["epochs"][0]["xpnet_s_per_epoch"]) and 0 < cnn["accuracy"]["final_test_accuracy"] <= 1
-    assert cnn["quick_accuracy"]["settings_beyond_the_cli_defaults"]["filters"] == "16,32"
+    assert cnn["quick_accuracy"]["settings_beyond_the_cli_defaults"]["filters"] == "8,32"
     assert len(cnn["quick_accuracy"]["test_accuracy"]) == 1  # --quick: one epoch
+    ranks = cnn["quick_accuracy_ranks"]  # the same run as two data-parallel ranks: the same steps, to round-off
+    assert ranks["ranks"] == 2 and len(ranks["test_accuracy"]) == 1
+    assert abs(ranks["final_test_accuracy"] - cnn["quick_accuracy"]["final_test_accuracy"]) < 0.02
     assert all(_positive(row["gflops"]) and _positive(row["sgemm_gflops"]) for row in cnn["convolutions"])
     assert [row["matmuls"] for row in cnn["convolutions"]] == [2, 3]  # no input gradient for the first
 
