@@ -98,8 +98,8 @@ def _serial_and_parallel(py_func):
 
 
 ROW_BLOCK = 256
-"""Rows per block of a row-wise kernel: the parallel variants spread blocks over threads, and the activation is
-dispatched once per block, outside the element loops."""
+"""Rows per block of ``_bias_activation``: its parallel variant spreads the blocks over threads, and the activation
+is dispatched once per block, outside the element loops."""
 
 
 @_jit(inline="always")
