@@ -73,13 +73,13 @@ def mpi_missing() -> str | None:
     return None
 
 
-def mpi_job(ranks: int, module: str, *args: str, timeout: float = 900) -> dict[str, Any]:
+def mpi_job(ranks: int, module: str, *args: str) -> dict[str, Any]:
     """``mpiexec -n ranks python -m module args...`` on the CPU, one thread a rank (Numba's and BLAS's: ranks
     sharing a machine never fight over its cores); the JSON line rank 0 prints last."""
     threads = dict.fromkeys(("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), "1")
     env = {**os.environ, **threads, "XPNET_DEVICE": "cpu"}
     command = [_mpiexec(), "-n", str(ranks), sys.executable, "-m", module, *args]
-    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
         raise RuntimeError(f"mpiexec -n {ranks} failed ({done.returncode}): {done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
