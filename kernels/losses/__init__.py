@@ -1,0 +1,1 @@
+"""Output losses: softmax + cross-entropy, sigmoid + binary cross-entropy, squared error."""

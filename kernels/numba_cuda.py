@@ -1,0 +1,117 @@
+"""What every family's Numba CUDA kernels share: the device-kernel registry, compiling and launching.
+
+A family's ``cuda.py`` declares each device kernel with ``@cuda_kernel(signature)`` beside its body, where
+``signature`` maps the element type (float32 or float64) to the kernel's one signature (arrays of any layout).
+Every declared kernel is compiled at once on the first launch for a dtype, or earlier through
+``compile_kernels``. A kernel compiled for exactly one signature launches without typing its arguments, most of
+Numba's per-launch cost. Scalars are passed as the arrays' dtype, so float32 work stays in float32.
+
+Kernels work on CuPy arrays in place, without copies, and are launched on CuPy's current stream, so they queue
+up behind the CuPy work that made their inputs and never make the host wait. NumPy arrays work too (the tests use
+them under ``NUMBA_ENABLE_CUDASIM=1``): Numba copies each one to the device and back after the launch. Arguments
+that may alias (``dz`` and ``da``) are ordered so that the output is copied back last and wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numba import config, cuda, float32, float64
+from numba.core.types import Array, Float
+
+from . import array_module
+
+THREADS_PER_BLOCK = 32 if config.ENABLE_CUDASIM else 256
+"""Threads per block (few under the simulator, which runs every thread as a Python thread)."""
+
+MAX_BLOCKS = 4 if config.ENABLE_CUDASIM else 4096
+"""Most blocks per launch; grid-stride loops cover the rest."""
+
+FLOAT_TYPES: dict[np.dtype, Float] = {np.dtype(np.float32): float32, np.dtype(np.float64): float64}
+
+
+def array(t: Any, ndim: int) -> Array:
+    """The type of an ``ndim``-dimensional array of ``t`` in any layout (for ``cuda_kernel`` signatures)."""
+    return Array(t, ndim, "A")
+
+
+class CudaKernel:
+    """A Python function to compile as a CUDA kernel, with its signature for each element type."""
+
+    def __init__(self, func: Callable[..., None], signature: Callable[[Float], Any]) -> None:
+        self.func = func
+        self.signature = signature
+        self.name = func.__name__.lstrip("_")
+
+    def launch(self, work: int, arrays: tuple, scalars: tuple = (), tail: Any = None) -> None:
+        """Run over ``work`` items for the dtype ``arrays`` share, then ``tail`` (an array or a tuple of arrays of
+        other dtypes, pre-checked)."""
+        dtype = arrays[0].dtype
+        for x in arrays:
+            if x.dtype != dtype:
+                raise TypeError(f"CUDA kernel {self.name}: arrays mix {dtype} and {x.dtype}; all must have one dtype")
+        if tail is not None:
+            arrays = (*arrays, *(tail if isinstance(tail, tuple) else (tail,)))
+        compiled = _compiled.get(dtype, {}).get(self.name) or compile_kernels(dtype)[self.name]
+        blocks = min(MAX_BLOCKS, max(1, -(-work // THREADS_PER_BLOCK)))
+        if isinstance(arrays[0], np.ndarray):
+            compiled[blocks, THREADS_PER_BLOCK](*arrays, *scalars)
+            return
+        import cupy
+
+        stream = cuda.external_stream(cupy.cuda.get_current_stream().ptr)
+        # Wrapped without sync: the launch is queued on the stream that made the inputs, so waiting is not needed.
+        views = [cuda.as_cuda_array(x, sync=False) for x in arrays]
+        compiled[blocks, THREADS_PER_BLOCK, stream](*views, *scalars)
+
+
+CUDA_KERNELS: dict[str, CudaKernel] = {}
+"""Every declared device kernel by name (the function's, without its leading underscore)."""
+
+
+def cuda_kernel(signature: Callable[[Float], Any]) -> Callable[[Callable[..., None]], CudaKernel]:
+    """Declare the decorated function a CUDA kernel with ``signature(t)`` for element type ``t``."""
+
+    def register(func: Callable[..., None]) -> CudaKernel:
+        declared = CudaKernel(func, signature)
+        if declared.name in CUDA_KERNELS:
+            raise ImportError(f"CUDA kernel {declared.name} is declared twice")
+        CUDA_KERNELS[declared.name] = declared
+        return declared
+
+    return register
+
+
+_compiled: dict[np.dtype, dict[str, Any]] = {}
+
+
+def compile_kernels(dtype: Any) -> dict[str, Any]:
+    """Compile (once) every declared kernel for ``dtype`` (float32 or float64) and return them by name (kernels
+    declared since the last call, by a family imported later, are compiled on the next)."""
+    dtype = np.dtype(dtype)
+    if dtype not in FLOAT_TYPES:
+        raise TypeError(f"CUDA kernels compute in float32 or float64, not {dtype}")
+    compiled = _compiled.setdefault(dtype, {})
+    for name, declared in CUDA_KERNELS.items():
+        if name not in compiled:
+            compiled[name] = cuda.jit(declared.signature(FLOAT_TYPES[dtype]), cache=True)(declared.func)
+    return compiled
+
+
+def require(name: str, label: str, x: Any, dtype: Any) -> None:
+    """Refuse an array of the wrong dtype: a kernel compiled for one signature would misread it."""
+    if x.dtype != dtype:
+        raise TypeError(f"CUDA kernel {name}: {label} must be {np.dtype(dtype)}, not {x.dtype}")
+
+
+def contiguous_output(a: Any) -> Any:
+    """``a`` itself when C-contiguous (so ``as_rows`` is a view of it), else C-contiguous scratch to copy back."""
+    return a if a.flags.c_contiguous else array_module(a).empty(a.shape, a.dtype)
+
+
+def write_back(a: Any, result: Any) -> None:
+    """Copy ``result`` into ``a`` when ``contiguous_output`` gave scratch for it."""
+    if result is not a:
+        a[...] = result

@@ -1,0 +1,1 @@
+"""Optimizer updates of flat parameter buffers: SGD, momentum and Adam."""

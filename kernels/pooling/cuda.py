@@ -1,0 +1,178 @@
+"""Numba CUDA pooling: one thread per written element; backward passes gather from the windows that reach it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numba import cuda, int32, int64, void
+
+from ..numba_cuda import array, cuda_kernel, require
+
+
+@cuda_kernel(lambda t: void(array(t, 4), array(t, 4), array(int32, 4), int64, int64, int64, int64))
+def _max_pool(x, out, argmax, pool_h, pool_w, stride_h, stride_w):
+    """One thread per output element: the window's first maximum and its p * pool_w + q."""
+    _, oh, ow, c_ = out.shape
+    for k in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        c = k % c_
+        r = k // c_
+        j = r % ow
+        r //= ow
+        i = r % oh
+        n = r // oh
+        h0 = i * stride_h
+        w0 = j * stride_w
+        best = x[n, h0, w0, c]
+        where = 0
+        for p in range(pool_h):
+            for q in range(pool_w):
+                v = x[n, h0 + p, w0 + q, c]
+                if v > best:
+                    best = v
+                    where = p * pool_w + q
+        out[n, i, j, c] = best
+        argmax[n, i, j, c] = where
+
+
+@cuda_kernel(lambda t: void(array(t, 4), array(t, 4), array(int32, 4), int64, int64, int64, int64))
+def _max_pool_backward(dout, dx, argmax, pool_h, pool_w, stride_h, stride_w):
+    """One thread per dx element, summing the dout of every window whose argmax names it (no races)."""
+    _, h_, w_, c_ = dx.shape
+    _, oh, ow, _ = dout.shape
+    for k in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
+        c = k % c_
+        r = k // c_
+        w = r % w_
+        r //= w_
+        h = r % h_
+        n = r // h_
+        s = dx.dtype.type(0.0)
+        # windows i_first..i_last reach row h (if/else, not min/max: Numba's CUDA max(int, int) fails to compile)
+        i_first = (h - pool_h + stride_h) // stride_h if h >= pool_h else 0
+        j_first = (w - pool_w + stride_w) // stride_w if w >= pool_w else 0
+        i_end = h // stride_h + 1
+        if i_end > oh:
+            i_end = oh
+        j_end = w // stride_w + 1
+        if j_end > ow:
+            j_end = ow
+        for i in range(i_first, i_end):
+            p = h - i * stride_h
+            for j in range(j_first, j_end):
+                if argmax[n, i, j, c] == p * pool_w + w - j * stride_w:
+                    s += dout[n, i, j, c]
+        dx[n, h, w, c] = s
+
+
+
+@cuda_kernel(lambda t: void(array(t, 4), array(t, 4), int64, int64, int64, int64, t))
+def _avg_pool(x, out, pool_h, pool_w, stride_h, stride_w, scale):
+    """One thread per output element: the window's sum times ``scale`` (1 / the window's area)."""
+    _, oh, ow, c_ = out.shape
+    for k in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        c = k % c_
+        r = k // c_
+        j = r % ow
+        r //= ow
+        i = r % oh
+        n = r // oh
+        h0 = i * stride_h
+        w0 = j * stride_w
+        s = out.dtype.type(0.0)
+        for p in range(pool_h):
+            for q in range(pool_w):
+                s += x[n, h0 + p, w0 + q, c]
+        out[n, i, j, c] = s * scale
+
+
+@cuda_kernel(lambda t: void(array(t, 4), array(t, 4), int64, int64, int64, int64, t))
+def _avg_pool_backward(dout, dx, pool_h, pool_w, stride_h, stride_w, scale):
+    """One thread per dx element, summing the dout of every window that holds it (no races), times ``scale``."""
+    _, h_, w_, c_ = dx.shape
+    _, oh, ow, _ = dout.shape
+    for k in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
+        c = k % c_
+        r = k // c_
+        w = r % w_
+        r //= w_
+        h = r % h_
+        n = r // h_
+        s = dx.dtype.type(0.0)
+        # windows i_first..i_end - 1 hold row h (if/else, not min/max: see _max_pool_backward)
+        i_first = (h - pool_h + stride_h) // stride_h if h >= pool_h else 0
+        j_first = (w - pool_w + stride_w) // stride_w if w >= pool_w else 0
+        i_end = h // stride_h + 1
+        if i_end > oh:
+            i_end = oh
+        j_end = w // stride_w + 1
+        if j_end > ow:
+            j_end = ow
+        for i in range(i_first, i_end):
+            for j in range(j_first, j_end):
+                s += dout[n, i, j, c]
+        dx[n, h, w, c] = s * scale
+
+
+@cuda_kernel(lambda t: void(array(t, 4), array(t, 2), t))
+def _global_avg_pool(x, out, scale):
+    """One thread per (image, channel): the sum over the image's pixels times ``scale`` (1 / H * W)."""
+    _, h_, w_, c_ = x.shape
+    for k in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        n = k // c_
+        c = k - n * c_
+        s = out.dtype.type(0.0)
+        for h in range(h_):
+            for w in range(w_):
+                s += x[n, h, w, c]
+        out[n, c] = s * scale
+
+
+@cuda_kernel(lambda t: void(array(t, 2), array(t, 4), t))
+def _global_avg_pool_backward(dout, dx, scale):
+    """One thread per dx element: its channel's dout times ``scale`` (1 / H * W)."""
+    _, h_, w_, c_ = dx.shape
+    for k in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
+        c = k % c_
+        r = k // c_
+        w = r % w_
+        r //= w_
+        h = r % h_
+        n = r // h_
+        dx[n, h, w, c] = dout[n, c] * scale
+
+def _require_int32(name: str, argmax: Any) -> None:
+    require(name, "argmax", argmax, np.int32)
+
+
+def max_pool(x, pool_h: int, pool_w: int, stride_h: int, stride_w: int, out, argmax) -> None:
+    """out = the max of each pool_h x pool_w window (no padding); argmax (int32) = its p * pool_w + q, the
+    first on ties."""
+    _require_int32("max_pool", argmax)
+    _max_pool.launch(out.size, (x, out), (pool_h, pool_w, stride_h, stride_w), argmax)
+
+
+def max_pool_backward(dout, argmax, pool_h: int, pool_w: int, stride_h: int, stride_w: int, dx) -> None:
+    """dx = 0, plus each dout added at the position its argmax names (overlapping windows accumulate)."""
+    _require_int32("max_pool_backward", argmax)
+    _max_pool_backward.launch(dx.size, (dout, dx), (pool_h, pool_w, stride_h, stride_w), argmax)
+
+
+def avg_pool(x, pool_h: int, pool_w: int, stride_h: int, stride_w: int, out) -> None:
+    """out = the mean of each pool_h x pool_w window (no padding)."""
+    _avg_pool.launch(out.size, (x, out), (pool_h, pool_w, stride_h, stride_w, 1.0 / (pool_h * pool_w)))
+
+
+def avg_pool_backward(dout, pool_h: int, pool_w: int, stride_h: int, stride_w: int, dx) -> None:
+    """dx = the sum of dout / area over the windows that hold each element (overlapping windows accumulate)."""
+    _avg_pool_backward.launch(dx.size, (dout, dx), (pool_h, pool_w, stride_h, stride_w, 1.0 / (pool_h * pool_w)))
+
+
+def global_avg_pool(x, out) -> None:
+    """out (N, C) = the mean of every channel of every image of x (N, H, W, C)."""
+    _global_avg_pool.launch(out.size, (x, out), (1.0 / (x.shape[1] * x.shape[2]),))
+
+
+def global_avg_pool_backward(dout, dx) -> None:
+    """dx (N, H, W, C) = dout (N, C) / (H * W) at every pixel."""
+    _global_avg_pool_backward.launch(dx.size, (dout, dx), (1.0 / (dx.shape[1] * dx.shape[2]),))

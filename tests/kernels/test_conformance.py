@@ -1,0 +1,177 @@
+"""Every kernel set runs the same cases and agrees with the reference; a kernel a set lacks falls back to it.
+
+``CASES`` holds one small case per declared kernel (the kernel list comes from the registrations, so a new kernel
+without a case fails here). The CUDA set runs under Numba's simulator without a GPU (conftest), hence the sizes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from xpnet.kernels import ACTIVATIONS
+from xpnet.kernels.cuda_set import CudaKernels
+from xpnet.kernels.registry import KernelSet, kernels
+from xpnet.kernels.sets import CpuKernels, ReferenceKernels, load
+
+RESULT = -1
+"""In a case's compared positions: the kernel's return value (hue histograms return theirs)."""
+
+Case = tuple[list[Any], tuple[int, ...]]
+
+
+def _normal(rng: np.random.Generator, dtype: Any, *shape: int) -> np.ndarray:
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def _positive(rng: np.random.Generator, dtype: Any, *shape: int) -> np.ndarray:
+    return rng.uniform(0.5, 2.0, shape).astype(dtype)
+
+
+def _one_hot(rng: np.random.Generator, dtype: Any, n: int, m: int) -> np.ndarray:
+    return np.eye(m, dtype=dtype)[rng.integers(0, m, n)]
+
+
+def _empty(dtype: Any, *shape: int) -> np.ndarray:
+    return np.full(shape, np.nan, dtype)
+
+
+def _activation(name: str) -> Callable[[np.random.Generator, Any], Case]:
+    def case(rng: np.random.Generator, dtype: Any) -> Case:
+        z = _normal(rng, dtype, 7, 5)
+        return [z, _normal(rng, dtype, 5), ACTIVATIONS[name], 0.1, _empty(dtype, 7, 5), _empty(dtype, 7, 5)], (0, 4, 5)
+    return case
+
+
+def _classifier_loss(name: str) -> Callable[[np.random.Generator, Any], Case]:
+    def case(rng: np.random.Generator, dtype: Any) -> Case:
+        z = _normal(rng, dtype, 7, 4)
+        if name == "softmax":
+            e = np.exp(z - z.max(axis=1, keepdims=True))
+            a = e / e.sum(axis=1, keepdims=True)
+        else:
+            a = 1 / (1 + np.exp(-z))
+        return [z, a, _one_hot(rng, dtype, 7, 4), _empty(dtype, 7, 4), np.zeros(2)], (3, 4)
+    return case
+
+
+CASES: dict[str, Callable[[np.random.Generator, Any], Case]] = {
+    "bias_activation": _activation("tanh"),
+    "activation_backward": lambda rng, dtype: (
+        [_normal(rng, dtype, 7, 5), _positive(rng, dtype, 7, 5), _positive(rng, dtype, 7, 5), ACTIVATIONS["relu"],
+         _empty(dtype, 7, 5), _empty(dtype, 5)], (4, 5)),
+    "softmax_cross_entropy": _classifier_loss("softmax"),
+    "sigmoid_binary_cross_entropy": _classifier_loss("sigmoid"),
+    "squared_error": lambda rng, dtype: (
+        [_normal(rng, dtype, 7, 3), _normal(rng, dtype, 7, 3), _empty(dtype, 7, 3), np.zeros(2), 0.3, 0.7], (2, 3)),
+    "sgd_update": lambda rng, dtype: ([_normal(rng, dtype, 9), _normal(rng, dtype, 9), 0.1], (0,)),
+    "momentum_update": lambda rng, dtype: (
+        [_normal(rng, dtype, 9), _normal(rng, dtype, 9), _normal(rng, dtype, 9), 0.1, 0.9], (0, 2)),
+    "adam_update": lambda rng, dtype: (
+        [_normal(rng, dtype, 9), _normal(rng, dtype, 9), _normal(rng, dtype, 9), _positive(rng, dtype, 9),
+         0.01, 0.9, 0.999, 1e-8, 0.5], (0, 2, 3)),
+    "gather_rows": lambda rng, dtype: (
+        [_normal(rng, dtype, 6, 3), np.array([4, 0, 4, 2], np.int64), _empty(dtype, 4, 3)], (2,)),
+    "im2col": lambda rng, dtype: ([_normal(rng, dtype, 2, 5, 4, 3), 1, 2, 1, 1, _empty(dtype, 2, 5, 3, 3, 2, 3)], (5,)),
+    "col2im": lambda rng, dtype: ([_normal(rng, dtype, 2, 5, 3, 3, 2, 3), 1, 2, 1, 1, _empty(dtype, 2, 5, 4, 3)], (5,)),
+    "max_pool": lambda rng, dtype: (
+        [_normal(rng, dtype, 2, 5, 4, 3), 2, 2, 2, 2, _empty(dtype, 2, 2, 2, 3), np.full((2, 2, 2, 3), -1, np.int32)],
+        (5, 6)),
+    "max_pool_backward": lambda rng, dtype: (
+        [_normal(rng, dtype, 2, 2, 2, 3), rng.integers(0, 4, (2, 2, 2, 3)).astype(np.int32), 2, 2, 2, 2,
+         _empty(dtype, 2, 5, 4, 3)], (6,)),
+    "avg_pool": lambda rng, dtype: ([_normal(rng, dtype, 2, 5, 4, 3), 3, 2, 1, 2, _empty(dtype, 2, 3, 2, 3)], (5,)),
+    "avg_pool_backward": lambda rng, dtype: (
+        [_normal(rng, dtype, 2, 3, 2, 3), 3, 2, 1, 2, _empty(dtype, 2, 5, 4, 3)], (5,)),
+    "global_avg_pool": lambda rng, dtype: ([_normal(rng, dtype, 2, 5, 4, 3), _empty(dtype, 2, 3)], (1,)),
+    "global_avg_pool_backward": lambda rng, dtype: ([_normal(rng, dtype, 2, 3), _empty(dtype, 2, 5, 4, 3)], (1,)),
+    "dropout": lambda rng, dtype: (
+        [_normal(rng, dtype, 3, 4, 5), 0.3, 1, 2, _empty(dtype, 3, 4, 5), _empty(dtype, 3, 4, 5)], (4, 5)),
+    "dropout_backward": lambda rng, dtype: (
+        [_normal(rng, dtype, 3, 5), _positive(rng, dtype, 3, 5), _empty(dtype, 3, 5)], (2,)),
+    "random_shift": lambda rng, dtype: ([_normal(rng, dtype, 3, 5, 4, 2), 2, 1, 3, 4, _empty(dtype, 3, 5, 4, 2)], (5,)),
+    "random_shift_backward": lambda rng, dtype: (
+        [_normal(rng, dtype, 3, 5, 4, 2), 2, 1, 3, 4, _empty(dtype, 3, 5, 4, 2)], (5,)),
+    "batch_norm_train": lambda rng, dtype: (
+        [_normal(rng, dtype, 9, 3), _positive(rng, dtype, 3), _normal(rng, dtype, 3), 1e-3, 0.9,
+         _normal(rng, dtype, 3), _positive(rng, dtype, 3), _empty(dtype, 9, 3), _empty(dtype, 9, 3),
+         _empty(dtype, 3)], (5, 6, 7, 8, 9)),
+    "batch_norm_eval": lambda rng, dtype: (
+        [_normal(rng, dtype, 9, 3), _positive(rng, dtype, 3), _normal(rng, dtype, 3), _normal(rng, dtype, 3),
+         _positive(rng, dtype, 3), 1e-3, _empty(dtype, 9, 3)], (6,)),
+    "batch_norm_backward": lambda rng, dtype: (
+        [_normal(rng, dtype, 9, 3), _normal(rng, dtype, 9, 3), _positive(rng, dtype, 3), _positive(rng, dtype, 3),
+         _empty(dtype, 9, 3), _empty(dtype, 3), _empty(dtype, 3)], (4, 5, 6)),
+    "hue_histograms": lambda rng, dtype: ([rng.integers(0, 256, (2, 3, 4, 3), dtype=np.uint8), 12], (RESULT,)),
+}
+
+SETS: dict[str, type[KernelSet]] = {"reference": ReferenceKernels, "cpu": CpuKernels, "cuda": CudaKernels}
+DTYPES = (np.float32, np.float64)
+
+
+def run(kernel_set: KernelSet, name: str, dtype: Any, seed: int = 0) -> list[Any]:
+    """Kernel ``name`` of ``kernel_set`` on a fresh copy of its case: the compared outputs, in order."""
+    args, compared = CASES[name](np.random.default_rng(seed), dtype)
+    result = getattr(kernel_set, name)(*args)
+    return [result if k == RESULT else args[k] for k in compared]
+
+
+def assert_same(actual: list[Any], expected: list[Any], dtype: Any) -> None:
+    tol = 2e-5 if dtype == np.float32 else 1e-11
+    for a, e in zip(actual, expected, strict=True):
+        np.testing.assert_allclose(a, e, rtol=tol, atol=tol)
+
+
+def test_every_declared_kernel_has_a_case() -> None:
+    assert set(CASES) == set(kernels())
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("set_name", ["cpu", "cuda"])
+def test_every_set_agrees_with_the_reference(set_name: str, dtype: Any, name: str) -> None:
+    assert_same(run(SETS[set_name](), name, dtype), run(ReferenceKernels(), name, dtype), dtype)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("set_name", ["cpu", "cuda"])
+def test_a_missing_kernel_falls_back_to_the_reference(set_name: str, name: str) -> None:
+    """A set whose variant lacks ``name`` (left out on purpose) runs the reference for it, and the rest as before."""
+    full = SETS[set_name]
+
+    class Lacking(KernelSet, variant=full.variant, omit={name}):
+        mode = "fused"
+
+    lacking = Lacking()
+    assert lacking.implementation(name) == "reference"
+    assert {n for n in full.overridden if n != name} == set(Lacking.overridden)
+    assert_same(run(lacking, name, np.float64), run(ReferenceKernels(), name, np.float64), np.float64)
+
+
+def test_the_fused_sets_implement_what_their_families_define() -> None:
+    assert CpuKernels().implementation("im2col") == "cpu" and CudaKernels().implementation("im2col") == "cuda"
+    assert ReferenceKernels.overridden == frozenset(kernels())
+
+
+def test_load_picks_a_set_by_mode_and_device() -> None:
+    assert type(load("fused", "cpu")) is CpuKernels and type(load("reference", "cpu")) is ReferenceKernels
+    assert type(load("reference", "gpu")) is ReferenceKernels
+    with pytest.raises(ValueError, match="unknown kernel mode"):
+        load("fastest", "cpu")
+
+
+@pytest.mark.parametrize("set_name", SETS)
+def test_checks_run_at_the_boundary_of_every_set(set_name: str) -> None:
+    """Each set refuses bad arguments with the kernel's one check, before any version runs."""
+    kernel_set = SETS[set_name]()
+    x = np.zeros((2, 5, 4, 3))
+    with pytest.raises(ValueError, match="disagree"):
+        kernel_set.im2col(x, 1, 1, 0, 0, np.empty((2, 3, 2, 3, 3, 4)))
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        kernel_set.hue_histograms(x)
+    with pytest.raises(ValueError, match="reaches past"):
+        kernel_set.avg_pool(x, 2, 2, 2, 2, np.empty((2, 3, 2, 3)))
+    with pytest.raises(ValueError, match="global pooling"):
+        kernel_set.global_avg_pool(x, np.empty((2, 4)))
