@@ -14,7 +14,20 @@ import pytest
 from cli_helpers import assert_clean_error, xpnet
 from xpnet.kernels import ACTIVATIONS
 
-from xpnet import BatchNorm, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D, Reshape, Sequential
+from xpnet import (
+    Activation,
+    AvgPool2D,
+    BatchNorm,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool2D,
+    Layer,
+    MaxPool2D,
+    Reshape,
+    Sequential,
+)
 from xpnet.builders import cnn, mlp
 from xpnet.cli import main
 from xpnet.data.fruits import decode_images, load_fruits
@@ -135,6 +148,28 @@ def test_convolution_padding_and_strides(kernel, strides, padding, bias, pool, p
     if bias:
         model.set_parameters(np.random.default_rng(3).normal(size=model.parameter_count))
     assert_exports_exactly(model, random_rows(model, seed=4), tmp_path / "conv.onnx")
+
+
+@pytest.mark.parametrize(("pool", "pool_strides"), [(2, None), (3, 2), ((2, 3), (1, 2))])
+def test_average_pools(pool, pool_strides, tmp_path: Path) -> None:
+    """AvgPool2D (tiling, overlapping, uneven windows) becomes AveragePool, GlobalAvgPool2D GlobalAveragePool
+    then Flatten, both channels-first between transposes."""
+    model = Sequential([Reshape((9, 10, 2)), Conv2D(3, 2, activation="tanh"), AvgPool2D(pool, pool_strides),
+                        GlobalAvgPool2D(), Dense(4, "softmax")], input_shape=180, seed=2, device="cpu")
+    model.set_parameters(np.random.default_rng(3).normal(size=model.parameter_count))
+    assert_exports_exactly(model, random_rows(model, seed=4), tmp_path / "avg.onnx")
+    flat = Sequential([Reshape((5, 4, 3)), AvgPool2D(2, 1), Flatten()], input_shape=60, loss="mse", device="cpu")
+    assert_exports_exactly(flat, random_rows(flat), tmp_path / "avg-flat.onnx")
+
+
+@pytest.mark.parametrize("activation", list(ACTIVATIONS))
+def test_activation_layer(activation: str, tmp_path: Path) -> None:
+    """Conv2D -> BatchNorm -> Activation (softmax over the channels), and an Activation on features."""
+    model = Sequential([Reshape((5, 4, 3)), Conv2D(4, 3, padding="same"), BatchNorm(), Activation(activation, 0.3),
+                        Flatten()], input_shape=60, loss="mse", seed=1, device="cpu")
+    assert_exports_exactly(model, random_rows(model), tmp_path / "conv-bn-act.onnx")
+    dense = Sequential([Dense(6), Activation(activation, 0.2)], input_shape=7, loss="mse", seed=1, device="cpu")
+    assert_exports_exactly(dense, random_rows(dense), tmp_path / "act.onnx")
 
 
 def test_batch_norm_uses_running_statistics(tmp_path: Path) -> None:

@@ -7,7 +7,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xpnet.layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, RandomShift, Reshape
+from xpnet.layers import (
+    Activation,
+    AvgPool2D,
+    BatchNorm,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool2D,
+    MaxPool2D,
+    RandomShift,
+    Reshape,
+)
 from xpnet.model import Model
 
 STEP = 1e-6
@@ -180,4 +192,37 @@ def test_a_small_cnn_with_every_layer_kind(kernel_mode):
               Dense(3, "softmax")]
     model = Model(layers, "cce", dtype="float64", seed=17, device="cpu", kernel_mode=kernel_mode)
     x, y = _image_data(np.random.default_rng(18), 5, (72,), 3)
+    _check(model, x, y)
+
+
+@pytest.mark.parametrize("kernel_mode", ["fused", "reference"])
+@pytest.mark.parametrize(("pool", "strides"), [(2, None), (3, 2), ((2, 3), 1)])
+def test_average_pools(kernel_mode, pool, strides):
+    """AvgPool2D (tiling, overlapping and uneven windows) and GlobalAvgPool2D between convolutions."""
+    layers = [Conv2D(2, 2, activation="tanh", input_shape=(7, 6, 2)), AvgPool2D(pool, strides),
+              Conv2D(3, 1, activation="sigmoid"), GlobalAvgPool2D(), Dense(3, "softmax")]
+    model = Model(layers, "cce", dtype="float64", seed=21, device="cpu", kernel_mode=kernel_mode)
+    x, y = _image_data(np.random.default_rng(22), 4, (7, 6, 2), 3)
+    _check(model, x, y)
+
+
+@pytest.mark.parametrize("kernel_mode", ["fused", "reference"])
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "leaky_relu", "softmax"])
+def test_conv_batch_norm_activation(kernel_mode, activation):
+    """Conv2D without an activation, BatchNorm, then the nonlinearity as a layer of its own."""
+    layers = [Conv2D(3, 2, input_shape=(4, 4, 2)), BatchNorm(), Activation(activation, alpha=0.2), Flatten(),
+              Dense(3, "softmax")]
+    model = Model(layers, "cce", dtype="float64", seed=23, device="cpu", kernel_mode=kernel_mode)
+    x, y = _image_data(np.random.default_rng(24), 5, (4, 4, 2), 3)
+    _check(model, x, y)
+
+
+@pytest.mark.parametrize("kernel_mode", ["fused", "reference"])
+@pytest.mark.parametrize(("output", "loss", "kind"), [("softmax", "cce", "onehot"), ("sigmoid", "bce", "binary"),
+                                                      ("tanh", "mse", "real")])
+def test_activation_as_the_output_layer(kernel_mode, output, loss, kind):
+    """An Activation last: a loss fused with it reads its z; others go through its backward pass."""
+    layers = [Dense(4, "identity", input_dim=3), Activation(output)]
+    model = Model(layers, loss, dtype="float64", seed=25, device="cpu", kernel_mode=kernel_mode)
+    x, y = _data(np.random.default_rng(26), 6, 3, 4, kind)
     _check(model, x, y)

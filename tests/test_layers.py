@@ -8,12 +8,15 @@ from cli_helpers import assert_clean_error, xpnet
 from PIL import Image
 
 from xpnet import (
+    Activation,
+    AvgPool2D,
     BatchNorm,
     ConfigError,
     Conv2D,
     Dense,
     Dropout,
     Flatten,
+    GlobalAvgPool2D,
     MaxPool2D,
     ModelFileError,
     RandomShift,
@@ -76,6 +79,23 @@ def test_every_layer_round_trips_through_its_config():
                                 "random_shift"}
 
 
+def test_the_new_layers_save_load_and_predict_the_same(tmp_path):
+    """Conv2D -> BatchNorm -> Activation, AvgPool2D and GlobalAvgPool2D: configs round-trip, shapes are inferred,
+    and a saved model loads through the registry and predicts what it did."""
+    layers = [Conv2D(4, 3, padding="same"), BatchNorm(), Activation("leaky_relu", alpha=0.2), AvgPool2D((2, 3), 1),
+              GlobalAvgPool2D(), Dense(3, "softmax")]
+    model = Sequential(layers, input_shape=(6, 7, 2), device="cpu", seed=3)
+    assert [layer.output_shape for layer in model.layers[2:5]] == [(6, 7, 4), (5, 5, 4), (4,)]
+    for layer in model.layers:
+        again = layer_from_config(layer.config())
+        assert type(again) is type(layer) and again.config() == layer.config()
+    x = np.random.default_rng(4).random((5, 6, 7, 2))
+    model.fit(x, np.eye(3)[[0, 1, 2, 0, 1]], epochs=1, batch_size=5, verbose=0)
+    loaded = load_model(model.save(tmp_path / "new-layers.npz"), device="cpu")
+    assert [type(layer) for layer in loaded.layers] == [type(layer) for layer in model.layers]
+    np.testing.assert_array_equal(loaded.predict_proba(x), model.predict_proba(x))
+
+
 def test_state_is_its_own_buffer_saved_with_the_model(tmp_path):
     model = Sequential([Dense(3, input_dim=2), BatchNorm(), Dense(2, "softmax")], device="cpu", seed=0)
     assert model.parameter_count == 2 * 3 + 3 + 3 + 3 + 3 * 2 + 2 and model.state_count == 6
@@ -91,6 +111,13 @@ def test_state_is_its_own_buffer_saved_with_the_model(tmp_path):
     (lambda: Conv2D(8, 3, padding="full"), "padding must be one of valid, same"),
     (lambda: Conv2D(8, (3, 3, 3)), "one integer or (height, width)"),
     (lambda: MaxPool2D(0), "pool_size must be a positive integer"),
+    (lambda: AvgPool2D(2, strides=0), "AvgPool2D strides must be a positive integer"),
+    (lambda: Activation("swish"), "unknown activation 'swish'"),
+    (lambda: Activation("relu", alpha=float("nan")), "alpha (the leaky-ReLU slope) must be a finite number"),
+    (lambda: Sequential([AvgPool2D(3), Flatten(), Dense(2, "softmax")], input_shape=(2, 4, 1)),
+     "the 3x3 pool is larger than the 2x4 input"),
+    (lambda: Sequential([GlobalAvgPool2D(), Dense(2, "softmax")], input_shape=8),
+     "GlobalAvgPool2D takes (height, width, channels) inputs"),
     (lambda: Dropout(1.0), "rate must be a number in [0, 1)"),
     (lambda: Dropout(-0.1), "rate must be a number in [0, 1)"),
     (lambda: RandomShift(-1), "max_shift must be a non-negative integer or (height, width) of them"),

@@ -21,11 +21,14 @@ from xpnet.errors import (  # noqa: E402
     XpnetError,
 )
 from xpnet.layers import (  # noqa: E402
+    Activation,
+    AvgPool2D,
     BatchNorm,
     Conv2D,
     Dense,
     Dropout,
     Flatten,
+    GlobalAvgPool2D,
     Layer,
     MaxPool2D,
     RandomShift,
@@ -36,6 +39,8 @@ from xpnet.serialization import load_model, save_model  # noqa: E402
 from xpnet.trainer import History  # noqa: E402
 
 __all__ = [
+    "Activation",
+    "AvgPool2D",
     "Backend",
     "BatchNorm",
     "ConfigError",
@@ -46,6 +51,7 @@ __all__ = [
     "Dropout",
     "ExportError",
     "Flatten",
+    "GlobalAvgPool2D",
     "History",
     "Layer",
     "MaxPool2D",

@@ -1,13 +1,13 @@
 """ONNX export: a model as an ONNX graph that computes what ``Model.predict_proba`` does, for onnxruntime and co.
 
 The graph takes float32 inputs of shape (batch, *input_shape), the rows ``Model.predict`` takes, and outputs the
-last layer's activations. xpnet computes channels-last (NHWC) while ONNX's Conv and MaxPool are channels-first
+last layer's activations. xpnet computes channels-last (NHWC) while ONNX's Conv and pools are channels-first
 (NCHW): the exporter tracks which layout the current value is in and transposes only where a layer needs the other
-one, to NCHW for Conv and MaxPool, back to NHWC for Flatten and Reshape (whose value order is xpnet's C order over
-height, width, channels). Activations and BatchNorm work on the channel axis of either layout; BatchNorm becomes
-its inference form (running statistics), and Dropout and RandomShift (the identity at inference) disappear. The
-class names and the preprocessing dict go into the file's metadata_props as JSON, so a user can prepare inputs as
-``xpnet predict`` does.
+one, to NCHW for Conv, MaxPool, AveragePool and GlobalAveragePool, back to NHWC for Flatten and Reshape (whose
+value order is xpnet's C order over height, width, channels). Activations (of Dense, Conv2D or an Activation layer)
+and BatchNorm work on the channel axis of either layout; BatchNorm becomes its inference form (running statistics),
+and Dropout and RandomShift (the identity at inference) disappear. The class names and the preprocessing dict go
+into the file's metadata_props as JSON, so a user can prepare inputs as ``xpnet predict`` does.
 
 Needs the ``onnx`` extra (``pip install 'xpnet[onnx]'``); onnxruntime runs the files.
 """
@@ -24,7 +24,7 @@ import numpy as np
 from xpnet import __version__
 from xpnet.errors import ExportError
 from xpnet.fileio import atomic_write
-from xpnet.layers import BatchNorm, Conv2D, Dense, Layer, MaxPool2D, Reshape
+from xpnet.layers import Activation, AvgPool2D, BatchNorm, Conv2D, Dense, Layer, MaxPool2D, Reshape
 from xpnet.model import Model
 
 OPSET = 17
@@ -84,7 +84,7 @@ class _Graph:
         return 1 if self.channels_first else -1
 
 
-def _activation(graph: _Graph, layer: Dense | Conv2D, name: str) -> None:
+def _activation(graph: _Graph, layer: Dense | Conv2D | Activation, name: str) -> None:
     kind = layer.activation
     if kind == "identity":
         return
@@ -122,6 +122,19 @@ def _max_pool(graph: _Graph, layer: MaxPool2D, name: str) -> None:
     graph.apply("MaxPool", f"{name}/maxpool", kernel_shape=list(layer.pool_size), strides=list(layer.strides))
 
 
+def _avg_pool(graph: _Graph, layer: AvgPool2D, name: str) -> None:
+    graph.layout(True, name)
+    graph.apply("AveragePool", f"{name}/avgpool", kernel_shape=list(layer.pool_size), strides=list(layer.strides))
+
+
+def _global_avg_pool(graph: _Graph, layer: Layer, name: str) -> None:
+    """GlobalAveragePool gives (batch, C, 1, 1); flattened, that is xpnet's (batch, C) in either layout."""
+    graph.layout(True, name)
+    graph.apply("GlobalAveragePool", f"{name}/globalavgpool")
+    graph.apply("Flatten", f"{name}/flatten", axis=1)
+    graph.channels_first = False
+
+
 def _flatten(graph: _Graph, layer: Layer, name: str) -> None:
     graph.layout(False, name)
     graph.apply("Flatten", f"{name}/flatten", axis=1)
@@ -151,6 +164,9 @@ CONVERTERS: dict[str, Callable[[_Graph, Any, str], None]] = {
     "dense": _dense,
     "conv2d": _conv2d,
     "maxpool2d": _max_pool,
+    "avgpool2d": _avg_pool,
+    "globalavgpool2d": _global_avg_pool,
+    "activation": _activation,
     "flatten": _flatten,
     "reshape": _reshape,
     "batchnorm": _batch_norm,

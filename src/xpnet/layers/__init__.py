@@ -4,22 +4,26 @@ Adding a layer type means one new module here (a ``Layer`` subclass decorated wi
 ``kernels/``, and one import line below.
 """
 
+from xpnet.layers.activation import Activation
 from xpnet.layers.base import LAYER_TYPES, Layer, Phase, Workspace, layer_from_config
 from xpnet.layers.batchnorm import BatchNorm
 from xpnet.layers.conv import Conv2D
 from xpnet.layers.dense import Dense
 from xpnet.layers.dropout import Dropout
-from xpnet.layers.pooling import MaxPool2D
+from xpnet.layers.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from xpnet.layers.shape import Flatten, Reshape
 from xpnet.layers.shift import RandomShift
 
 __all__ = [
     "LAYER_TYPES",
+    "Activation",
+    "AvgPool2D",
     "BatchNorm",
     "Conv2D",
     "Dense",
     "Dropout",
     "Flatten",
+    "GlobalAvgPool2D",
     "Layer",
     "MaxPool2D",
     "Phase",
