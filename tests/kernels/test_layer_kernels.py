@@ -221,6 +221,56 @@ def test_reference_max_pool_and_backward(case):
                                naive_max_pool_backward(dout, where, x.shape, case), rtol=1e-12)
 
 
+def naive_avg_pool(x: np.ndarray, case: tuple) -> np.ndarray:
+    ph, pw, sh, sw = case
+    out = np.empty(_pool_shape(x.shape, case), x.dtype)
+    for n, i, j, c in itertools.product(*(range(k) for k in out.shape)):
+        out[n, i, j, c] = x[n, i * sh:i * sh + ph, j * sw:j * sw + pw, c].mean()
+    return out
+
+
+def run_avg_pools(kernels: Any, x: Any, dout: Any, dglobal: Any, case: tuple) -> list[Any]:
+    """avg_pool, avg_pool_backward, global_avg_pool and its backward of ``kernels`` into NaN-filled outputs."""
+    xp = array_module(x)
+    n, _, _, c = x.shape
+    outputs = [xp.full(shape, np.nan, x.dtype) for shape in (dout.shape, x.shape, (n, c), x.shape)]
+    kernels.avg_pool(x, *case, outputs[0])
+    kernels.avg_pool_backward(dout, *case, outputs[1])
+    kernels.global_avg_pool(x, outputs[2])
+    kernels.global_avg_pool_backward(dglobal, outputs[3])
+    return outputs
+
+
+@pytest.mark.parametrize("case", POOL_CASES)
+def test_reference_average_pools_are_window_means_and_their_adjoints(case):
+    """The means by definition; each backward the adjoint of its forward: <pool(x), dy> = <x, pool_backward(dy)>."""
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((2, 7, 6, 3))
+    dout = rng.standard_normal(_pool_shape(x.shape, case))
+    dglobal = rng.standard_normal((2, 3))
+    out, dx, pooled, dx_global = run_avg_pools(reference, x, dout, dglobal, case)
+    np.testing.assert_allclose(out, naive_avg_pool(x, case), rtol=1e-12)
+    np.testing.assert_allclose((out * dout).sum(), (x * dx).sum(), rtol=1e-12)
+    np.testing.assert_allclose(pooled, x.mean(axis=(1, 2)), rtol=1e-12)
+    np.testing.assert_allclose((pooled * dglobal).sum(), (x * dx_global).sum(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", POOL_CASES)
+def test_cpu_and_cuda_average_pools(dtype, case):
+    """The CPU set on non-contiguous inputs (every other channel of wider arrays) and the CUDA set (contiguous
+    host arrays: the simulator copies only those) give the reference's values."""
+    rng = np.random.default_rng(22)
+    x = rng.standard_normal((2, 7, 5, 3)).astype(dtype)
+    dout = rng.standard_normal(_pool_shape(x.shape, case)).astype(dtype)
+    dglobal = rng.standard_normal((2, 3)).astype(dtype)
+    expected = run_avg_pools(reference, x, dout, dglobal, case)
+    for kernels, place in ((cpu, lambda v: _strided(np, v)), (gpu, np.copy)):
+        actual = run_avg_pools(kernels, place(x), place(dout), place(dglobal), case)
+        for a, e in zip(actual, expected, strict=True):
+            _close(a, e, dtype, 9)
+
+
 def test_reference_batch_norm_is_the_textbook_formula():
     rng = np.random.default_rng(3)
     values = bn_inputs(rng, 50, 4, np.float64)
@@ -545,6 +595,23 @@ def test_gpu_windows(dtype, contiguous):
     conv_cases = CONV_CASES + [(5, 5, 2, 2, 2, 2)]
     check_cuda_windows(cupy, np.random.default_rng(20), (8, 28, 27, 16), dtype, conv_cases, POOL_CASES,
                        contiguous)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("contiguous", (True, False))
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", POOL_CASES)
+def test_gpu_average_pools(dtype, contiguous, case):
+    import cupy
+
+    rng = np.random.default_rng(23)
+    x = rng.standard_normal((8, 28, 27, 16)).astype(dtype)
+    dout = rng.standard_normal(_pool_shape(x.shape, case)).astype(dtype)
+    dglobal = rng.standard_normal((8, 16)).astype(dtype)
+    put = (lambda v: cupy.asarray(v)) if contiguous else (lambda v: _strided(cupy, v))
+    actual = run_avg_pools(gpu, put(x), put(dout), put(dglobal), case)
+    for a, e in zip(actual, run_avg_pools(reference, x, dout, dglobal, case), strict=True):
+        _close(a, e, dtype, 9)
 
 
 @pytest.mark.gpu
