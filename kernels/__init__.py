@@ -18,6 +18,13 @@ fused set lacks falls back to the reference. ``numba_cpu.py`` and ``numba_cuda.p
 and CUDA versions share (compile options, launching), ``scalar.py`` the per-element math written once and compiled
 for both devices.
 
+Adding a kernel: declare it in its family's ``reference.py`` (``@kernel(check=...)``, the check in the family's
+``__init__.py`` taking the kernel's arguments); define a function of the same name in ``cpu.py`` and/or ``cuda.py``
+(device kernels with ``@cuda_kernel(lambda t: void(...))`` beside their bodies, launched with ``.launch``); add a
+case to ``tests/kernels/test_conformance.py`` and ``benchmarks/kernels.py`` (both check that every declared kernel
+has one). A new family is a new subpackage with the same files, found by ``registry.families()`` (list it in
+pyproject.toml's ``packages``).
+
 Every kernel writes into output arrays it is given and returns nothing, so callers can preallocate (hue histograms
 excepted: they return new counts). Losses accumulate ``stats[0] += sum of per-sample losses`` and
 ``stats[1] += number of correct samples`` so that a training loop never reads a scalar back on every step.

@@ -35,7 +35,7 @@ def kernel(check: Callable[..., None] | None = None) -> Callable[[Callable[..., 
     ones (it runs at the kernel set's boundary, before any version)."""
 
     def register(func: Callable[..., Any]) -> Callable[..., Any]:
-        package, family, _ = func.__module__.rsplit(".", 2)
+        family = func.__module__.rsplit(".", 2)[1]
         if func.__name__ in KERNELS:
             raise ImportError(f"kernel {func.__name__} is declared twice")
         KERNELS[func.__name__] = Kernel(func.__name__, family, func, check)

@@ -1,7 +1,8 @@
 """Layers, each in its own module with its forward and backward pass; ``LAYER_TYPES`` is the registry by type name.
 
-Adding a layer type means one new module here (a ``Layer`` subclass decorated with ``@register``), its kernels in
-``kernels/``, and one import line below.
+Adding a layer type means one new module here (a ``Layer`` subclass decorated with ``@register``, which is how saved
+models find it), its kernels in a family of ``kernels/``, one import line below, and an ONNX converter in
+``xpnet.export.CONVERTERS`` (under the layer's ``type_name``).
 """
 
 from xpnet.layers.activation import Activation
