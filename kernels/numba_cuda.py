@@ -54,7 +54,9 @@ class CudaKernel:
                 raise TypeError(f"CUDA kernel {self.name}: arrays mix {dtype} and {x.dtype}; all must have one dtype")
         if tail is not None:
             arrays = (*arrays, *(tail if isinstance(tail, tuple) else (tail,)))
-        compiled = _compiled.get(dtype, {}).get(self.name) or compile_kernels(dtype)[self.name]
+        compiled = _compiled.get(dtype, {}).get(self.name)
+        if compiled is None:
+            compiled = compile_kernels(dtype)[self.name]
         blocks = min(MAX_BLOCKS, max(1, -(-work // THREADS_PER_BLOCK)))
         if isinstance(arrays[0], np.ndarray):
             compiled[blocks, THREADS_PER_BLOCK](*arrays, *scalars)
