@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from xpnet import kernels
 from xpnet.backend_base import Backend, Unusable
 from xpnet.backend_cupy import CupyBackend
 from xpnet.backend_numpy import NumpyBackend
 from xpnet.errors import ConfigError, DeviceError
+from xpnet.kernels import KERNEL_SETS
 
 DEVICE_ENV = "XPNET_DEVICE"
 KERNELS_ENV = "XPNET_KERNELS"
@@ -42,10 +42,10 @@ def resolve_dtype(dtype: Any) -> np.dtype:
 
 def resolve_kernel_mode(mode: str | None) -> str:
     mode = mode or os.environ.get(KERNELS_ENV) or "fused"
-    if mode not in kernels.KERNEL_SETS:
+    if mode not in KERNEL_SETS:
         raise ConfigError(
             f"unknown kernel set {mode!r} (from argument or ${KERNELS_ENV}); "
-            f"use one of {', '.join(kernels.KERNEL_SETS)}"
+            f"use one of {', '.join(KERNEL_SETS)}"
         )
     return mode
 
