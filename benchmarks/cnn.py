@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.config import Config, make_config
+from benchmarks.config import TORCH_DEVICES, Config, make_config
 from benchmarks.distributed import mpi_job, mpi_missing
 from benchmarks.peers import TorchPeer, torch_version
 from benchmarks.timing import Candidate, Stats, interleave, log
@@ -78,7 +78,7 @@ def epoch_rows(config: Config, task: Any) -> tuple[list[dict[str, Any]], list[st
     for device in config.devices:
         candidates[f"xpnet ({device})"] = _xpnet_epoch(config, device, task)
         if version:
-            peer = TorchCnn(task.x_train, task.y_train, "cuda" if device == "gpu" else "cpu")
+            peer = TorchCnn(task.x_train, task.y_train, TORCH_DEVICES[device])
             candidates[f"torch ({device})"] = Candidate(peer.epoch, peer.sync)
     samples = interleave(candidates, config.repeats, config.warmup)
     rows = []

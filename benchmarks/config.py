@@ -5,13 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xpnet.backend import Backend, get_backend
-from xpnet.backend_cupy import gpu_problem
+from xpnet.backend import BACKENDS, Backend, get_backend
 from xpnet.data.mnist import default_data_dir
 from xpnet.tasks import TaskData
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+TORCH_DEVICES = {"cpu": "cpu", "gpu": "cuda"}
+"""PyTorch's name for the device of each xpnet backend, for the peers timed beside it."""
 
 FULL_REPEATS = 5
 QUICK_REPEATS = 3
@@ -46,7 +48,7 @@ def default_data_dir_for_bench() -> Path:
 
 def make_config(quick: bool, data_dir: Path | None, device: str) -> Config:
     """A Config for ``device`` "cpu" (CPU only) or "auto" (CPU, plus the GPU when one is usable)."""
-    problem = gpu_problem() if device == "auto" else "not asked for (--device cpu)"
+    problem = BACKENDS["gpu"].problem() if device == "auto" else "not asked for (--device cpu)"
     devices = ["cpu"] if problem else ["cpu", "gpu"]
     config = Config(quick, data_dir or default_data_dir_for_bench(), devices, problem,
                     repeats=QUICK_REPEATS if quick else FULL_REPEATS)

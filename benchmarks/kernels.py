@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from xpnet.kernels import RELU, SOFTMAX, hue
+from xpnet.kernels import KERNEL_SETS, RELU, SOFTMAX, hue
 from xpnet.kernels.numba_cpu import PARALLEL_MIN_SIZE
-from xpnet.kernels.sets import load
 
 from benchmarks.config import Config
 from benchmarks.timing import Candidate, Stats, interleave, log
@@ -245,9 +244,9 @@ CASES: dict[str, tuple[str, Callable[..., Workload]]] = {
 """Case label -> (kernel name, workload builder). Together they cover every declared kernel (``registry.kernels()``)."""
 
 
-def implementations(kernel: str, device: str) -> dict[str, Callable[..., Any]]:
-    """The fused kernel and its reference for ``device``."""
-    return {mode: getattr(load(mode, device), kernel) for mode in ("fused", "reference")}
+def implementations(kernel: str, backend: Backend) -> dict[str, Callable[..., Any]]:
+    """The fused kernel and its reference on ``backend``."""
+    return {mode: getattr(backend.kernel_set(mode)(), kernel) for mode in KERNEL_SETS}
 
 
 def copy_bandwidth(config: Config, backend: Backend) -> dict[str, Any]:
@@ -269,7 +268,7 @@ def run(config: Config) -> dict[str, Any]:
         copy[device] = copy_bandwidth(config, backend)
         log(f"kernels: {device} copy bandwidth {copy[device]['gb_per_s']:.1f} GB/s")
         for label, (kernel, build) in CASES.items():
-            functions = implementations(kernel, device)
+            functions = implementations(kernel, backend)
             for n in sizes:
                 work = build(backend, rng, n)
                 candidates = {

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.config import Config
+from benchmarks.config import TORCH_DEVICES, Config
 from benchmarks.timing import Candidate, Stats, interleave, log
 from xpnet.builders import mlp
 
@@ -84,7 +84,7 @@ def run(config: Config) -> dict[str, Any]:
         for mode in ("fused", "reference"):
             candidates[f"xpnet {mode} ({device})"] = _xpnet_epoch(config, device, mode, x, one_hot)
         if version:
-            peer = TorchPeer(x, labels.astype(np.int64), "cuda" if device == "gpu" else "cpu")
+            peer = TorchPeer(x, labels.astype(np.int64), TORCH_DEVICES[device])
             candidates[f"torch ({device})"] = Candidate(peer.epoch, peer.sync)
     log(f"peers: {len(candidates)} candidates x {config.warmup} warm-up + {config.repeats} epochs, interleaved")
     samples = interleave(candidates, config.repeats, config.warmup)

@@ -12,7 +12,6 @@ class CudaKernels(KernelSet, variant="cuda"):
     """Numba CUDA kernels on CuPy's current stream; what a family's ``cuda.py`` lacks falls back to the reference."""
 
     mode = "fused"
-    device = "gpu"
 
     def compile(self, dtype: Any) -> None:
         compile_kernels(dtype)

@@ -91,7 +91,6 @@ class KernelSet:
     """
 
     mode: ClassVar[str] = ""
-    device: ClassVar[str] = ""
     variant: ClassVar[str] = ""
     overridden: ClassVar[frozenset[str]] = frozenset()
     """The kernels this set's variant implements (the rest fall back to the reference)."""

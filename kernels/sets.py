@@ -2,7 +2,8 @@
 
 Each set takes every kernel its variant's family modules define and the reference for the rest (see
 ``registry.KernelSet``): a kernel a fused set lacks is never missing, and never silently something else.
-``CudaKernels`` lives in ``cuda_set.py`` and is imported only on the GPU.
+``CudaKernels`` lives in ``cuda_set.py`` and is imported only on the GPU. Which set a ``--kernels`` mode means on
+a device is the backend's choice (``Backend.kernel_set``).
 """
 
 from __future__ import annotations
@@ -14,24 +15,10 @@ class ReferenceKernels(KernelSet, variant="reference"):
     """Plain ``xp`` code for every kernel: the definition the fused sets are tested against."""
 
     mode = "reference"
-    device = "any"
 
 
 class CpuKernels(KernelSet, variant="cpu"):
     """Numba CPU kernels: each elementwise step fused into one pass over memory."""
 
     mode = "fused"
-    device = "cpu"
 
-
-def load(mode: str, device: str) -> KernelSet:
-    """The kernel set for ``mode`` ("fused" or "reference") on ``device`` ("cpu" or "gpu")."""
-    if mode == "reference":
-        return ReferenceKernels()
-    if mode == "fused":
-        if device == "gpu":
-            from .cuda_set import CudaKernels
-
-            return CudaKernels()
-        return CpuKernels()
-    raise ValueError(f"unknown kernel mode {mode!r}; expected 'fused' or 'reference'")

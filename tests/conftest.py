@@ -6,14 +6,17 @@ import os
 from pathlib import Path
 
 import numba
+import numpy as np
 import pytest
 
-from xpnet.backend_cupy import gpu_problem
+from xpnet.backend import BACKENDS, Backend, get_backend
+from xpnet.backend_cupy import CupyBackend
+from xpnet.backend_numpy import NumpyBackend
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
-GPU_PROBLEM = gpu_problem()
+GPU_PROBLEM = BACKENDS["gpu"].problem()
 
 # Without a GPU, Numba's CUDA kernels run under its simulator. This must be decided before numba.cuda is first
 # imported, which is why it happens here, at collection time (importing xpnet loaded Numba's configuration
@@ -21,6 +24,22 @@ GPU_PROBLEM = gpu_problem()
 if GPU_PROBLEM is not None:
     os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
     numba.core.config.reload_config()
+
+
+class SimulatedGpu(NumpyBackend):
+    """The GPU backend's kernel sets and read-back cadence on host arrays: its CUDA kernels run in Numba's simulator
+    (set above), so that models train on them on any machine."""
+
+    name = "gpu"
+    readback_every = CupyBackend.readback_every
+    fused_kernels = CupyBackend.fused_kernels
+
+
+def fused_float64_backend(name: str, seed: int) -> Backend:
+    """The fused float64 backend ``name``: "cpu", or "gpu" simulated on host arrays (``SimulatedGpu``)."""
+    if name == "gpu":
+        return SimulatedGpu(np, "CUDA simulator", np.dtype("float64"), "fused", seed)
+    return get_backend(name, "float64", seed, "fused")
 
 
 @pytest.fixture(scope="session")

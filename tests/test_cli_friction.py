@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_helpers import one_error, run
+from conftest import GPU_PROBLEM
 from PIL import Image
 
 from xpnet.builders import mlp
@@ -165,9 +166,7 @@ def test_predict_answers_for_each_good_image_and_names_each_bad_one(
 def test_a_missing_gpu_is_named_as_the_problem_not_the_model_file(
     command: str, models: dict[str, Path], shared_data: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from xpnet.backend_cupy import gpu_problem
-
-    if gpu_problem() is None:
+    if GPU_PROBLEM is None:
         pytest.skip("a GPU is usable here")
     extra = [models["mnist-image"]] if command == "predict" else ["--data-dir", shared_data]
     line = one_error(*run(capsys, command, models["mnist"], *extra, "--device", "gpu")[::2])

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import fused_float64_backend
 from numba import config
 
-from xpnet.backend import Backend
 from xpnet.layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D
 from xpnet.model import Model, Sequential
 
@@ -29,7 +29,7 @@ def test_training_on_the_cuda_kernels_matches_the_cpu(output, loss, optimizer):
     y = rng.integers(0, 3, 13) if loss == "cce" else (rng.random((13, 3)) > 0.5).astype(float)
     results = []
     for name in ("cpu", "gpu"):
-        backend = Backend(name, np, "simulated" if name == "gpu" else "host", np.dtype("float64"), "fused", seed=3)
+        backend = fused_float64_backend(name, seed=3)
         layers = [Dense(6, "relu", input_dim=4), Dense(5, "leaky_relu", bias=False), Dense(3, output)]
         model = Model(layers, loss, optimizer, lr=0.05, backend=backend)
         assert type(model.backend.kernels).__name__ == ("CudaKernels" if name == "gpu" else "CpuKernels")
@@ -45,7 +45,7 @@ def test_a_cnn_with_dropout_and_batch_norm_trains_alike_on_the_cuda_kernels():
     x, y = rng.standard_normal((6, 5, 5, 2)), rng.integers(0, 3, 6)
     results = []
     for name in ("cpu", "gpu"):
-        backend = Backend(name, np, "simulated" if name == "gpu" else "host", np.dtype("float64"), "fused", seed=4)
+        backend = fused_float64_backend(name, seed=4)
         layers = [Conv2D(3, 3, padding="same", activation="relu"), BatchNorm(0.9), MaxPool2D(2), Dropout(0.4),
                   Flatten(), Dense(3, "softmax")]
         model = Sequential(layers, "cce", "adam", input_shape=(5, 5, 2), lr=0.05, backend=backend)

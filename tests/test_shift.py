@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 from cli_helpers import one_error, run
+from conftest import fused_float64_backend
 from numba import config
 from xpnet.kernels import array_module, numba_cpu
 from xpnet.kernels.cuda_set import CudaKernels
@@ -23,7 +24,6 @@ from xpnet.kernels.scalar import DROPOUT_BITS, dropout_draw, dropout_key, random
 from xpnet.kernels.sets import CpuKernels, ReferenceKernels
 
 from xpnet import ConfigError, Conv2D, Dense, Flatten, MaxPool2D, RandomShift, Reshape, Sequential, load_model
-from xpnet.backend import Backend
 from xpnet.builders import cnn
 from xpnet.layers import Phase, layer_from_config
 from xpnet.serialization import read_archive, write_archive
@@ -305,7 +305,7 @@ def test_a_cnn_with_random_shifts_trains_alike_on_the_cuda_kernels():
     x, y = _images(6)
     results = []
     for name in ("cpu", "gpu"):
-        backend = Backend(name, np, "simulated" if name == "gpu" else "host", np.dtype("float64"), "fused", seed=4)
+        backend = fused_float64_backend(name, seed=4)
         model = small_cnn(backend=backend, device=None)
         assert type(model.backend.kernels).__name__ == ("CudaKernels" if name == "gpu" else "CpuKernels")
         model.fit(x, y, epochs=2, batch_size=4, seed=1, verbose=0)

@@ -252,7 +252,7 @@ def command_train(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, communicator: Any) -> int:
-    from xpnet.backend import get_backend
+    from xpnet.backend import get_backend, select_device
     from xpnet.serialization import model_path, save_model
     from xpnet.tasks import build_model
     from xpnet.training import run_training
@@ -261,10 +261,8 @@ def _train(args: argparse.Namespace, communicator: Any) -> int:
     _check_output_paths(args)
     quiet = args.quiet or (communicator is not None and communicator.rank != 0)  # rank 0 alone reports
     log = (lambda message: None) if quiet else (lambda message: print(message, file=sys.stderr))
-    if communicator is not None and args.device != "cpu":
-        from xpnet.backend_cupy import select_device
-
-        select_device(communicator.local_rank)
+    if communicator is not None:
+        select_device(args.device, communicator.local_rank)
     backend = get_backend(args.device, args.dtype or "float32", settings["seed"], args.kernels)
     task = _load_task(args, backend, settings["seed"])
 
@@ -291,7 +289,7 @@ def _train(args: argparse.Namespace, communicator: Any) -> int:
     backend = model.backend
     epochs = len(result.history.epoch)
     print(f"{_accuracy(task.test_name, result.test)} after {epochs} epoch{'' if epochs == 1 else 's'} in "
-          f"{result.seconds:.1f} s on {backend.name} ({backend.device}; {model.dtype.name}, "
+          f"{result.seconds:.1f} s on {backend.name} ({backend.description}; {model.dtype.name}, "
           f"{backend.kernel_mode} kernels)")
     return 0
 
@@ -395,8 +393,7 @@ def command_export(args: argparse.Namespace) -> int:
 def command_info(args: argparse.Namespace) -> int:
     import numba
 
-    from xpnet.backend import get_backend, resolve_kernel_mode
-    from xpnet.backend_cupy import gpu_problem
+    from xpnet.backend import BACKENDS, get_backend, open_backend, resolve_dtype, resolve_kernel_mode
 
     if args.model:
         from xpnet.serialization import load_model
@@ -409,14 +406,14 @@ def command_info(args: argparse.Namespace) -> int:
         return 0
     print(f"xpnet {__version__}; Python {sys.version.split()[0]}; NumPy {np.__version__}; Numba {numba.__version__}")
     print(f"kernels: {resolve_kernel_mode(None)} (set $XPNET_KERNELS to fused or reference)")
-    cpu = get_backend("cpu")
-    print(f"cpu: {cpu.device}")
-    problem = gpu_problem()
-    if problem is None:
-        gpu = get_backend("gpu")
-        print("gpu: " + "; ".join(f"{k} {v}" for k, v in gpu.describe().items()))
-    else:
-        print(f"gpu: not usable ({problem})")
+    for name, cls in sorted(BACKENDS.items()):
+        for what, found in cls.software().items():
+            print(f"{what}: {found}")
+        opened = open_backend(cls, resolve_dtype(None), resolve_kernel_mode(None), None)
+        if isinstance(opened, str):
+            print(f"{name}: not usable ({opened})")
+        else:
+            print(f"{name}: " + "; ".join(f"{k} {v}" for k, v in opened.describe().items() if k != "backend"))
     print(f"default device: {get_backend(None).name}")
     return 0
 

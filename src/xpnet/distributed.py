@@ -17,7 +17,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -62,8 +62,8 @@ class Communicator:
     """The MPI world (``MPI.COMM_WORLD``) of a data-parallel run, as one rank sees it.
 
     ``local_rank`` is this rank's index among the ranks of its node (the command line makes it pick the GPU:
-    ``xpnet.backend_cupy.select_device``); ``attach(backend)`` picks how the gradients travel: MPI's Allreduce for
-    host arrays, NCCL for CuPy ones (the Trainer calls it).
+    ``xpnet.backend.select_device``); ``attach(backend)`` takes the backend's way for the gradients to travel
+    (``backend.allreducer``: MPI's Allreduce for host arrays, NCCL for CuPy ones; the Trainer calls it).
     """
 
     def __init__(self) -> None:
@@ -78,25 +78,21 @@ class Communicator:
         # failing ranks meet on their own communicator, so that waiting there never mixes with a step's collective
         self.faults = self.comm.Dup()
         self.scale = 1.0 / self.size
-        self._device_sum = self._mpi_sum
-        self._nccl: Any = None
+        self._sums: dict[str, Callable[[Any], None]] = {}
+        """Each attached backend's in-place sum over the ranks, by backend name (made once: it may be a collective)."""
+        self._device_sum: Callable[[Any], None] | None = None
 
     # ----------------------------------------------------------------------------------------------- collectives
     def attach(self, backend: Any) -> None:
-        """Sum device arrays of ``backend``: over NCCL on CuPy's stream for the GPU, else with MPI on the host (a
-        collective the first time on a GPU backend: NCCL's communicator is made once)."""
-        if backend.name == "gpu" and self._nccl is None:
-            from xpnet.backend_cupy import nccl_sum
-
-            self._nccl = nccl_sum(self.comm, self.rank, self.size)
-        self._device_sum = self._nccl if backend.name == "gpu" else self._mpi_sum
-
-    def _mpi_sum(self, array: Any) -> None:
-        self.comm.Allreduce(self.mpi.IN_PLACE, array, op=self.mpi.SUM)
+        """Sum arrays of ``backend`` the way it says (``backend.allreducer``: MPI on host arrays, NCCL on CuPy's
+        stream for the GPU); made on the first attach of each backend, a collective for some (NCCL)."""
+        if backend.name not in self._sums:
+            self._sums[backend.name] = backend.allreducer(self.comm, self.rank, self.size)
+        self._device_sum = self._sums[backend.name]
 
     def allreduce_mean(self, array: Any) -> None:
-        """Replace ``array`` (a contiguous device array, such as the flat gradient row) by its mean over ranks,
-        in place: one sum, then one scale."""
+        """Replace ``array`` (a contiguous array of the attached backend, such as the flat gradient row) by its mean
+        over ranks, in place: one sum, then one scale."""
         self._device_sum(array)
         array *= array.dtype.type(self.scale)
 

@@ -158,7 +158,7 @@ class Trainer:
                 "was written for other data or another batch size; resume with the same data and settings"
             )
         backend = model.backend
-        self.check_every = 1 if backend.name == "cpu" else 50
+        self.check_every = backend.readback_every
         """Steps between reads of the loss back to the host (each read waits for the device)."""
         self.stats = backend.zeros(2, dtype=np.float64)
         self.regression = model.is_regression

@@ -14,7 +14,7 @@ import pytest
 from xpnet.kernels import ACTIVATIONS
 from xpnet.kernels.cuda_set import CudaKernels
 from xpnet.kernels.registry import KernelSet, kernels
-from xpnet.kernels.sets import CpuKernels, ReferenceKernels, load
+from xpnet.kernels.sets import CpuKernels, ReferenceKernels
 
 RESULT = -1
 """In a case's compared positions: the kernel's return value (hue histograms return theirs)."""
@@ -155,14 +155,6 @@ def test_the_fused_sets_implement_what_their_families_define() -> None:
     assert ReferenceKernels.overridden == frozenset(kernels())
 
 
-def test_load_picks_a_set_by_mode_and_device() -> None:
-    assert type(load("fused", "cpu")) is CpuKernels and type(load("reference", "cpu")) is ReferenceKernels
-    assert type(load("reference", "gpu")) is ReferenceKernels
-    with pytest.raises(ValueError, match="unknown kernel mode"):
-        load("fastest", "cpu")
-
-
-@pytest.mark.parametrize("set_name", SETS)
 def test_checks_run_at_the_boundary_of_every_set(set_name: str) -> None:
     """Each set refuses bad arguments with the kernel's one check, before any version runs."""
     kernel_set = SETS[set_name]()

@@ -1,0 +1,27 @@
+"""The NumPy (CPU) backend: always usable, the fallback of ``--device auto``."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+import numpy as np
+
+from xpnet.backend_base import Backend
+from xpnet.kernels.sets import CpuKernels, KernelSet
+
+
+class NumpyBackend(Backend):
+    """Backend whose arrays are NumPy arrays in host memory; fused kernels are Numba ``njit`` code."""
+
+    name = "cpu"
+    readback_every = 1  # reading a host array costs nothing: the running loss is exact after every step
+
+    @classmethod
+    def create(cls, dtype: np.dtype, kernel_mode: str, seed: int | None) -> NumpyBackend:
+        return cls(np, f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)", dtype, kernel_mode,
+                   seed)
+
+    @classmethod
+    def fused_kernels(cls) -> type[KernelSet]:
+        return CpuKernels
