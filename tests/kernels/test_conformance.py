@@ -155,6 +155,7 @@ def test_the_fused_sets_implement_what_their_families_define() -> None:
     assert ReferenceKernels.overridden == frozenset(kernels())
 
 
+@pytest.mark.parametrize("set_name", SETS)
 def test_checks_run_at_the_boundary_of_every_set(set_name: str) -> None:
     """Each set refuses bad arguments with the kernel's one check, before any version runs."""
     kernel_set = SETS[set_name]()
