@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -27,6 +28,8 @@ MLP_TARGET, CNN_TARGET = 0.98, 0.99
 TRAINING_SHARES = {"mlp": 0.3, "cnn": 0.45}
 """Share of the training part's budget after which each run stops at the end of its epoch (fruits: the rest)."""
 LISTED_FAILURES = 20
+OUTPUT_TAIL = 1500
+"""Characters of the test run's output kept in the results."""
 
 
 def junit_counts(path: Path) -> dict[str, Any]:
@@ -42,6 +45,19 @@ def junit_counts(path: Path) -> dict[str, Any]:
         if kind in ("failed", "errors") and len(failures) < LISTED_FAILURES:
             failures.append({"test": name, "message": (outcome.get("message") or "")[:300]})
     return {**counts, "failures": failures}
+
+
+def progress_counts(output: str) -> dict[str, int]:
+    """Passed, failed, errors and skipped from ``pytest -q``'s progress lines ("..F.s  [ 40%]"): what a run that
+    was stopped before writing its report had done."""
+    marks = "".join(line.split("[")[0].strip() for line in output.splitlines()
+                    if re.fullmatch(r"[.FEsxX]+\s*(\[\s*\d+%\])?", line.strip()))
+    return {"passed": marks.count("."), "failed": marks.count("F"), "errors": marks.count("E"),
+            "skipped": marks.count("s")}
+
+
+def _text(output: str | bytes | None) -> str:
+    return output.decode(errors="replace") if isinstance(output, bytes) else output or ""
 
 
 def collected_count(output: str) -> int | None:
@@ -63,17 +79,18 @@ def tests(run: GpuRun, result: dict[str, Any], paths: list[str] | None = None) -
         report = Path(scratch) / "junit.xml"
         command = test_command(report, run.rehearse, paths or [])
         env = {**os.environ, "XPNET_SHARED_DATA": str(run.config.data_dir), "XPNET_DATA": str(Path(scratch) / "cache"),
-               **({} if run.rehearse else {"XPNET_REQUIRE_GPU": "1"})}
-        result["command"] = " ".join(command[1:]).replace(str(report), "JUNIT")
+               "PYTHONUNBUFFERED": "1", **({} if run.rehearse else {"XPNET_REQUIRE_GPU": "1"})}
+        result["command"] = ("XPNET_REQUIRE_GPU=1 " * (not run.rehearse) + "python " + shlex.join(command[1:])
+                             ).replace(str(report), "JUNIT.xml")
         timeout = max(1.0, run.budget - TEST_MARGIN_S)
         try:
             done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired as exc:
-            result["output_tail"] = (exc.stdout or b"")[-2000:].decode(errors="replace") if isinstance(
-                exc.stdout, bytes) else (exc.stdout or "")[-2000:]
-            raise TimeoutError(f"the GPU tests ran past {timeout:.0f} s") from exc
+            output = _text(exc.stdout)
+            result |= {**progress_counts(output), "output_tail": output[-OUTPUT_TAIL:]}
+            raise TimeoutError(f"the GPU tests ran past {timeout:.0f} s (counts: those finished by then)") from exc
         result["exit_status"] = done.returncode
-        result["output_tail"] = (done.stdout + done.stderr)[-2000:]
+        result["output_tail"] = (done.stdout + done.stderr)[-OUTPUT_TAIL:]
         if run.rehearse:
             result["collected"] = collected_count(done.stdout)
             result["not_run"] = "rehearsal: collected only; with XPNET_REQUIRE_GPU=1 they need a GPU"

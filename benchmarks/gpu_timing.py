@@ -25,6 +25,8 @@ KERNEL_SIZES = [10**8, 10**4, 10**6, 10**5, 10**7]
 """1e8 first (the bandwidth target), then 1e4 (launch-bound), then the rest, in case the budget runs out."""
 REHEARSAL_KERNEL_SIZES = [1000]
 REHEARSAL_COPY_ELEMENTS = 10**6
+KERNEL_SAMPLE_SECONDS = 0.01
+"""Each kernel's sample lasts at least this long (calls repeated): the GPU's timings are steady."""
 KERNEL_BUDGET_SHARE = 0.85
 """The kernels part starts no new case after this share of its budget."""
 LAUNCHES = {False: 2000, True: 5}
@@ -127,7 +129,7 @@ def kernel_bandwidth(run: GpuRun, result: dict[str, Any]) -> None:
                 skipped.append(f"{label} at {n:.0e}")
                 continue
             row = kernels.case_row(backend, sets[label], label, n, rng, copy["gb_per_s"],
-                                   kernels.MIN_SAMPLE_SECONDS[run.rehearse], config.repeats)
+                                   None if run.rehearse else KERNEL_SAMPLE_SECONDS, config.repeats)
             result["rows"].append({**row, "device": device})
     result["rows"].sort(key=lambda row: (list(kernels.CASES).index(row["kernel"]), row["elements"]))
     at_largest = [r for r in result["rows"] if r["elements"] >= max(r2["elements"] for r2 in result["rows"])]
