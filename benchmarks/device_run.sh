@@ -9,8 +9,8 @@
 #                                             `python3 -m benchmarks --sections gpu` under a timeout, and leaves
 #                                             <machine>/results.{json,md}, the charts and device_run.log in $OUT
 #
-# The section bounds each of its parts (benchmarks/gpu.py, 450 s in all); LIMIT_S (default 500) bounds the whole
-# Python run, start-up and charts included. Exit status: the benchmark's (0 ok, 1 a part failed, 2 no usable
+# The section bounds each of its parts (benchmarks/gpu.py: 450 s from the start of Python); LIMIT_S (default 500)
+# bounds the whole Python run, charts included. Numba's low-occupancy warnings are off (one per small launch). Exit status: the benchmark's (0 ok, 1 a part failed, 2 no usable
 # GPU, 124 killed at LIMIT_S), or 3 when the install failed.
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -38,7 +38,7 @@ device_run() {
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   python3 -m pip install -q -e . --no-deps --no-build-isolation || { echo "device_run.sh: pip install failed"; return 3; }
   python3 -m xpnet info
-  export XPNET_DATA=/tmp/xpnet-data PYTHONUNBUFFERED=1
+  export XPNET_DATA=/tmp/xpnet-data PYTHONUNBUFFERED=1 NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS=0
   timeout -k 15 "${LIMIT_S:-500}" python3 -m benchmarks --sections gpu --data-dir "$DATA" --out "$OUT"
   local status=$?
   echo "device_run.sh: python3 -m benchmarks --sections gpu ended with exit status $status"

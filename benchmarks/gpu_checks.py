@@ -109,6 +109,7 @@ def training(run: GpuRun, result: dict[str, Any]) -> None:
     """MNIST's MLP to 98% and CNN to 99% test accuracy (CLI settings, seed 0), each stopped once its share of
     the budget is spent; then `xpnet train fruits`'s classifier. In a rehearsal: 1 epoch on 1,024 images."""
     task = run.mnist()
+    result["mnist"] = []
     runs = {"mlp": (dict(TASK_DEFAULTS["mnist"]["mlp"]), MLP_TARGET), "cnn": (dict(cnn.SETTINGS), CNN_TARGET)}
     for kind, (settings, target) in runs.items():
         if run.rehearse:
@@ -116,7 +117,7 @@ def training(run: GpuRun, result: dict[str, Any]) -> None:
         model = build_model("mnist", task, settings, run.config.backend(run.device))
         outcome = end_to_end.time_to_accuracy(model, task, settings, target,
                                               max_seconds=TRAINING_SHARES[kind] * run.budget)
-        result[f"mnist_{kind}"] = {"device": run.device, "target": target, **outcome,
-                                   "final_test_accuracy": outcome["test_accuracy"][-1]}
-        log(f"gpu: mnist {kind}: {result[f'mnist_{kind}']}")
-    result["fruits"] = end_to_end.fruit_rows(run.on(repeats=1))[0]
+        result["mnist"].append({"model": kind, "device": run.device, "target": target, **outcome,
+                                "final_test_accuracy": outcome["test_accuracy"][-1]})
+        log(f"gpu: mnist {kind}: {result['mnist'][-1]}")
+    result["fruits"] = end_to_end.fruit_rows(run.on(repeats=1))

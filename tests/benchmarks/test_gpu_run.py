@@ -130,16 +130,18 @@ def test_rehearsal_runs_every_part_and_writes_the_results(tmp_path: Path, shared
     assert {name: part["status"] for name, part in parts.items()} == dict.fromkeys(gpu.BUDGETS, "ok")
 
     assert parts["tests"]["collected"] > 10 and "collected only" in parts["tests"]["not_run"]
-    for kind in ("mnist_mlp", "mnist_cnn"):
-        assert 0 < parts["training"][kind]["final_test_accuracy"] <= 1
-    assert 0 < parts["training"]["fruits"]["held_out_accuracy"] <= 1
+    mnist = parts["training"]["mnist"]
+    assert [row["model"] for row in mnist] == ["mlp", "cnn"] and all(0 < row["final_test_accuracy"] <= 1
+                                                                     for row in mnist)
+    assert 0 < parts["training"]["fruits"][0]["held_out_accuracy"] <= 1
     epochs = {row["implementation"]: row for row in parts["mnist_epoch"]["rows"]}
     assert {"xpnet graph", "xpnet fused", "xpnet reference", "torch eager", "torch cuda graphs"} <= set(epochs)
     for row in epochs.values():  # a time, or the reason there is none
         assert (row["s_per_epoch"] or 0) > 0 or row["status"].startswith(("not available", "PyTorch"))
     assert parts["cnn_epoch"]["rows"][0]["xpnet_s_per_epoch"] > 0
     assert parts["wide_mlp"]["device"]["ms_per_step"] > 0 and parts["wide_mlp"]["cpu_2_core"]["width"] == 4096
-    assert {row["kernel"] for row in parts["kernels"]["rows"]} == set(kernels.CASES)
+    measured = {row["kernel"] for row in parts["kernels"]["rows"]}  # the rest named as out of budget
+    assert measured and all(case in measured or case in parts["kernels"]["skipped"] for case in kernels.CASES)
     assert all(row["device"] == "cuda simulator" and row["fused_s"] > 0 for row in parts["kernels"]["rows"])
     assert all(row["host_us"] > 0 for row in parts["launch_overhead"]["per_launch"])
 
