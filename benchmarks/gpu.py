@@ -43,6 +43,15 @@ REHEARSAL_NOTE = ("rehearsal without a GPU: CuPy is absent, so the GPU backend c
                   "arrays, the tests were only collected. No figure here is a GPU measurement.")
 
 
+CUPY_NEEDED = "the GPU backend needs CuPy (absent): ran on the CPU backend (NumPy) at tiny sizes"
+SIMULATED = ("the fused CUDA kernels ran under Numba's simulator on NumPy arrays; their references (CuPy on a "
+             "GPU) ran on NumPy")
+REHEARSED = {"tests": "collected only: running them needs a GPU with CuPy", "training": CUPY_NEEDED,
+             "mnist_epoch": CUPY_NEEDED, "cnn_epoch": CUPY_NEEDED, "wide_mlp": CUPY_NEEDED, "kernels": SIMULATED,
+             "launch_overhead": f"{SIMULATED}; the training steps: {CUPY_NEEDED}"}
+"""What each part did instead in a rehearsal, and what it needs to do the real thing."""
+
+
 class PartTimeout(Exception):
     """A part ran past its budget."""
 
@@ -117,7 +126,9 @@ def run_part(name: str, part: Callable[[GpuRun, dict[str, Any]], None], run: Gpu
     except Exception as exc:  # recorded, so that one broken part does not stop the others
         traceback.print_exc()
         status = {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
-    return {**status, "seconds": round(time.perf_counter() - started, 1), "budget_s": round(run.budget), **result}
+    rehearsed = {"rehearsal": REHEARSED[name]} if run.rehearse and name in REHEARSED else {}
+    return {**status, **rehearsed, "seconds": round(time.perf_counter() - started, 1), "budget_s": round(run.budget),
+            **result}
 
 
 def parts() -> dict[str, Callable[[GpuRun, dict[str, Any]], None]]:

@@ -103,7 +103,8 @@ def torch_version() -> str | None:
     return torch.__version__
 
 
-def _xpnet_epoch(config: Config, device: str, mode: str, x: np.ndarray, y: np.ndarray) -> Candidate:
+def xpnet_epoch(config: Config, device: str, mode: str, x: np.ndarray, y: np.ndarray) -> Candidate:
+    """One epoch of the MLP with ``mode`` kernels on ``device``, the data resident there."""
     backend = config.backend(device, mode)
     model = mlp(SIZES, optimizer="adam", lr=LR, backend=backend)
     x_dev, y_dev = backend.asarray(x), backend.asarray(y)
@@ -121,7 +122,7 @@ def run(config: Config) -> dict[str, Any]:
     candidates = {}
     for device in config.devices:
         for mode in ("fused", "reference"):
-            candidates[f"xpnet {mode} ({device})"] = _xpnet_epoch(config, device, mode, x, one_hot)
+            candidates[f"xpnet {mode} ({device})"] = xpnet_epoch(config, device, mode, x, one_hot)
         if version:
             peer = TorchPeer(x, labels.astype(np.int64), "cuda" if device == "gpu" else "cpu")
             candidates[f"torch ({device})"] = Candidate(peer.epoch, peer.sync)

@@ -29,7 +29,7 @@ def measure(steps: int) -> dict[str, Any]:
     """Milliseconds per step on this machine's CPU, with the load average around the measurement."""
     config = make_config(False, None, "cpu")
     before = load_average()
-    step = training_step._step(config, "cpu", WIDTH, BATCH)
+    step = training_step.step_candidate(config, "cpu", WIDTH, BATCH)
     stats = Stats.of(interleave({"step": step}, steps, 1)["step"])
     return {"width": WIDTH, "batch": BATCH, "ms_per_step": stats.median * 1e3, "min_ms": stats.min * 1e3,
             "steps": steps, "cpu": cpu_model(), "load_average": [before, load_average()],

@@ -128,6 +128,7 @@ def test_rehearsal_runs_every_part_and_writes_the_results(tmp_path: Path, shared
     parts = section["parts"]
     assert list(parts) == list(gpu.BUDGETS)
     assert {name: part["status"] for name, part in parts.items()} == dict.fromkeys(gpu.BUDGETS, "ok")
+    assert all(part["rehearsal"] == gpu.REHEARSED[name] for name, part in parts.items())  # what ran instead
 
     assert parts["tests"]["collected"] > 10 and "collected only" in parts["tests"]["not_run"]
     mnist = parts["training"]["mnist"]
