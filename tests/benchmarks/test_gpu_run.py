@@ -150,3 +150,11 @@ def test_rehearsal_runs_every_part_and_writes_the_results(tmp_path: Path, shared
     assert all(f"## gpu: {name}" in markdown for name in gpu.BUDGETS)
     for chart in ("gpu_kernels.png", "gpu_epochs.png"):
         assert (folder / chart).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_device_script_refuses_to_prepare_from_a_folder_without_the_data(tmp_path: Path) -> None:
+    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "device_run.sh"), "prepare", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == [f"device_run.sh: {tmp_path}/mnist is missing; name the data folder: "
+                                        "benchmarks/device_run.sh prepare DIR"]
