@@ -1,8 +1,11 @@
-"""``python -m benchmarks [--quick] [--sections ...] [--machine SLUG] [--data-dir DIR] [--out DIR]``.
+"""``python -m benchmarks [--quick] [--sections ...] [--rehearse] [--machine SLUG] [--data-dir DIR] [--out DIR]``.
 
 Runs the sections in order, writing results after each one under ``<out>/<machine>/`` (``<machine>/quick/``
-for --quick). A section that fails is recorded with its error and the exit status is 1. Sections not run keep
-their earlier results from that folder (each section records the command and time that produced it), so one
+for --quick, ``<machine>/rehearsal/`` for --rehearse). A section that fails is recorded with its error and the
+exit status is 1. The ``gpu`` section (not in the default list) is the one prepared run on a CUDA machine
+(``benchmarks/gpu.py``): without a usable GPU it ends at once with one line (exit 2); ``--rehearse`` runs it on
+tiny sizes under Numba's CUDA simulator and the CPU instead. Sections not run keep their earlier results from
+that folder (each section records the command and time that produced it), so one
 section can be re-measured without discarding the others.
 """
 
@@ -18,9 +21,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cnn, data_sources, distributed, end_to_end, kernels, machine, peers, report, training_step
+from benchmarks import cnn, data_sources, distributed, end_to_end, gpu, kernels, machine, peers, report, training_step
 from benchmarks.config import REPO_ROOT, Config, make_config
 from benchmarks.timing import load_average, log
+from xpnet.backend import BACKENDS
 
 SECTIONS: dict[str, Callable[[Config], dict[str, Any]]] = {
     "kernels": kernels.run,
@@ -30,7 +34,9 @@ SECTIONS: dict[str, Callable[[Config], dict[str, Any]]] = {
     "cnn": cnn.run,
     "distributed": distributed.run,
     "data_sources": data_sources.run,
+    "gpu": gpu.run,
 }
+DEFAULT_SECTIONS = [name for name in SECTIONS if name != "gpu"]
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results"
 INSTALL = "pip install -e '.[bench]'"
 """The extra that installs what the suite needs beyond xpnet's tests: matplotlib (charts) and PyTorch (the peer)."""
@@ -39,8 +45,10 @@ INSTALL = "pip install -e '.[bench]'"
 def build_parser(prog: str = "python -m benchmarks") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[1])
     parser.add_argument("--quick", action="store_true", help="tiny sizes and 3 runs per median: checks the harness")
-    parser.add_argument("--sections", default=",".join(SECTIONS),
-                        help=f"comma-separated subset of {', '.join(SECTIONS)} (default: all)")
+    parser.add_argument("--sections", default=",".join(DEFAULT_SECTIONS),
+                        help=f"comma-separated subset of {', '.join(SECTIONS)} (default: all but gpu)")
+    parser.add_argument("--rehearse", action="store_true",
+                        help="the gpu section without a GPU: every part on tiny sizes, CUDA kernels simulated")
     parser.add_argument("--device", choices=("auto", "cpu"), default="auto",
                         help="auto: CPU, and the GPU when one is usable (default); cpu: CPU only")
     parser.add_argument("--machine", help="results folder name (default: a slug of CPU model, cores and GPU)")
@@ -98,19 +106,28 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks") 
     unknown = set(names) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
+    if args.rehearse and names != ["gpu"]:
+        parser.error("--rehearse rehearses the gpu section alone; use it with --sections gpu")
+    if "gpu" in names and not args.rehearse:
+        problem = BACKENDS["gpu"].problem()
+        if problem is not None:
+            print(f"{prog}: error: the gpu section needs a usable GPU, and there is none: {problem} "
+                  "(--rehearse runs it without one)", file=sys.stderr)
+            return 2
     try:
         import matplotlib  # noqa: F401 - only checked here, before minutes of timing; the charts import it
     except ImportError:
         print(f"{prog}: error: the charts need matplotlib, which is not installed; {INSTALL}", file=sys.stderr)
         return 2
-    config = make_config(args.quick, args.data_dir, args.device)
+    config = make_config(args.quick or args.rehearse, args.data_dir, "cpu" if args.rehearse else args.device)
+    config.rehearse = args.rehearse
     for note in missing_peer_notes():
         log(note)
         config.notes.append(note)
     description = machine.describe(config)
     slug = args.machine or machine.slug(description)
-    folder = args.out / slug / ("quick" if args.quick else "")
-    mode = "quick" if args.quick else "full"
+    mode = "rehearsal" if args.rehearse else "quick" if args.quick else "full"
+    folder = args.out / slug / ("" if mode == "full" else mode)
     command = " ".join(["python -m benchmarks", *(argv if argv is not None else sys.argv[1:])])
     results: dict[str, Any] = {
         "machine_slug": slug, "machine": description, "mode": mode, "command": command,

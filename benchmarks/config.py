@@ -30,6 +30,8 @@ class Config:
     repeats: int = FULL_REPEATS
     warmup: int = 1
     notes: list[str] = field(default_factory=list)
+    rehearse: bool = False
+    """The gpu section's rehearsal without a GPU (``--rehearse``): every part on tiny sizes, on the CPU backend."""
 
     def backend(self, device: str, kernel_mode: str = "fused", seed: int = 0) -> Backend:
         return get_backend(device, "float32", seed, kernel_mode)

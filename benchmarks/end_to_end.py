@@ -28,15 +28,18 @@ def _cli_model(config: Config, device: str, task_name: str, task: TaskData, sett
     return build_model(task_name, task, settings, config.backend(device))
 
 
-def time_to_accuracy(model: Model, task: TaskData, settings: dict[str, Any], target: float) -> dict[str, Any]:
+def time_to_accuracy(model: Model, task: TaskData, settings: dict[str, Any], target: float,
+                     max_seconds: float | None = None) -> dict[str, Any]:
     """Train as `xpnet train` does (test set as validation data, evaluated after every epoch) until the first
-    epoch whose test accuracy reaches ``target``; seconds from the start of training to the end of that epoch."""
+    epoch whose test accuracy reaches ``target``; seconds from the start of training to the end of that epoch.
+    With ``max_seconds``, training also stops after the first epoch that ends later than that."""
     started = time.perf_counter()
     elapsed: list[float] = []
 
     def stop_at_target(trained: Model, epoch: int, logs: dict[str, float]) -> None:
         elapsed.append(time.perf_counter() - started)
-        trained.stop_training = logs["val_accuracy"] >= target
+        out_of_time = max_seconds is not None and elapsed[-1] > max_seconds
+        trained.stop_training = logs["val_accuracy"] >= target or out_of_time
 
     history = model.fit(task.x_train, task.y_train, settings["epochs"], settings["batch_size"],
                         validation_data=(task.x_test, task.y_test), seed=0, verbose=0, callbacks=[stop_at_target],
@@ -48,6 +51,7 @@ def time_to_accuracy(model: Model, task: TaskData, settings: dict[str, Any], tar
         "test_accuracy": accuracy,
         "epoch_s_median": float(np.median(history.history["time"])),
         "seconds_to_target": None if reached is None else elapsed[reached],
+        "training_seconds_to_target": None if reached is None else float(np.sum(history.history["time"][:reached + 1])),
         "epoch_reaching_target": None if reached is None else reached + 1,
     }
 

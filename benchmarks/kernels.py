@@ -244,18 +244,38 @@ CASES: dict[str, tuple[str, Callable[..., Workload]]] = {
 """Case label -> (kernel name, workload builder). Together they cover every declared kernel (``registry.kernels()``)."""
 
 
-def implementations(kernel: str, backend: Backend) -> dict[str, Callable[..., Any]]:
-    """The fused kernel and its reference on ``backend``."""
+def implementations(kernel: str, backend: Backend | type[Backend]) -> dict[str, Callable[..., Any]]:
+    """The fused kernel and its reference of ``backend`` (an instance, or a backend class: its kernel sets)."""
     return {mode: getattr(backend.kernel_set(mode)(), kernel) for mode in KERNEL_SETS}
 
 
-def copy_bandwidth(config: Config, backend: Backend) -> dict[str, Any]:
+def copy_bandwidth(config: Config, backend: Backend, elements: int | None = None) -> dict[str, Any]:
     """GB/s of ``copyto`` between two large float32 arrays (bytes read + bytes written)."""
-    n = COPY_ELEMENTS[config.quick]
+    n = elements or COPY_ELEMENTS[config.quick]
     src, dst = backend.xp.full(n, 1.0, dtype=backend.dtype), backend.empty(n)  # zeros could share one page
     copy = Candidate(lambda: backend.xp.copyto(dst, src), backend.synchronize)
     stats = Stats.of(interleave({"copy": copy}, config.repeats, config.warmup)["copy"])
     return {"elements": n, "seconds": stats.median, "gb_per_s": 2 * src.nbytes / stats.median / 1e9}
+
+
+def case_row(backend: Backend, functions: dict[str, Callable[..., Any]], label: str, n: int,
+             rng: np.random.Generator, copy_gb_per_s: float, min_seconds: float | None, repeats: int) -> dict[str, Any]:
+    """One case at ``n`` elements: fused and reference times interleaved, bandwidth, share of copy bandwidth.
+    Each sample lasts at least ``min_seconds``; None: one call per sample (the CUDA simulator's rehearsal)."""
+    work = CASES[label][1](backend, rng, n)
+    candidates = {mode: Candidate(lambda f=f: f(*work.args), backend.synchronize) for mode, f in functions.items()}
+    for candidate in candidates.values():
+        if min_seconds is not None:
+            candidate.calibrate(min_seconds)
+    times = {mode: Stats.of(s).median for mode, s in interleave(candidates, repeats).items()}
+    row = {"device": backend.name, "kernel": label, "elements": work.elements, "bytes": work.moved}
+    for mode, seconds in times.items():
+        gbs = work.moved / seconds / 1e9
+        row |= {f"{mode}_s": seconds, f"{mode}_gb_per_s": gbs, f"{mode}_copy_fraction": gbs / copy_gb_per_s}
+    row["speedup"] = times["reference"] / times["fused"]
+    log(f"kernels: {backend.name} {label} n={work.elements:.0e}: fused {times['fused'] * 1e3:.3f} ms, "
+        f"reference {times['reference'] * 1e3:.3f} ms ({row['speedup']:.1f}x)")
+    return row
 
 
 def run(config: Config) -> dict[str, Any]:
@@ -267,27 +287,10 @@ def run(config: Config) -> dict[str, Any]:
         backend = config.backend(device)
         copy[device] = copy_bandwidth(config, backend)
         log(f"kernels: {device} copy bandwidth {copy[device]['gb_per_s']:.1f} GB/s")
-        for label, (kernel, build) in CASES.items():
+        for label, (kernel, _) in CASES.items():
             functions = implementations(kernel, backend)
-            for n in sizes:
-                work = build(backend, rng, n)
-                candidates = {
-                    mode: Candidate(lambda f=f, w=work: f(*w.args), backend.synchronize)
-                    for mode, f in functions.items()
-                }
-                for candidate in candidates.values():
-                    candidate.calibrate(MIN_SAMPLE_SECONDS[config.quick])
-                times = {mode: Stats.of(s).median for mode, s in interleave(candidates, config.repeats).items()}
-                row = {"device": device, "kernel": label, "elements": work.elements, "bytes": work.moved}
-                for mode, seconds in times.items():
-                    gbs = work.moved / seconds / 1e9
-                    row |= {f"{mode}_s": seconds, f"{mode}_gb_per_s": gbs,
-                            f"{mode}_copy_fraction": gbs / copy[device]["gb_per_s"]}
-                row["speedup"] = times["reference"] / times["fused"]
-                rows.append(row)
-                log(f"kernels: {device} {label} n={work.elements:.0e}: fused {times['fused'] * 1e3:.3f} ms, "
-                    f"reference {times['reference'] * 1e3:.3f} ms ({row['speedup']:.1f}x)")
-                del work, candidates
+            rows += [case_row(backend, functions, label, n, rng, copy[device]["gb_per_s"],
+                              MIN_SAMPLE_SECONDS[config.quick], config.repeats) for n in sizes]
     slower = [f"{r['device']} {r['kernel']} at {r['elements']:.0e}" for r in rows if r["speedup"] < 1]
     notes = [
         "bandwidth = bytes a kernel must move (inputs read once, outputs written once; in-place arrays twice) "

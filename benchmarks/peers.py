@@ -54,6 +54,45 @@ class TorchPeer:
             self.torch.cuda.synchronize()
 
 
+class TorchGraphPeer(TorchPeer):
+    """``TorchPeer`` with each training step captured once as a CUDA graph and replayed: the batch is gathered
+    into static buffers before each replay. Adam runs with ``capturable=True`` (its step count on the device).
+    The epoch replays full batches only: the last, short batch (96 of MNIST's 60,000 at batch 128) is dropped."""
+
+    def __init__(self, x: np.ndarray, labels: np.ndarray, device: str) -> None:
+        super().__init__(x, labels, device)
+        torch = self.torch
+        if device != "cuda" or not torch.cuda.is_available():
+            raise RuntimeError("CUDA graphs need PyTorch with a CUDA device (torch.cuda.is_available() is False)")
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=LR, capturable=True)
+        self.static_x, self.static_y = self.x[: self.batch].clone(), self.y[: self.batch].clone()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up steps on a side stream, as PyTorch's capture recipe asks
+            for _ in range(3):
+                self._step()
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.cuda.graph(self.graph):
+            self._step(zero_grad=False)
+
+    def _step(self, zero_grad: bool = True) -> None:
+        loss = self.torch.nn.functional.cross_entropy(self.net(self.static_x), self.static_y)
+        if zero_grad:
+            self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+    def epoch(self) -> None:
+        order = self.torch.randperm(len(self.x), device=self.device)
+        for lo in range(0, len(order) - self.batch + 1, self.batch):
+            rows = order[lo : lo + self.batch]
+            self.static_x.copy_(self.x[rows])
+            self.static_y.copy_(self.y[rows])
+            self.graph.replay()
+
+
 def torch_version() -> str | None:
     """PyTorch's version, set up to use every core; None when it is not installed."""
     try:
@@ -64,7 +103,8 @@ def torch_version() -> str | None:
     return torch.__version__
 
 
-def _xpnet_epoch(config: Config, device: str, mode: str, x: np.ndarray, y: np.ndarray) -> Candidate:
+def xpnet_epoch(config: Config, device: str, mode: str, x: np.ndarray, y: np.ndarray) -> Candidate:
+    """One epoch of the MLP with ``mode`` kernels on ``device``, the data resident there."""
     backend = config.backend(device, mode)
     model = mlp(SIZES, optimizer="adam", lr=LR, backend=backend)
     x_dev, y_dev = backend.asarray(x), backend.asarray(y)
@@ -82,7 +122,7 @@ def run(config: Config) -> dict[str, Any]:
     candidates = {}
     for device in config.devices:
         for mode in ("fused", "reference"):
-            candidates[f"xpnet {mode} ({device})"] = _xpnet_epoch(config, device, mode, x, one_hot)
+            candidates[f"xpnet {mode} ({device})"] = xpnet_epoch(config, device, mode, x, one_hot)
         if version:
             peer = TorchPeer(x, labels.astype(np.int64), TORCH_DEVICES[device])
             candidates[f"torch ({device})"] = Candidate(peer.epoch, peer.sync)

@@ -50,7 +50,13 @@ def to_markdown(results: dict[str, Any]) -> str:
                              for key, value in machine.items()]), ""]
     lines += [f"- {note}" for note in results["notes"]] + [""]
     for name, section in results["sections"].items():
-        lines += _section_markdown(name, section)
+        if name == "gpu" and isinstance(section.get("parts"), dict):
+            rest = {key: value for key, value in section.items() if key != "parts"}
+            lines += _section_markdown(name, rest)
+            for part, values in section["parts"].items():
+                lines += _section_markdown(f"gpu: {part}", values)
+        else:
+            lines += _section_markdown(name, section)
     return "\n".join(lines)
 
 
@@ -158,6 +164,34 @@ def distributed_chart(section: dict[str, Any], path: Path) -> Path:
     return _save_figure(figure, path)
 
 
+def epoch_chart(parts: dict[str, Any], path: Path) -> Path:
+    """Seconds per epoch of each implementation: the MNIST MLP and the CLI's CNN, xpnet against PyTorch."""
+    import matplotlib.pyplot as plt
+
+    bars = {f"MLP: {row['implementation']}": row["s_per_epoch"] for row in parts["mnist_epoch"].get("rows", [])}
+    for row in parts["cnn_epoch"].get("rows", []):
+        bars |= {"CNN: xpnet": row["xpnet_s_per_epoch"], "CNN: torch eager": row["torch_s_per_epoch"]}
+    measured = {label: seconds for label, seconds in bars.items() if seconds}
+    figure, ax = plt.subplots(figsize=(9, 5))
+    ax.barh(list(measured), list(measured.values()), color="tab:blue")
+    ax.set(xscale="log", xlabel="seconds per epoch (median)", title="MNIST training epoch on the device")
+    ax.invert_yaxis()
+    figure.tight_layout()
+    return _save_figure(figure, path)
+
+
+def gpu_charts(section: dict[str, Any], folder: Path) -> list[Path]:
+    """The gpu section's kernel bandwidth chart and epoch chart, for the parts that measured something."""
+    parts = section.get("parts", {})
+    written = []
+    if parts.get("kernels", {}).get("rows"):
+        written.append(kernel_chart(parts["kernels"], folder / "gpu_kernels.png"))
+    if parts.get("mnist_epoch", {}).get("rows") or parts.get("cnn_epoch", {}).get("rows"):
+        written.append(epoch_chart({name: parts.get(name, {}) for name in ("mnist_epoch", "cnn_epoch")},
+                                   folder / "gpu_epochs.png"))
+    return written
+
+
 CHARTS = {"kernels": kernel_chart, "training_step": training_chart, "distributed": distributed_chart}
 
 
@@ -177,4 +211,6 @@ def write(results: dict[str, Any], folder: Path) -> list[Path]:
         section = results["sections"].get(name, {})
         if section.get("rows"):
             written.append(chart(section, folder / f"{name}.png"))
+    if "gpu" in results["sections"]:
+        written += gpu_charts(results["sections"]["gpu"], folder)
     return written

@@ -27,7 +27,7 @@ def step_flops(width: int, batch: int) -> float:
     return 6.0 * batch * weights
 
 
-def _step(config: Config, device: str, width: int, batch: int) -> Candidate:
+def step_candidate(config: Config, device: str, width: int, batch: int) -> Candidate:
     """One train_step of a fresh model on random data of ``batch`` rows, resident on ``device``."""
     backend = config.backend(device)
     model = mlp([INPUTS, width, width, OUTPUTS], optimizer="adam", backend=backend)
@@ -59,7 +59,7 @@ def run(config: Config) -> dict[str, Any]:
                 skipped.append(f"{width}x{batch}")
             if not devices:
                 continue
-            candidates = {device: _step(config, device, width, batch) for device in devices}
+            candidates = {device: step_candidate(config, device, width, batch) for device in devices}
             for candidate in candidates.values():
                 candidate.calibrate(MIN_SAMPLE_SECONDS[config.quick])
             times = {d: Stats.of(s).median for d, s in interleave(candidates, config.repeats).items()}

@@ -1,8 +1,14 @@
-"""Shared test fixtures: the real data beside the project, the GPU marker, and the CUDA simulator switch."""
+"""Shared test fixtures: the real data beside the project, the GPU marker, and the CUDA simulator switch.
+
+``XPNET_REQUIRE_GPU=1`` makes a ``gpu``-marked test that is skipped (no usable GPU, or a skip inside the test)
+count as failed, for a run on a GPU machine where every GPU test must really run. ``XPNET_SHARED_DATA`` names
+the data folder where ``../shared/data`` is not beside the checkout (as on a machine the checkout was copied to).
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numba
@@ -14,7 +20,8 @@ from xpnet.backend_cupy import CupyBackend
 from xpnet.backend_numpy import NumpyBackend
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("XPNET_SHARED_DATA") or ROOT.parent / "shared" / "data")
+REQUIRE_GPU = os.environ.get("XPNET_REQUIRE_GPU") == "1"
 
 GPU_PROBLEM = BACKENDS["gpu"].problem()
 
@@ -46,7 +53,8 @@ def fused_float64_backend(name: str, seed: int) -> Backend:
 def shared_data() -> Path:
     """``../shared/data`` beside the project root: real MNIST and Fruits-360 files (never downloaded by tests)."""
     if not (SHARED_DATA / "mnist").is_dir():
-        pytest.fail(f"the shared data folder is missing: expected {SHARED_DATA} with mnist/ and fruits-360/ in it")
+        pytest.fail(f"the shared data folder is missing: expected {SHARED_DATA} with mnist/ and fruits-360/ in it "
+                    "(or set $XPNET_SHARED_DATA to one)")
     return SHARED_DATA
 
 
@@ -57,3 +65,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Under ``XPNET_REQUIRE_GPU=1``, a skipped ``gpu`` test is reported as failed, with the skip's reason."""
+    outcome = yield
+    report = outcome.get_result()
+    if REQUIRE_GPU and report.skipped and "gpu" in item.keywords:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"XPNET_REQUIRE_GPU=1, but this GPU test was skipped: {reason}"
