@@ -11,6 +11,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -78,8 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
                 option.add_to(train)
                 added.add(option.dest)
     train.add_argument("--save", metavar="PATH", help="save the trained model here (.npz)")
-    train.add_argument("--plot", metavar="PATH", help="write training curves as PNG, and charts beside them (fruits: "
-                       "mean hues; fruits, csv, npz, images: a confusion matrix)")
+    train.add_argument("--plot", metavar="PATH", help="write training curves as PNG (or the format the suffix names: "
+                       ".jpg, .pdf, .svg), and charts beside them (fruits: mean hues; every job: a confusion matrix)")
     train.add_argument("--checkpoint-dir", metavar="DIR", help="write a checkpoint after every epoch and on Ctrl-C")
     train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --checkpoint-dir")
     train.add_argument("--quiet", action="store_true", help="no progress bar or summary; just the result line")
@@ -117,10 +118,11 @@ def _check_job_options(args: argparse.Namespace) -> Task:
     """The job ``args`` name; ConfigError for a data option given to a job it does not apply to, a missing or extra
     data source, or options of the job that do not go together."""
     task = TASKS[args.task]
-    for option in {option for other in TASKS.values() for option in other.options} - set(task.options):
-        if getattr(args, option.dest) not in (None, False):
-            jobs = [name for name, other in TASKS.items() if option in other.options]
-            raise ConfigError(f"{option.flag} applies to xpnet train {' and '.join(jobs)}, not {args.task}")
+    for other in TASKS.values():
+        for option in other.options:
+            if option not in task.options and getattr(args, option.dest) not in (None, False):
+                jobs = [name for name, job in TASKS.items() if option in job.options]
+                raise ConfigError(f"{option.flag} applies to xpnet train {' and '.join(jobs)}, not {args.task}")
     if task.source is not None and args.source is None:
         raise ConfigError(f"xpnet train {args.task} needs {task.source}: xpnet train {args.task} PATH")
     if task.source is None and args.source is not None:
@@ -170,25 +172,35 @@ def _settings(args: argparse.Namespace) -> tuple[dict[str, Any], set[str]]:
     return settings, given
 
 
+def _check_output_path(flag: str, name: str, is_folder: bool) -> None:
+    """Refuse, before any work, an output path that cannot be written: a file where a folder is needed (or the
+    other way round), or a folder without write permission. ``flag`` names the argument in the message."""
+    label = f"{flag} {name}".strip()
+    path = Path(name).expanduser()
+    if is_folder and path.exists() and not path.is_dir():
+        raise ConfigError(f"{label}: this is a file, not a folder; give a folder for the checkpoints")
+    if not is_folder and path.is_dir():
+        raise ConfigError(f"{label}: this is a folder; give a file name")
+    folder = path if is_folder else path.parent
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{label}: {existing} is a file, not a folder; check the path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{label}: cannot write in {existing}; check the path and its permissions")
+
+
 def _check_output_paths(args: argparse.Namespace) -> None:
-    """Refuse, before any training, an output path that cannot be written: a file where a folder is needed (or the
-    other way round), or a folder without write permission."""
+    """Refuse, before any training, the outputs of `xpnet train` that cannot be written, and a --plot format that
+    cannot be (or without matplotlib)."""
     outputs = (("--save", args.save, False), ("--plot", args.plot, False),
                ("--checkpoint-dir", args.checkpoint_dir, True))
     for flag, name, is_folder in outputs:
-        if name is None:
-            continue
-        path = Path(name).expanduser()
-        if is_folder and path.exists() and not path.is_dir():
-            raise ConfigError(f"{flag} {name}: this is a file, not a folder; give a folder for the checkpoints")
-        if not is_folder and path.is_dir():
-            raise ConfigError(f"{flag} {name}: this is a folder; give a file name")
-        folder = path if is_folder else path.parent
-        existing = next(p for p in (folder, *folder.parents) if p.exists())
-        if not existing.is_dir():
-            raise ConfigError(f"{flag} {name}: {existing} is a file, not a folder; check the path")
-        if not os.access(existing, os.W_OK | os.X_OK):
-            raise ConfigError(f"{flag} {name}: cannot write in {existing}; check the path and its permissions")
+        if name is not None:
+            _check_output_path(flag, name, is_folder)
+    if args.plot is not None:
+        from xpnet.plotting import check_plot_path
+
+        check_plot_path(args.plot)
 
 
 def _accuracy(split: str, metrics: dict[str, float]) -> str:
@@ -302,6 +314,7 @@ def command_export(args: argparse.Namespace) -> int:
     from xpnet.export import OPSET, to_onnx
     from xpnet.serialization import load_model
 
+    _check_output_path("", args.output, False)
     model = load_model(args.model, device="cpu")
     path = to_onnx(model, args.output)
     print(f"wrote {path} (ONNX opset {OPSET}): float32 input (batch, {', '.join(map(str, model.input_shape))}) -> "
@@ -372,18 +385,34 @@ def _error(message: str) -> None:
     sys.stderr.flush()
 
 
+def _notice(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
+            line: str | None = None) -> None:
+    """A warning (a skipped file, an unwritable cache) as one ``note:`` line, without the source line."""
+    sys.stderr.write(f"note: {message}\n")
+    sys.stderr.flush()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status."""
+    """Run the command line; return the exit status. In an MPI job every rank meets the same errors, notes and
+    interrupts: rank 0 alone prints them (a rank that fails alone says so itself before aborting the job)."""
+    from xpnet.distributed import launched_rank
+
     args = build_parser().parse_args(argv)
-    try:
-        return COMMANDS[args.command](args)
-    except XpnetError as exc:
-        _error(f"{exc}" + (f" ({exc.hint})" if exc.hint else ""))
-        return exc.exit_code
-    except OSError as exc:  # a file the user named cannot be written or read (permissions, full disk...)
-        where = f" ({exc.filename})" if exc.filename else ""
-        _error(f"{exc.strerror or exc}{where}; check the path and its permissions")
-        return 2
-    except KeyboardInterrupt:
-        print("xpnet: interrupted", file=sys.stderr)
-        return 130
+    speaks = launched_rank() == 0
+    with warnings.catch_warnings():
+        warnings.showwarning = _notice if speaks else (lambda *_args, **_kwargs: None)
+        try:
+            return COMMANDS[args.command](args)
+        except XpnetError as exc:
+            if speaks:
+                _error(f"{exc}" + (f" ({exc.hint})" if exc.hint else ""))
+            return exc.exit_code
+        except OSError as exc:  # a file the user named cannot be written or read (permissions, full disk...)
+            where = f" ({exc.filename})" if exc.filename else ""
+            if speaks:
+                _error(f"{exc.strerror or exc}{where}; check the path and its permissions")
+            return 2
+        except KeyboardInterrupt:
+            if speaks:
+                print("xpnet: interrupted", file=sys.stderr)
+            return 130

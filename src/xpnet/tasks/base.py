@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from xpnet.model import Model
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared and hashed as the one object each option is
 class Option:
     """One data option of ``xpnet train`` (``dest`` its argparse name), added to the parser once whichever tasks
     list it; ``kwargs`` go to ``add_argument``."""
