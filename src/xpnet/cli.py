@@ -311,10 +311,10 @@ def command_predict(args: argparse.Namespace) -> int:
 
 
 def command_export(args: argparse.Namespace) -> int:
+    _check_output_path("", args.output, False)
     from xpnet.export import OPSET, to_onnx
     from xpnet.serialization import load_model
 
-    _check_output_path("", args.output, False)
     model = load_model(args.model, device="cpu")
     path = to_onnx(model, args.output)
     print(f"wrote {path} (ONNX opset {OPSET}): float32 input (batch, {', '.join(map(str, model.input_shape))}) -> "

@@ -56,7 +56,7 @@ def class_list(text: str | None) -> list[str] | None:
 
 
 @dataclass
-class TestData:
+class EvalData:
     """What a saved model is evaluated on: features ``x`` with labels ``y`` (or ``x`` chunks and ``y`` None), and
     the name of the split ("test", "held-out")."""
 
@@ -93,7 +93,7 @@ class Task:
         """The training and test data the command line's ``args`` name."""
         raise NotImplementedError
 
-    def test_data(self, model: Model, data: str | None, data_dir: str | None) -> TestData:
+    def test_data(self, model: Model, data: str | None, data_dir: str | None) -> EvalData:
         """What ``xpnet evaluate`` scores ``model`` on: ``data`` (the file or folder given, for a job with a
         ``source``) or the job's own test split under ``data_dir``."""
         raise NotImplementedError

@@ -21,7 +21,7 @@ from xpnet.data.chunks import MAX_CHUNK, samples_in_memory
 from xpnet.data.table import CsvScan, csv_columns, scan_csv
 from xpnet.errors import ConfigError, DataError, ModelFileError
 from xpnet.scaling import RunningStats, Standardizer
-from xpnet.tasks.base import MAX_IN_MEMORY, TEST_FRACTION, Option, Task, TestData, check_max_in_memory, refuse_images
+from xpnet.tasks.base import MAX_IN_MEMORY, TEST_FRACTION, EvalData, Option, Task, check_max_in_memory, refuse_images
 from xpnet.tasks.common import TaskData, check_classes, holdout_split, mlp_defaults
 
 if TYPE_CHECKING:
@@ -152,8 +152,8 @@ class CsvTask(Task):
         return load_task(args.source, args.label, header=not args.no_header, test_fraction=args.test_fraction,
                          test_file=args.test_file, seed=seed, max_in_memory=args.max_in_memory)
 
-    def test_data(self, model: Model, data: str | None, data_dir: str | None) -> TestData:
-        return TestData(*read_rows(model.preprocessing, model.class_names, str(data), labelled=True))
+    def test_data(self, model: Model, data: str | None, data_dir: str | None) -> EvalData:
+        return EvalData(*read_rows(model.preprocessing, model.class_names, str(data), labelled=True))
 
     def predict_features(self, model: Model, path: Path) -> tuple[list[str], Any]:
         refuse_images(self, path, "CSV rows")

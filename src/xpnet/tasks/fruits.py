@@ -20,7 +20,7 @@ from xpnet.data.mnist import default_data_dir
 from xpnet.errors import ConfigError, DataError
 from xpnet.features import CACHE_SIZE, HueHistogramFeatures, cached_histograms, hue_histograms
 from xpnet.kernels.hue import DEFAULT_BINS
-from xpnet.tasks.base import CLASSES, DATA_DIR, Task, TestData, chart_path, class_list
+from xpnet.tasks.base import CLASSES, DATA_DIR, EvalData, Task, chart_path, class_list
 from xpnet.tasks.common import HOLDOUT_FRACTION, TaskData, holdout_split, mlp_defaults
 
 if TYPE_CHECKING:
@@ -132,11 +132,11 @@ class FruitsTask(Task):
             raise ConfigError("xpnet train fruits needs --data-dir: a Fruits-360 folder (with Training/, maybe Test/)")
         return load_task(args.data_dir, class_list(args.classes), backend, seed=seed)
 
-    def test_data(self, model: Model, data: str | None, data_dir: str | None) -> TestData:
+    def test_data(self, model: Model, data: str | None, data_dir: str | None) -> EvalData:
         if not data_dir:
             raise ConfigError("evaluating a fruit model needs --data-dir, the Fruits-360 folder it was trained on")
         task = evaluation_task(data_dir, model)
-        return TestData(task.x_test, task.y_test, task.test_name)
+        return EvalData(task.x_test, task.y_test, task.test_name)
 
     def predict_features(self, model: Model, path: Path) -> tuple[list[str], Any]:
         return [str(path)], image_features(model.preprocessing, [path], model.backend)

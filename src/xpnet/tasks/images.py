@@ -29,9 +29,9 @@ from xpnet.tasks.base import (
     CLASSES,
     MAX_IN_MEMORY,
     TEST_FRACTION,
+    EvalData,
     Option,
     Task,
-    TestData,
     check_max_in_memory,
     class_list,
 )
@@ -265,9 +265,9 @@ class ImagesTask(Task):
                          features=args.features or "pixels", classes=class_list(args.classes),
                          test_fraction=args.test_fraction, seed=seed, max_in_memory=args.max_in_memory)
 
-    def test_data(self, model: Model, data: str | None, data_dir: str | None) -> TestData:
+    def test_data(self, model: Model, data: str | None, data_dir: str | None) -> EvalData:
         task = evaluation_data(str(data), model.preprocessing, model.class_names, model.backend)
-        return TestData(task.x_test, task.y_test, task.test_name)
+        return EvalData(task.x_test, task.y_test, task.test_name)
 
     def predict_features(self, model: Model, path: Path) -> tuple[list[str], Any]:
         if model.preprocessing.get("type") == "hue_histogram":

@@ -11,7 +11,7 @@ import numpy as np
 
 from xpnet.data.digits import mnist_like, read_grayscale
 from xpnet.data.mnist import load_mnist
-from xpnet.tasks.base import DATA_DIR, Option, Task, TestData
+from xpnet.tasks.base import DATA_DIR, EvalData, Option, Task
 from xpnet.tasks.common import TaskData, cnn_defaults, mlp_defaults
 
 if TYPE_CHECKING:
@@ -55,9 +55,9 @@ class MnistTask(Task):
     def load(self, args: argparse.Namespace, backend: Backend, seed: int) -> TaskData:
         return load_task(args.data_dir, download=not args.no_download)
 
-    def test_data(self, model: Model, data: str | None, data_dir: str | None) -> TestData:
+    def test_data(self, model: Model, data: str | None, data_dir: str | None) -> EvalData:
         task = load_task(data_dir, download=False)
-        return TestData(task.x_test, task.y_test, task.test_name)
+        return EvalData(task.x_test, task.y_test, task.test_name)
 
     def predict_features(self, model: Model, path: Path) -> tuple[list[str], Any]:
         return [str(path)], image_features(model.preprocessing, [path])

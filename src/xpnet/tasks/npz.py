@@ -17,7 +17,7 @@ import numpy as np
 from xpnet.data.table import label_key, sort_classes
 from xpnet.errors import ConfigError, DataError
 from xpnet.scaling import RunningStats, Standardizer
-from xpnet.tasks.base import TEST_FRACTION, Task, TestData, refuse_images
+from xpnet.tasks.base import TEST_FRACTION, EvalData, Task, refuse_images
 from xpnet.tasks.common import TaskData, check_classes, cnn_defaults, holdout_split, mlp_defaults
 
 if TYPE_CHECKING:
@@ -142,8 +142,8 @@ class NpzTask(Task):
     def load(self, args: argparse.Namespace, backend: Backend, seed: int) -> TaskData:
         return load_task(args.source, test_fraction=args.test_fraction, seed=seed)
 
-    def test_data(self, model: Model, data: str | None, data_dir: str | None) -> TestData:
-        return TestData(*read_samples(model.preprocessing, model.class_names, str(data), labelled=True))
+    def test_data(self, model: Model, data: str | None, data_dir: str | None) -> EvalData:
+        return EvalData(*read_samples(model.preprocessing, model.class_names, str(data), labelled=True))
 
     def predict_features(self, model: Model, path: Path) -> tuple[list[str], Any]:
         refuse_images(self, path, ".npz samples")
