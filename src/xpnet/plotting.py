@@ -69,7 +69,7 @@ def plot_history(history: dict[str, list[float]], path: str | Path, title: str =
             if key in history:
                 axis.plot(epochs, history[key], marker=marker, markersize=4, label=label)
         axis.set_xlabel("epoch")
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no 1.25 or 0.96
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # whole epochs: no 1.25
         axis.set_ylabel(metric)
         axis.grid(alpha=0.3)
         axis.legend()
