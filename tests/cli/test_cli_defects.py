@@ -3,7 +3,9 @@ output the user asked for."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from cli_helpers import one_error, run
 from PIL import Image
 
 import xpnet
+from xpnet.training import stop_on_sigint
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -124,3 +127,13 @@ def test_a_csv_model_given_an_image_says_it_needs_csv_rows(tmp_path: Path,
     Image.new("L", (28, 28)).save(digit)
     message = one_error(*run(capsys, "predict", model, digit)[::2])
     assert "digit.png" in message and "csv model predicts on CSV rows, not images" in message
+
+
+@pytest.mark.parametrize(("rank", "lines"), [("0", 2), ("3", 0)])
+def test_rank_0_alone_prints_the_interrupt_notice(monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str], rank: str, lines: int) -> None:
+    monkeypatch.setenv("PMI_RANK", rank)
+    model = xpnet.mlp([2, 2], seed=0)
+    with stop_on_sigint(model):
+        os.kill(os.getpid(), signal.SIGINT)
+    assert model.stop_training and len(capsys.readouterr().err.splitlines()) == lines
