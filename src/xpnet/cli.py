@@ -41,8 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a network on MNIST, Fruits-360, or your CSV, .npz or images")
     train.add_argument("task", choices=sorted(TASKS), help="what to train")
-    train.add_argument("source", nargs="?", help="csv: the CSV file; npz: the .npz file (x, y, optional x_test, "
-                       "y_test); images: the folder of class folders (or of Training/ and Test/)")
+    train.add_argument("source", nargs="?", help="the data, for " + "; ".join(
+        f"{name}: {task.source}" for name, task in TASKS.items() if task.source))
     _add_device_options(train)
     train.add_argument("--model", choices=MODEL_KINDS,
                        help="mlp (default) or cnn: a convolutional network (images: 32,64 3x3 filters, each "

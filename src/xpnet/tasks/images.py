@@ -244,7 +244,7 @@ def evaluation_data(folder: str | os.PathLike, preprocessing: dict[str, Any], cl
 
 class ImagesTask(Task):
     name = "images"
-    source = "a folder of class folders"
+    source = "a folder of class folders (or of Training/ and Test/)"
     defaults = {"mlp": mlp_defaults(30, 32, "128,64"), "cnn": cnn_defaults(32)}
     options = (
         Option("size", "images: resize every image to HxW pixels (default: all images must have one size; hue: "

@@ -133,7 +133,7 @@ def read_samples(preprocessing: dict[str, Any], class_names: Sequence[str], path
 
 class NpzTask(Task):
     name = "npz"
-    source = "an .npz file"
+    source = "an .npz file (x, y, optional x_test, y_test)"
     defaults = {"mlp": mlp_defaults(20, 32, "128,64"), "cnn": cnn_defaults(64)}
     options = (TEST_FRACTION,)
     inputs = "files"
