@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="a saved model's loss and accuracy on its task's test data")
     evaluate.add_argument("model", help="a model saved with --save")
     evaluate.add_argument("data", nargs="?", help="csv, npz and images models: the labelled CSV file, .npz file or "
-                          "image folder to test on (an image folder it was trained on: its held-out images)")
+                          "image folder to test on (the image folder it was trained on: its held-out images; any "
+                          "other: all its images)")
     evaluate.add_argument("--data-dir", help="data folder, as for train")
     _add_device_options(evaluate)
 
