@@ -15,6 +15,7 @@ from cli_helpers import one_error, run
 from PIL import Image
 
 import xpnet
+from xpnet.cli import main
 from xpnet.training import stop_on_sigint
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -137,3 +138,11 @@ def test_rank_0_alone_prints_the_interrupt_notice(monkeypatch: pytest.MonkeyPatc
     with stop_on_sigint(model):
         os.kill(os.getpid(), signal.SIGINT)
     assert model.stop_training and len(capsys.readouterr().err.splitlines()) == lines
+
+
+def test_xpnet_bench_leaves_sys_path_alone(capsys: pytest.CaptureFixture[str]) -> None:
+    before = list(sys.path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--help"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.startswith("usage: xpnet bench")
+    assert sys.path == before
