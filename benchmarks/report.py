@@ -71,6 +71,18 @@ def _save_figure(figure: Any, path: Path) -> Path:
     return path
 
 
+STYLE_MAPS = ("tab20", "tab20b", "tab20c")
+"""Colour maps of 20 distinct colours each, used in turn for the lines of a chart with many."""
+STYLE_MARKERS = "os^Dv"
+
+
+def distinct_style(plt: Any, index: int) -> tuple[Any, str]:
+    """The colour and marker of line ``index``: no two of the first 300 lines share both."""
+    colours = 20 * len(STYLE_MAPS)
+    colour_map = plt.get_cmap(STYLE_MAPS[index % colours // 20])
+    return colour_map(index % 20), STYLE_MARKERS[index // colours % len(STYLE_MARKERS)]
+
+
 def kernel_chart(section: dict[str, Any], path: Path) -> Path:
     """Achieved GB/s against array size, fused (solid) and reference (dashed), one panel per device."""
     import matplotlib.pyplot as plt
@@ -81,10 +93,10 @@ def kernel_chart(section: dict[str, Any], path: Path) -> Path:
         rows = [r for r in section["rows"] if r["device"] == device]
         for index, kernel in enumerate(dict.fromkeys(r["kernel"] for r in rows)):
             mine = [r for r in rows if r["kernel"] == kernel]
-            color = plt.cm.tab20(index % 20)
+            color, marker = distinct_style(plt, index)
             for mode, style in (("fused", "-"), ("reference", "--")):
                 ax.plot([r["elements"] for r in mine], [r[f"{mode}_gb_per_s"] for r in mine], style, color=color,
-                        marker="o", markersize=3, label=kernel if mode == "fused" else None)
+                        marker=marker, markersize=3, label=kernel if mode == "fused" else None)
         copy = section["copy_bandwidth"][device]["gb_per_s"]
         ax.axhline(copy, color="0.5", linestyle=":", linewidth=2, label=f"array copy, {copy:.3g} GB/s (memory bound)")
         ax.set(xscale="log", yscale="log", xlabel="elements", ylabel="GB/s",

@@ -194,3 +194,13 @@ def test_the_copy_line_is_labelled_and_unlike_a_panel_divider(monkeypatch: pytes
     report.kernel_chart({"rows": rows, "copy_bandwidth": {"cpu": {"gb_per_s": 20.0}}}, Path("unused.png"))
     (copy,) = [line for line in figures[0].axes[0].get_lines() if "array copy" in str(line.get_label())]
     assert copy.get_linestyle() == ":" and copy.get_color() != "black"
+
+
+def test_every_kernel_line_has_its_own_colour_and_marker(monkeypatch: pytest.MonkeyPatch) -> None:
+    figures = _captured_figure(monkeypatch)
+    rows = [{"device": "cpu", "kernel": f"k{k}", "elements": n, "fused_gb_per_s": 5.0 + k, "reference_gb_per_s": 2.0}
+            for k in range(45) for n in (10**4, 10**5)]
+    report.kernel_chart({"rows": rows, "copy_bandwidth": {"cpu": {"gb_per_s": 20.0}}}, Path("unused.png"))
+    styles = [(tuple(line.get_color()), line.get_marker()) for line in figures[0].axes[0].get_lines()
+              if str(line.get_label()).startswith("k")]
+    assert len(styles) == 45 and len(set(styles)) == 45

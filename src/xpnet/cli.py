@@ -7,21 +7,24 @@ Every error a user can cause is an ``XpnetError``: it is printed as one message 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 from xpnet import __version__
 from xpnet.backend import DEVICES, DTYPES
-from xpnet.data.fruits import IMAGE_MODES
 from xpnet.errors import ConfigError, DataError, XpnetError
 from xpnet.kernels import ACTIVATIONS, KERNEL_SETS
 from xpnet.optimizers import OPTIMIZERS
-from xpnet.tasks import IMAGE_FEATURES, MODEL_KINDS, SOURCE_TASKS, TASK_DEFAULTS, sizes
+from xpnet.tasks import MODEL_KINDS, TASKS, Task, sizes, task_of
 
 
 def _add_device_options(parser: argparse.ArgumentParser) -> None:
@@ -37,9 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a network on MNIST, Fruits-360, or your CSV, .npz or images")
-    train.add_argument("task", choices=sorted(TASK_DEFAULTS), help="what to train")
-    train.add_argument("source", nargs="?", help="csv: the CSV file; npz: the .npz file (x, y, optional x_test, "
-                       "y_test); images: the folder of class folders (or of Training/ and Test/)")
+    train.add_argument("task", choices=sorted(TASKS), help="what to train")
+    train.add_argument("source", nargs="?", help="the data, for " + "; ".join(
+        f"{name}: {task.source}" for name, task in TASKS.items() if task.source))
     _add_device_options(train)
     train.add_argument("--model", choices=MODEL_KINDS,
                        help="mlp (default) or cnn: a convolutional network (images: 32,64 3x3 filters, each "
@@ -69,27 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--patience", type=int, metavar="EPOCHS",
                        help="stop early once the validation loss has not improved for EPOCHS epochs (default: "
                             "train every epoch)")
-    train.add_argument("--data-dir", help="data folder (mnist: default $XPNET_DATA or ~/.cache/xpnet, downloading "
-                       "what is missing; fruits: a Fruits-360 folder, required)")
-    train.add_argument("--no-download", action="store_true", help="never download MNIST; fail if it is missing")
-    train.add_argument("--classes", help="fruits, images: comma-separated class folders (default fruits: the "
-                       "tutorial's four; images: all)")
-    train.add_argument("--label", metavar="COLUMN", help="csv: the class-label column, by header name or number "
-                       "(0-based; -1 the last)")
-    train.add_argument("--no-header", action="store_true", help="csv: the first row is data, not column names")
-    train.add_argument("--test-file", metavar="FILE", help="csv: test rows from this file (same columns)")
-    train.add_argument("--test-fraction", type=float, help="csv, npz, images: share of each class held out for "
-                       "testing when there is no test file, x_test or Test/ folder (default 0.2)")
-    train.add_argument("--size", metavar="HxW", help="images: resize every image to HxW pixels (default: all "
-                       "images must have one size; hue: 100x100)")
-    train.add_argument("--color", choices=IMAGE_MODES, help="images: rgb (default) or grey pixels")
-    train.add_argument("--features", choices=IMAGE_FEATURES, help="images: pixels (default; mlp or cnn) or "
-                       "hue: the fruit tutorial's hue histograms")
-    train.add_argument("--max-in-memory", type=int, metavar="N", help="csv, images: most rows or images held at "
-                       "once; more are read a chunk at a time (default: what fits in 1 GiB as float32 features)")
+    added: set[str] = set()
+    for task in TASKS.values():  # each job's data options, once each
+        for option in task.options:
+            if option.dest not in added:
+                option.add_to(train)
+                added.add(option.dest)
     train.add_argument("--save", metavar="PATH", help="save the trained model here (.npz)")
-    train.add_argument("--plot", metavar="PATH", help="write training curves as PNG, and charts beside them (fruits: "
-                       "mean hues; fruits, csv, npz, images: a confusion matrix)")
+    train.add_argument("--plot", metavar="PATH", help="write training curves as PNG (or the format the suffix names: "
+                       ".jpg, .pdf, .svg), and charts beside them (fruits: mean hues; every job: a confusion matrix)")
     train.add_argument("--checkpoint-dir", metavar="DIR", help="write a checkpoint after every epoch and on Ctrl-C")
     train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --checkpoint-dir")
     train.add_argument("--quiet", action="store_true", help="no progress bar or summary; just the result line")
@@ -100,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="a saved model's loss and accuracy on its task's test data")
     evaluate.add_argument("model", help="a model saved with --save")
     evaluate.add_argument("data", nargs="?", help="csv, npz and images models: the labelled CSV file, .npz file or "
-                          "image folder to test on (an image folder it was trained on: its held-out images)")
+                          "image folder to test on (the image folder it was trained on: its held-out images; any "
+                          "other: all its images)")
     evaluate.add_argument("--data-dir", help="data folder, as for train")
     _add_device_options(evaluate)
 
@@ -123,28 +115,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-JOB_OPTIONS = {
-    "label": ("csv",), "no_header": ("csv",), "test_file": ("csv",), "test_fraction": ("csv", "npz", "images"),
-    "size": ("images",), "color": ("images",), "features": ("images",), "max_in_memory": ("csv", "images"),
-    "classes": ("fruits", "images"), "data_dir": ("mnist", "fruits"), "no_download": ("mnist",),
-}
-"""The jobs each data option of `xpnet train` applies to."""
-
-
-def _check_job_options(args: argparse.Namespace) -> None:
-    """ConfigError for a data option given to a job it does not apply to, or a missing or extra data source."""
-    for option, jobs in JOB_OPTIONS.items():
-        if getattr(args, option) not in (None, False) and args.task not in jobs:
-            raise ConfigError(f"--{option.replace('_', '-')} applies to xpnet train {' and '.join(jobs)}, not "
-                              f"{args.task}")
-    if args.task in SOURCE_TASKS and args.source is None:
-        raise ConfigError(f"xpnet train {args.task} needs {SOURCE_TASKS[args.task]}: xpnet train {args.task} PATH")
-    if args.task not in SOURCE_TASKS and args.source is not None:
+def _check_job_options(args: argparse.Namespace) -> Task:
+    """The job ``args`` name; ConfigError for a data option given to a job it does not apply to, a missing or extra
+    data source, or options of the job that do not go together."""
+    task = TASKS[args.task]
+    for other in TASKS.values():
+        for option in other.options:
+            if option not in task.options and getattr(args, option.dest) not in (None, False):
+                jobs = [name for name, job in TASKS.items() if option in job.options]
+                raise ConfigError(f"{option.flag} applies to xpnet train {' and '.join(jobs)}, not {args.task}")
+    if task.source is not None and args.source is None:
+        raise ConfigError(f"xpnet train {args.task} needs {task.source}: xpnet train {args.task} PATH")
+    if task.source is None and args.source is not None:
         raise ConfigError(f"xpnet train {args.task} takes no {args.source!r}; give its data folder as --data-dir")
-    if args.features == "hue" and args.color == "grey":
-        raise ConfigError("--features hue reads colour: leave out --color grey")
-    if args.max_in_memory is not None and args.max_in_memory < 1:
-        raise ConfigError(f"--max-in-memory {args.max_in_memory}: must be at least 1")
+    task.check(args)
+    return task
 
 
 RUN_DEFAULTS = {"model": "mlp", "seed": 0, "schedule": "cosine", "patience": None}
@@ -153,12 +138,12 @@ RUN_DEFAULTS = {"model": "mlp", "seed": 0, "schedule": "cosine", "patience": Non
 
 def _settings(args: argparse.Namespace) -> tuple[dict[str, Any], set[str]]:
     """The run's settings (the flags given, the task's defaults for the rest) and the names of those given."""
-    _check_job_options(args)
+    task = _check_job_options(args)
     model = args.model or RUN_DEFAULTS["model"]
-    defaults = TASK_DEFAULTS[args.task].get(model)
+    defaults = task.defaults.get(model)
     if defaults is None:
         raise ConfigError(f"xpnet train {args.task} has no --model {model} (it learns from hue histograms, not "
-                          f"images); use --model {' or '.join(TASK_DEFAULTS[args.task])}")
+                          f"images); use --model {' or '.join(task.defaults)}")
     for flag in ("filters", "shift"):
         if getattr(args, flag) is not None and flag not in defaults:
             raise ConfigError(f"--{flag} applies to --model cnn only")
@@ -188,53 +173,35 @@ def _settings(args: argparse.Namespace) -> tuple[dict[str, Any], set[str]]:
     return settings, given
 
 
+def _check_output_path(flag: str, name: str, is_folder: bool) -> None:
+    """Refuse, before any work, an output path that cannot be written: a file where a folder is needed (or the
+    other way round), or a folder without write permission. ``flag`` names the argument in the message."""
+    label = f"{flag} {name}".strip()
+    path = Path(name).expanduser()
+    if is_folder and path.exists() and not path.is_dir():
+        raise ConfigError(f"{label}: this is a file, not a folder; give a folder for the checkpoints")
+    if not is_folder and path.is_dir():
+        raise ConfigError(f"{label}: this is a folder; give a file name")
+    folder = path if is_folder else path.parent
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{label}: {existing} is a file, not a folder; check the path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{label}: cannot write in {existing}; check the path and its permissions")
+
+
 def _check_output_paths(args: argparse.Namespace) -> None:
-    """Refuse, before any training, an output path that cannot be written: a file where a folder is needed (or the
-    other way round), or a folder without write permission."""
+    """Refuse, before any training, the outputs of `xpnet train` that cannot be written, and a --plot format that
+    cannot be (or without matplotlib)."""
     outputs = (("--save", args.save, False), ("--plot", args.plot, False),
                ("--checkpoint-dir", args.checkpoint_dir, True))
     for flag, name, is_folder in outputs:
-        if name is None:
-            continue
-        path = Path(name).expanduser()
-        if is_folder and path.exists() and not path.is_dir():
-            raise ConfigError(f"{flag} {name}: this is a file, not a folder; give a folder for the checkpoints")
-        if not is_folder and path.is_dir():
-            raise ConfigError(f"{flag} {name}: this is a folder; give a file name")
-        folder = path if is_folder else path.parent
-        existing = next(p for p in (folder, *folder.parents) if p.exists())
-        if not existing.is_dir():
-            raise ConfigError(f"{flag} {name}: {existing} is a file, not a folder; check the path")
-        if not os.access(existing, os.W_OK | os.X_OK):
-            raise ConfigError(f"{flag} {name}: cannot write in {existing}; check the path and its permissions")
+        if name is not None:
+            _check_output_path(flag, name, is_folder)
+    if args.plot is not None:
+        from xpnet.plotting import check_plot_path
 
-
-def _load_task(args: argparse.Namespace, backend: Any, seed: int) -> Any:
-    classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
-    if args.task == "mnist":
-        from xpnet.tasks import mnist
-
-        return mnist.load_task(args.data_dir, download=not args.no_download)
-    if args.task == "csv":
-        from xpnet.tasks import csv
-
-        return csv.load_task(args.source, args.label, header=not args.no_header, test_fraction=args.test_fraction,
-                             test_file=args.test_file, seed=seed, max_in_memory=args.max_in_memory)
-    if args.task == "npz":
-        from xpnet.tasks import npz
-
-        return npz.load_task(args.source, test_fraction=args.test_fraction, seed=seed)
-    if args.task == "images":
-        from xpnet.tasks import images
-
-        return images.load_task(args.source, backend, size=images.parse_size(args.size), color=args.color or "rgb",
-                                features=args.features or "pixels", classes=classes,
-                                test_fraction=args.test_fraction, seed=seed, max_in_memory=args.max_in_memory)
-    from xpnet.tasks import fruits
-
-    if not args.data_dir:
-        raise ConfigError("xpnet train fruits needs --data-dir: a Fruits-360 folder (with Training/, maybe Test/)")
-    return fruits.load_task(args.data_dir, classes, backend, seed=seed)
+        check_plot_path(args.plot)
 
 
 def _accuracy(split: str, metrics: dict[str, float]) -> str:
@@ -255,6 +222,7 @@ def _train(args: argparse.Namespace, communicator: Any) -> int:
     from xpnet.backend import get_backend, select_device
     from xpnet.serialization import model_path, save_model
     from xpnet.tasks import build_model
+    from xpnet.tasks.common import check_training_left
     from xpnet.training import run_training
 
     settings, given = _settings(args)
@@ -264,7 +232,9 @@ def _train(args: argparse.Namespace, communicator: Any) -> int:
     if communicator is not None:
         select_device(args.device, communicator.local_rank)
     backend = get_backend(args.device, args.dtype or "float32", settings["seed"], args.kernels)
-    task = _load_task(args, backend, settings["seed"])
+    job = TASKS[args.task]
+    task = job.load(args, backend, settings["seed"])
+    check_training_left(task, settings["validation_split"], settings["seed"], args.source or args.task)
 
     def build() -> Any:
         return build_model(args.task, task, settings, backend)
@@ -281,10 +251,10 @@ def _train(args: argparse.Namespace, communicator: Any) -> int:
         log(f"saved the model to {path}" + (" (replaced the existing file)" if replaced else ""))
     if args.plot:
         from xpnet.plotting import plot_history
-        from xpnet.tasks import plot_charts
+        from xpnet.tasks.base import plot_charts
 
         title = f"xpnet {args.task}: {model!r}"
-        charts = [plot_history(result.history.history, args.plot, title), *plot_charts(task, model, args.plot)]
+        charts = [plot_history(result.history.history, args.plot, title), *plot_charts(job, task, model, args.plot)]
         log(f"wrote {', '.join(map(str, charts))}")
     backend = model.backend
     epochs = len(result.history.epoch)
@@ -300,68 +270,29 @@ def _load(args: argparse.Namespace) -> Any:
     return load_model(args.model, device=args.device, kernel_mode=args.kernels)
 
 
-def _own_data(model: Any, path: str | None, labelled: bool) -> tuple[Any, Any]:
-    """Samples (and labels: None when the file has none, or when the samples are chunks) of a CSV or .npz file for
-    a model from `xpnet train csv` or `npz`, prepared as in training."""
-    if model.preprocessing.get("type") == "csv":
-        from xpnet.tasks import csv
-
-        return csv.read_rows(model.preprocessing, model.class_names, path, labelled)
-    from xpnet.tasks import npz
-
-    return npz.read_samples(model.preprocessing, model.class_names, path, labelled)
-
-
 def command_evaluate(args: argparse.Namespace) -> int:
     model = _load(args)
-    kind = model.preprocessing.get("type")
-    job = model.preprocessing.get("job", kind)
-    if job in SOURCE_TASKS and args.data is None:
-        raise ConfigError(f"{args.model} was trained by `xpnet train {job}`: give {SOURCE_TASKS[job]} of labelled "
+    task = task_of(model.preprocessing, args.model)
+    if task.source is not None and args.data is None:
+        raise ConfigError(f"{args.model} was trained by `xpnet train {task.name}`: give {task.source} of labelled "
                           f"samples to test it on, after the model")
-    if args.data is not None and job not in SOURCE_TASKS:
-        raise ConfigError(f"a {kind} model is evaluated on its own test data; leave out {args.data!r}")
-    if job in ("csv", "npz"):
-        x, y = _own_data(model, args.data, labelled=True)
-        metrics = model.evaluate(x, y)
-        print(f"{_accuracy('test', metrics)} on {len(x) if y is None else len(y)} samples")
-        return 0
-    if job == "images":
-        from xpnet.tasks import images
-
-        task = images.evaluation_data(args.data, model.preprocessing, model.class_names, model.backend)
-    elif kind == "mnist":
-        from xpnet.tasks import mnist
-
-        task = mnist.load_task(args.data_dir, download=False)
-    elif kind == "hue_histogram":
-        from xpnet.tasks import fruits
-
-        if not args.data_dir:
-            raise ConfigError("evaluating a fruit model needs --data-dir, the Fruits-360 folder it was trained on")
-        task = fruits.evaluation_task(args.data_dir, model)
-    else:
-        raise ConfigError(f"{args.model}: the model has no known task (preprocessing {kind!r}) to evaluate it on")
-    metrics = model.evaluate(task.x_test, task.y_test)
-    print(f"{_accuracy(task.test_name, metrics)} on {len(task.x_test)} samples")
+    if args.data is not None and task.source is None:
+        raise ConfigError(f"a {task.name} model is evaluated on its own test data; leave out {args.data!r}")
+    data = task.test_data(model, args.data, args.data_dir)
+    metrics = model.evaluate(data.x, data.y)
+    print(f"{_accuracy(data.name, metrics)} on {data.count} samples")
     return 0
 
 
 def command_predict(args: argparse.Namespace) -> int:
-    from xpnet.tasks import image_features
-
     model = _load(args)
+    task = task_of(model.preprocessing, args.model)
     paths = [Path(p) for p in args.images]
-    own_rows = model.preprocessing.get("type") in ("csv", "arrays")
     names, features, problems = [], [], []
     for path in paths:  # one file at a time, so that a bad file is named and the good ones still get an answer
         try:
-            if own_rows:
-                x, _ = _own_data(model, str(path), labelled=False)
-                names += [f"{path} row {k}" for k in range(1, len(x) + 1)]
-            else:
-                x = image_features(model.preprocessing, [path], model.backend)
-                names.append(str(path))
+            found, x = task.predict_features(model, path)
+            names += found
             features.append(x)
         except DataError as exc:
             problems.append(str(exc))
@@ -374,12 +305,12 @@ def command_predict(args: argparse.Namespace) -> int:
     if len(problems) == 1:
         raise DataError(problems[0])
     if problems:
-        files = "files" if own_rows else "image files"
-        raise DataError(f"{len(problems)} of the {len(paths)} {files} could not be read: {'; '.join(problems)}")
+        raise DataError(f"{len(problems)} of the {len(paths)} {task.inputs} could not be read: {'; '.join(problems)}")
     return 0
 
 
 def command_export(args: argparse.Namespace) -> int:
+    _check_output_path("", args.output, False)
     from xpnet.export import OPSET, to_onnx
     from xpnet.serialization import load_model
 
@@ -418,13 +349,26 @@ def command_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _checkout_package(root: Path, name: str) -> ModuleType:
+    """The package ``name`` of the source checkout at ``root``, imported from its folder by location: putting the
+    checkout on ``sys.path`` instead would let its other folders shadow installed modules for the whole process."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, root / name / "__init__.py",
+                                                      submodule_search_locations=[str(root / name)])
+        if spec is None or spec.loader is None:
+            raise ConfigError(f"{root / name} cannot be imported; run python -m {name} from the checkout")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
 def command_bench(args: argparse.Namespace) -> int:
     root = Path(__file__).resolve().parents[2]
     if not (root / "benchmarks" / "__main__.py").is_file():
         raise ConfigError(f"xpnet bench runs the benchmarks/ folder of a source checkout; {root} has none")
-    sys.path.insert(0, str(root))
-    from benchmarks.__main__ import main as bench_main
-
+    _checkout_package(root, "benchmarks")
+    bench_main = importlib.import_module("benchmarks.__main__").main
     return bench_main(args.bench_args, prog="xpnet bench")
 
 
@@ -439,18 +383,34 @@ def _error(message: str) -> None:
     sys.stderr.flush()
 
 
+def _notice(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
+            line: str | None = None) -> None:
+    """A warning (a skipped file, an unwritable cache) as one ``note:`` line, without the source line."""
+    sys.stderr.write(f"note: {message}\n")
+    sys.stderr.flush()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status."""
+    """Run the command line; return the exit status. In an MPI job every rank meets the same errors, notes and
+    interrupts: rank 0 alone prints them (a rank that fails alone says so itself before aborting the job)."""
+    from xpnet.distributed import launched_rank
+
     args = build_parser().parse_args(argv)
-    try:
-        return COMMANDS[args.command](args)
-    except XpnetError as exc:
-        _error(f"{exc}" + (f" ({exc.hint})" if exc.hint else ""))
-        return exc.exit_code
-    except OSError as exc:  # a file the user named cannot be written or read (permissions, full disk...)
-        where = f" ({exc.filename})" if exc.filename else ""
-        _error(f"{exc.strerror or exc}{where}; check the path and its permissions")
-        return 2
-    except KeyboardInterrupt:
-        print("xpnet: interrupted", file=sys.stderr)
-        return 130
+    speaks = launched_rank() == 0
+    with warnings.catch_warnings():
+        warnings.showwarning = _notice if speaks else (lambda *_args, **_kwargs: None)
+        try:
+            return COMMANDS[args.command](args)
+        except XpnetError as exc:
+            if speaks:
+                _error(f"{exc}" + (f" ({exc.hint})" if exc.hint else ""))
+            return exc.exit_code
+        except OSError as exc:  # a file the user named cannot be written or read (permissions, full disk...)
+            where = f" ({exc.filename})" if exc.filename else ""
+            if speaks:
+                _error(f"{exc.strerror or exc}{where}; check the path and its permissions")
+            return 2
+        except KeyboardInterrupt:
+            if speaks:
+                print("xpnet: interrupted", file=sys.stderr)
+            return 130

@@ -28,6 +28,9 @@ from xpnet.errors import ConfigError, XpnetError
 LAUNCHER_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "SLURM_STEP_NUM_TASKS")
 """World sizes set by MPICH/Intel MPI (Hydra), Open MPI, MVAPICH and Slurm's ``srun`` in each rank they start."""
 
+LAUNCHER_RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "SLURM_PROCID")
+"""This process's rank, as the same launchers set it."""
+
 FAULT_WAIT_SECONDS = 10.0
 """How long a failing rank waits for every other rank to fail with it before it aborts the whole job."""
 
@@ -46,6 +49,17 @@ def launched_ranks(environ: Mapping[str, str] | None = None) -> int:
         if value.isdigit():
             return int(value)
     return 1
+
+
+def launched_rank(environ: Mapping[str, str] | None = None) -> int:
+    """This process's rank as the launcher tells it through the environment (known before MPI starts, so that
+    rank 0 alone can print the lines every rank would print alike); 0 when none did."""
+    environ = os.environ if environ is None else environ
+    for name in LAUNCHER_RANK_VARIABLES:
+        value = environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 0
 
 
 def _digest(value: Any) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,29 @@ def _pyplot() -> Any:
     return plt
 
 
+FORMATS = {"": "png", ".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".pdf": "pdf", ".svg": "svg"}
+"""The chart formats by file suffix (none: PNG)."""
+
+TITLE_WIDTH = 100
+"""Characters per line of a chart title: a longer title (a CNN's layers) wraps instead of widening the figure."""
+
+
+def check_plot_path(path: str | Path) -> str:
+    """The format a chart at ``path`` is written in (its suffix names it); ConfigError for a suffix with no format,
+    or when matplotlib is missing: checked before training, so that a run never ends without its charts."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise ConfigError(f"--plot {path}: cannot write {suffix} charts; give a file ending in "
+                          f"{', '.join(s for s in FORMATS if s)}")
+    _pyplot()
+    return FORMATS[suffix]
+
+
 def _save(figure: Any, path: str | Path) -> Path:
     path = Path(path)
+    image_format = check_plot_path(path)
     with atomic_write(path) as handle:
-        figure.savefig(handle, format="png", dpi=120, bbox_inches="tight")
+        figure.savefig(handle, format=image_format, dpi=120, bbox_inches="tight")
     figure.clf()
     return path
 
@@ -38,6 +58,8 @@ MARKED_EPOCHS = 20
 def plot_history(history: dict[str, list[float]], path: str | Path, title: str = "") -> Path:
     """Loss and accuracy (a regression model: mean absolute error) per epoch, training and validation."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4))
     epochs = np.arange(1, len(history["loss"]) + 1)
     marker = "o" if len(epochs) <= MARKED_EPOCHS else None
@@ -47,10 +69,11 @@ def plot_history(history: dict[str, list[float]], path: str | Path, title: str =
             if key in history:
                 axis.plot(epochs, history[key], marker=marker, markersize=4, label=label)
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # whole epochs: no 1.25
         axis.set_ylabel(metric)
         axis.grid(alpha=0.3)
         axis.legend()
-    figure.suptitle(title)
+    figure.suptitle(textwrap.fill(title, TITLE_WIDTH))
     figure.tight_layout()
     return _save(figure, path)
 

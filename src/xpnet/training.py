@@ -14,7 +14,7 @@ from typing import Any
 from xpnet.backend import Backend
 from xpnet.callbacks import EarlyStopping
 from xpnet.checkpoint import Checkpoint, checkpoint_path, describe_position, latest_checkpoint, save_checkpoint
-from xpnet.distributed import Communicator
+from xpnet.distributed import Communicator, launched_rank
 from xpnet.errors import ConfigError, TrainingError, XpnetError
 from xpnet.model import Model
 from xpnet.schedules import cosine
@@ -48,7 +48,8 @@ def stop_on_sigint(model: Model) -> Iterator[list[bool]]:
             raise KeyboardInterrupt
         seen[0] = True
         model.stop_training = True
-        print("\ninterrupted: finishing the current step (press Ctrl-C again to abort at once)", file=sys.stderr)
+        if launched_rank() == 0:  # every rank of an MPI job gets the Ctrl-C: one line is enough
+            print("\ninterrupted: finishing the current step (press Ctrl-C again to abort at once)", file=sys.stderr)
 
     previous = signal.signal(signal.SIGINT, handler)
     try:

@@ -1,7 +1,8 @@
 """Turn a photo or drawing of one digit, of any size, into a 28x28 image prepared the way MNIST's were.
 
 MNIST digits are white on black, scaled so that the larger side of the digit's bounding box is 20 pixels
-(keeping its aspect ratio), and placed in a 28x28 field with the centre of mass at the centre.
+(keeping its aspect ratio), and placed in a 28x28 field with the centre of mass at the centre. A 28x28 image is
+taken to have that framing already (an MNIST digit saved as a PNG): it is only made white on black.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ def read_grayscale(path: str | Path) -> np.ndarray:
 
 
 def mnist_like(gray: np.ndarray, source: str | Path = "the image") -> np.ndarray:
-    """A 2-D grayscale digit image as MNIST's 784 uint8 pixels (white digit on black, 20px box, centred).
+    """A 2-D grayscale digit image as MNIST's 784 uint8 pixels (white digit on black, 20px box, centred; a 28x28
+    image keeps its framing).
 
     ``source`` names the image in error messages."""
     image = gray.astype(np.float64)
@@ -32,6 +34,10 @@ def mnist_like(gray: np.ndarray, source: str | Path = "the image") -> np.ndarray
     if background > 127:  # dark ink on a light background: invert, as MNIST's digits are white
         image, background = 255.0 - image, 255.0 - background
     image = np.clip(image - background, 0, 255)
+    if image.shape == (FIELD, FIELD):  # already MNIST's framing: resizing and recentring would only distort it
+        if image.max() == 0:
+            raise DataError(f"{source}: the image is blank; no digit stands out from the background")
+        return image.astype(np.uint8).reshape(-1)
     rows, cols = np.nonzero(image > 0.2 * image.max()) if image.max() > 0 else ((), ())
     if len(rows) == 0:
         raise DataError(f"{source}: the image is blank; no digit stands out from the background")

@@ -219,6 +219,9 @@ def scan_csv(
         if columns.label is not None:
             keys = [label_key(cell) for cell in cells]
             for (number, _, _), key in zip(chunk, keys, strict=True):
+                if not key:
+                    raise DataError(f"{columns.path}, line {number}: empty label; give every row its class in the "
+                                    "label column")
                 if key not in known:
                     if classes is not None:
                         raise DataError(f"{columns.path}, line {number}: label {key!r} is not one of the model's "

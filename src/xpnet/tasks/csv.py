@@ -1,5 +1,6 @@
-"""Your own CSV file: numeric feature columns and one label column (text or whole numbers), standardised with the
-training rows' mean and standard deviation per column (saved in the model, so ``predict`` takes raw rows).
+"""The csv job, your own CSV file: numeric feature columns and one label column (text or whole numbers),
+standardised with the training rows' mean and standard deviation per column (saved in the model, so ``predict``
+takes raw rows).
 
 The test rows are a second file, or a stratified, seeded fraction of the file. When the rows do not fit the
 memory bound, they are parsed once into a spill on disk and training reads them back a chunk at a time.
@@ -7,11 +8,12 @@ memory bound, they are parsed once into a spill on disk and training reads them 
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,7 +21,12 @@ from xpnet.data.chunks import MAX_CHUNK, samples_in_memory
 from xpnet.data.table import CsvScan, csv_columns, scan_csv
 from xpnet.errors import ConfigError, DataError, ModelFileError
 from xpnet.scaling import RunningStats, Standardizer
-from xpnet.tasks import TaskData, check_classes, holdout_split
+from xpnet.tasks.base import MAX_IN_MEMORY, TEST_FRACTION, EvalData, Option, Task, check_max_in_memory, refuse_images
+from xpnet.tasks.common import TaskData, check_classes, holdout_split, mlp_defaults
+
+if TYPE_CHECKING:
+    from xpnet.backend import Backend
+    from xpnet.model import Model
 
 
 def _split(scan: CsvScan, mask: np.ndarray, scaler: Standardizer) -> tuple[Any, np.ndarray | None]:
@@ -73,6 +80,7 @@ def load_task(
     x_test, y_test = _split(test_scan, test_mask, scaler)
     preprocessing = {
         "type": "csv",
+        "job": "csv",
         "label": scan.columns.label if names is None else names[scan.columns.label],
         "header": header,
         "columns": columns.count,
@@ -121,3 +129,36 @@ def read_rows(preprocessing: dict[str, Any], class_names: Sequence[str], path: s
     if columns.label is None:
         return scaler.transform(scan.features), None
     return _split(scan, np.ones(scan.rows, dtype=bool), scaler)
+
+
+class CsvTask(Task):
+    name = "csv"
+    source = "a CSV file"
+    defaults = {"mlp": mlp_defaults(20, 32, "64,32")}
+    options = (
+        Option("label", "csv: the class-label column, by header name or number (0-based; -1 the last)",
+               {"metavar": "COLUMN"}),
+        Option("no_header", "csv: the first row is data, not column names", {"action": "store_true"}),
+        Option("test_file", "csv: test rows from this file (same columns)", {"metavar": "FILE"}),
+        TEST_FRACTION, MAX_IN_MEMORY,
+    )
+    inputs = "files"
+    preprocessing_types = ("csv",)
+
+    def check(self, args: argparse.Namespace) -> None:
+        check_max_in_memory(args)
+
+    def load(self, args: argparse.Namespace, backend: Backend, seed: int) -> TaskData:
+        return load_task(args.source, args.label, header=not args.no_header, test_fraction=args.test_fraction,
+                         test_file=args.test_file, seed=seed, max_in_memory=args.max_in_memory)
+
+    def test_data(self, model: Model, data: str | None, data_dir: str | None) -> EvalData:
+        return EvalData(*read_rows(model.preprocessing, model.class_names, str(data), labelled=True))
+
+    def predict_features(self, model: Model, path: Path) -> tuple[list[str], Any]:
+        refuse_images(self, path, "CSV rows")
+        x, _ = read_rows(model.preprocessing, model.class_names, path)
+        return [f"{path} row {k}" for k in range(1, len(x) + 1)], x
+
+
+TASK = CsvTask()

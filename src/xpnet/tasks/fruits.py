@@ -1,4 +1,4 @@
-"""Fruits-360: hue histograms of fruit photos, with the bins that vary over the training images kept.
+"""The fruits job: hue histograms of fruit photos, with the bins that vary over the training images kept.
 
 Training uses ``Training/`` and tests on ``Test/`` when the folder has one; otherwise a stratified, seeded
 20% of each class is held out, and the split is saved in the model's preprocessing so that ``xpnet evaluate``
@@ -7,6 +7,7 @@ rebuilds the same held-out images.
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,10 +17,11 @@ import numpy as np
 
 from xpnet.data.fruits import SPLIT_FOLDERS, load_fruits, read_images
 from xpnet.data.mnist import default_data_dir
-from xpnet.errors import DataError
+from xpnet.errors import ConfigError, DataError
 from xpnet.features import CACHE_SIZE, HueHistogramFeatures, cached_histograms, hue_histograms
 from xpnet.kernels.hue import DEFAULT_BINS
-from xpnet.tasks import HOLDOUT_FRACTION, TaskData, holdout_split
+from xpnet.tasks.base import CLASSES, DATA_DIR, EvalData, Task, chart_path, class_list
+from xpnet.tasks.common import HOLDOUT_FRACTION, TaskData, holdout_split, mlp_defaults
 
 if TYPE_CHECKING:
     from xpnet.backend import Backend
@@ -80,6 +82,7 @@ def load_task(data_dir: str | os.PathLike, classes: Sequence[str] | None, backen
     class_names = splits["train"].class_names
     preprocessing = {
         "type": "hue_histogram",
+        "job": "fruits",
         "bins": DEFAULT_BINS,
         "size": list(CACHE_SIZE),
         "selector": features.to_dict(),
@@ -118,8 +121,32 @@ def image_features(preprocessing: dict[str, Any], paths: Sequence[Path], backend
     return backend.to_host(features.transform(hist)).astype(np.float32)
 
 
-def plot_hues(task: TaskData, path: Path) -> Path:
-    """The mean training hue histogram of each class, as ``path`` (PNG)."""
-    from xpnet.plotting import plot_class_histograms
+class FruitsTask(Task):
+    name = "fruits"
+    defaults = {"mlp": mlp_defaults(60, 32, "150,60", validation_split=0.15)}
+    options = (DATA_DIR, CLASSES)
+    preprocessing_types = ("hue_histogram",)
 
-    return plot_class_histograms(task.extras["train_histograms"], task.y_train, task.class_names, path)
+    def load(self, args: argparse.Namespace, backend: Backend, seed: int) -> TaskData:
+        if not args.data_dir:
+            raise ConfigError("xpnet train fruits needs --data-dir: a Fruits-360 folder (with Training/, maybe Test/)")
+        return load_task(args.data_dir, class_list(args.classes), backend, seed=seed)
+
+    def test_data(self, model: Model, data: str | None, data_dir: str | None) -> EvalData:
+        if not data_dir:
+            raise ConfigError("evaluating a fruit model needs --data-dir, the Fruits-360 folder it was trained on")
+        task = evaluation_task(data_dir, model)
+        return EvalData(task.x_test, task.y_test, task.test_name)
+
+    def predict_features(self, model: Model, path: Path) -> tuple[list[str], Any]:
+        return [str(path)], image_features(model.preprocessing, [path], model.backend)
+
+    def charts(self, data: TaskData, path: Path) -> list[Path]:
+        """The mean training hue histogram of each class, as ``<stem>-hues``."""
+        from xpnet.plotting import plot_class_histograms
+
+        return [plot_class_histograms(data.extras["train_histograms"], data.y_train, data.class_names,
+                                      chart_path(path, "hues"))]
+
+
+TASK = FruitsTask()

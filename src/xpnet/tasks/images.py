@@ -1,6 +1,6 @@
-"""Your own image folder: one subfolder of images per class (or ``Training/`` and ``Test/`` holding them), grey
-or RGB, resized to ``size`` (or all of one size), as pixels standardised per channel with the training images'
-statistics (for an MLP or a CNN), or as the fruit tutorial's hue histograms of any folder.
+"""The images job, your own image folder: one subfolder of images per class (or ``Training/`` and ``Test/``
+holding them), grey or RGB, resized to ``size`` (or all of one size), as pixels standardised per channel with the
+training images' statistics (for an MLP or a CNN), or as the fruit tutorial's hue histograms of any folder.
 
 Every image is decoded once before training, so an unreadable one is an error before anything is written; when
 the images do not fit the memory bound, the decoded images (or histograms) go to a spill on disk, read back a
@@ -9,6 +9,8 @@ chunk at a time.
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,11 +25,34 @@ from xpnet.errors import ConfigError, DataError
 from xpnet.features import CACHE_SIZE, HueHistogramFeatures, hue_histograms
 from xpnet.kernels.hue import DEFAULT_BINS
 from xpnet.scaling import RunningStats, Standardizer
-from xpnet.tasks import HOLDOUT_FRACTION, IMAGE_FEATURES, TaskData, check_classes
+from xpnet.tasks.base import (
+    CLASSES,
+    MAX_IN_MEMORY,
+    TEST_FRACTION,
+    EvalData,
+    Option,
+    Task,
+    check_max_in_memory,
+    class_list,
+)
+from xpnet.tasks.common import HOLDOUT_FRACTION, TaskData, check_classes, cnn_defaults, mlp_defaults
 from xpnet.tasks.fruits import split_images
 
 if TYPE_CHECKING:
     from xpnet.backend import Backend
+    from xpnet.model import Model
+
+IMAGE_FEATURES = ("pixels", "hue")
+"""What `xpnet train images` learns from: standardised pixels, or the fruit tutorial's hue histograms."""
+
+
+def folder_fingerprint(paths: Sequence[Path]) -> str:
+    """A digest of the class folders' image files (class, name, size): the same folder (moved or copied) gives the
+    same one, so ``xpnet evaluate`` can tell the folder a model was trained on, and score only its held-out part."""
+    digest = hashlib.sha256()
+    for path in sorted(paths, key=lambda p: (p.parent.name, p.name)):
+        digest.update(f"{path.parent.name}/{path.name}:{path.stat().st_size}\n".encode())
+    return digest.hexdigest()
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
     """``--size HxW`` ("64x48") as (height, width)."""
@@ -130,6 +155,8 @@ def load_task(
     transform = job.fit(stats)
     width = transform(job.raw(first[None])).shape[1]
     preprocessing = {**job.preprocessing(), "job": "images", "classes": names, "holdout": holdout}
+    if holdout is not None:
+        preprocessing["folder"] = folder_fingerprint(paths)
     image_shape = first.shape if features == "pixels" else None
     every = np.concatenate(raws) if spill is None else None
     del raws  # the images are in ``every`` now
@@ -185,8 +212,9 @@ def image_features(preprocessing: dict[str, Any], paths: Sequence[Path]) -> np.n
 
 def evaluation_data(folder: str | os.PathLike, preprocessing: dict[str, Any], class_names: Sequence[str],
                     backend: Backend, max_in_memory: int | None = None) -> TaskData:
-    """The test images of an image folder for a saved model (its ``Test/`` folder, or the held-out images of the
-    folder it was trained on), a chunk at a time; a class folder the model never saw is a DataError."""
+    """The test images of an image folder for a saved model, a chunk at a time: its ``Test/`` folder; the held-out
+    images when it is the folder the model was trained on; otherwise every image. A class folder the model never
+    saw is a DataError."""
     root = Path(folder)
     dirs = find_split_dirs(root)
     split_dir = dirs.get("test", dirs["train"])
@@ -194,11 +222,57 @@ def evaluation_data(folder: str | os.PathLike, preprocessing: dict[str, Any], cl
     if unknown:
         raise DataError(f"{split_dir / unknown[0]}: class {unknown[0]!r} is not one of the model's classes "
                         f"({', '.join(class_names)}); the model cannot be tested on it")
-    paths, labels, is_test, _, holdout = _image_list(root, class_names, preprocessing.get("holdout"))
+    image_sets = load_fruits(root, list(class_names))
+    train = image_sets["train"]
+    trained_here = preprocessing.get("folder", "") in ("", folder_fingerprint(train.paths))  # "": older models
+    if "test" in image_sets:
+        paths, labels, is_test = split_images(image_sets, None)
+        name = "test"
+    elif trained_here:
+        paths, labels, is_test = split_images(image_sets, preprocessing.get("holdout"))
+        name = "held-out"
+    else:
+        paths, labels, is_test, name = train.paths, train.labels, np.ones(len(train.paths), dtype=bool), "test"
     featurize, width = (_hue_transform(preprocessing, backend) if preprocessing.get("type") == "hue_histogram"
                         else _transform(preprocessing))
     budget = samples_in_memory(max_in_memory, width)
     test = _chunks([paths[k] for k in np.flatnonzero(is_test)], labels[is_test], min(budget, MAX_CHUNK),
                    featurize, width)
     return TaskData(np.empty((0, width), np.float32), np.empty(0, np.int64), test, None, list(class_names),
-                    dict(preprocessing), test_name="held-out" if holdout else "test")
+                    dict(preprocessing), test_name=name)
+
+
+class ImagesTask(Task):
+    name = "images"
+    source = "a folder of class folders (or of Training/ and Test/)"
+    defaults = {"mlp": mlp_defaults(30, 32, "128,64"), "cnn": cnn_defaults(32)}
+    options = (
+        Option("size", "images: resize every image to HxW pixels (default: all images must have one size; hue: "
+               "100x100)", {"metavar": "HxW"}),
+        Option("color", "images: rgb (default) or grey pixels", {"choices": IMAGE_MODES}),
+        Option("features", "images: pixels (default; mlp or cnn) or hue: the fruit tutorial's hue histograms",
+               {"choices": IMAGE_FEATURES}),
+        CLASSES, TEST_FRACTION, MAX_IN_MEMORY,
+    )
+
+    def check(self, args: argparse.Namespace) -> None:
+        if args.features == "hue" and args.color == "grey":
+            raise ConfigError("--features hue reads colour: leave out --color grey")
+        check_max_in_memory(args)
+
+    def load(self, args: argparse.Namespace, backend: Backend, seed: int) -> TaskData:
+        return load_task(args.source, backend, size=parse_size(args.size), color=args.color or "rgb",
+                         features=args.features or "pixels", classes=class_list(args.classes),
+                         test_fraction=args.test_fraction, seed=seed, max_in_memory=args.max_in_memory)
+
+    def test_data(self, model: Model, data: str | None, data_dir: str | None) -> EvalData:
+        task = evaluation_data(str(data), model.preprocessing, model.class_names, model.backend)
+        return EvalData(task.x_test, task.y_test, task.test_name)
+
+    def predict_features(self, model: Model, path: Path) -> tuple[list[str], Any]:
+        if model.preprocessing.get("type") == "hue_histogram":
+            return [str(path)], _hue_transform(model.preprocessing, model.backend)[0]([path])
+        return [str(path)], image_features(model.preprocessing, [path])
+
+
+TASK = ImagesTask()

@@ -1,22 +1,28 @@
-"""Your own arrays: an ``.npz`` file with ``x`` (samples, features) or images (samples, height, width[, channels]),
-``y`` class labels (whole numbers or text), and optionally ``x_test``, ``y_test``. Features are standardised per
-column (per channel for images) with the training samples' statistics, saved in the model.
+"""The npz job, your own arrays: an ``.npz`` file with ``x`` (samples, features) or images (samples, height,
+width[, channels]), ``y`` class labels (whole numbers or text), and optionally ``x_test``, ``y_test``. Features are
+standardised per column (per channel for images) with the training samples' statistics, saved in the model.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from xpnet.data.table import label_key, sort_classes
 from xpnet.errors import ConfigError, DataError
 from xpnet.scaling import RunningStats, Standardizer
-from xpnet.tasks import TaskData, check_classes, holdout_split
+from xpnet.tasks.base import TEST_FRACTION, EvalData, Task, refuse_images
+from xpnet.tasks.common import TaskData, check_classes, cnn_defaults, holdout_split, mlp_defaults
+
+if TYPE_CHECKING:
+    from xpnet.backend import Backend
+    from xpnet.model import Model
 
 
 def read_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -123,3 +129,26 @@ def read_samples(preprocessing: dict[str, Any], class_names: Sequence[str], path
         raise DataError(f"{path} has {name} but no {label}: evaluating needs the true labels")
     y = _indices(_labels(arrays, label, path, len(x)), list(class_names), path, label) if label in arrays else None
     return Standardizer.from_dict(preprocessing.get("scaling")).transform(_grouped(x)), y
+
+
+class NpzTask(Task):
+    name = "npz"
+    source = "an .npz file (x, y, optional x_test, y_test)"
+    defaults = {"mlp": mlp_defaults(20, 32, "128,64"), "cnn": cnn_defaults(64)}
+    options = (TEST_FRACTION,)
+    inputs = "files"
+    preprocessing_types = ("arrays",)
+
+    def load(self, args: argparse.Namespace, backend: Backend, seed: int) -> TaskData:
+        return load_task(args.source, test_fraction=args.test_fraction, seed=seed)
+
+    def test_data(self, model: Model, data: str | None, data_dir: str | None) -> EvalData:
+        return EvalData(*read_samples(model.preprocessing, model.class_names, str(data), labelled=True))
+
+    def predict_features(self, model: Model, path: Path) -> tuple[list[str], Any]:
+        refuse_images(self, path, ".npz samples")
+        x, _ = read_samples(model.preprocessing, model.class_names, path)
+        return [f"{path} row {k}" for k in range(1, len(x) + 1)], x
+
+
+TASK = NpzTask()
