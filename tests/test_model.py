@@ -172,23 +172,27 @@ def test_stop_training_leaves_the_epoch_open_for_a_resume():
     assert history.epoch == [1] and model.position.epoch == 1 and model.position.batch == 0
 
 
-def test_the_schedule_sets_the_rate_before_every_step_from_the_fractional_epoch():
-    from xpnet.schedules import cosine
+def test_the_optimizer_schedule_sets_the_rate_of_every_step_from_the_fractional_epoch(monkeypatch):
+    from xpnet.optimizers import SGD
+    from xpnet.schedules import Cosine
 
     x, y = _blobs(40)
-    model = mlp([4, 3], seed=0, device="cpu", optimizer="sgd", lr=0.1)
+    model = mlp([4, 3], seed=0, device="cpu", optimizer=SGD(0.1, schedule=Cosine(2)))
     asked, rates = [], []
-    decay = cosine(0.1, 2)
+    rate = SGD.rate
 
-    def schedule(progress: float) -> float:
+    def recorded(optimizer, progress=0.0):
         asked.append(progress)
-        return decay(progress)
+        rates.append(rate(optimizer, progress))
+        return rates[-1]
 
-    model.fit(x, y, epochs=2, batch_size=10, verbose=0, lr_schedule=schedule,
-              callbacks=[lambda m, epoch, logs: rates.append(m.optimizer.lr)])
+    monkeypatch.setattr(SGD, "rate", recorded)
+    model.fit(x, y, epochs=2, batch_size=10, verbose=0)
     np.testing.assert_allclose(asked, np.arange(8) / 4)
-    np.testing.assert_allclose(rates, [0.05 * (1 + np.cos(np.pi * 3 / 8)), 0.05 * (1 + np.cos(np.pi * 7 / 8))])
-    assert decay(0) == 0.1 and decay(2) == 0.0 and decay(5) == 0.0
+    np.testing.assert_allclose(rates, 0.05 * (1 + np.cos(np.pi * np.arange(8) / 8)))
+    assert model.optimizer.lr == 0.1  # the configured rate stays: the schedule never overwrites it
+    decay = Cosine(2)
+    assert decay.rate(0.1, 0) == 0.1 and decay.rate(0.1, 2) == 0.0 and decay.rate(0.1, 5) == 0.0
 
 
 def test_running_out_of_memory_names_the_batch_size(monkeypatch):

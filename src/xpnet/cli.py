@@ -253,9 +253,9 @@ def command_train(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace, communicator: Any) -> int:
     from xpnet.backend import get_backend
+    from xpnet.run import run_training
     from xpnet.serialization import model_path, save_model
     from xpnet.tasks import build_model
-    from xpnet.training import run_training
 
     settings, given = _settings(args)
     _check_output_paths(args)
