@@ -20,7 +20,7 @@ import numpy as np
 
 from xpnet.archive import model_arrays, model_metadata, read_archive, write_archive
 from xpnet.backend import Backend
-from xpnet.errors import ConfigError, ModelFileError
+from xpnet.errors import ModelFileError
 from xpnet.model import Model
 from xpnet.serialization import model_from_archive
 from xpnet.trainer import History, TrainingPosition
@@ -55,23 +55,21 @@ def checkpoint_path(directory: Path, position: TrainingPosition) -> Path:
 def save_checkpoint(
     directory: str | Path, model: Model, history: History, settings: dict[str, Any], keep: int = 2
 ) -> Path:
-    """Write a checkpoint of ``model`` where its current (or latest) fit stands into ``directory``; keep the newest
-    ``keep``."""
+    """Write a checkpoint of ``model`` where its current (or latest) fit stands (an untrained one: at the start)
+    into ``directory``; keep the newest ``keep``."""
     trainer = model.trainer
-    if trainer is None:
-        raise ConfigError("nothing to checkpoint: the model has not been trained (fit) yet")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     for stale in directory.glob(".checkpoint-*.tmp"):  # left by a run killed mid-write; never complete
         if TEMPORARY.match(stale.name):
             stale.unlink(missing_ok=True)
-    position = trainer.position
+    position = TrainingPosition() if trainer is None else trainer.position
     path = checkpoint_path(directory, position)
     training = {
         "position": position.to_dict(),
         "history": history.to_dict(),
         # the generator's state at the epoch's start (also in the position since format 3; read by older xpnet)
-        "shuffle_rng": position.rng_state or trainer.rng.bit_generator.state,
+        "shuffle_rng": position.rng_state or (None if trainer is None else trainer.rng.bit_generator.state),
         "settings": settings,
     }
     write_archive(path, model_arrays(model), model_metadata(model, kind="checkpoint", training=training))
