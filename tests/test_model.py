@@ -172,6 +172,27 @@ def test_stop_training_leaves_the_epoch_open_for_a_resume():
     assert history.epoch == [1] and model.position.epoch == 1 and model.position.batch == 0
 
 
+def test_models_on_one_backend_shuffle_independently():
+    """Each fit shuffles with its own generator (seeded by one draw from the backend's when no seed is given):
+    training another model on the same backend between its epochs leaves its batch order, and so its result,
+    unchanged."""
+    from xpnet.backend import get_backend
+
+    x, y = _blobs(90)
+
+    def trained(with_neighbour: bool) -> np.ndarray:
+        backend = get_backend("cpu", "float64", seed=4)
+        model, neighbour = mlp([4, 8, 3], backend=backend), mlp([4, 8, 3], backend=backend)
+
+        def train_neighbour(m, epoch, logs):
+            neighbour.fit(x, y, epochs=1, batch_size=10, verbose=0)
+
+        model.fit(x, y, epochs=3, batch_size=10, verbose=0, callbacks=[train_neighbour] if with_neighbour else [])
+        return model.get_parameters()
+
+    np.testing.assert_array_equal(trained(True), trained(False))
+
+
 def test_the_optimizer_schedule_sets_the_rate_of_every_step_from_the_fractional_epoch(monkeypatch):
     from xpnet.optimizers import SGD
     from xpnet.schedules import Cosine

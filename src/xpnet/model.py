@@ -357,8 +357,10 @@ class Model:
         this is one rank of a data-parallel run over the same ``x``, ``y``: each rank steps on its share of every
         batch of ``batch_size`` rows.
         """
-        options = FitOptions(epochs, batch_size, validation_data, validation_split, shuffle, seed, verbose,
-                             callbacks, history, position, stop, communicator)
+        options = FitOptions(epochs=epochs, batch_size=batch_size, validation_data=validation_data,
+                             validation_split=validation_split, shuffle=shuffle, seed=seed, verbose=verbose,
+                             callbacks=callbacks, history=history, position=position, stop=stop,
+                             communicator=communicator)
         options.check()
         with self.backend.out_of_memory(batch_size or len(x)):
             self.trainer = Trainer(self, x, y, options)
