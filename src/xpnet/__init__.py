@@ -32,7 +32,7 @@ from xpnet.layers import (  # noqa: E402
 from xpnet.model import Model, Sequential  # noqa: E402
 from xpnet.serialization import load_model, save_model  # noqa: E402
 from xpnet.trainer import History  # noqa: E402
-from xpnet.version import __version__  # noqa: E402, F401
+from xpnet.version import __version__
 
 __all__ = [
     "Backend",
