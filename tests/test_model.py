@@ -259,3 +259,15 @@ def test_a_regression_model_reports_errors_and_predicts_values():
     assert predicted.shape == (5,) and np.allclose(predicted, y[:5], atol=0.3)  # values, not 0/1 classes
     with pytest.raises(DataError, match="predicts values"):
         model.fit(x[:4], ["a", "b", "a", "b"], verbose=0)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "message"),
+    [({"name": "step"}, "unknown learning-rate schedule 'step'"), ({"name": "cosine", "epochs": -1}, "epochs"),
+     ({"name": "cosine", "epochs": 2, "floor": float("nan")}, "floor"), ("cosine", "not a learning-rate schedule")],
+)
+def test_an_optimizer_refuses_a_bad_schedule(schedule, message):
+    from xpnet.optimizers import get_optimizer
+
+    with pytest.raises(ConfigError, match=message):
+        get_optimizer({"name": "adam", "lr": 1e-3, "schedule": schedule})
