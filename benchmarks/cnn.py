@@ -27,7 +27,7 @@ from benchmarks.distributed import mpi_job, mpi_missing
 from benchmarks.peers import TorchPeer, torch_version
 from benchmarks.timing import Candidate, Stats, interleave, log
 from xpnet.layers import Conv2D, Phase
-from xpnet.schedules import cosine
+from xpnet.schedules import Cosine
 from xpnet.tasks import TASK_DEFAULTS, build_model, sizes
 
 SETTINGS = {**TASK_DEFAULTS["mnist"]["cnn"], "model": "cnn"}
@@ -148,9 +148,9 @@ def accuracy_run(config: Config, task: Any, settings: dict[str, Any], target: fl
     seconds until it first reached ``target``."""
     settings = dict(settings, epochs=1 if config.quick else settings["epochs"])
     model = build_model("mnist", task, settings, config.backend("cpu"))
+    model.optimizer.schedule = Cosine(settings["epochs"])
     history = model.fit(task.x_train, task.y_train, settings["epochs"], settings["batch_size"],
-                        validation_data=(task.x_test, task.y_test), seed=0, verbose=0,
-                        lr_schedule=cosine(settings["lr"], settings["epochs"]), communicator=communicator)
+                        validation_data=(task.x_test, task.y_test), seed=0, verbose=0, communicator=communicator)
     accuracy, seconds = history.history["val_accuracy"], np.cumsum(history.history["time"]).tolist()
     reached = next((i for i, a in enumerate(accuracy) if a >= target), None)
     changed = {key: value for key, value in settings.items() if SETTINGS.get(key) != value}

@@ -14,7 +14,7 @@ from xpnet.backend import Backend
 from xpnet.data.fruits import decode_images, load_fruits
 from xpnet.features import CACHE_SIZE, hue_histograms
 from xpnet.model import Model
-from xpnet.schedules import cosine
+from xpnet.schedules import Cosine
 from xpnet.tasks import TASK_DEFAULTS, TaskData, build_model, fruits
 
 TARGET_ACCURACY = 0.98
@@ -41,9 +41,9 @@ def time_to_accuracy(model: Model, task: TaskData, settings: dict[str, Any], tar
         out_of_time = max_seconds is not None and elapsed[-1] > max_seconds
         trained.stop_training = logs["val_accuracy"] >= target or out_of_time
 
+    model.optimizer.schedule = Cosine(settings["epochs"])
     history = model.fit(task.x_train, task.y_train, settings["epochs"], settings["batch_size"],
-                        validation_data=(task.x_test, task.y_test), seed=0, verbose=0, callbacks=[stop_at_target],
-                        lr_schedule=cosine(settings["lr"], settings["epochs"]))
+                        validation_data=(task.x_test, task.y_test), seed=0, verbose=0, callbacks=[stop_at_target])
     accuracy = history.history["val_accuracy"]
     reached = next((i for i, a in enumerate(accuracy) if a >= target), None)
     return {
@@ -94,8 +94,8 @@ def fruit_rows(config: Config) -> list[dict[str, Any]]:
     for device, backend in backends.items():
         model = _cli_model(config, device, "fruits", task, settings)
         started = time.perf_counter()
-        model.fit(task.x_train, task.y_train, settings["epochs"], settings["batch_size"], seed=0, verbose=0,
-                  lr_schedule=cosine(settings["lr"], settings["epochs"]))
+        model.optimizer.schedule = Cosine(settings["epochs"])
+        model.fit(task.x_train, task.y_train, settings["epochs"], settings["batch_size"], seed=0, verbose=0)
         backend.synchronize()
         train_s = time.perf_counter() - started
         rows.append({

@@ -38,7 +38,7 @@ def model(kind: str, device: str = "cpu") -> Model:
 
 
 def snapshot(model: Model) -> dict[str, np.ndarray]:
-    return {"parameters": model.get_parameters(), "state": model.get_state(), "stream": np.array(model.stream)}
+    return {"parameters": model.get_parameters(), "state": model.get_state(), "stream": np.array(model.trainer.rank)}
 
 
 def main() -> None:

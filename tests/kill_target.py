@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from xpnet import training
+import xpnet.run as cli_run
 from xpnet.backend import get_backend
 from xpnet.builders import mlp
 from xpnet.checkpoint import save_checkpoint
@@ -63,9 +63,9 @@ def marked_save(directory: str | Path, model: Model, history: History, settings:
 
 def child(directory: str, epochs: int, resume: bool) -> None:
     """One training run, as ``xpnet train --checkpoint-dir DIR [--resume]`` does it."""
-    training.save_checkpoint = marked_save
+    cli_run.save_checkpoint = marked_save
     settings = {"task": "kill", "epochs": epochs, "batch_size": 32, "seed": 7}
-    result = training.run_training(task(), build, settings, checkpoint_dir=directory, resume=resume,
+    result = cli_run.run_training(task(), build, settings, checkpoint_dir=directory, resume=resume, given={"epochs"},
                                    backend=BACKEND, verbose=0, log=lambda message: None)
     say(f"done {result.model.position.epoch}")
 

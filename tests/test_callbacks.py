@@ -17,12 +17,13 @@ def tiny_model() -> Model:
 
 def drive(stopper: EarlyStopping, model: Model, values: list[float], monitor: str = "val_loss") -> int:
     """Feed ``values`` as the monitored metric of epochs 1, 2, ..., the parameters of epoch k being [k, 0],
-    until the callback stops training; return the last epoch run."""
-    model.stop_training = False
+    until the callback stops training; return the last epoch run. (Outside a fit there is no run to stop: the
+    callback's ``stopped_epoch`` says when it would have; the fit tests below check that it does.)"""
     for epoch, value in enumerate(values, start=1):
         model.set_parameters(np.array([epoch, 0.0]))
         stopper(model, epoch, {"loss": 0.0, monitor: value})
-        if model.stop_training:
+        if stopper.stopped_epoch:
+            assert stopper.stopped_epoch == epoch
             return epoch
     return len(values)
 
@@ -59,7 +60,7 @@ def test_without_restore_best_the_last_parameters_stay() -> None:
 def test_runs_that_never_stop_leave_the_parameters_alone() -> None:
     model, stopper = tiny_model(), EarlyStopping(patience=5)
     assert drive(stopper, model, [3.0, 2.0, 2.5]) == 3
-    assert not model.stop_training and stopper.stopped_epoch == 0
+    assert stopper.stopped_epoch == 0
     np.testing.assert_array_equal(model.get_parameters(), [3.0, 0.0])
 
 

@@ -71,8 +71,8 @@ def test_resume_in_the_middle_of_an_epoch_is_exact(tmp_path, monkeypatch, kind):
     model = _model(kind)
     original_step = type(model).train_step
 
-    def step_then_maybe_stop(self, *args):
-        original_step(self, *args)
+    def step_then_maybe_stop(self, *args, **kwargs):
+        original_step(self, *args, **kwargs)
         if self.step == 10:  # epoch 2, batch 3 of 7: as if Ctrl-C arrived here
             self.stop_training = True
 

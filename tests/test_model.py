@@ -172,23 +172,48 @@ def test_stop_training_leaves_the_epoch_open_for_a_resume():
     assert history.epoch == [1] and model.position.epoch == 1 and model.position.batch == 0
 
 
-def test_the_schedule_sets_the_rate_before_every_step_from_the_fractional_epoch():
-    from xpnet.schedules import cosine
+def test_models_on_one_backend_shuffle_independently():
+    """Each fit shuffles with its own generator (seeded by one draw from the backend's when no seed is given):
+    training another model on the same backend between its epochs leaves its batch order, and so its result,
+    unchanged."""
+    from xpnet.backend import get_backend
+
+    x, y = _blobs(90)
+
+    def trained(with_neighbour: bool) -> np.ndarray:
+        backend = get_backend("cpu", "float64", seed=4)
+        model, neighbour = mlp([4, 8, 3], backend=backend), mlp([4, 8, 3], backend=backend)
+
+        def train_neighbour(m, epoch, logs):
+            neighbour.fit(x, y, epochs=1, batch_size=10, verbose=0)
+
+        model.fit(x, y, epochs=3, batch_size=10, verbose=0, callbacks=[train_neighbour] if with_neighbour else [])
+        return model.get_parameters()
+
+    np.testing.assert_array_equal(trained(True), trained(False))
+
+
+def test_the_optimizer_schedule_sets_the_rate_of_every_step_from_the_fractional_epoch(monkeypatch):
+    from xpnet.optimizers import SGD
+    from xpnet.schedules import Cosine
 
     x, y = _blobs(40)
-    model = mlp([4, 3], seed=0, device="cpu", optimizer="sgd", lr=0.1)
+    model = mlp([4, 3], seed=0, device="cpu", optimizer=SGD(0.1, schedule=Cosine(2)))
     asked, rates = [], []
-    decay = cosine(0.1, 2)
+    rate = SGD.rate
 
-    def schedule(progress: float) -> float:
+    def recorded(optimizer, progress=0.0):
         asked.append(progress)
-        return decay(progress)
+        rates.append(rate(optimizer, progress))
+        return rates[-1]
 
-    model.fit(x, y, epochs=2, batch_size=10, verbose=0, lr_schedule=schedule,
-              callbacks=[lambda m, epoch, logs: rates.append(m.optimizer.lr)])
+    monkeypatch.setattr(SGD, "rate", recorded)
+    model.fit(x, y, epochs=2, batch_size=10, verbose=0)
     np.testing.assert_allclose(asked, np.arange(8) / 4)
-    np.testing.assert_allclose(rates, [0.05 * (1 + np.cos(np.pi * 3 / 8)), 0.05 * (1 + np.cos(np.pi * 7 / 8))])
-    assert decay(0) == 0.1 and decay(2) == 0.0 and decay(5) == 0.0
+    np.testing.assert_allclose(rates, 0.05 * (1 + np.cos(np.pi * np.arange(8) / 8)))
+    assert model.optimizer.lr == 0.1  # the configured rate stays: the schedule never overwrites it
+    decay = Cosine(2)
+    assert decay.rate(0.1, 0) == 0.1 and decay.rate(0.1, 2) == 0.0 and decay.rate(0.1, 5) == 0.0
 
 
 def test_running_out_of_memory_names_the_batch_size(monkeypatch):
@@ -234,3 +259,15 @@ def test_a_regression_model_reports_errors_and_predicts_values():
     assert predicted.shape == (5,) and np.allclose(predicted, y[:5], atol=0.3)  # values, not 0/1 classes
     with pytest.raises(DataError, match="predicts values"):
         model.fit(x[:4], ["a", "b", "a", "b"], verbose=0)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "message"),
+    [({"name": "step"}, "unknown learning-rate schedule 'step'"), ({"name": "cosine", "epochs": -1}, "epochs"),
+     ({"name": "cosine", "epochs": 2, "floor": float("nan")}, "floor"), ("cosine", "not a learning-rate schedule")],
+)
+def test_an_optimizer_refuses_a_bad_schedule(schedule, message):
+    from xpnet.optimizers import get_optimizer
+
+    with pytest.raises(ConfigError, match=message):
+        get_optimizer({"name": "adam", "lr": 1e-3, "schedule": schedule})

@@ -33,11 +33,11 @@ from xpnet.errors import DataError, ModelFileError, TrainingError
 from xpnet.features import HueHistogramFeatures
 from xpnet.layers import Dense
 from xpnet.model import Model
+from xpnet.run import run_training
 from xpnet.serialization import load_model, read_archive, write_archive
 from xpnet.tasks import TaskData
 from xpnet.tasks import fruits as fruit_task
 from xpnet.trainer import History
-from xpnet.training import run_training
 
 KILLS = 40
 """SIGKILLs sent in the kill chain: half at random moments, half timed into checkpoint writes."""

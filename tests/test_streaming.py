@@ -72,9 +72,9 @@ def test_rows_within_a_chunk_are_shuffled_and_each_trained_on_once(monkeypatch: 
     seen = []
     original = type(model).train_step
 
-    def record(self, xb, yb, *args):
+    def record(self, xb, yb, *args, **kwargs):
         seen.extend(np.asarray(xb)[:, 0].astype(int).tolist())
-        original(self, xb, yb, *args)
+        original(self, xb, yb, *args, **kwargs)
 
     monkeypatch.setattr(type(model), "train_step", record)
     model.fit(Recorder(x, y).data, None, epochs=1, batch_size=16, seed=5, verbose=0)
@@ -89,8 +89,8 @@ def test_resume_in_the_middle_of_a_streamed_epoch_is_exact(tmp_path: Path, monke
     model = _model()
     original = type(model).train_step
 
-    def step_then_maybe_stop(self, *args):
-        original(self, *args)
+    def step_then_maybe_stop(self, *args, **kwargs):
+        original(self, *args, **kwargs)
         if self.step == 14:  # epoch 2, batch 3 of 11 (chunks of 3, 3, 3 and 2 batches)
             self.stop_training = True
 

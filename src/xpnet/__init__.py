@@ -5,8 +5,6 @@ Build a model from layers (``Sequential([...])``) or a short form (``mlp``, ``cn
 chooses the device; ``load_mnist`` and ``load_fruits`` read the two data sets the command line trains on.
 """
 
-__version__ = "0.2.0"
-
 from xpnet.backend import Backend, get_backend  # noqa: E402
 from xpnet.builders import cnn, from_layer_dicts, mlp  # noqa: E402
 from xpnet.data.fruits import load_fruits  # noqa: E402
@@ -37,6 +35,7 @@ from xpnet.layers import (  # noqa: E402
 from xpnet.model import Model, Sequential  # noqa: E402
 from xpnet.serialization import load_model, save_model  # noqa: E402
 from xpnet.trainer import History  # noqa: E402
+from xpnet.version import __version__
 
 __all__ = [
     "Activation",

@@ -1,4 +1,8 @@
-"""Callbacks for ``Model.fit``: callables ``callback(model, epoch, logs)`` run after every epoch."""
+"""Callbacks for ``Model.fit``: callables ``callback(model, epoch, logs)`` run after every epoch.
+
+A callback stops the run Keras's way, ``model.stop_training = True``, which asks the running fit's trainer to stop
+(its ``StopFlag``: the one stop request the Ctrl-C handler uses too); outside a fit there is nothing to stop.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Training checkpoints: everything needed to resume a run exactly where it stopped.
 
-A checkpoint is a model archive (see ``serialization``) whose metadata also holds the training position (epoch,
-batch within the epoch, running totals), the history so far, the shuffling generator's state and the run's
+A checkpoint is a model archive (see ``archive``) whose metadata also holds the training position (epoch,
+batch within the epoch, running totals, the shuffling generator's state), the history so far and the run's
 settings. Files are written atomically and named by epoch and batch, so the newest valid one is easy to find;
 a file that cannot be read (a machine died at the wrong moment) is skipped with a warning, never trusted.
 """
@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from xpnet.archive import model_arrays, model_metadata, read_archive, write_archive
 from xpnet.backend import Backend
 from xpnet.errors import ModelFileError
 from xpnet.model import Model
-from xpnet.serialization import model_arrays, model_from_archive, model_metadata, read_archive, write_archive
+from xpnet.serialization import model_from_archive
 from xpnet.trainer import History, TrainingPosition
 
 NAME = re.compile(r"^checkpoint-e(\d{5})-b(\d{7})\.npz$")
@@ -54,18 +55,21 @@ def checkpoint_path(directory: Path, position: TrainingPosition) -> Path:
 def save_checkpoint(
     directory: str | Path, model: Model, history: History, settings: dict[str, Any], keep: int = 2
 ) -> Path:
-    """Write a checkpoint of ``model`` at ``model.position`` into ``directory``; keep the newest ``keep``."""
+    """Write a checkpoint of ``model`` where its current (or latest) fit stands (an untrained one: at the start)
+    into ``directory``; keep the newest ``keep``."""
+    trainer = model.trainer
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     for stale in directory.glob(".checkpoint-*.tmp"):  # left by a run killed mid-write; never complete
         if TEMPORARY.match(stale.name):
             stale.unlink(missing_ok=True)
-    position = model.position
+    position = TrainingPosition() if trainer is None else trainer.position
     path = checkpoint_path(directory, position)
     training = {
         "position": position.to_dict(),
         "history": history.to_dict(),
-        "shuffle_rng": model.shuffle_rng.bit_generator.state,
+        # the generator's state at the epoch's start (also in the position since format 3; read by older xpnet)
+        "shuffle_rng": position.rng_state or (None if trainer is None else trainer.rng.bit_generator.state),
         "settings": settings,
     }
     write_archive(path, model_arrays(model), model_metadata(model, kind="checkpoint", training=training))
@@ -99,7 +103,8 @@ def load_checkpoint(
     path: str | Path, *, device: str | None = None, dtype: Any = None, backend: Backend | None = None
 ) -> Checkpoint:
     """Restore one checkpoint file onto ``backend``, or one built for ``device`` (either device resumes either's
-    checkpoints)."""
+    checkpoints). A checkpoint written before format 3 kept the generator's state at an epoch's start beside the
+    position rather than in it: it is moved into the position, so such a checkpoint resumes exactly too."""
     path = Path(path)
     metadata, arrays = read_archive(path)
     training = metadata.get("training")
@@ -109,14 +114,12 @@ def load_checkpoint(
     try:
         history = History.from_dict(training["history"])
         position = TrainingPosition.from_dict(training["position"])
+        if position.rng_state is None:
+            position.rng_state = training["shuffle_rng"]
         _check_position(position)
-        rng = np.random.default_rng()
-        rng.bit_generator.state = training["shuffle_rng"]
         settings = dict(training["settings"])
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise ModelFileError(f"{path}: the training state is incomplete or malformed ({exc!r})") from None
-    model.shuffle_rng = rng
-    model.position = position
     return Checkpoint(model, history, position, settings, path)
 
 

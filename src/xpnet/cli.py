@@ -220,10 +220,10 @@ def command_train(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace, communicator: Any) -> int:
     from xpnet.backend import get_backend, select_device
+    from xpnet.run import run_training
     from xpnet.serialization import model_path, save_model
     from xpnet.tasks import build_model
     from xpnet.tasks.common import check_training_left
-    from xpnet.training import run_training
 
     settings, given = _settings(args)
     _check_output_paths(args)

@@ -4,7 +4,9 @@ Parameters, gradients and optimizer moments live in one ``(2 + slots, P)`` array
 their gradients, the rest the optimizer's moments; non-trainable state (BatchNorm's running statistics) in a second
 flat array. Each layer gets views into them, so the optimizer updates everything in one pass and an Allreduce of
 the gradients is one call. The model only sequences layers: each layer computes its own forward and backward pass
-in work buffers preallocated per batch size. The training loop lives in ``xpnet.trainer``.
+in work buffers preallocated per batch size. The training loop lives in ``xpnet.trainer`` (``fit`` builds a
+``Trainer``, which owns the run's position, shuffling and stop flag), the input checks in ``xpnet.inputs``, saving
+in ``xpnet.archive``.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from xpnet import inputs
+from xpnet.archive import save_model
 from xpnet.backend import Backend, get_backend
-from xpnet.errors import ConfigError, DataError
+from xpnet.errors import ConfigError
 from xpnet.layers.base import Layer, Phase, Shape, Workspace, as_shape, describe_shape
 from xpnet.losses import Loss, get_loss
 from xpnet.optimizers import Optimizer, get_optimizer
-from xpnet.trainer import Callback, ChunkedData, History, Trainer, TrainingPosition
+from xpnet.trainer import Callback, ChunkedData, FitOptions, History, StopFlag, Trainer, TrainingPosition
 
 if TYPE_CHECKING:
     from xpnet.distributed import Communicator
@@ -72,9 +76,10 @@ class Model:
 
     ``input_shape`` is one sample's shape, unless the first layer declares it (``Dense(..., input_dim=784)``).
     ``device``, ``dtype``, ``seed`` and ``kernel_mode`` build a backend unless ``backend`` is given. The seed fixes
-    the initial weights, dropout masks and the shuffling order, identically on every device. ``class_names`` and
-    ``preprocessing`` are carried along for saving: the CLI uses them to turn inputs into features and outputs into
-    names.
+    the initial weights, dropout masks and the shuffling order, identically on every device. ``lr`` is the
+    optimizer's base learning rate (give ``optimizer=Adam(lr, schedule=Cosine(epochs))`` for a schedule).
+    ``class_names`` and ``preprocessing`` are carried along for saving: the CLI uses them to turn inputs into
+    features and outputs into names.
     """
 
     def __init__(
@@ -111,16 +116,13 @@ class Model:
         self.optimizer = get_optimizer(optimizer, lr)
         self.backend = backend or get_backend(device, dtype, seed, kernel_mode)
         self.class_names = list(class_names) if class_names is not None else None
-        if self.class_names is not None and len(self.class_names) != self._class_count():
-            raise ConfigError(f"{len(self.class_names)} class names given for {self._class_count()} classes")
+        if self.class_names is not None and len(self.class_names) != self.class_count:
+            raise ConfigError(f"{len(self.class_names)} class names given for {self.class_count} classes")
         self.preprocessing = dict(preprocessing or {})
         self.step = 0
-        self.stream = 0
-        """Which rank of a data-parallel run this model trains as: each draws its own dropout masks."""
-        self.stop_training = False
-        # draws each epoch's batch order; checkpoints save its state so a resumed run shuffles identically
-        self.shuffle_rng = self.backend.rng
-        self.position = TrainingPosition()
+        """Optimizer steps applied so far (Adam's bias correction and the dropout masks depend on it)."""
+        self.trainer: Trainer | None = None
+        """The trainer of the current (or latest) ``fit``: its ``position`` says where training stands."""
         self._workspaces: dict[tuple[int, bool], ModelWorkspace] = {}
         self._first_trainable = next((i for i, layer in enumerate(self.layers) if layer.parameter_count), None)
         self._bind_buffers()
@@ -155,8 +157,26 @@ class Model:
         sigmoid or ReLU output is the classic tutorials' classifier on one-hot targets.)"""
         return self.loss.name in ("mse", "sse") and getattr(self.layers[-1], "activation", "identity") == "identity"
 
-    def _class_count(self) -> int:
+    @property
+    def class_count(self) -> int:
+        """Classes a classifier tells apart (a single sigmoid output tells two)."""
         return max(2, self.output_dim)
+
+    @property
+    def position(self) -> TrainingPosition | None:
+        """Where the current or latest ``fit`` stands (None before any): the latest trainer's position."""
+        return None if self.trainer is None else self.trainer.position
+
+    @property
+    def stop_training(self) -> bool:
+        """Keras's stop request, kept for callbacks: True once the running ``fit`` was asked to stop. Setting it
+        asks (or stops asking) that fit's trainer; outside a fit it has no effect, as each fit starts afresh."""
+        return self.trainer is not None and self.trainer.stop.requested
+
+    @stop_training.setter
+    def stop_training(self, value: bool) -> None:
+        if self.trainer is not None:
+            (self.trainer.stop.request if value else self.trainer.stop.clear)()
 
     def _bind_buffers(self) -> None:
         """Allocate the flat buffers and hand every layer its views of its parameters, gradients and state."""
@@ -233,7 +253,7 @@ class Model:
             line(header), rule, *table, rule,
             f"Total params: {self.parameter_count + self.state_count:,} (trainable {self.parameter_count:,}, "
             f"non-trainable {self.state_count:,})",
-            f"loss {self.loss.name}; optimizer {self.optimizer.name} (lr {self.optimizer.lr:g}); "
+            f"loss {self.loss.name}; optimizer {self.optimizer.describe()}; "
             f"{self.backend.name} {self.dtype.name}, {self.backend.kernel_mode} kernels",
         ])
         if print_fn is not None:
@@ -244,91 +264,6 @@ class Model:
         kinds = "-".join(layer.type_name for layer in self.layers)
         return (f"Model({describe_shape(self.input_shape)} {kinds} -> {self.output_dim}, loss={self.loss.name}, "
                 f"optimizer={self.optimizer.name}, device={self.backend.name})")
-
-    # ------------------------------------------------------------------------------------------ data handling
-    def _features(self, x: Any, what: str = "x") -> Any:
-        """``x`` as a C-contiguous device array of flat rows in the model's dtype, after checking shape and values."""
-        backend = self.backend
-        shape = getattr(x, "shape", None)
-        if shape is None:
-            x = np.asarray(x)
-            shape = x.shape
-        shape = tuple(shape)
-        if len(shape) == 1 and self.input_shape == (1,):
-            x = x.reshape(-1, 1)
-            shape = x.shape
-        if shape[1:] != self.input_shape:
-            raise ConfigError(
-                f"{what} has shape {shape}, but the model expects (samples, {', '.join(map(str, self.input_shape))})"
-                + (f"; reshape it to one row of {self.input_dim} features per sample" if len(self.input_shape) == 1
-                   else "")
-            )
-        if shape[0] == 0:
-            raise DataError(f"{what} is empty: there are no samples to work on")
-        if getattr(x, "dtype", None) is not None and x.dtype.kind not in "fiub":
-            raise DataError(f"{what} has dtype {x.dtype}; expected numbers")
-        device_x = backend.xp.ascontiguousarray(backend.asarray(x, dtype=self.dtype)).reshape(shape[0], -1)
-        if not bool(backend.xp.isfinite(device_x).all()):
-            raise DataError(f"{what} contains NaN or infinite values; clean or impute them before training")
-        return device_x
-
-    def device_data(self, x: Any, y: Any, names: tuple[str, str] = ("x", "y")) -> tuple[Any, Any]:
-        """Features and targets as checked device arrays (flat rows in the model's dtype, target rows); ``names``
-        name them in errors."""
-        x_dev = self._features(x, names[0])
-        return x_dev, self._targets(y, x_dev.shape[0], names[1])
-
-    def _targets(self, y: Any, n: int, what: str = "y") -> Any:
-        """Targets as a device array (n, outputs): integer class labels become one-hot rows."""
-        backend = self.backend
-        y_host = np.asarray(backend.to_host(y))
-        if y_host.shape[:1] != (n,):
-            raise ConfigError(f"{what} has {y_host.shape[0] if y_host.ndim else 0} rows but x has {n} samples")
-        if y_host.dtype.kind in "USO":
-            y_host = self._label_indices(y_host, what)
-        m = self.output_dim
-        if y_host.ndim == 1 and m > 1:
-            if y_host.dtype.kind not in "iub" and not np.all(np.mod(y_host, 1) == 0):
-                raise DataError(f"{what} holds non-integer class labels; give labels 0..{m - 1} or one-hot rows")
-            labels = y_host.astype(np.int64)
-            if labels.min() < 0 or labels.max() >= m:
-                bad = labels[(labels < 0) | (labels >= m)][0]
-                raise DataError(
-                    f"{what} has label {bad}, outside the model's {m} classes 0..{m - 1}; check the labels or "
-                    f"give the output layer more units"
-                )
-            y_host = np.eye(m)[labels]
-        elif y_host.ndim == 1:
-            y_host = y_host.reshape(-1, 1)
-        if y_host.ndim != 2 or y_host.shape[1] != m:
-            raise ConfigError(
-                f"{what} has shape {y_host.shape}, but the model has {m} outputs: give (samples, {m}) targets"
-                + (" or integer class labels" if m > 1 else "")
-            )
-        if not np.isfinite(y_host.astype(np.float64, copy=False)).all():
-            raise DataError(f"{what} contains NaN or infinite values")
-        return backend.xp.ascontiguousarray(backend.asarray(y_host, dtype=self.dtype))
-
-    def _label_indices(self, labels: np.ndarray, what: str) -> np.ndarray:
-        """Class-name labels as indices into ``class_names``; a model without class names takes the labels' sorted
-        distinct names as its own (saved with it, and printed by ``xpnet predict``)."""
-        values = labels.tolist() if labels.ndim == 1 else None
-        if values is None or not all(isinstance(value, str) for value in values):
-            raise DataError(f"{what} holds {labels.dtype} values that are neither numbers nor class names; give "
-                            "integer labels 0..k-1, class names (strings) or one-hot rows")
-        if self.is_regression:
-            raise DataError(f"{what} holds class names, but this model predicts values (loss {self.loss.name} after "
-                            "an identity output); give numeric targets, or a softmax/sigmoid classifier")
-        names = self.class_names or sorted(set(values))
-        if len(names) != self._class_count():
-            raise DataError(f"{what} names {len(names)} classes, but the model has {self._class_count()}; give the "
-                            f"model class_names=[...] or an output layer of {len(names)} units")
-        index = {name: i for i, name in enumerate(names)}
-        unknown = next((value for value in values if value not in index), None)
-        if unknown is not None:
-            raise DataError(f"{what} has label {unknown!r}, which is not one of the model's classes {names}")
-        self.class_names = list(names)
-        return np.fromiter((index[value] for value in values), dtype=np.int64, count=len(values))
 
     def workspace(self, capacity: int, backward: bool) -> ModelWorkspace:
         """Preallocated buffers for batches of up to ``capacity`` rows (with what a backward pass needs)."""
@@ -370,22 +305,25 @@ class Model:
             dy = self.layers[i].backward(dy, workspace.layers[i], self.needs_input_gradient(i))
 
     def compute_gradients(self, x: Any, y: Any, workspace: ModelWorkspace, stats: Any,
-                          training: bool = True) -> None:
+                          training: bool = True, stream: int = 0) -> None:
         """Forward, loss and backward for the batch ``x``, ``y`` (device arrays: flat rows, target rows): the
-        gradients land in ``self.buffer[1]``, the loss and correct count are added to ``stats``."""
-        output = self.forward(x, workspace, Phase(training, self.step, self.stream))
+        gradients land in ``self.buffer[1]``, the loss and correct count are added to ``stats``. ``stream`` is the
+        rank of a data-parallel run this step runs as: each draws its own dropout masks."""
+        output = self.forward(x, workspace, Phase(training, self.step, stream))
         self._loss(workspace, output, y, stats)
         self.backward(workspace)
 
     def train_step(self, x: Any, y: Any, workspace: ModelWorkspace, stats: Any,
-                   reduce: Callable[[Any], None] | None = None) -> None:
+                   reduce: Callable[[Any], None] | None = None, *, progress: float = 0.0, stream: int = 0) -> None:
         """One optimizer step on the batch ``x``, ``y`` (device arrays of the model's dtype); ``reduce``, when
-        given, combines the flat gradient row in place before the update (the ranks' mean, in data parallelism)."""
-        self.compute_gradients(x, y, workspace, stats)
+        given, combines the flat gradient row in place before the update (the ranks' mean, in data parallelism).
+        ``progress`` (epochs done, fractional) is what the optimizer's schedule reads; ``stream`` the rank."""
+        self.compute_gradients(x, y, workspace, stats, stream=stream)
         if reduce is not None:
             reduce(self.buffer[1])
         self.step += 1
-        self.optimizer.update(self.backend.kernels, self.buffer[0], self.buffer[1], self.buffer[2:], self.step)
+        self.optimizer.update(self.backend.kernels, self.buffer[0], self.buffer[1], self.buffer[2:], self.step,
+                              progress)
 
     # ------------------------------------------------------------------------------------------------ public
     def fit(
@@ -403,58 +341,30 @@ class Model:
         callbacks: Sequence[Callback] = (),
         history: History | None = None,
         position: TrainingPosition | None = None,
-        lr_schedule: Callable[[float], float] | None = None,
+        stop: StopFlag | None = None,
         communicator: Communicator | None = None,
     ) -> History:
-        """Train for ``epochs`` epochs and return the per-epoch History.
+        """Train for ``epochs`` epochs and return the per-epoch History (the keywords become one ``FitOptions``
+        for a ``Trainer``, which runs the loop).
 
         ``batch_size`` None trains full-batch, 1 online. ``validation_split`` holds out the last fraction of the
-        samples (before shuffling), like Keras. ``seed`` fixes the shuffling order. Each callback is called as
-        ``callback(model, epoch, logs)`` after every epoch; setting ``model.stop_training`` (from a callback or a
-        signal handler) stops after the current step. ``history`` and ``position`` continue an earlier run (see
-        ``xpnet.checkpoint``), ``epochs`` counting from its start; ``self.position`` always says where training
-        stands. ``lr_schedule(progress)`` sets the learning rate before every step, ``progress`` being the epochs
-        done so far (0-based, fractional: epoch + batches done / batches per epoch), so a decay is smooth even over
-        one epoch; a schedule of ``int(progress)`` changes once per epoch. With a ``communicator``
-        (``xpnet.distributed``) this is one rank of a data-parallel run over the same ``x``, ``y``: each rank steps
-        on its share of every batch of ``batch_size`` rows.
+        samples (before shuffling), like Keras. ``seed`` fixes the shuffling order (else it is drawn from the
+        model's seeded backend). Each callback is called as ``callback(model, epoch, logs)`` after every epoch;
+        setting ``model.stop_training`` from a callback, or requesting ``stop`` (a ``StopFlag``, e.g. from a
+        signal handler), stops after the current step. ``history`` and ``position`` continue an earlier run (see
+        ``xpnet.checkpoint``), ``epochs`` counting from its start; ``self.position`` says where training stands.
+        The learning rate, and its schedule, are the optimizer's. With a ``communicator`` (``xpnet.distributed``)
+        this is one rank of a data-parallel run over the same ``x``, ``y``: each rank steps on its share of every
+        batch of ``batch_size`` rows.
         """
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-            raise ConfigError(f"epochs must be a non-negative integer, got {epochs!r}")
+        options = FitOptions(epochs=epochs, batch_size=batch_size, validation_data=validation_data,
+                             validation_split=validation_split, shuffle=shuffle, seed=seed, verbose=verbose,
+                             callbacks=callbacks, history=history, position=position, stop=stop,
+                             communicator=communicator)
+        options.check()
         with self.backend.out_of_memory(batch_size or len(x)):
-            if isinstance(x, ChunkedData):
-                if y is not None or validation_split:
-                    raise ConfigError("streamed (chunked) data carries its labels: give y=None and no "
-                                      "validation_split (hold out a test set as validation_data instead)")
-                x_all, y_all = x, None
-            else:
-                x_all, y_all = self.device_data(x, y)
-            if validation_data is not None and validation_split:
-                raise ConfigError("give validation_data or validation_split, not both")
-            if not 0.0 <= validation_split < 1.0:
-                raise ConfigError(f"validation_split must be in [0, 1), got {validation_split!r}")
-            if validation_data is not None:
-                val_x, val_y = validation_data if isinstance(validation_data, tuple) else (validation_data, None)
-                validation_data = val_x if isinstance(val_x, ChunkedData) else self.device_data(
-                    val_x, val_y, ("validation x", "validation y"))
-            if validation_split:
-                n_val = int(round(x_all.shape[0] * validation_split))
-                if n_val < 1 or n_val >= x_all.shape[0]:
-                    raise ConfigError(f"validation_split {validation_split} leaves no training or validation samples")
-                validation_data = (x_all[-n_val:], y_all[-n_val:])
-                x_all, y_all = x_all[:-n_val], y_all[:-n_val]
-            if batch_size is None:
-                batch_size = len(x_all)
-            if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-                raise ConfigError(f"batch_size must be a positive integer or None (full batch), got {batch_size!r}")
-            if seed is not None:
-                self.shuffle_rng = np.random.default_rng(seed)
-            trainer = Trainer(
-                self, x_all, y_all, batch_size, validation=validation_data, shuffle=shuffle, verbose=verbose,
-                callbacks=callbacks, history=history, position=position, lr_schedule=lr_schedule,
-                communicator=communicator,
-            )
-            return trainer.run(epochs)
+            self.trainer = Trainer(self, x, y, options)
+            return self.trainer.run()
 
     def _forward_in_chunks(self, x_dev: Any) -> Iterator[tuple[int, int, ModelWorkspace, Any]]:
         """Inference passes over ``x_dev`` in chunks of at most PREDICT_CHUNK rows: (first row, end row, workspace,
@@ -468,7 +378,7 @@ class Model:
 
     def predict_proba(self, x: Any) -> np.ndarray:
         """The output layer's activations (class probabilities for softmax/sigmoid outputs), as a host array."""
-        x_dev = self._features(x)
+        x_dev = inputs.features(self, x)
         out = np.empty((x_dev.shape[0], self.output_dim), dtype=self.dtype)
         for lo, hi, _, output in self._forward_in_chunks(x_dev):
             out[lo:hi] = self.backend.to_host(output)
@@ -489,11 +399,12 @@ class Model:
         mean squared error and mean absolute error (over samples and outputs). ``x`` may be a ChunkedData (``y``
         None), evaluated one chunk on the device at a time."""
         if not isinstance(x, ChunkedData):
-            return self.evaluate_on_device(*self.device_data(x, y))
+            return self.evaluate_on_device(*inputs.device_data(self, x, y))
         totals: dict[str, float] = {}
         for chunk in x:
             rows = len(chunk[1])
-            for name, value in self.evaluate_on_device(*self.device_data(*chunk, ("a chunk", "its labels"))).items():
+            checked = inputs.device_data(self, *chunk, ("a chunk", "its labels"))
+            for name, value in self.evaluate_on_device(*checked).items():
                 totals[name] = totals.get(name, 0.0) + value * rows
         return {name: total / len(x) for name, total in totals.items()}
 
@@ -517,8 +428,6 @@ class Model:
 
     def save(self, path: Any, include_optimizer: bool = True) -> Any:
         """Save to ``path`` (``.npz``) atomically, without pickle; ``xpnet.load_model`` reads it on either device."""
-        from xpnet.serialization import save_model
-
         return save_model(self, path, include_optimizer)
 
     def config(self) -> dict[str, Any]:

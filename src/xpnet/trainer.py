@@ -1,8 +1,11 @@
-"""The training loop: position, shuffling, batches, progress, NaN polling and the learning-rate schedule.
+"""The training loop: position, shuffling, batches, progress, NaN polling and stopping.
 
-``Model.fit`` checks its arguments and hands them to a ``Trainer``; the model itself only computes a step. The
-trainer is the one owner of the learning rate during a run (it sets it from the schedule before every step), and its
-``TrainingPosition`` says where a run stands, so that a checkpoint can stop it after any step and resume it there.
+``Model.fit`` gathers its keywords into one ``FitOptions`` and hands them, with the data, to a ``Trainer``, which
+owns everything about the run: its ``TrainingPosition`` (where the run stands, so that a checkpoint can stop it
+after any step and resume it there), its own seeded shuffling generator (two models on one backend never share
+one), its ``StopFlag`` (the one way to ask a run to stop: callbacks through ``model.stop_training``, the Ctrl-C
+handler directly), the rank it trains as, and the loading of streamed chunks. The model only computes a step; its
+optimizer turns the progress the trainer passes into the step's learning rate.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from xpnet import inputs
 from xpnet.errors import ConfigError, TrainingError
 from xpnet.progress import EpochProgress
 
@@ -50,9 +54,9 @@ class History:
 class TrainingPosition:
     """Where a training run stands: enough to stop after any step and resume exactly there.
 
-    ``rng_state`` is the shuffling generator's state at the start of ``epoch``, so a resumed run draws the same
-    batch order and skips the ``batch`` batches already done; ``loss_sum`` and ``correct`` are the epoch's running
-    totals so far.
+    ``rng_state`` is the shuffling generator's state at the start of ``epoch`` (None before a fresh run's first
+    epoch), so a resumed run draws the same batch order and skips the ``batch`` batches already done;
+    ``loss_sum`` and ``correct`` are the epoch's running totals so far.
     """
 
     epoch: int = 0
@@ -62,10 +66,11 @@ class TrainingPosition:
     correct: float = 0.0
     seen: int = 0
 
-    def next_epoch(self) -> None:
-        """Move to the start of the next epoch, with fresh running totals."""
+    def next_epoch(self, rng_state: dict[str, Any]) -> None:
+        """Move to the start of the next epoch, whose order the generator at ``rng_state`` draws, with fresh
+        running totals."""
         self.epoch += 1
-        self.batch, self.rng_state, self.loss_sum, self.correct, self.seen = 0, None, 0.0, 0.0, 0
+        self.batch, self.rng_state, self.loss_sum, self.correct, self.seen = 0, rng_state, 0.0, 0.0, 0
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -75,11 +80,25 @@ class TrainingPosition:
         return cls(**data)
 
 
+class StopFlag:
+    """A request to stop a run after its current step: set by a callback (``model.stop_training = True``), the
+    Ctrl-C handler or any code holding the flag, read by the trainer after every step."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def request(self) -> None:
+        self.requested = True
+
+    def clear(self) -> None:
+        self.requested = False
+
+
 class ChunkedData(ABC):
     """Samples too many to hold at once, read one chunk at a time (for data sets larger than memory).
 
     The trainer loads one chunk onto the device, trains on it in batches, then reads the next; each epoch visits
-    the chunks in a shuffled order and each chunk's rows in a shuffled order, both drawn from the model's
+    the chunks in a shuffled order and each chunk's rows in a shuffled order, both drawn from the trainer's
     shuffling generator, so a seeded run (and a resumed one) is reproducible.
     """
 
@@ -105,14 +124,76 @@ class ChunkedData(ABC):
         return (self.chunk(index) for index in range(len(self.chunk_lengths)))
 
 
-class Trainer:
-    """Runs epochs of mini-batch steps of ``model`` over device-resident ``x`` (flat rows) and ``y``, or over
-    ``x`` a ``ChunkedData`` (``y`` None) loaded onto the device one chunk at a time.
+@dataclass
+class FitOptions:
+    """Everything ``fit`` takes besides the data (``Model.fit``'s keywords, which document each).
 
-    ``x`` and ``y`` are the model's checked device arrays; ``validation`` is a pair of them, a ChunkedData, or None.
-    The model's ``shuffle_rng`` draws each epoch's order (a checkpoint saves its state); ``model.position`` always
-    says where training stands, and ``model.stop_training`` (set by a callback or a signal handler) stops after the
-    current step, leaving the epoch open for a resume.
+    ``seed`` fixes the shuffling order (None: drawn from the backend's seeded generator); ``history`` and
+    ``position`` continue an earlier run, ``epochs`` counting from its start; ``stop`` is the flag that stops the
+    run (a fresh one when None); ``communicator`` makes this one rank of a data-parallel run.
+    """
+
+    epochs: int = 1
+    batch_size: int | None = 32
+    validation_data: tuple[Any, Any] | ChunkedData | None = None
+    validation_split: float = 0.0
+    shuffle: bool = True
+    seed: int | None = None
+    verbose: int = 1
+    callbacks: Sequence[Callback] = ()
+    history: History | None = None
+    position: TrainingPosition | None = None
+    stop: StopFlag | None = None
+    communicator: Communicator | None = None
+
+    def check(self) -> None:
+        """ConfigError naming the first option out of range."""
+        epochs, batch_size = self.epochs, self.batch_size
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+            raise ConfigError(f"epochs must be a non-negative integer, got {epochs!r}")
+        if self.validation_data is not None and self.validation_split:
+            raise ConfigError("give validation_data or validation_split, not both")
+        if not 0.0 <= self.validation_split < 1.0:
+            raise ConfigError(f"validation_split must be in [0, 1), got {self.validation_split!r}")
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                       or batch_size < 1):
+            raise ConfigError(f"batch_size must be a positive integer or None (full batch), got {batch_size!r}")
+
+
+def training_data(model: Model, x: Any, y: Any, options: FitOptions) -> tuple[Any, Any, Any]:
+    """The checked device arrays (or streamed data) to train and validate on: (x, y, validation), the last
+    ``validation_split`` of the samples held out (before shuffling), like Keras."""
+    if isinstance(x, ChunkedData):
+        if y is not None or options.validation_split:
+            raise ConfigError("streamed (chunked) data carries its labels: give y=None and no validation_split "
+                              "(hold out a test set as validation_data instead)")
+        x_all, y_all = x, None
+    else:
+        x_all, y_all = inputs.device_data(model, x, y)
+    validation = options.validation_data
+    if validation is not None:
+        val_x, val_y = validation if isinstance(validation, tuple) else (validation, None)
+        validation = val_x if isinstance(val_x, ChunkedData) else inputs.device_data(
+            model, val_x, val_y, ("validation x", "validation y"))
+    split = options.validation_split
+    if split:
+        n_val = int(round(x_all.shape[0] * split))
+        if n_val < 1 or n_val >= x_all.shape[0]:
+            raise ConfigError(f"validation_split {split} leaves no training or validation samples")
+        validation = (x_all[-n_val:], y_all[-n_val:])
+        x_all, y_all = x_all[:-n_val], y_all[:-n_val]
+    return x_all, y_all, validation
+
+
+class Trainer:
+    """Runs epochs of mini-batch steps of ``model`` over ``x`` and ``y`` (checked by ``training_data``):
+    device-resident flat rows and target rows, or ``x`` a ``ChunkedData`` (``y`` None) loaded onto the device one
+    chunk at a time.
+
+    The trainer's own shuffling generator draws each epoch's order: restored from ``options.position`` when it
+    continues a run, else seeded by ``options.seed``, else by one draw from the backend's seeded generator. Its
+    ``position`` always says where training stands, and its ``stop`` flag (which ``model.stop_training`` reads and
+    writes while the model trains) stops after the current step, leaving the epoch open for a resume.
 
     With a ``communicator`` this is one rank of a data-parallel run: every rank draws the same order, steps on its
     equal share of each batch and averages the gradients (and non-trainable state) over the ranks before each
@@ -121,43 +202,38 @@ class Trainer:
     rank.
     """
 
-    def __init__(
-        self,
-        model: Model,
-        x: Any,
-        y: Any,
-        batch_size: int,
-        *,
-        validation: tuple[Any, Any] | None = None,
-        shuffle: bool = True,
-        verbose: int = 1,
-        callbacks: Sequence[Callback] = (),
-        history: History | None = None,
-        position: TrainingPosition | None = None,
-        lr_schedule: Callable[[float], float] | None = None,
-        communicator: Communicator | None = None,
-    ) -> None:
-        self.model, self.x, self.y, self.validation = model, x, y, validation
-        self.n = len(x) if isinstance(x, ChunkedData) else x.shape[0]
-        self.batch_size = min(batch_size, self.n)
-        lengths = x.chunk_lengths if isinstance(x, ChunkedData) else [self.n]
+    def __init__(self, model: Model, x: Any, y: Any, options: FitOptions) -> None:
+        self.model, self.options = model, options
+        self.x, self.y, self.validation = training_data(model, x, y, options)
+        self.n = len(self.x) if isinstance(self.x, ChunkedData) else self.x.shape[0]
+        self.batch_size = min(options.batch_size or self.n, self.n)
+        lengths = self.x.chunk_lengths if isinstance(self.x, ChunkedData) else [self.n]
         self.steps = sum(math.ceil(length / self.batch_size) for length in lengths)
-        self.communicator = communicator
+        communicator = self.communicator = options.communicator
         self.rank, self.ranks = (0, 1) if communicator is None else (communicator.rank, communicator.size)
+        """This rank of a data-parallel run, and the rank count; each rank draws its own dropout masks."""
         self.reduce = None if communicator is None else self._reduce
         self.agreed_stop = False
-        if communicator is not None and (isinstance(x, ChunkedData) or isinstance(validation, ChunkedData)):
+        if communicator is not None and (isinstance(self.x, ChunkedData) or isinstance(self.validation, ChunkedData)):
             raise ConfigError("streamed (chunked) data trains on one rank: run it without a communicator")
         check_shares(self.n, self.batch_size, self.ranks)
-        self.shuffle, self.verbose, self.callbacks, self.lr_schedule = shuffle, verbose, callbacks, lr_schedule
-        self.history = history or History()
-        self.position = position or TrainingPosition(epoch=len(self.history.epoch))
+        self.shuffle, self.verbose, self.callbacks = options.shuffle, options.verbose, options.callbacks
+        self.history = options.history or History()
+        self.position = options.position or TrainingPosition(epoch=len(self.history.epoch))
         if not 0 <= self.position.batch < self.steps or (self.position.batch and not self.position.seen):
             raise ConfigError(
                 f"cannot resume at batch {self.position.batch} of an epoch of {self.steps} batches: the checkpoint "
                 "was written for other data or another batch size; resume with the same data and settings"
             )
+        self.stop = options.stop or StopFlag()
         backend = model.backend
+        seed = options.seed
+        if self.position.rng_state is None and seed is None:
+            seed = int(backend.rng.integers(2**63))
+        self.rng = np.random.default_rng(seed)
+        """The shuffling generator; its state at each epoch's start is saved in ``position`` (and checkpoints)."""
+        if self.position.rng_state is not None:
+            self.rng.bit_generator.state = self.position.rng_state
         self.check_every = backend.readback_every
         """Steps between reads of the loss back to the host (each read waits for the device)."""
         self.stats = backend.zeros(2, dtype=np.float64)
@@ -172,7 +248,7 @@ class Trainer:
         model, host = self.model, self.model.backend.to_host
         parts = {"training data": host(self.x), "training targets": host(self.y),
                  "model": [model.backend.name, model.config(), self.batch_size, self.shuffle, self.position.to_dict(),
-                           model.shuffle_rng.bit_generator.state],
+                           self.rng.bit_generator.state],
                  "parameters and state": np.concatenate([host(model.buffer).ravel(), host(model.state)])}
         if self.validation is not None:
             parts["validation data"] = np.concatenate([host(a).ravel() for a in self.validation])
@@ -184,15 +260,32 @@ class Trainer:
         if self.model.state_count:
             self.communicator.allreduce_mean(self.model.state)
 
-    def _stopping(self) -> bool:
-        """Whether to stop after this step: the model's flag, or in a data-parallel run what the ranks agreed on."""
-        return self.model.stop_training if self.communicator is None else self.agreed_stop
+    def request_stop(self) -> None:
+        """Stop after the current step (all ranks stop at the next loss read-back)."""
+        self.stop.request()
 
-    def run(self, epochs: int) -> History:
-        """Train until ``epochs`` epochs (counted from the run's start) are done or the model asks to stop."""
+    def _stopping(self) -> bool:
+        """Whether to stop after this step: the stop flag, or in a data-parallel run what the ranks agreed on."""
+        return self.stop.requested if self.communicator is None else self.agreed_stop
+
+    def _agree_to_stop(self, requested: bool) -> None:
+        """Record what the ranks agreed: any rank's request stops them all."""
+        self.agreed_stop = requested
+        if requested:
+            self.stop.request()
+
+    def run(self) -> History:
+        """Train until ``options.epochs`` epochs (counted from the run's start) are done or a stop is requested.
+        The trainer lets go of its data when it returns, so a model keeping it as its latest trainer holds only
+        the position and the stop flag."""
+        try:
+            return self._run(self.options.epochs)
+        finally:
+            self.x = self.y = self.validation = self.workspace = None
+
+    def _run(self, epochs: int) -> History:
         model, position = self.model, self.position
-        model.stop_training = False
-        model.position, model.stream = position, self.rank
+        self.stop.clear()
         self.workspace = model.workspace(self.batch_size // self.ranks, backward=True)
         while position.epoch < epochs and not self._stopping():
             started = time.perf_counter()
@@ -205,16 +298,16 @@ class Trainer:
             logs = self._epoch_logs(time.perf_counter() - started)
             bar.finish(logs)
             self.history.append(position.epoch + 1, logs)
-            position.next_epoch()
+            position.next_epoch(self.rng.bit_generator.state)
             for callback in self.callbacks:
                 callback(model, position.epoch, logs)
             if self.communicator is not None:
-                self.agreed_stop = model.stop_training = self.communicator.any(model.stop_training)
+                self._agree_to_stop(self.communicator.any(self.stop.requested))
         return self.history
 
     def _epoch_rng(self) -> np.random.Generator:
         """The shuffling generator, at this epoch's saved state (drawn anew from it after a resume)."""
-        position, rng = self.position, self.model.shuffle_rng
+        position, rng = self.position, self.rng
         if position.rng_state is None:
             position.rng_state = rng.bit_generator.state
         else:
@@ -236,7 +329,7 @@ class Trainer:
         for index in chunks:
             batches = math.ceil(lengths[index] / self.batch_size)
             if self.position.batch < first + batches:
-                x, y = self.model.device_data(*self.x.chunk(index), (f"chunk {index}", "its labels"))
+                x, y = inputs.device_data(self.model, *self.x.chunk(index), (f"chunk {index}", "its labels"))
                 order = np.random.default_rng(seeds[index]).permutation(lengths[index]) if self.shuffle else None
                 yield x, y, None if order is None else backend.asarray(order), first
             first += batches
@@ -262,16 +355,14 @@ class Trainer:
                     xb, yb = workspace.x, workspace.y
                     gather(x, order[lo:hi], xb)
                     gather(y, order[lo:hi], yb)
-                if self.lr_schedule is not None:
-                    model.optimizer.lr = float(self.lr_schedule(position.epoch + position.batch / self.steps))
-                model.train_step(xb, yb, workspace, stats, self.reduce)
+                model.train_step(xb, yb, workspace, stats, self.reduce, progress=self._progress(), stream=self.rank)
                 position.batch += 1
                 position.seen += rows
                 if position.batch % self.check_every == 0 or position.batch == self.steps:
                     totals = model.backend.to_host(stats)
                     if self.communicator is not None:
-                        totals = self.communicator.sum_host([*totals, model.stop_training])
-                        self.agreed_stop = model.stop_training = bool(totals[2])
+                        totals = self.communicator.sum_host([*totals, self.stop.requested])
+                        self._agree_to_stop(bool(totals[2]))
                     loss_sum, correct = float(totals[0]), float(totals[1])
                     self._check_finite(loss_sum)
                     position.loss_sum, position.correct = loss_sum, correct
@@ -279,6 +370,12 @@ class Trainer:
                     bar.update(position.batch, loss_sum / position.seen, accuracy)
             if self._stopping():
                 break
+
+    def _progress(self, batch: int | None = None) -> float:
+        """Epochs done before step ``batch`` of this epoch (default: the next), as the optimizer's schedule reads
+        them: fractional, so a decay is smooth even over one epoch."""
+        position = self.position
+        return position.epoch + (position.batch if batch is None else batch) / self.steps
 
     def _epoch_logs(self, seconds: float) -> dict[str, float]:
         position = self.position
@@ -295,10 +392,10 @@ class Trainer:
     def _check_finite(self, loss_sum: float) -> None:
         if not math.isfinite(loss_sum):
             optimizer, position = self.model.optimizer, self.position
-            start = optimizer.lr if self.lr_schedule is None else float(self.lr_schedule(0))
+            start, now = optimizer.rate(0.0), optimizer.rate(self._progress(position.batch - 1))
             raise TrainingError(
                 f"the loss became {loss_sum} at epoch {position.epoch + 1}, step {position.batch} (optimizer "
-                f"{optimizer.name}, learning rate {optimizer.lr:g} at this step, from {start:g}): training "
+                f"{optimizer.name}, learning rate {now:g} at this step, from {start:g}): training "
                 "diverged; lower the learning rate",
                 hint=f"try --lr {start / 10:g}",
             )

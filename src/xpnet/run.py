@@ -1,4 +1,6 @@
-"""One training run as the command line drives it: checkpoints, resume, clean Ctrl-C, a final report."""
+"""One training run as ``xpnet train`` drives it: settings into a model and its optimizer's schedule, checkpoints
+after every epoch, ``--resume`` from the newest one, a clean Ctrl-C, and the final test figures. (The loop itself is
+``xpnet.trainer``.)"""
 
 from __future__ import annotations
 
@@ -17,9 +19,9 @@ from xpnet.checkpoint import Checkpoint, checkpoint_path, describe_position, lat
 from xpnet.distributed import Communicator, launched_rank
 from xpnet.errors import ConfigError, TrainingError, XpnetError
 from xpnet.model import Model
-from xpnet.schedules import cosine
+from xpnet.schedules import Cosine, Schedule
 from xpnet.tasks import ADDED_SETTINGS, TaskData, validation_split
-from xpnet.trainer import History
+from xpnet.trainer import History, StopFlag
 
 INTERRUPTED_EXIT = 130
 
@@ -39,15 +41,16 @@ class RunResult:
 
 
 @contextmanager
-def stop_on_sigint(model: Model) -> Iterator[list[bool]]:
-    """The first Ctrl-C asks ``model`` to stop after its current step; a second one interrupts at once."""
+def stop_on_sigint(stop: StopFlag) -> Iterator[list[bool]]:
+    """The first Ctrl-C requests ``stop`` (the run's flag: it stops after its current step); a second one
+    interrupts at once. Yields a list whose one item says whether Ctrl-C was pressed."""
     seen = [False]
 
     def handler(signum: int, frame: Any) -> None:
         if seen[0]:
             raise KeyboardInterrupt
         seen[0] = True
-        model.stop_training = True
+        stop.request()
         if launched_rank() == 0:  # every rank of an MPI job gets the Ctrl-C: one line is enough
             print("\ninterrupted: finishing the current step (press Ctrl-C again to abort at once)", file=sys.stderr)
 
@@ -79,9 +82,13 @@ def early_stopping(patience: int | None, model: Model, history: History) -> Earl
         return None
     stopper = EarlyStopping("val_loss", patience, restore_best=False)
     for epoch, value in zip(history.epoch, history.history.get("val_loss", []), strict=False):
-        stopper(model, epoch, {"val_loss": value})
-    model.stop_training = False
+        stopper(model, epoch, {"val_loss": value})  # outside a fit: its stop request goes nowhere
     return stopper
+
+
+def schedule(settings: dict[str, Any]) -> Schedule | None:
+    """The ``--schedule`` of a run's settings over its ``epochs`` (None: a constant rate)."""
+    return Cosine(settings["epochs"]) if settings.get("schedule") == "cosine" else None
 
 
 def run_training(
@@ -101,10 +108,11 @@ def run_training(
     validation_split).
 
     With ``checkpoint_dir`` a checkpoint is written after every epoch and on Ctrl-C; ``resume`` continues from the
-    newest valid one there, with its saved settings and shuffling state (``epochs`` may be raised; a setting named in
-    ``given``, the ones the user chose, must match the saved one), onto ``backend`` (the one the new model would have
-    been built on). ``validation_split`` of the training set is held out (stratified, seeded) for the per-epoch
-    validation figures; the test set is evaluated once, at the end.
+    newest valid one there, with its saved settings and shuffling state (``epochs`` may be raised when given, else
+    the saved count holds; any other setting named in ``given``, the ones the user chose, must match the saved
+    one), onto ``backend`` (the one the new model would have been built on). The optimizer gets the settings' base
+    ``lr`` and ``schedule`` over ``epochs``. ``validation_split`` of the training set is held out (stratified,
+    seeded) for the per-epoch validation figures; the test set is evaluated once, at the end.
 
     With a ``communicator`` this is one rank of a data-parallel run (see ``xpnet.distributed``): every rank must
     be given the same settings and data, and rank 0 alone writes the checkpoints (into a folder every rank can
@@ -134,7 +142,7 @@ def run_training(
                 f"mpiexec -n {written_by}, or as a single process"
             )
         model, history, position = found.model, found.history, found.position
-        settings = {**found.settings, "epochs": settings["epochs"]}
+        settings = {**found.settings, "epochs": settings["epochs"] if "epochs" in given else found.settings["epochs"]}
         stopper = early_stopping(settings.get("patience"), model, history)
         if stopper is not None and stopper.stopped_epoch:
             log(f"the run in {checkpoint_dir} is already complete: it stopped early after epoch "
@@ -162,19 +170,22 @@ def run_training(
         nonlocal last_good
         last_good = save_checkpoint(checkpoint_dir, trained, history, settings)
 
-    lr = settings.get("lr", model.optimizer.lr)
-    rate = cosine(lr, settings["epochs"]) if settings.get("schedule") == "cosine" else None
+    optimizer = model.optimizer
+    # the settings' rate is the base rate (a checkpoint before format 3 saved the last step's decayed one)
+    optimizer.lr = settings.get("lr", optimizer.lr)
+    optimizer.schedule = schedule(settings)
     writer = checkpoint_dir is not None and (communicator is None or communicator.rank == 0)
     x_train, y_train, validation = validation_split(task, settings.get("validation_split") or 0.0, settings["seed"])
     stopped_before = stopper.stopped_epoch if stopper else 0
     started = time.perf_counter()
-    with stop_on_sigint(model) as interrupted:
+    stop = StopFlag()
+    with stop_on_sigint(stop) as interrupted:
         try:
             history = model.fit(
                 x_train, y_train, settings["epochs"], settings["batch_size"],
                 validation_data=validation, seed=None if resume else settings["seed"],
                 verbose=verbose, callbacks=[*([stopper] if stopper else []), *([checkpoint] if writer else [])],
-                history=history, position=position, lr_schedule=rate, communicator=communicator,
+                history=history, position=position, stop=stop, communicator=communicator,
             )
         except TrainingError as exc:
             kept = f" The last good checkpoint is kept: {last_good}." if last_good else ""
