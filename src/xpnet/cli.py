@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from xpnet import __version__
+from xpnet import __version__, threads
 from xpnet.backend import DEVICES, DTYPES
 from xpnet.data.fruits import IMAGE_MODES
 from xpnet.errors import ConfigError, DataError, XpnetError
@@ -29,6 +29,9 @@ def _add_device_options(parser: argparse.ArgumentParser) -> None:
                         help="where to compute (default: $XPNET_DEVICE or auto: the GPU when one is usable)")
     parser.add_argument("--kernels", choices=KERNEL_SETS, default=None,
                         help="fused Numba kernels or plain array references (default: $XPNET_KERNELS or fused)")
+    parser.add_argument("--threads", metavar="N", help="CPU threads for matrix products and kernels: a number pins "
+                        "it; auto (default: $XPNET_THREADS or auto) uses every core (shared among MPI ranks on one "
+                        "machine) and lowers the count while other work takes cores, if that is faster")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -266,6 +269,7 @@ def _train(args: argparse.Namespace, communicator: Any) -> int:
 
         select_device(communicator.local_rank)
     backend = get_backend(args.device, args.dtype or "float32", settings["seed"], args.kernels)
+    threads.configure(args.threads, communicator)  # one owner of the CPU threads (xpnet.threads)
     task = _load_task(args, backend, settings["seed"])
 
     def build() -> Any:
@@ -292,13 +296,14 @@ def _train(args: argparse.Namespace, communicator: Any) -> int:
     epochs = len(result.history.epoch)
     print(f"{_accuracy(task.test_name, result.test)} after {epochs} epoch{'' if epochs == 1 else 's'} in "
           f"{result.seconds:.1f} s on {backend.name} ({backend.device}; {model.dtype.name}, "
-          f"{backend.kernel_mode} kernels)")
+          f"{backend.kernel_mode} kernels" + (f", {threads.describe()})" if backend.name == "cpu" else ")"))
     return 0
 
 
 def _load(args: argparse.Namespace) -> Any:
     from xpnet.serialization import load_model
 
+    threads.configure(args.threads)  # one owner of the CPU threads (xpnet.threads)
     return load_model(args.model, device=args.device, kernel_mode=args.kernels)
 
 
@@ -411,6 +416,7 @@ def command_info(args: argparse.Namespace) -> int:
     print(f"kernels: {resolve_kernel_mode(None)} (set $XPNET_KERNELS to fused or reference)")
     cpu = get_backend("cpu")
     print(f"cpu: {cpu.device}")
+    print(f"threads: {threads.describe()}; {threads.pools().describe()} (--threads N or $XPNET_THREADS=N pins)")
     problem = gpu_problem()
     if problem is None:
         gpu = get_backend("gpu")

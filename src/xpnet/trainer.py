@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from xpnet import governor
 from xpnet.errors import ConfigError, TrainingError
 from xpnet.progress import EpochProgress
 
@@ -161,6 +162,7 @@ class Trainer:
         self.check_every = 1 if backend.name == "cpu" else 50
         """Steps between reads of the loss back to the host (each read waits for the device)."""
         self.stats = backend.zeros(2, dtype=np.float64)
+        self.governor = governor.for_backend(backend)  # thread governor (xpnet.governor), fed each step's time
         self.regression = model.is_regression
         """A regression model reports no accuracy (validation: MSE and MAE)."""
         if communicator is not None:
@@ -264,7 +266,9 @@ class Trainer:
                     gather(y, order[lo:hi], yb)
                 if self.lr_schedule is not None:
                     model.optimizer.lr = float(self.lr_schedule(position.epoch + position.batch / self.steps))
+                tick = time.perf_counter()  # thread governor: this step's wall time
                 model.train_step(xb, yb, workspace, stats, self.reduce)
+                self.governor.step_done(time.perf_counter() - tick)
                 position.batch += 1
                 position.seen += rows
                 if position.batch % self.check_every == 0 or position.batch == self.steps:
