@@ -18,7 +18,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cnn, data_sources, distributed, end_to_end, kernels, machine, peers, report, training_step
+from benchmarks import (
+    cnn,
+    data_sources,
+    distributed,
+    end_to_end,
+    kernels,
+    machine,
+    peers,
+    report,
+    threads,
+    training_step,
+)
 from benchmarks.config import REPO_ROOT, Config, make_config
 from benchmarks.timing import load_average, log
 
@@ -30,6 +41,7 @@ SECTIONS: dict[str, Callable[[Config], dict[str, Any]]] = {
     "cnn": cnn.run,
     "distributed": distributed.run,
     "data_sources": data_sources.run,
+    "threads": threads.run,
 }
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results"
 INSTALL = "pip install -e '.[bench]'"
