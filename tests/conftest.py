@@ -8,6 +8,7 @@ from pathlib import Path
 import numba
 import pytest
 
+from xpnet import threads
 from xpnet.backend_cupy import gpu_problem
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,6 +22,11 @@ GPU_PROBLEM = gpu_problem()
 if GPU_PROBLEM is not None:
     os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
     numba.core.config.reload_config()
+
+
+# The thread governor changes BLAS's thread count with the machine's load, and OpenBLAS's sums of some shapes
+# depend on its thread count: tests that compare runs bit for bit (resumes) pin the count auto would start with.
+os.environ.setdefault(threads.THREADS_ENV, str(threads.parse_setting("auto").count))
 
 
 @pytest.fixture(scope="session")
