@@ -36,6 +36,7 @@ WARMUP_SAMPLES = 1024
 SETTLE_SECONDS = {True: 0.5, False: 3.0}
 """How long a load runs before a measurement starts (quick, full): a training load gets past its imports."""
 PROFILE_STEPS = {True: 3, False: 40}
+QUICK_SKIPS = ("one busy process", "two busy processes")
 BUSY = [sys.executable, "-c", "while 1: pass"]
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
                     "XPNET_THREADS")
@@ -68,10 +69,17 @@ def _low_priority_torch(config: Config) -> Callable[[list[str]], list[list[str]]
 
 
 def conditions(config: Config) -> dict[str, Callable[[list[str]], list[list[str]]]]:
-    """Condition name -> the load commands to run beside a measurement's command."""
-    return {"idle": lambda command: [], "one busy process": lambda command: [BUSY],
-            "two busy processes": lambda command: [BUSY, BUSY], "a second copy of the same training": _second_training,
-            "a low-priority PyTorch training": _low_priority_torch(config)}
+    """Condition name -> the load commands to run beside a measurement's command (quick mode: idle and the two
+    training loads, which check the harness's every kind of load but busy loops)."""
+    every = {"idle": lambda command: [], "one busy process": lambda command: [BUSY],
+             "two busy processes": lambda command: [BUSY, BUSY], "a second copy of the same training": _second_training,
+             "a low-priority PyTorch training": _low_priority_torch(config)}
+    return {name: loads for name, loads in every.items() if not config.quick or name not in QUICK_SKIPS}
+
+
+def workloads(config: Config, condition: str) -> tuple[str, ...]:
+    """Both workloads; in quick mode the MLP alone under load."""
+    return WORKLOADS if not config.quick or condition == "idle" else ("mlp",)
 
 
 def environment(threads: str) -> dict[str, str]:
@@ -102,7 +110,7 @@ def run(config: Config) -> dict[str, Any]:
     """Every candidate on every workload under every condition; then the CNN step's profile."""
     rows = []
     for condition, loads in conditions(config).items():
-        for workload in WORKLOADS:
+        for workload in workloads(config, condition):
             row: dict[str, Any] = {"condition": condition, "workload": workload}
             epochs = 1 if config.quick else EPOCHS[workload]
             for name, (implementation, threads) in candidates().items():

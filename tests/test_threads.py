@@ -116,6 +116,17 @@ def test_picks_the_faster_count_after_warm_up_and_one_probe():
     assert used[-20:] == [1] * 20
 
 
+def test_a_count_that_cannot_win_is_cut_short():
+    """Settled on one thread under contention, the next probe spends 3 steps (and the one discarded) on two
+    threads, not 5: three of five samples slower than one thread's median decide it."""
+    applied, gov = recorder()
+    used = drive(gov, contended, 20_000)
+    assert [count for _, count in gov.decisions][:2] == [1, 1]
+    second_probe = used[used.index(1) + 5 + 1:]  # after the first probe's one-thread steps
+    first_two = second_probe.index(2)
+    assert second_probe[first_two:first_two + 5] == [2, 2, 2, 2, 1]
+
+
 def test_keeps_all_cores_on_an_idle_machine():
     applied, gov = recorder()
     drive(gov, idle, 100)

@@ -10,10 +10,12 @@ How: the trainer reports each step's seconds (``step_done``). After a few warm-u
 every ``interval`` seconds of training, or sooner (but never within ``min_interval`` of the last probe) when the
 median step time moves by more than ``jump`` from what the chosen count gave, the governor probes: it times
 ``probe_steps`` steps at each candidate count (all threads, then halving down to 1; the current count first, the
-first step after each switch discarded) and keeps the count with the lowest median step time, staying with the
-current one unless another is faster by more than ``margin``. It is CPU-only and does nothing on a GPU backend or
-when the count is pinned (``--threads N``, ``$XPNET_THREADS=N``). Time is the sum of the reported step seconds, so
-pauses between epochs (validation, checkpoints) neither count nor trigger anything.
+first step after each switch discarded; a count is dropped as soon as most of its samples are slower than the
+best median so far: it cannot win, and under contention its steps are the slow ones) and keeps the count with the
+lowest median step time, staying with the current one unless another is faster by more than ``margin``. It is
+CPU-only and does nothing on a GPU backend or when the count is pinned (``--threads N``, ``$XPNET_THREADS=N``).
+Time is the sum of the reported step seconds, so pauses between epochs (validation, checkpoints) neither count nor
+trigger anything.
 """
 
 from __future__ import annotations
@@ -111,8 +113,10 @@ class ThreadGovernor:
             self.discard = False
             return
         self.samples.append(seconds)
-        if len(self.samples) < self.tuning.probe_steps:
-            return
+        best = min(self.results.values(), default=None)
+        slower = 0 if best is None else sum(sample > best for sample in self.samples)
+        if len(self.samples) < self.tuning.probe_steps and slower <= self.tuning.probe_steps // 2:
+            return  # (once most of its samples are slower than the best median, this count cannot win: cut short)
         self.results[self.queue.pop(0)] = statistics.median(self.samples)
         self.samples = []
         if self.queue:
