@@ -29,9 +29,9 @@ def _add_device_options(parser: argparse.ArgumentParser) -> None:
                         help="where to compute (default: $XPNET_DEVICE or auto: the GPU when one is usable)")
     parser.add_argument("--kernels", choices=KERNEL_SETS, default=None,
                         help="fused Numba kernels or plain array references (default: $XPNET_KERNELS or fused)")
-    parser.add_argument("--threads", metavar="N", help="CPU threads for matrix products and kernels: a number pins "
-                        "it; auto (default: $XPNET_THREADS or auto) uses every core (shared among MPI ranks on one "
-                        "machine) and lowers the count while other work takes cores, if that is faster")
+    parser.add_argument("--threads", metavar="N", help="CPU threads for matrix products and kernels: N pins the "
+                        "count; auto (default: $XPNET_THREADS or auto) starts with every core (shared among the MPI "
+                        "ranks on one machine) and lowers it while other work takes cores, when that is faster")
 
 
 def build_parser() -> argparse.ArgumentParser:
