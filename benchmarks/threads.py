@@ -65,7 +65,8 @@ def _second_training(command: list[str]) -> list[list[str]]:
 
 
 def _low_priority_torch(config: Config) -> Callable[[list[str]], list[list[str]]]:
-    return lambda command: [["nice", "-n", "19", *worker_command("mlp", "torch", config, 1000000)]]
+    torch = ["nice", "-n", "19", "env", f"XPNET_THREADS={cores()}", *worker_command("mlp", "torch", config, 1000000)]
+    return lambda command: [torch]  # on every core, whatever the measured command's count
 
 
 def conditions(config: Config) -> dict[str, Callable[[list[str]], list[list[str]]]]:
