@@ -65,6 +65,9 @@ def test_a_bad_count_is_one_clear_error(value):
 
 def test_pools_set_blas_and_numba_together(restore_threads):
     pools = threads.pools()
+    pools.set(1)
+    import scipy.linalg  # noqa: F401 - SciPy's own OpenBLAS, loaded after the pools were set: they must find it
+
     pools.set(2)
     assert pools.count == 2
     assert {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"} == {2}

@@ -90,20 +90,21 @@ def parse_setting(value: str | int | None, ranks: int = 1, environ: Mapping[str,
 
 
 class ThreadPools:
-    """Sets Numba's and the BLAS library's thread counts together (Numba's is capped at the pool it started
+    """Sets Numba's and the BLAS libraries' thread counts together (Numba's is capped at the pool it started
     with, ``NUMBA_NUM_THREADS``; Numba's count is per calling thread: call ``set`` from the training thread)."""
 
     def __init__(self) -> None:
-        from threadpoolctl import ThreadpoolController
-
-        self.blas = [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
+        self.blas: list[Any] = []
         self.count = 0
 
     def set(self, count: int) -> None:
-        """Run matrix products and Numba kernels on ``count`` threads from now on."""
+        """Run matrix products and Numba kernels on ``count`` threads from now on (every BLAS library loaded by
+        then: they are looked up anew, about a millisecond, since SciPy or PyTorch may have brought their own)."""
         import numba
+        from threadpoolctl import ThreadpoolController
 
         numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
+        self.blas = [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
         for lib in self.blas:
             lib.set_num_threads(count)
         self.count = count
