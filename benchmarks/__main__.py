@@ -21,7 +21,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cnn, data_sources, distributed, end_to_end, gpu, kernels, machine, peers, report, training_step
+from benchmarks import (
+    cnn,
+    data_sources,
+    distributed,
+    end_to_end,
+    gpu,
+    kernels,
+    machine,
+    peers,
+    report,
+    threads,
+    training_step,
+)
 from benchmarks.config import REPO_ROOT, Config, make_config
 from benchmarks.timing import load_average, log
 from xpnet.backend import BACKENDS
@@ -35,6 +47,7 @@ SECTIONS: dict[str, Callable[[Config], dict[str, Any]]] = {
     "distributed": distributed.run,
     "data_sources": data_sources.run,
     "gpu": gpu.run,
+    "threads": threads.run,
 }
 DEFAULT_SECTIONS = [name for name in SECTIONS if name != "gpu"]
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results"

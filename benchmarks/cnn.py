@@ -40,26 +40,25 @@ QUICK_RANKS = 2
 
 
 class TorchCnn(TorchPeer):
-    """The CLI's CNN in PyTorch (NCHW, its native layout), with the data resident on ``device``."""
+    """The CLI's CNN in PyTorch (NCHW, its native layout), with the data resident on ``device``; ``settings`` as
+    the CLI's (default: ``SETTINGS``; ``QUICK_RUN`` for the quick configuration)."""
 
-    batch = SETTINGS["batch_size"]
-
-    def __init__(self, x: np.ndarray, labels: np.ndarray, device: str) -> None:
+    def __init__(self, x: np.ndarray, labels: np.ndarray, device: str, settings: dict[str, Any] = SETTINGS) -> None:
         import torch
         from torch import nn
 
-        self.torch, self.device = torch, device
-        filters = sizes(SETTINGS["filters"], "filters")
+        self.torch, self.device, self.batch = torch, device, settings["batch_size"]
+        filters = sizes(settings["filters"], "filters")
         layers: list[Any] = []
         channels, side = 1, 28
         for count in filters:
             layers += [nn.Conv2d(channels, count, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
             channels, side = count, side // 2
-        dense, rate = int(SETTINGS["hidden"]), SETTINGS["dropout"]
+        dense, rate = int(settings["hidden"]), settings["dropout"]
         layers += [nn.Flatten(), nn.Dropout(rate), nn.Linear(channels * side * side, dense), nn.ReLU(),
                    nn.Dropout(rate), nn.Linear(dense, 10)]
         self.net = nn.Sequential(*layers).to(device)
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=SETTINGS["lr"])
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=settings["lr"])
         self.x = torch.from_numpy(x.reshape(-1, 1, 28, 28)).to(device)
         self.y = torch.from_numpy(labels.astype(np.int64)).to(device)
 

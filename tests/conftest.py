@@ -15,6 +15,7 @@ import numba
 import numpy as np
 import pytest
 
+from xpnet import threads
 from xpnet.backend import BACKENDS, Backend, get_backend
 from xpnet.backend_cupy import CupyBackend
 from xpnet.backend_numpy import NumpyBackend
@@ -47,6 +48,11 @@ def fused_float64_backend(name: str, seed: int) -> Backend:
     if name == "gpu":
         return SimulatedGpu(np, "CUDA simulator", np.dtype("float64"), "fused", seed)
     return get_backend(name, "float64", seed, "fused")
+
+
+# The thread governor changes BLAS's thread count with the machine's load, and OpenBLAS's sums of some shapes
+# depend on its thread count: tests that compare runs bit for bit (resumes) pin the count auto would start with.
+os.environ.setdefault(threads.THREADS_ENV, str(threads.parse_setting("auto").count))
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from benchmarks.kernels import CASES
 from xpnet.cli import main as xpnet_main
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = {"kernels", "training_step", "end_to_end", "peers", "cnn", "distributed", "data_sources"}
+SECTIONS = {"kernels", "training_step", "end_to_end", "peers", "cnn", "distributed", "data_sources", "threads"}
 
 
 def test_crossover_is_the_smallest_batch_where_the_gpu_wins() -> None:
@@ -133,6 +133,17 @@ def test_quick_run_writes_sane_results(tmp_path: Path, shared_data: Path) -> Non
     assert {row["size"] for row in data["images"]} >= {"64x64 rgb", "64x64 grey"}
     assert all(_positive(row["images_per_s"]) for row in data["images"])
     assert all(_positive(row["resident_s"]) and _positive(row["streamed_s"]) for row in data["epochs"])
+
+    contention = sections["threads"]  # quick: idle (MLP, CNN), then the MLP beside a second copy and PyTorch
+    assert [(row["condition"], row["workload"]) for row in contention["rows"]] == [
+        ("idle", "mlp"), ("idle", "cnn"), ("a second copy of the same training", "mlp"),
+        ("a low-priority PyTorch training", "mlp")]
+    for row in contention["rows"]:
+        assert all(_positive(value) for key, value in row.items() if key.endswith(" s"))
+        assert row["governed: threads at the end"].endswith("(auto)")
+    profile = {row["part"]: row for row in contention["cnn_step_profile"]}
+    assert "1 conv2d forward" in profile and "optimizer update" in profile
+    assert all(_positive(value) for value in profile["whole step"].values() if isinstance(value, float))
 
     markdown = (folder / "results.md").read_text()
     assert all(f"## {name}" in markdown for name in SECTIONS) and "| device | kernel |" in markdown

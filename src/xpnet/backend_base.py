@@ -41,6 +41,9 @@ class Backend(ABC):
     """The registry key, as ``--device`` and ``get_backend(device=)`` take it ("cpu", "gpu")."""
     readback_every: ClassVar[int] = 1
     """Training steps between reads of the running loss back to the host (each read waits for the device)."""
+    host_threads: ClassVar[bool] = False
+    """Whether its compute runs on this process's CPU threads (Numba and BLAS), which ``xpnet.threads`` and the
+    thread governor then size."""
 
     xp: ModuleType
     description: str

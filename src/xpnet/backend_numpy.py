@@ -15,6 +15,7 @@ class NumpyBackend(Backend):
     """Backend whose arrays are NumPy arrays in host memory; fused kernels are Numba ``njit`` code."""
 
     name = "cpu"
+    host_threads = True
     readback_every = 1  # reading a host array costs nothing: the running loss is exact after every step
 
     @classmethod

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from xpnet import __version__
+from xpnet import __version__, threads
 from xpnet.backend import DEVICES, DTYPES
 from xpnet.errors import ConfigError, DataError, XpnetError
 from xpnet.kernels import ACTIVATIONS, KERNEL_SETS
@@ -32,6 +32,9 @@ def _add_device_options(parser: argparse.ArgumentParser) -> None:
                         help="where to compute (default: $XPNET_DEVICE or auto: the GPU when one is usable)")
     parser.add_argument("--kernels", choices=KERNEL_SETS, default=None,
                         help="fused Numba kernels or plain array references (default: $XPNET_KERNELS or fused)")
+    parser.add_argument("--threads", metavar="N", help="CPU threads for matrix products and kernels: N pins the "
+                        "count; auto (default: $XPNET_THREADS or auto) starts with every core (shared among the MPI "
+                        "ranks on one machine) and lowers it while other work takes cores, when that is faster")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -232,6 +235,7 @@ def _train(args: argparse.Namespace, communicator: Any) -> int:
     if communicator is not None:
         select_device(args.device, communicator.local_rank)
     backend = get_backend(args.device, args.dtype or "float32", settings["seed"], args.kernels)
+    threads.configure(args.threads, communicator)  # one owner of the CPU threads (xpnet.threads)
     job = TASKS[args.task]
     task = job.load(args, backend, settings["seed"])
     check_training_left(task, settings["validation_split"], settings["seed"], args.source or args.task)
@@ -260,13 +264,14 @@ def _train(args: argparse.Namespace, communicator: Any) -> int:
     epochs = len(result.history.epoch)
     print(f"{_accuracy(task.test_name, result.test)} after {epochs} epoch{'' if epochs == 1 else 's'} in "
           f"{result.seconds:.1f} s on {backend.name} ({backend.description}; {model.dtype.name}, "
-          f"{backend.kernel_mode} kernels)")
+          f"{backend.kernel_mode} kernels" + (f", {threads.describe()})" if backend.host_threads else ")"))
     return 0
 
 
 def _load(args: argparse.Namespace) -> Any:
     from xpnet.serialization import load_model
 
+    threads.configure(args.threads)  # one owner of the CPU threads (xpnet.threads)
     return load_model(args.model, device=args.device, kernel_mode=args.kernels)
 
 
@@ -340,6 +345,8 @@ def command_info(args: argparse.Namespace) -> int:
     for name, cls in sorted(BACKENDS.items()):
         for what, found in cls.software().items():
             print(f"{what}: {found}")
+        if cls.host_threads:
+            print(f"threads: {threads.describe()}; {threads.pools().describe()} (--threads N or $XPNET_THREADS=N pins)")
         opened = open_backend(cls, resolve_dtype(None), resolve_kernel_mode(None), None)
         if isinstance(opened, str):
             print(f"{name}: not usable ({opened})")

@@ -75,9 +75,10 @@ def _digest(value: Any) -> str:
 class Communicator:
     """The MPI world (``MPI.COMM_WORLD``) of a data-parallel run, as one rank sees it.
 
-    ``local_rank`` is this rank's index among the ranks of its node (the command line makes it pick the GPU:
-    ``xpnet.backend.select_device``); ``attach(backend)`` takes the backend's way for the gradients to travel
-    (``backend.allreducer``: MPI's Allreduce for host arrays, NCCL for CuPy ones; the Trainer calls it).
+    ``local_rank`` is this rank's index among the ``local_size`` ranks of its node (the command line makes it pick
+    the GPU: ``xpnet.backend.select_device``; the ranks share the node's cores: ``xpnet.threads``);
+    ``attach(backend)`` takes the backend's way for the gradients to travel (``backend.allreducer``: MPI's Allreduce
+    for host arrays, NCCL for CuPy ones; the Trainer calls it).
     """
 
     def __init__(self) -> None:
@@ -87,7 +88,7 @@ class Communicator:
         self.comm = MPI.COMM_WORLD
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         node = self.comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
-        self.local_rank = node.Get_rank()
+        self.local_rank, self.local_size = node.Get_rank(), node.Get_size()  # local_size: threads.node_ranks
         node.Free()
         # failing ranks meet on their own communicator, so that waiting there never mixes with a step's collective
         self.faults = self.comm.Dup()

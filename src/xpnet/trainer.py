@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from xpnet import inputs
+from xpnet import governor, inputs
 from xpnet.errors import ConfigError, TrainingError
 from xpnet.progress import EpochProgress
 
@@ -237,6 +237,7 @@ class Trainer:
         self.check_every = backend.readback_every
         """Steps between reads of the loss back to the host (each read waits for the device)."""
         self.stats = backend.zeros(2, dtype=np.float64)
+        self.governor = governor.for_backend(backend)  # thread governor (xpnet.governor), fed each step's time
         self.regression = model.is_regression
         """A regression model reports no accuracy (validation: MSE and MAE)."""
         if communicator is not None:
@@ -355,7 +356,9 @@ class Trainer:
                     xb, yb = workspace.x, workspace.y
                     gather(x, order[lo:hi], xb)
                     gather(y, order[lo:hi], yb)
+                tick = time.perf_counter()  # thread governor: this step's wall time
                 model.train_step(xb, yb, workspace, stats, self.reduce, progress=self._progress(), stream=self.rank)
+                self.governor.step_done(time.perf_counter() - tick)
                 position.batch += 1
                 position.seen += rows
                 if position.batch % self.check_every == 0 or position.batch == self.steps:

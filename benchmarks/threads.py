@@ -1,0 +1,257 @@
+"""Training beside other work: xpnet's thread governor against fixed thread counts and PyTorch.
+
+- Epoch seconds of the MLP (784-256-128-10, Adam, batch 128) and of the quick CNN (``xpnet train mnist --model
+  cnn --filters 8,32 --batch-size 64 --dropout 0 --lr 5e-3 --shift 0``) for xpnet on 1 thread, on every core,
+  and governed (``auto``, the default), and for PyTorch on every core: on an idle machine and under each load of
+  ``CONDITIONS`` (busy processes, a second copy of the same training, a low-priority PyTorch training), each
+  started before and stopped after every measurement. Each measurement is its own process (``python -m
+  benchmarks.threads epoch ...``): one warm-up epoch on a slice of the data (compilation, and the governor's first
+  probe), then the timed epochs.
+- A per-layer profile of the quick CNN's training step (forward and backward of each layer, the loss, the
+  optimizer update) on 1 thread and on every core, idle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.config import REPO_ROOT, Config, make_config
+from benchmarks.timing import log
+
+WORKLOADS = ("mlp", "cnn")
+EPOCHS = {"mlp": 3, "cnn": 1}
+"""Timed epochs per measurement in full mode (quick mode: 1 epoch of QUICK_SAMPLES samples)."""
+QUICK_SAMPLES = 512
+WARMUP_SAMPLES = 1024
+SETTLE_SECONDS = {True: 0.5, False: 3.0}
+"""How long a load runs before a measurement starts (quick, full): a training load gets past its imports."""
+PROFILE_STEPS = {True: 3, False: 40}
+QUICK_SKIPS = ("one busy process", "two busy processes")
+BUSY = [sys.executable, "-c", "while 1: pass"]
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
+                    "XPNET_THREADS")
+
+
+def cores() -> int:
+    from xpnet.threads import usable_cores
+
+    return usable_cores()
+
+
+def candidates() -> dict[str, tuple[str, str]]:
+    """Name -> (implementation, $XPNET_THREADS) of everything timed under each condition."""
+    return {"xpnet 1 thread": ("xpnet", "1"), f"xpnet {cores()} threads": ("xpnet", str(cores())),
+            "xpnet auto (governed)": ("xpnet", "auto"), f"torch {cores()} threads": ("torch", str(cores()))}
+
+
+def worker_command(workload: str, implementation: str, config: Config, epochs: int) -> list[str]:
+    mode = "quick" if config.quick else "full"
+    return [sys.executable, "-m", "benchmarks.threads", "epoch", workload, implementation, mode,
+            str(config.data_dir), str(epochs)]
+
+
+def _second_training(command: list[str]) -> list[list[str]]:
+    return [command[:-1] + ["1000000"]]  # the same training, epochs without end (stopped after the measurement)
+
+
+def _low_priority_torch(config: Config) -> Callable[[list[str]], list[list[str]]]:
+    torch = ["nice", "-n", "19", "env", f"XPNET_THREADS={cores()}", *worker_command("mlp", "torch", config, 1000000)]
+    return lambda command: [torch]  # on every core, whatever the measured command's count
+
+
+def conditions(config: Config) -> dict[str, Callable[[list[str]], list[list[str]]]]:
+    """Condition name -> the load commands to run beside a measurement's command (quick mode: idle and the two
+    training loads, which check the harness's every kind of load but busy loops)."""
+    every = {"idle": lambda command: [], "one busy process": lambda command: [BUSY],
+             "two busy processes": lambda command: [BUSY, BUSY], "a second copy of the same training": _second_training,
+             "a low-priority PyTorch training": _low_priority_torch(config)}
+    return {name: loads for name, loads in every.items() if not config.quick or name not in QUICK_SKIPS}
+
+
+def workloads(config: Config, condition: str) -> tuple[str, ...]:
+    """Both workloads; in quick mode the MLP alone under load."""
+    return WORKLOADS if not config.quick or condition == "idle" else ("mlp",)
+
+
+def environment(threads: str) -> dict[str, str]:
+    """This process's environment without thread limits, then ``$XPNET_THREADS`` (PyTorch's count, for it)."""
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
+    return {**env, "XPNET_THREADS": threads, "XPNET_DEVICE": "cpu"}
+
+
+def measure(command: list[str], threads: str, loads: list[list[str]], settle: float) -> dict[str, Any]:
+    """Run ``command`` (its JSON result line) while ``loads`` run, each load started ``settle`` s before it and
+    stopped right after it."""
+    env = environment(threads)
+    started = [subprocess.Popen(load, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+               for load in loads]
+    try:
+        time.sleep(settle if loads else 0)
+        done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=3600)
+    finally:
+        for process in started:
+            process.kill()
+            process.wait()
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run(config: Config) -> dict[str, Any]:
+    """Every candidate on every workload under every condition; then the CNN step's profile."""
+    rows = []
+    for condition, loads in conditions(config).items():
+        for workload in workloads(config, condition):
+            row: dict[str, Any] = {"condition": condition, "workload": workload}
+            epochs = 1 if config.quick else EPOCHS[workload]
+            for name, (implementation, threads) in candidates().items():
+                command = worker_command(workload, implementation, config, epochs)
+                result = measure(command, threads, loads(command), SETTLE_SECONDS[config.quick])
+                row[f"{name} s"] = result["seconds"]
+                if threads == "auto":
+                    row["governed: threads at the end"] = result["threads"]
+            fixed = [row[f"{name} s"] for name, (impl, threads) in candidates().items()
+                     if impl == "xpnet" and threads != "auto"]
+            governed, torch = row["xpnet auto (governed) s"], row[f"torch {cores()} threads s"]
+            row["governed / best fixed"] = governed / min(fixed)
+            row["governed / torch"] = governed / torch
+            rows.append(row)
+            log(f"threads: {row}")
+    profile = [{"threads": count, **measure([sys.executable, "-m", "benchmarks.threads", "profile",
+                                             "quick" if config.quick else "full", str(config.data_dir)],
+                                            str(count), [], 0)} for count in sorted({1, cores()})]
+    steps = [{"part": part, **{f"{p['threads']} thread ms": p["ms"][part] for p in profile}}
+             for part in profile[0]["ms"]]
+    log(f"threads: CNN step profile {steps}")
+    notes = [
+        f"seconds for {'1 epoch of ' + str(QUICK_SAMPLES) + ' samples' if config.quick else 'the epochs'} per "
+        f"workload ({', '.join(f'{w}: {EPOCHS[w]}' for w in WORKLOADS)} epochs of MNIST in full mode), each "
+        f"measurement its own process after a warm-up epoch of {WARMUP_SAMPLES} samples; loads started "
+        f"{SETTLE_SECONDS[config.quick]} s before and stopped after each measurement",
+        "busy process: python -c 'while 1: pass'; second copy: the same command without end; low-priority "
+        "PyTorch training: the MLP in PyTorch on every core under nice -n 19",
+        f"xpnet N threads: XPNET_THREADS=N (pinned); auto: the governor; torch: torch.set_num_threads({cores()})",
+        "profile: medians over steps of the quick CNN at batch 64, each layer's forward and backward, the loss "
+        "and the optimizer update",
+    ]
+    return {"rows": rows, "cnn_step_profile": steps, "notes": notes}
+
+
+# ------------------------------------------------------------------------------------------- worker processes
+def _mnist(config: Config, samples: int | None) -> Any:
+    task = config.mnist()
+    if samples:
+        task.x_train, task.y_train = task.x_train[:samples], task.y_train[:samples]
+    return task
+
+
+def _xpnet_trainer(workload: str, config: Config, x: np.ndarray, labels: np.ndarray) -> Callable[[int], None]:
+    """A function training ``workload`` in xpnet for one epoch over the first ``n`` samples."""
+    from benchmarks.cnn import QUICK_RUN
+    from benchmarks.peers import BATCH, LR, SIZES
+    from xpnet.builders import mlp
+    from xpnet.tasks import build_model
+
+    backend = config.backend("cpu")
+    if workload == "mlp":
+        model, batch, y = mlp(SIZES, optimizer="adam", lr=LR, backend=backend), BATCH, np.eye(10, dtype=np.float32)[
+            labels]
+    else:
+        model, batch, y = build_model("mnist", config.mnist(), QUICK_RUN, backend), QUICK_RUN["batch_size"], labels
+    return lambda n: model.fit(x[:n], y[:n], epochs=1, batch_size=batch, verbose=0)
+
+
+def _torch_trainer(workload: str, x: np.ndarray, labels: np.ndarray) -> Callable[[int], None]:
+    from benchmarks.cnn import QUICK_RUN, TorchCnn
+    from benchmarks.peers import TorchPeer
+
+    peer = TorchPeer(x, labels.astype(np.int64), "cpu") if workload == "mlp" else TorchCnn(x, labels, "cpu",
+                                                                                          QUICK_RUN)
+    full_x, full_y = peer.x, peer.y
+
+    def epoch(n: int) -> None:
+        peer.x, peer.y = full_x[:n], full_y[:n]
+        peer.epoch()
+
+    return epoch
+
+
+def epoch_worker(workload: str, implementation: str, mode: str, data_dir: str, epochs: str) -> None:
+    """Print as JSON the seconds of ``epochs`` epochs (after a warm-up epoch on a slice) and the thread count."""
+    config = make_config(mode == "quick", Path(data_dir), "cpu")
+    task = _mnist(config, QUICK_SAMPLES if config.quick else None)
+    if implementation == "torch":
+        import torch
+
+        torch.set_num_threads(int(os.environ["XPNET_THREADS"]))
+        train = _torch_trainer(workload, task.x_train, task.y_train)
+    else:
+        train = _xpnet_trainer(workload, config, task.x_train, task.y_train)
+    train(WARMUP_SAMPLES)
+    started = time.perf_counter()
+    for _ in range(int(epochs)):
+        train(len(task.y_train))
+    seconds = time.perf_counter() - started
+    if implementation == "torch":
+        threads = f"{torch.get_num_threads()} threads"
+    else:
+        from xpnet import threads as owner
+
+        threads = owner.describe()
+    print(json.dumps({"seconds": seconds, "threads": threads}), flush=True)
+
+
+def profile_worker(mode: str, data_dir: str) -> None:
+    """Print as JSON the median milliseconds of each part of the quick CNN's training step."""
+    from benchmarks.cnn import QUICK_RUN
+    from xpnet.layers import Phase
+    from xpnet.tasks import build_model
+
+    config = make_config(mode == "quick", Path(data_dir), "cpu")
+    task = _mnist(config, QUICK_RUN["batch_size"])
+    backend = config.backend("cpu")
+    model = build_model("mnist", task, QUICK_RUN, backend)
+    batch = QUICK_RUN["batch_size"]
+    workspace, stats = model.workspace(batch, backward=True), backend.zeros(2, dtype=np.float64)
+    flat, y = model.device_data(task.x_train, task.y_train)
+    x = flat.reshape(batch, *model.input_shape)
+    times: dict[str, list[float]] = {}
+
+    def timed(part: str, work: Callable[[], Any]) -> Any:
+        started = time.perf_counter()
+        result = work()
+        times.setdefault(part, []).append(1e3 * (time.perf_counter() - started))
+        return result
+
+    for _ in range(3 + PROFILE_STEPS[mode == "quick"]):
+        a = x
+        for i, (layer, ws) in enumerate(zip(model.layers, workspace.layers, strict=True)):
+            a = timed(f"{i} {layer.type_name} forward", lambda a=a, layer=layer, ws=ws: layer.forward(
+                a, ws, Phase(True, model.step, 0)))
+        timed("loss", lambda a=a: model.loss.gradient(backend.kernels, workspace.layers[-1].batch.get("z", a), a, y,
+                                                        workspace.dy, stats))
+        dy = workspace.dy
+        for i in range(len(model.layers) - 1, -1, -1):
+            layer = model.layers[i]
+            dy = timed(f"{i} {layer.type_name} backward", lambda i=i, dy=dy, layer=layer: layer.backward(
+                dy, workspace.layers[i], model.needs_input_gradient(i)))
+        model.step += 1
+        timed("optimizer update", lambda: model.optimizer.update(backend.kernels, model.buffer[0], model.buffer[1],
+                                                                 model.buffer[2:], model.step))
+    ms = {part: statistics.median(values[3:]) for part, values in times.items()}
+    ms["whole step"] = sum(ms.values())
+    print(json.dumps({"ms": ms}), flush=True)
+
+
+if __name__ == "__main__":
+    {"epoch": epoch_worker, "profile": profile_worker}[sys.argv[1]](*sys.argv[2:])

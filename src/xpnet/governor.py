@@ -1,0 +1,168 @@
+"""The thread governor: keeps CPU training fast when other work takes cores away.
+
+Why: a matrix product split over N threads ends when its slowest thread does. When another process holds a core,
+the thread that expects it waits for a scheduler time slice (milliseconds) at every product of a step that
+otherwise takes about a millisecond, and a training step slows down 3x to 100x; on one thread fewer it loses only
+its share of the cores. Which count is fastest changes as other work starts and stops, so it is measured, not
+guessed.
+
+How: the trainer reports each step's seconds (``step_done``). After a few warm-up steps (compilation), and then
+every ``interval`` seconds of training, or sooner (but never within ``min_interval`` of the last probe) when the
+median step time moves by more than ``jump`` from what the chosen count gave, the governor probes: it times
+``probe_steps`` steps at each candidate count (all threads, then halving down to 1; the current count first, the
+first step after each switch discarded; a count is dropped as soon as most of its samples are slower than the
+best median so far: it cannot win, and under contention its steps are the slow ones) and keeps the count with the
+lowest median step time, staying with the current one unless another is faster by more than ``margin``. It is
+CPU-only and does nothing on a GPU backend or when the count is pinned (``--threads N``, ``$XPNET_THREADS=N``).
+Time is the sum of the reported step seconds, so pauses between epochs (validation, checkpoints) neither count nor
+trigger anything.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The governor's knobs (seconds are seconds of training steps)."""
+
+    probe_steps: int = 5
+    interval: float = 10.0
+    min_interval: float = 2.0
+    jump: float = 1.3
+    margin: float = 0.05
+    warmup_steps: int = 3
+
+
+def candidates(maximum: int) -> list[int]:
+    """The counts a probe tries: ``maximum``, then halving down to 1 (8 -> 8, 4, 2, 1)."""
+    counts = [maximum]
+    while counts[-1] > 1:
+        counts.append(counts[-1] // 2)
+    return counts
+
+
+class ThreadGovernor:
+    """Chooses the thread count (1 to ``maximum``) from measured step times and applies it through ``apply``.
+
+    ``count`` is the count in use; ``decisions`` lists ``(training seconds, count)`` at the end of every probe.
+    """
+
+    def __init__(self, maximum: int, apply: Callable[[int], None], tuning: Tuning | None = None) -> None:
+        self.tuning = tuning or Tuning()
+        self.maximum, self.apply = maximum, apply
+        self.count = maximum
+        self.clock = 0.0
+        self.warmup_left = self.tuning.warmup_steps
+        self.queue: list[int] = []  # counts still to try in the probe under way (empty: settled)
+        self.samples: list[float] = []
+        self.results: dict[int, float] = {}
+        self.discard = False
+        self.recent: deque[float] = deque(maxlen=self.tuning.probe_steps)
+        self.baseline: float | None = None
+        self.probed_at = 0.0
+        self.settled_count = maximum
+        self.decisions: list[tuple[float, int]] = []
+
+    @property
+    def probing(self) -> bool:
+        return bool(self.queue)
+
+    def step_done(self, seconds: float) -> None:
+        """Take the wall time of the training step that just ended; maybe change the count for the next one."""
+        self.clock += seconds
+        if self.warmup_left:
+            self.warmup_left -= 1
+            if not self.warmup_left:
+                self._start_probe()
+        elif self.probing:
+            self._probe_step(seconds)
+        else:
+            self.recent.append(seconds)
+            if self._due():
+                self._start_probe()
+
+    def _due(self) -> bool:
+        """Whether to probe now: the interval has passed, or the step time jumped (after the shortest interval)."""
+        since, tuning = self.clock - self.probed_at, self.tuning
+        if since >= tuning.interval:
+            return True
+        if since < tuning.min_interval or len(self.recent) < self.recent.maxlen or not self.baseline:
+            return False
+        ratio = statistics.median(self.recent) / self.baseline
+        return ratio > tuning.jump or ratio < 1 / tuning.jump
+
+    def _switch(self, count: int) -> None:
+        if count != self.count:
+            self.apply(count)
+            self.count = count
+            self.discard = True  # the first step on a new count pays for waking its threads
+
+    def _start_probe(self) -> None:
+        self.queue = [self.count, *(c for c in candidates(self.maximum) if c != self.count)]
+        self.samples, self.results, self.discard = [], {}, False
+        self.settled_count = self.count
+
+    def _probe_step(self, seconds: float) -> None:
+        if self.discard:
+            self.discard = False
+            return
+        self.samples.append(seconds)
+        best = min(self.results.values(), default=None)
+        slower = 0 if best is None else sum(sample > best for sample in self.samples)
+        if len(self.samples) < self.tuning.probe_steps and slower <= self.tuning.probe_steps // 2:
+            return  # (once most of its samples are slower than the best median, this count cannot win: cut short)
+        self.results[self.queue.pop(0)] = statistics.median(self.samples)
+        self.samples = []
+        if self.queue:
+            self._switch(self.queue[0])
+        else:
+            self._finish_probe()
+
+    def _finish_probe(self) -> None:
+        """Keep the fastest count, unless the one settled on before the probe is within ``margin`` of it."""
+        best = min(self.results, key=self.results.__getitem__)
+        before = self.settled_count
+        if self.results[best] >= self.results[before] * (1 - self.tuning.margin):
+            best = before
+        self._switch(best)
+        self.baseline = self.results[best]
+        self.recent.clear()
+        self.probed_at = self.clock
+        self.decisions.append((self.clock, best))
+
+
+class FixedThreads:
+    """No governing: the count stays as set (pinned, a single core, or a GPU backend)."""
+
+    def step_done(self, seconds: float) -> None:
+        """Nothing to decide."""
+
+
+_governor: ThreadGovernor | None = None
+
+
+def reset() -> None:
+    """Forget the process's governor (the thread setting changed)."""
+    global _governor
+    _governor = None
+
+
+def for_backend(backend: Any) -> ThreadGovernor | FixedThreads:
+    """The governor of training on ``backend``: the process's one ThreadGovernor on the CPU under ``auto`` with
+    more than one thread (it keeps what it learnt from one ``fit`` to the next), else a FixedThreads."""
+    global _governor
+    from xpnet import threads
+
+    setting = threads.setting()
+    if not backend.host_threads or setting.pinned or setting.count < 2:
+        return FixedThreads()
+    if _governor is None:
+        pools = threads.pools()
+        _governor = ThreadGovernor(setting.count, pools.set)
+    return _governor

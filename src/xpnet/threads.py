@@ -1,0 +1,156 @@
+"""The one owner of the process's compute threads: Numba's kernels and the BLAS library's matrix products.
+
+``--threads N`` or ``$XPNET_THREADS=N`` pins both pools at N threads. The default, ``auto``, gives them every core
+this process may use (its CPU affinity; fewer where ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``,
+``MKL_NUM_THREADS`` or ``NUMBA_NUM_THREADS`` ask for fewer), shared out among the MPI ranks on this machine, and
+lets a ``ThreadGovernor`` (``xpnet.governor``) lower and raise the count during training to whatever is fastest
+while other work takes cores away.
+
+The setting is process-wide: the command line sets it once (``configure``); a library user's first ``Model.fit``
+reads it from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from xpnet.errors import ConfigError
+
+THREADS_ENV = "XPNET_THREADS"
+LIMIT_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+"""Thread limits the user may already have set for the libraries: ``auto`` never goes above them."""
+LOCAL_SIZE_VARIABLES = ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE", "MV2_COMM_WORLD_LOCAL_SIZE")
+"""The ranks on this node, as MPICH/Intel MPI (Hydra), Open MPI and MVAPICH tell each rank they start."""
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def node_ranks(communicator: Any = None, environ: Mapping[str, str] | None = None) -> int:
+    """How many ranks of this MPI job run on this machine: the communicator's count (MPI's shared-memory split),
+    else the launcher's environment; 1 outside MPI."""
+    if communicator is not None:
+        return communicator.local_size
+    environ = os.environ if environ is None else environ
+    for name in LOCAL_SIZE_VARIABLES:
+        value = environ.get(name, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return 1
+
+
+def auto_threads(cores: int, ranks: int, all_cores: int, environ: Mapping[str, str] | None = None) -> int:
+    """The ``auto`` count: ``cores`` usable, shared out among ``ranks`` ranks on the node (at least 1 each) unless
+    a launcher already bound each rank to its share (fewer usable cores than the machine's ``all_cores``), and no
+    more than a thread limit set in the environment."""
+    environ = os.environ if environ is None else environ
+    count = max(1, cores // ranks) if cores >= all_cores else cores
+    limits = [int(environ[name]) for name in LIMIT_VARIABLES if environ.get(name, "").isdigit()]
+    return max(1, min([count, *(limit for limit in limits if limit > 0)]))
+
+
+@dataclass(frozen=True)
+class ThreadSetting:
+    """What the user asked for: ``count`` threads, ``pinned`` (a number was given) or governed up to ``count``
+    (auto); ``source`` says where it came from, for messages."""
+
+    count: int
+    pinned: bool
+    source: str
+
+    def describe(self, in_use: int) -> str:
+        """A short phrase for result lines: ``2 threads (pinned)`` or ``1 of 2 threads (auto)``."""
+        if self.pinned:
+            return f"{self.count} thread{'' if self.count == 1 else 's'} (pinned by {self.source})"
+        return f"{in_use} of {self.count} thread{'' if self.count == 1 else 's'} (auto)"
+
+
+def parse_setting(value: str | int | None, ranks: int = 1, environ: Mapping[str, str] | None = None) -> ThreadSetting:
+    """The setting from ``--threads`` (``value``), else ``$XPNET_THREADS``, else ``auto``; ConfigError for anything
+    but ``auto`` or a whole number of at least 1."""
+    environ = os.environ if environ is None else environ
+    source = "--threads"
+    if value is None:
+        value, source = environ.get(THREADS_ENV) or "auto", f"${THREADS_ENV}"
+    text = str(value).strip().lower()
+    if text == "auto":
+        return ThreadSetting(auto_threads(usable_cores(), ranks, os.cpu_count() or 1, environ), False, "auto")
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"{source} {value!r}: give a whole number of threads (at least 1) to pin the count, or "
+                          f"auto (default: every core, lowered while other work takes cores)")
+    return ThreadSetting(int(text), True, source)
+
+
+class ThreadPools:
+    """Sets Numba's and the BLAS libraries' thread counts together (Numba's is capped at the pool it started
+    with, ``NUMBA_NUM_THREADS``; Numba's count is per calling thread: call ``set`` from the training thread)."""
+
+    def __init__(self) -> None:
+        self.blas: list[Any] = []
+        self.count = 0
+
+    def set(self, count: int) -> None:
+        """Run matrix products and Numba kernels on ``count`` threads from now on (every BLAS library loaded by
+        then: they are looked up anew, about a millisecond, since SciPy or PyTorch may have brought their own)."""
+        import numba
+        from threadpoolctl import ThreadpoolController
+
+        numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
+        self.blas = [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
+        for lib in self.blas:
+            lib.set_num_threads(count)
+        self.count = count
+
+    def describe(self) -> str:
+        """Which BLAS and threading layers run the threads, for ``xpnet info``."""
+        import numba
+
+        blas = ", ".join(f"{lib.internal_api} {lib.version} ({getattr(lib, 'threading_layer', 'threads')})"
+                         for lib in self.blas) or "none found"
+        try:
+            layer = numba.threading_layer()
+        except ValueError:  # no parallel kernel or thread count set yet
+            layer = f"{numba.config.THREADING_LAYER} (not started)"
+        return f"BLAS {blas}; Numba threading layer {layer}, pool of {numba.config.NUMBA_NUM_THREADS}"
+
+
+_setting: ThreadSetting | None = None
+_pools: ThreadPools | None = None
+
+
+def configure(value: str | int | None = None, communicator: Any = None) -> ThreadSetting:
+    """Set the process's thread setting from ``--threads`` (``value``; None: ``$XPNET_THREADS`` or auto) and
+    apply its count now; the governor of the next training starts from it."""
+    global _setting
+    from xpnet import governor
+
+    _setting = parse_setting(value, node_ranks(communicator))
+    pools().set(_setting.count)
+    governor.reset()
+    return _setting
+
+
+def setting() -> ThreadSetting:
+    """The process's setting (configured from the environment on first use)."""
+    return _setting if _setting is not None else configure()
+
+
+def pools() -> ThreadPools:
+    """The process's thread pools (found once)."""
+    global _pools
+    if _pools is None:
+        _pools = ThreadPools()
+    return _pools
+
+
+def describe() -> str:
+    """The setting and the count in use now, for result lines: ``1 of 2 threads (auto)``."""
+    return setting().describe(pools().count)

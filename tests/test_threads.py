@@ -1,0 +1,223 @@
+"""The one owner of threads (xpnet.threads) and the thread governor (xpnet.governor): settings, pools, decisions
+on fake step times, and the hooks in the trainer and the command line."""
+
+from __future__ import annotations
+
+import itertools
+from types import SimpleNamespace
+
+import numba
+import numpy as np
+import pytest
+from cli_helpers import one_error, run
+from threadpoolctl import threadpool_info
+
+from xpnet import governor, threads
+from xpnet.builders import mlp
+from xpnet.errors import ConfigError
+from xpnet.governor import FixedThreads, ThreadGovernor, Tuning, candidates
+
+
+@pytest.fixture
+def restore_threads():
+    """Put the process's thread setting back to the environment's after a test that changes it."""
+    yield
+    threads.configure()
+
+
+# ------------------------------------------------------------------------------------------------ settings
+@pytest.mark.parametrize(("cores", "ranks", "all_cores", "environ", "expected"), [
+    (8, 1, 8, {}, 8),
+    (8, 3, 8, {}, 2),  # three ranks on the node share its cores
+    (2, 4, 2, {}, 1),  # at least one each
+    (4, 2, 8, {}, 4),  # the launcher bound this rank to 4 of 8 cores: that is its share already
+    (8, 1, 8, {"OMP_NUM_THREADS": "3"}, 3),
+    (8, 1, 8, {"OPENBLAS_NUM_THREADS": "2", "NUMBA_NUM_THREADS": "5"}, 2),
+    (8, 1, 8, {"OMP_NUM_THREADS": "0", "MKL_NUM_THREADS": "x"}, 8),  # meaningless limits are ignored
+])
+def test_auto_count_shares_the_usable_cores(cores, ranks, all_cores, environ, expected):
+    assert threads.auto_threads(cores, ranks, all_cores, environ) == expected
+
+
+def test_ranks_on_the_node_come_from_the_communicator_or_the_launcher():
+    assert threads.node_ranks(SimpleNamespace(local_size=3), {"MPI_LOCALNRANKS": "2"}) == 3
+    assert threads.node_ranks(None, {"MPI_LOCALNRANKS": "2"}) == 2
+    assert threads.node_ranks(None, {"OMPI_COMM_WORLD_LOCAL_SIZE": "4"}) == 4
+    assert threads.node_ranks(None, {}) == 1
+
+
+def test_setting_from_the_option_then_the_environment():
+    assert threads.parse_setting("3", environ={"XPNET_THREADS": "2"}) == threads.ThreadSetting(3, True, "--threads")
+    assert threads.parse_setting(None, environ={"XPNET_THREADS": "2"}) == threads.ThreadSetting(
+        2, True, "$XPNET_THREADS")
+    auto = threads.parse_setting(None, environ={"OMP_NUM_THREADS": "1"})
+    assert auto == threads.ThreadSetting(1, False, "auto")
+    assert threads.parse_setting("AUTO", environ={}).pinned is False
+    assert auto.describe(1) == "1 of 1 thread (auto)"
+    assert threads.ThreadSetting(2, True, "--threads").describe(2) == "2 threads (pinned by --threads)"
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5", ""])
+def test_a_bad_count_is_one_clear_error(value):
+    with pytest.raises(ConfigError, match="whole number of threads"):
+        threads.parse_setting(value, environ={})
+
+
+def test_pools_set_blas_and_numba_together(restore_threads):
+    pools = threads.pools()
+    pools.set(1)
+    import scipy.linalg  # noqa: F401 - SciPy's own OpenBLAS, loaded after the pools were set: they must find it
+
+    pools.set(2)
+    assert pools.count == 2
+    assert {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"} == {2}
+    assert numba.get_num_threads() == min(2, numba.config.NUMBA_NUM_THREADS)  # capped at Numba's pool
+    pools.set(1)
+    assert {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"} == {1}
+    assert numba.get_num_threads() == 1
+
+
+# ------------------------------------------------------------------------------------------------ governor
+TUNING = Tuning(probe_steps=5, interval=10.0, min_interval=2.0, jump=1.3, margin=0.05, warmup_steps=3)
+
+
+def drive(gov: ThreadGovernor, step_time, steps: int) -> list[int]:
+    """Run ``steps`` fake steps whose seconds ``step_time(count, clock)`` gives; the count of each step."""
+    used = []
+    for _ in range(steps):
+        used.append(gov.count)
+        gov.step_done(step_time(gov.count, gov.clock))
+    return used
+
+
+def recorder() -> tuple[list[int], ThreadGovernor]:
+    applied: list[int] = []
+    return applied, ThreadGovernor(2, applied.append, TUNING)
+
+
+def contended(count: int, clock: float) -> float:
+    """Two threads beside a busy process: 10 ms a step; one thread: 1.3 ms."""
+    return 0.010 if count == 2 else 0.0013
+
+
+def idle(count: int, clock: float) -> float:
+    return 0.0010 if count == 2 else 0.0013
+
+
+def test_candidates_halve_down_to_one():
+    assert candidates(8) == [8, 4, 2, 1]
+    assert candidates(6) == [6, 3, 1]
+    assert candidates(1) == [1]
+
+
+def test_picks_the_faster_count_after_warm_up_and_one_probe():
+    applied, gov = recorder()
+    used = drive(gov, contended, 3 + 5 + 1 + 5 + 20)
+    assert used[:8] == [2] * 8  # warm-up, then the current count probed first
+    assert applied == [1]  # tried one thread, and kept it
+    assert gov.count == 1 and gov.decisions == [(pytest.approx(gov.decisions[0][0]), 1)]
+    assert used[-20:] == [1] * 20
+
+
+def test_a_count_that_cannot_win_is_cut_short():
+    """Settled on one thread under contention, the next probe spends 3 steps (and the one discarded) on two
+    threads, not 5: three of five samples slower than one thread's median decide it."""
+    applied, gov = recorder()
+    used = drive(gov, contended, 20_000)
+    assert [count for _, count in gov.decisions][:2] == [1, 1]
+    second_probe = used[used.index(1) + 5 + 1:]  # after the first probe's one-thread steps
+    first_two = second_probe.index(2)
+    assert second_probe[first_two:first_two + 5] == [2, 2, 2, 2, 1]
+
+
+def test_keeps_all_cores_on_an_idle_machine():
+    applied, gov = recorder()
+    drive(gov, idle, 100)
+    assert gov.count == 2 and applied == [1, 2] and [count for _, count in gov.decisions] == [2]
+
+
+def test_switches_back_up_when_contention_ends_within_one_interval():
+    applied, gov = recorder()
+    ends = 5.0  # the busy process stops after 5 s of training
+
+    def load(count: int, clock: float) -> float:
+        return contended(count, clock) if clock < ends else idle(count, clock)
+
+    drive(gov, load, 20_000)
+    first_at, first = gov.decisions[0]
+    assert first == 1 and first_at < ends
+    back_up = next(at for at, count in gov.decisions if count == 2)
+    assert back_up <= first_at + TUNING.interval + 0.1  # the next periodic probe finds two threads faster again
+    assert gov.count == 2
+
+
+def test_a_jump_in_step_time_probes_before_the_interval():
+    applied, gov = recorder()
+    starts = 3.0  # a busy process starts after 3 s at two threads
+
+    def load(count: int, clock: float) -> float:
+        return idle(count, clock) if clock < starts else contended(count, clock)
+
+    drive(gov, load, 4000)
+    assert [count for _, count in gov.decisions][:2] == [2, 1]
+    assert gov.decisions[1][0] < gov.decisions[0][0] + TUNING.interval  # did not wait for the periodic probe
+    assert gov.decisions[1][0] >= starts
+
+
+def test_never_decides_faster_than_the_shortest_interval():
+    """Under load that flips every few steps, decisions (and the settled count) change no faster than
+    min_interval, and between probes the count does not move."""
+    flip = itertools.cycle([contended] * 7 + [idle] * 7)
+    applied, gov = recorder()
+    counts, probing = [], []
+    for _ in range(50_000):
+        counts.append(gov.count)
+        probing.append(gov.probing or gov.warmup_left > 0)
+        gov.step_done(next(flip)(gov.count, gov.clock))
+    times = [at for at, _ in gov.decisions]
+    assert len(times) > 3
+    assert all(b - a >= TUNING.min_interval for a, b in zip(times, times[1:], strict=False))
+    settled = [c for c, p, c_next, p_next in zip(counts, probing, counts[1:], probing[1:], strict=False)
+               if not p and not p_next and c != c_next]
+    assert settled == []
+
+
+def test_a_small_difference_keeps_the_current_count():
+    applied, gov = recorder()
+    drive(gov, lambda count, clock: 0.00100 if count == 2 else 0.00098, 100)  # one thread 2% faster: noise
+    assert gov.count == 2
+
+
+def test_nothing_is_governed_when_pinned_on_one_core_or_on_a_gpu(monkeypatch):
+    cpu, gpu = SimpleNamespace(name="cpu"), SimpleNamespace(name="gpu")
+    monkeypatch.setattr(governor, "_governor", None)
+    monkeypatch.setattr(threads, "_setting", threads.ThreadSetting(2, True, "--threads"))
+    assert isinstance(governor.for_backend(cpu), FixedThreads)
+    monkeypatch.setattr(threads, "_setting", threads.ThreadSetting(1, False, "auto"))
+    assert isinstance(governor.for_backend(cpu), FixedThreads)
+    monkeypatch.setattr(threads, "_setting", threads.ThreadSetting(2, False, "auto"))
+    assert isinstance(governor.for_backend(gpu), FixedThreads)
+    governed = governor.for_backend(cpu)
+    assert isinstance(governed, ThreadGovernor) and governor.for_backend(cpu) is governed  # one a process
+
+
+# ------------------------------------------------------------------------------------------------ hooks
+def test_the_trainer_reports_every_step(monkeypatch):
+    seconds: list[float] = []
+    monkeypatch.setattr(governor, "for_backend", lambda backend: SimpleNamespace(step_done=seconds.append))
+    rng = np.random.default_rng(0)
+    model = mlp([4, 8, 2], seed=0)
+    model.fit(rng.random((40, 4), dtype=np.float32), np.eye(2, dtype=np.float32)[rng.integers(0, 2, 40)],
+              epochs=2, batch_size=8, verbose=0)
+    assert len(seconds) == 10 and all(s > 0 for s in seconds)
+
+
+def test_train_names_the_thread_count_and_refuses_a_bad_one(tmp_path, capsys, restore_threads):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "arrays.npz"
+    np.savez(path, x=rng.normal(size=(40, 3)), y=rng.integers(0, 2, 40))
+    code, out, err = run(capsys, "train", "npz", path, "--epochs", "1", "--hidden", "4", "--quiet", "--threads", "1")
+    assert code == 0, err
+    assert out.strip().endswith("fused kernels, 1 thread (pinned by --threads))")
+    code, out, err = run(capsys, "train", "npz", path, "--epochs", "1", "--quiet", "--threads", "none")
+    assert "--threads 'none': give a whole number of threads" in one_error(code, err)
