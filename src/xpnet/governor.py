@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from xpnet import threads
+
 
 @dataclass(frozen=True)
 class Tuning:
@@ -144,25 +146,17 @@ class FixedThreads:
         """Nothing to decide."""
 
 
-_governor: ThreadGovernor | None = None
-
-
-def reset() -> None:
-    """Forget the process's governor (the thread setting changed)."""
-    global _governor
-    _governor = None
+_governor: tuple[threads.ThreadSetting, ThreadGovernor] | None = None
+"""The process's governor and the thread setting it governs (a new setting gets a new governor)."""
 
 
 def for_backend(backend: Any) -> ThreadGovernor | FixedThreads:
     """The governor of training on ``backend``: the process's one ThreadGovernor on the CPU under ``auto`` with
     more than one thread (it keeps what it learnt from one ``fit`` to the next), else a FixedThreads."""
     global _governor
-    from xpnet import threads
-
     setting = threads.setting()
     if not backend.host_threads or setting.pinned or setting.count < 2:
         return FixedThreads()
-    if _governor is None:
-        pools = threads.pools()
-        _governor = ThreadGovernor(setting.count, pools.set)
-    return _governor
+    if _governor is None or _governor[0] is not setting:
+        _governor = (setting, ThreadGovernor(setting.count, threads.pools().set))
+    return _governor[1]

@@ -128,13 +128,10 @@ _pools: ThreadPools | None = None
 
 def configure(value: str | int | None = None, communicator: Any = None) -> ThreadSetting:
     """Set the process's thread setting from ``--threads`` (``value``; None: ``$XPNET_THREADS`` or auto) and
-    apply its count now; the governor of the next training starts from it."""
+    apply its count now; the governor of the next training starts from it (a new setting, a new governor)."""
     global _setting
-    from xpnet import governor
-
     _setting = parse_setting(value, node_ranks(communicator))
     pools().set(_setting.count)
-    governor.reset()
     return _setting
 
 
