@@ -189,7 +189,7 @@ def test_a_small_difference_keeps_the_current_count():
 
 
 def test_nothing_is_governed_when_pinned_on_one_core_or_on_a_gpu(monkeypatch):
-    cpu, gpu = SimpleNamespace(name="cpu"), SimpleNamespace(name="gpu")
+    cpu, gpu = SimpleNamespace(host_threads=True), SimpleNamespace(host_threads=False)
     monkeypatch.setattr(governor, "_governor", None)
     monkeypatch.setattr(threads, "_setting", threads.ThreadSetting(2, True, "--threads"))
     assert isinstance(governor.for_backend(cpu), FixedThreads)
