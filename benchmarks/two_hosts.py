@@ -19,6 +19,7 @@ file says), prints the bytes that crossed the link and exits with the job's stat
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import shutil
@@ -149,8 +150,17 @@ class TwoHosts:
         for script in (enter, self.launcher):
             script.chmod(0o755)
 
+    def pids(self, host: int) -> list[int]:
+        """The processes running on host ``host`` (0: A, 1: B): those inside its network namespace."""
+        listed = subprocess.run(["ip", "netns", "pids", self.hosts[host].namespace], capture_output=True, text=True,
+                                timeout=30).stdout
+        return [int(pid) for pid in listed.split()]
+
     def _remove(self) -> None:
-        for host in self.hosts:
+        for index, host in enumerate(self.hosts):  # first end what a fault left running there, by its pid
+            for pid in self.pids(index):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             subprocess.run(["ip", "netns", "del", host.namespace], capture_output=True, timeout=30)
         shutil.rmtree(self.folder, ignore_errors=True)
 
