@@ -17,8 +17,8 @@ import atexit
 import hashlib
 import json
 import os
+import signal
 import sys
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -173,8 +173,8 @@ class Communicator:
               "connection broke): its process died or its host's network is down; aborting the MPI job (resume "
               "from the last checkpoint with --resume)", file=sys.stderr, flush=True)
         # MPI_Abort asks the launcher to end every rank; cut off from it (this host's network down), it may fail or
-        # never return, so this rank ends itself a little later in any case
-        threading.Timer(FAULT_WAIT_SECONDS, os._exit, (1,)).start()
+        # never return, so the kernel ends this rank a little later in any case (SIGALRM's default action)
+        signal.alarm(int(FAULT_WAIT_SECONDS))
         self.comm.Abort(1)
 
     def _all_arrive(self, seconds: float) -> bool:

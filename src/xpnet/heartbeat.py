@@ -34,21 +34,37 @@ class Heartbeat:
         rank, size = comm.Get_rank(), comm.Get_size()
         self.left, self.right = (rank - 1) % size, (rank + 1) % size
         self.on_silence, self.interval, self.silence = on_silence, interval, silence
+        self.heard: float | None = time.monotonic()
+        """When the left rank was last heard from; None once it has said it stops (or MPI found it gone: -inf)."""
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="xpnet-heartbeat", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._beat, name="xpnet-heartbeat", daemon=True),
+                         threading.Thread(target=self._watch, name="xpnet-watchdog", daemon=True)]
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
-        """Send the last beat (this rank stops on purpose) and end the thread; idempotent."""
+        """Send the last beat (this rank stops on purpose) and end the threads; idempotent."""
         self._stop.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5 * self.interval)
+        for thread in self._threads:
+            if thread.is_alive() and thread is not threading.current_thread():
+                thread.join(timeout=5 * self.interval)
 
-    def _run(self) -> None:
+    def _watch(self) -> None:
+        """Report the left rank once it has been silent too long. Apart from the MPI calls, which can stall (MPI
+        serialises its threads, and a step's Allreduce waiting on a dead link may hold it), so that nothing
+        delays the report."""
+        while not self._stop.wait(POLL_SECONDS):
+            heard = self.heard
+            if heard is not None and time.monotonic() - heard > self.silence:
+                self.on_silence(self.left)
+                return
+
+    def _beat(self) -> None:
+        """Send a beat every ``interval`` seconds and take the left rank's as they come."""
         inbox = np.empty(1, np.int8)
         listening = self.comm.Irecv(inbox, source=self.left, tag=1)
         sending: list[Any] = []
-        heard = beaten = time.monotonic()
+        beaten = time.monotonic()
         while not self._stop.wait(POLL_SECONDS):
             now = time.monotonic()
             if now - beaten >= self.interval:
@@ -60,14 +76,11 @@ class Heartbeat:
             try:
                 arrived = listening.Test()
             except Exception:  # MPI found the connection to the left rank broken: as good as silent
-                self.on_silence(self.left)
+                self.heard = -np.inf
                 return
             if arrived:
-                heard = now
+                self.heard = now if inbox[0] else None
                 listening = self.comm.Irecv(inbox, source=self.left, tag=1) if inbox[0] else None
-            elif now - heard > self.silence:
-                self.on_silence(self.left)
-                return
         self._say_goodbye(listening, inbox)
 
     def _say_goodbye(self, listening: Any, inbox: np.ndarray) -> None:
