@@ -5,7 +5,8 @@ both), its own address in a private range, its own host name (a UTS namespace) a
 ``TMPDIR``; a host file names both. MPICH's Hydra starts every job from host A (``mpiexec`` runs inside A's
 namespace) and reaches host B through ``-launcher-exec``: a small script standing in for ``ssh`` that enters B's
 namespace instead of logging in. Ranks on different hosts therefore talk over the veth link through MPICH's TCP
-transport (libfabric's ``tcp`` provider), never through shared memory; the link's byte counters show it.
+transport (UCX's ``tcp``), never through shared memory; the link's byte counters show it. Ranks start in the
+shared folder (``-wdir``), the only one a real cluster would share besides the software.
 
 Traffic only flows between the two namespaces made here (they have no other link and no route out); everything
 is removed on exit, on error and on Ctrl-C. Needs root and ``ip`` (``unavailable()`` says why not).
@@ -174,6 +175,7 @@ class TwoHosts:
         env = {**(os.environ if env is None else env), **NETMOD}
         mpiexec = [shutil.which("mpiexec", path=env.get("PATH")) or "mpiexec", "-f", str(self.hostfile),
                    "-n", str(ranks), "-launcher", "ssh", "-launcher-exec", str(self.launcher), "-iface", IFACE,
+                   "-wdir", str(self.shared),
                    "-genvlist", ",".join(sorted(set(env) - {"TMPDIR"})), *argv]
         a = self.hosts[0]
         return [str(self.folder / "enter"), a.namespace, a.name, str(a.scratch), shlex.join(mpiexec)], env
@@ -204,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     with TwoHosts(args.shared) as hosts:
         before = hosts.link_bytes()
         line, env = hosts.job(args.ranks, command)
-        job = subprocess.Popen(line, env=env, cwd=args.shared)
+        job = subprocess.Popen(line, env=env)
         try:
             status = job.wait(timeout=args.timeout)
         except KeyboardInterrupt:
