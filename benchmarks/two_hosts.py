@@ -203,10 +203,12 @@ def main(argv: list[str] | None = None) -> int:
     reason = unavailable()
     if reason or not command:
         parser.error(reason or "no command given")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # leave through the teardown below
     with TwoHosts(args.shared) as hosts:
         before = hosts.link_bytes()
         line, env = hosts.job(args.ranks, command)
-        job = subprocess.Popen(line, env=env)
+        # a session of its own: Ctrl-C reaches mpiexec once, from here (a second one makes Hydra abort at once)
+        job = subprocess.Popen(line, env=env, start_new_session=True)
         try:
             status = job.wait(timeout=args.timeout)
         except KeyboardInterrupt:
