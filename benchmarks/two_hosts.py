@@ -2,7 +2,8 @@
 
 Each host is a network namespace with one end of the pair (named ``xpnet0`` inside both, so one ``-iface`` fits
 both), its own address in a private range, its own host name (a UTS namespace) and its own scratch folder as
-``TMPDIR``; a host file names both. MPICH's Hydra starts every job from host A (``mpiexec`` runs inside A's
+``TMPDIR``; a host file names both (by host name: the launcher script maps the names to namespaces, so
+MPICH's own messages name the hosts as xpnet's do). MPICH's Hydra starts every job from host A (``mpiexec`` runs inside A's
 namespace) and reaches host B through ``-launcher-exec``: a small script standing in for ``ssh`` that enters B's
 namespace instead of logging in. Ranks on different hosts therefore talk over the veth link through MPICH's TCP
 transport (UCX's ``tcp``), never through shared memory; the link's byte counters show it. Ranks start in the
@@ -146,7 +147,7 @@ class TwoHosts:
             _wait_until_up(host.namespace)
         enter = self.folder / "enter"
         enter.write_text(ENTER)
-        cases = "\n".join(f"  {h.address}) ns={h.namespace} name={h.name} scratch={h.scratch};;" for h in self.hosts)
+        cases = "\n".join(f"  {h.name}) ns={h.namespace} name={h.name} scratch={h.scratch};;" for h in self.hosts)
         self.launcher.write_text(LAUNCHER % {"cases": cases, "enter": enter})
         for script in (enter, self.launcher):
             script.chmod(0o755)
@@ -171,7 +172,7 @@ class TwoHosts:
         """The command line and environment that run ``argv`` as ``ranks`` MPI ranks, ``per_host`` a host (host
         A's first), started from host A: ``env`` (default this process's) with MPICH's TCP transport on the link,
         passed to every rank but ``TMPDIR`` (each host's own scratch folder)."""
-        self.hostfile.write_text("".join(f"{host.address}:{per_host}\n" for host in self.hosts))
+        self.hostfile.write_text("".join(f"{host.name}:{per_host}\n" for host in self.hosts))
         env = {**(os.environ if env is None else env), **NETMOD}
         mpiexec = [shutil.which("mpiexec", path=env.get("PATH")) or "mpiexec", "-f", str(self.hostfile),
                    "-n", str(ranks), "-launcher", "ssh", "-launcher-exec", str(self.launcher), "-iface", IFACE,

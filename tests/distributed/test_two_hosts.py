@@ -118,9 +118,9 @@ def test_a_rank_killed_on_one_host_ends_the_job_naming_its_host(hosts, shared_da
     os.kill(pid, signal.SIGKILL)
     out, err = finish(process, 60)
     assert process.returncode != 0 and time.monotonic() - killed < 60
-    # the launcher names the process and its host (MPICH's Hydra: by pid and host address, on stdout)
+    # the launcher names the process and its host (MPICH's Hydra: by pid and host file name, on stdout)
     assert [line for line in (out + err).splitlines() if str(pid) in line] == [
-        f"=   PID {pid} RUNNING AT {hosts.hosts[1].address}"], out + err
+        f"=   PID {pid} RUNNING AT {hosts.hosts[1].name}"], out + err
     assert_resumes_as_one_process(args)
 
 
