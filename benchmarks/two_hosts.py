@@ -3,11 +3,11 @@
 Each host is a network namespace with one end of the pair (named ``xpnet0`` inside both, so one ``-iface`` fits
 both), its own address in a private range, its own host name (a UTS namespace) and its own scratch folder as
 ``TMPDIR``; a host file names both (by host name: the launcher script maps the names to namespaces, so
-MPICH's own messages name the hosts as xpnet's do). MPICH's Hydra starts every job from host A (``mpiexec`` runs inside A's
-namespace) and reaches host B through ``-launcher-exec``: a small script standing in for ``ssh`` that enters B's
-namespace instead of logging in. Ranks on different hosts therefore talk over the veth link through MPICH's TCP
-transport (UCX's ``tcp``), never through shared memory; the link's byte counters show it. Ranks start in the
-shared folder (``-wdir``), the only one a real cluster would share besides the software.
+MPICH's own messages name the hosts as xpnet's do). MPICH's Hydra starts every job from host A (``mpiexec`` runs
+inside A's namespace) and reaches host B through ``-launcher-exec``: a small script standing in for ``ssh`` that
+enters B's namespace instead of logging in. Ranks on different hosts therefore talk over the veth link through
+MPICH's TCP transport (UCX's ``tcp``), never through shared memory; the link's byte counters show it. Ranks start
+in the shared folder (``-wdir``), the only one a real cluster would share besides the software.
 
 Traffic only flows between the two namespaces made here (they have no other link and no route out); everything
 is removed on exit, on error and on Ctrl-C. Needs root and ``ip`` (``unavailable()`` says why not).
