@@ -31,8 +31,10 @@ def test_a_rank_that_stops_answering_is_named_and_ends_the_job(shared_data, tmp_
     stopped = time.monotonic()
     try:
         _, err = process.communicate(timeout=SILENCE_SECONDS + 60)
-    finally:
+    except subprocess.TimeoutExpired:
         process.kill()
+        pytest.fail(f"the job did not end: {process.communicate()[1][-3000:]}")
+    finally:
         for pid in ranks:
             if Path(f"/proc/{pid}").exists():
                 os.kill(pid, signal.SIGKILL)
