@@ -1,5 +1,8 @@
 """Heartbeats on one machine: a rank that stops answering (here: stopped with SIGSTOP, as a hung host would be)
-is named with its host by the rank watching it, and the job ends instead of waiting forever in the Allreduce."""
+is named with its host by the rank watching it, and the job ends instead of waiting forever in the Allreduce.
+
+The ranks talk over TCP as between hosts (no shared memory): a rank stopped in the middle of a shared-memory
+exchange could leave the other spinning on a lock in MPICH, which no host that is merely silent can do."""
 
 from __future__ import annotations
 
@@ -16,13 +19,15 @@ from test_distributed import ENV, MPIEXEC, _ranks_of, _train, _wait_for, needs_m
 
 from xpnet.distributed import SILENCE_SECONDS
 
+OVER_TCP = {**ENV, "MPIR_CVAR_NOLOCAL": "1", "MPIR_CVAR_CH4_NETMOD": "ucx", "UCX_TLS": "tcp"}
+
 
 @needs_mpi
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the ranks' pids through /proc")
 def test_a_rank_that_stops_answering_is_named_and_ends_the_job(shared_data, tmp_path) -> None:
     args = _train(shared_data, tmp_path, "--quiet", "--epochs", "5")
     process = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, *args], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=ENV)
+                               stderr=subprocess.PIPE, text=True, env=OVER_TCP)
     _wait_for((tmp_path / "ckpt", "checkpoint-e00001-*.npz"), process)
     ranks = _ranks_of(process.pid)
     assert len(ranks) == 2, ranks
