@@ -29,7 +29,7 @@ TESTS = Path(__file__).resolve().parents[1]
 WHY_NOT = two_hosts.unavailable()
 pytestmark = [needs_mpi, pytest.mark.skipif(WHY_NOT is not None, reason=f"two hosts on one machine: {WHY_NOT}")]
 
-PROBE = """
+PROBE = r"""
 import os, numpy as np
 from mpi4py import MPI
 world = MPI.COMM_WORLD
