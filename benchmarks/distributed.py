@@ -1,13 +1,17 @@
 """Data-parallel training under ``mpiexec``: where a step's time goes, and a model of larger jobs.
 
-- Measured here, for 1 and 2 ranks of a 784-256-128-10 MLP (Adam, float32, one thread a rank) at a global batch
+- Measured here, for 1, 2 and 4 ranks of a 784-256-128-10 MLP (Adam, float32, one thread a rank) at a global batch
   of 128: per step, the forward + backward pass on the rank's share, the wait for the slowest rank, the in-place
   Allreduce of the flat gradient buffer (4P bytes) and the optimizer update; medians over the steps, rank 0's.
+- The same across two hosts (``benchmarks.two_hosts``: two network namespaces joined by a veth link, ranks split
+  evenly, MPICH over TCP), beside the link's latency and bandwidth from an MPI ping-pong of 8 bytes and of the
+  gradient buffer, and the ring model's Allreduce time on that link: 2(N-1) x latency + 2(N-1)/N x 4P / bandwidth.
 - Modelled: seconds per MNIST epoch on N nodes, each computing its share at the measured one-rank speed per
   sample, plus a ring Allreduce that moves 2(N-1)/N x 4P bytes per rank per step at a stated network bandwidth
   (latency ignored).
 
-Each job is ``mpiexec -n R python -m benchmarks.distributed R STEPS WARMUP``; rank 0 prints its medians as JSON.
+Each job is ``mpiexec -n R python -m benchmarks.distributed STEPS WARMUP`` (or ``... pingpong BYTES REPEATS``);
+rank 0 prints its medians as JSON.
 """
 
 from __future__ import annotations
@@ -26,15 +30,18 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks import two_hosts
 from benchmarks.config import REPO_ROOT, Config
 from benchmarks.timing import log
 
 SIZES = [784, 256, 128, 10]
 BATCH = 128
 MNIST_SAMPLES = 60000
-RANKS = (1, 2)
+RANKS = (1, 2, 4)
 STEPS = {True: (20, 5), False: (300, 30)}
 """(timed steps, warm-up steps) per job, for quick and full mode."""
+ROUND_TRIPS = {True: 10, False: 200}
+"""Ping-pong round trips per message size, for quick and full mode."""
 BANDWIDTHS = {"10 Gbit/s Ethernet": 1.25e9, "100 Gbit/s InfiniBand": 12.5e9}
 """Network bandwidths the model is drawn for, in bytes per second."""
 NODES = (1, 2, 4, 8, 16, 32)
@@ -73,12 +80,21 @@ def mpi_missing() -> str | None:
     return None
 
 
-def mpi_job(ranks: int, module: str, *args: str) -> dict[str, Any]:
+def ring_allreduce_ms(nodes: int, nbytes: float, latency_s: float, bandwidth: float) -> float:
+    """The ring model's Allreduce time of ``nbytes`` over ``nodes`` ranks on links of ``latency_s`` and
+    ``bandwidth`` bytes per second: 2(N-1) steps, each a latency and 1/N of the buffer."""
+    return (2 * (nodes - 1) * latency_s + ring_bytes(nodes, nbytes, itemsize=1) / bandwidth) * 1e3
+
+
+def mpi_job(ranks: int, module: str, *args: str, hosts: two_hosts.TwoHosts | None = None) -> dict[str, Any]:
     """``mpiexec -n ranks python -m module args...`` on the CPU, one thread a rank (Numba's and BLAS's: ranks
-    sharing a machine never fight over its cores); the JSON line rank 0 prints last."""
+    sharing a machine never fight over its cores), on this machine or split evenly over two ``hosts``; the JSON
+    line rank 0 prints last."""
     threads = dict.fromkeys(("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), "1")
     env = {**os.environ, **threads, "XPNET_DEVICE": "cpu"}
     command = [_mpiexec(), "-n", str(ranks), sys.executable, "-m", module, *args]
+    if hosts is not None:
+        command, env = hosts.job(ranks, command[3:], env, per_host=max(1, ranks // 2))
     done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
         raise RuntimeError(f"mpiexec -n {ranks} failed ({done.returncode}): {done.stderr[-2000:]}")
@@ -98,6 +114,7 @@ def run(config: Config) -> dict[str, Any]:
         log("distributed: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                         for k, v in row.items()))
     one, parameters = rows[0], rows[0]["parameters"]
+    across = across_two_hosts(config, 4 * parameters)
     model = [{"network": name, **row} for name, bandwidth in BANDWIDTHS.items()
              for row in epoch_model(one["compute_ms"], one["update_ms"], parameters, bandwidth)]
     notes = [
@@ -106,8 +123,41 @@ def run(config: Config) -> dict[str, Any]:
         f"machine's cores, Allreduce through MPICH's shared memory; medians of {steps} steps after {warmup}",
         "epoch model: ceil(60000 / 128) steps x (one-rank compute per sample x 128 / N + update + "
         "2(N-1)/N x 4P bytes / bandwidth); network latency and compute/communication overlap ignored",
+        *across.pop("notes"),
     ]
-    return {"rows": rows, "epoch_model": model, "notes": notes}
+    return {"rows": rows, "two_hosts_link": across["link"], "two_hosts_rows": across["rows"], "epoch_model": model,
+            "notes": notes}
+
+
+def across_two_hosts(config: Config, nbytes: int) -> dict[str, Any]:
+    """The link's latency and bandwidth, then every job of ``run`` split over two hosts, each beside the ring
+    model's Allreduce time on that link; empty with the reason where two hosts cannot be made here."""
+    missing = two_hosts.unavailable()
+    if missing:
+        return {"link": None, "rows": [], "notes": [f"two hosts: {missing}"]}
+    steps, warmup = STEPS[config.quick]
+    with two_hosts.TwoHosts(REPO_ROOT) as hosts:
+        link = mpi_job(2, "benchmarks.distributed", "pingpong", str(nbytes), str(ROUND_TRIPS[config.quick]),
+                       hosts=hosts)
+        rows = []
+        for ranks in RANKS:
+            before = hosts.link_bytes()
+            row = mpi_job(ranks, "benchmarks.distributed", str(steps), str(warmup), hosts=hosts)
+            row["link_mb_sent_a_to_b"] = (hosts.link_bytes() - before) / 1e6
+            if ranks > 1:
+                row["ring_model_allreduce_ms"] = ring_allreduce_ms(ranks, nbytes, link["latency_us"] / 1e6,
+                                                                   link["bandwidth_gb_per_s"] * 1e9)
+                row["measured_over_model"] = row["allreduce_ms"] / row["ring_model_allreduce_ms"]
+            rows.append(row)
+            log(f"distributed, two hosts: {ranks} rank(s), step {row['step_ms']:.3g} ms, allreduce "
+                f"{row['allreduce_ms']:.3g} ms (ring model {row.get('ring_model_allreduce_ms', 0):.3g} ms)")
+    notes = [
+        f"two hosts: network namespaces joined by a veth link, ranks split evenly (1 rank: host A alone), MPICH over "
+        f"TCP (UCX); link {link['latency_us']:.1f} us one way, {link['bandwidth_gb_per_s']:.2f} GB/s, from a "
+        f"ping-pong of 8 and {nbytes:,} bytes; ring model 2(N-1) x latency + 2(N-1)/N x 4P / bandwidth, every "
+        "hop priced as the veth link (with 2 ranks a host, 2 of the 4 hops stay on a host)",
+    ]
+    return {"link": link, "rows": rows, "notes": notes}
 
 
 # --------------------------------------------------------------------------------------------- one rank
@@ -156,5 +206,35 @@ def worker(steps: int, warmup: int) -> None:
         print(json.dumps(row), flush=True)
 
 
+def pingpong(nbytes: int, round_trips: int) -> None:
+    """Ranks 0 and 1 bounce 8 bytes, then ``nbytes``, ``round_trips`` times each; rank 0 prints the one-way
+    latency and the bandwidth (the large message's one-way time less the latency) as JSON."""
+    from mpi4py import MPI
+
+    world = MPI.COMM_WORLD
+    one_way = {}
+    for size in (8, nbytes):
+        buffer, times = np.zeros(size, np.uint8), []
+        for trip in range(round_trips + 2):
+            world.Barrier()
+            started = time.perf_counter()
+            if world.rank == 0:
+                world.Send(buffer, dest=1)
+                world.Recv(buffer, source=1)
+            elif world.rank == 1:
+                world.Recv(buffer, source=0)
+                world.Send(buffer, dest=0)
+            if trip >= 2:
+                times.append((time.perf_counter() - started) / 2)
+        one_way[size] = statistics.median(times)
+    if world.rank == 0:
+        latency = one_way[8]
+        print(json.dumps({"bytes": nbytes, "latency_us": latency * 1e6,
+                          "bandwidth_gb_per_s": nbytes / max(one_way[nbytes] - latency, 1e-9) / 1e9}), flush=True)
+
+
 if __name__ == "__main__":
-    worker(int(sys.argv[1]), int(sys.argv[2]))
+    if sys.argv[1] == "pingpong":
+        pingpong(int(sys.argv[2]), int(sys.argv[3]))
+    else:
+        worker(int(sys.argv[1]), int(sys.argv[2]))

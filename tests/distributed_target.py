@@ -18,9 +18,9 @@ from xpnet import BatchNorm, Dense, Model
 from xpnet.backend import get_backend
 from xpnet.builders import mlp
 
-SAMPLES, FEATURES, CLASSES = 90, 8, 3
-BATCH = 12
-"""7 full batches and a last one of 6 rows an epoch: every share is equal for 1, 2 and 3 ranks."""
+SAMPLES, FEATURES, CLASSES = 180, 8, 3
+BATCH = 24
+"""7 full batches and a last one of 12 rows an epoch: every share is equal for 1, 2, 3 and 4 ranks."""
 
 
 def task() -> tuple[np.ndarray, np.ndarray]:

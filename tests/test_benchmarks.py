@@ -30,6 +30,8 @@ def test_crossover_is_the_smallest_batch_where_the_gpu_wins() -> None:
 
 def test_ring_allreduce_model_moves_2_n_minus_1_over_n_times_the_buffer() -> None:
     assert [distributed.ring_bytes(n, 1000) for n in (1, 2, 4)] == [0, 4000, 6000]
+    # 4 ranks: 6 hops of 10 us, and 1.5 x 1 MB at 1 GB/s
+    assert math.isclose(distributed.ring_allreduce_ms(4, 1e6, 10e-6, 1e9), 0.06 + 1.5)
     one, two = distributed.epoch_model(compute_ms=10.0, update_ms=1.0, parameters=1000, bandwidth=4e6)[:2]
     steps = math.ceil(60000 / 128)
     assert one == {"nodes": 1, "compute_s": steps * 0.011, "allreduce_s": 0.0, "epoch_s": steps * 0.011}
@@ -123,9 +125,12 @@ def test_quick_run_writes_sane_results(tmp_path: Path, shared_data: Path) -> Non
     assert [row["matmuls"] for row in cnn["convolutions"]] == [2, 3]  # no input gradient for the first
 
     distributed = {row["ranks"]: row for row in sections["distributed"]["rows"]}
-    assert set(distributed) == {1, 2} and distributed[2]["rows_per_rank"] == 64
+    assert set(distributed) == {1, 2, 4} and distributed[2]["rows_per_rank"] == 64
     assert all(_positive(row[f"{phase}_ms"]) for row in distributed.values() for phase in ("compute", "allreduce"))
     assert distributed[2]["allreduce_bytes"] == 4 * distributed[2]["parameters"]
+    across = sections["distributed"]["two_hosts_rows"]  # empty, with a note saying why, where the machine can't
+    assert [row["ranks"] for row in across] == ([] if sections["distributed"]["two_hosts_link"] is None else [1, 2, 4])
+    assert all(row["link_mb_sent_a_to_b"] > 0 and _positive(row["ring_model_allreduce_ms"]) for row in across[1:])
 
     data = sections["data_sources"]
     assert data["csv"][0]["rows"] == 1000 and data["csv"][0]["columns"] == 785

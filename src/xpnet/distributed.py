@@ -4,17 +4,20 @@ One ``Communicator`` is the whole distributed side of a run: which rank this pro
 node, which picks its GPU), the one collective per step (the flat gradient buffer summed in place, then scaled by
 1 / ranks: MPI's Allreduce on host arrays, NCCL on the GPU), the small host reductions the training loop needs
 (running loss totals, an agreed stop), a check at start that every rank has the same settings and data, and the
-fault rule: a rank that fails waits a bounded time for the others to fail with it, then aborts the job, so that no
-rank is left waiting in a collective.
+fault rules, so that no rank is left waiting in a collective: a rank that fails waits a bounded time for the
+others to fail with it, then aborts the job; a rank that goes silent (its process killed, its host's network down)
+is found by the heartbeats (``xpnet.heartbeat``) and the job aborted, with one line naming the rank and its host.
 
 A single-process run has no communicator at all (None), so its training step is unchanged.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -24,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from xpnet.errors import ConfigError, XpnetError
+from xpnet.heartbeat import Heartbeat
 
 LAUNCHER_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "SLURM_STEP_NUM_TASKS")
 """World sizes set by MPICH/Intel MPI (Hydra), Open MPI, MVAPICH and Slurm's ``srun`` in each rank they start."""
@@ -33,6 +37,10 @@ LAUNCHER_RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_R
 
 FAULT_WAIT_SECONDS = 10.0
 """How long a failing rank waits for every other rank to fail with it before it aborts the whole job."""
+
+HEARTBEAT_SECONDS, SILENCE_SECONDS = 1.0, 30.0
+"""Every rank sends a heartbeat to the next each second; one not heard from for 30 s is declared lost and the job
+aborted (longer than any pause a busy rank's own thread could take, shorter than TCP's minutes of retrying)."""
 
 INSTALL_HINT = "pip install 'xpnet[mpi]' (mpi4py and the mpich wheel; a system MPI is used when present)"
 
@@ -87,6 +95,7 @@ class Communicator:
         self.mpi = MPI
         self.comm = MPI.COMM_WORLD
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        self.hosts: list[str] = self.comm.allgather(MPI.Get_processor_name())
         node = self.comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
         self.local_rank, self.local_size = node.Get_rank(), node.Get_size()  # local_size: threads.node_ranks
         node.Free()
@@ -96,6 +105,19 @@ class Communicator:
         self._sums: dict[str, Callable[[Any], None]] = {}
         """Each attached backend's in-place sum over the ranks, by backend name (made once: it may be a collective)."""
         self._device_sum: Callable[[Any], None] | None = None
+        self._heartbeat: Heartbeat | None = None
+        if self.size > 1 and MPI.Query_thread() == MPI.THREAD_MULTIPLE:
+            self._heartbeat = Heartbeat(self.comm, self._lost, HEARTBEAT_SECONDS, SILENCE_SECONDS)
+            atexit.register(self.close)
+
+    def where(self, rank: int) -> str:
+        """``rank N on host NAME``: how a rank is named in error lines."""
+        return f"rank {rank} on host {self.hosts[rank]}"
+
+    def close(self) -> None:
+        """Stop this rank's heartbeats (its watcher stops waiting for it); called at exit, before MPI ends."""
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
 
     # ----------------------------------------------------------------------------------------------- collectives
     def attach(self, backend: Any) -> None:
@@ -151,10 +173,20 @@ class Communicator:
         except BaseException as exc:
             if self.size > 1 and not self._all_arrive(FAULT_WAIT_SECONDS):
                 code = getattr(exc, "exit_code", 1)
-                print(f"xpnet: error: rank {self.rank} failed alone ({type(exc).__name__}: {exc}); aborting the "
+                print(f"xpnet: error: {self.where(self.rank)} failed alone ({type(exc).__name__}: {exc}); aborting the "
                       "other ranks of the MPI job", file=sys.stderr, flush=True)
                 self.comm.Abort(code)
             raise
+
+    def _lost(self, rank: int) -> None:
+        """A rank went silent (the heartbeats found it): say which, on which host, and end the job."""
+        print(f"xpnet: error: {self.where(rank)} stopped answering (no heartbeat for {SILENCE_SECONDS:g} s, or its "
+              "connection broke): its process died or its host's network is down; aborting the MPI job (resume "
+              "from the last checkpoint with --resume)", file=sys.stderr, flush=True)
+        # MPI_Abort asks the launcher to end every rank; cut off from it (this host's network down), it may fail or
+        # never return, so the kernel ends this rank a little later in any case (SIGALRM's default action)
+        signal.alarm(int(FAULT_WAIT_SECONDS))
+        self.comm.Abort(1)
 
     def _all_arrive(self, seconds: float) -> bool:
         """Whether every rank reaches this point within ``seconds`` (each failing rank calls it once)."""

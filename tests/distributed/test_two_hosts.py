@@ -1,0 +1,162 @@
+"""Data-parallel training across two hosts: ranks in two network namespaces joined by a veth link
+(``benchmarks.two_hosts``), so MPICH carries the gradients over TCP, as between machines of a cluster.
+
+N ranks equal one process; a rank killed on one host, or that host's network going down, ends the job in bounded
+time naming the host; Ctrl-C checkpoints and the job resumes on the two hosts or as one process. Every job runs
+with a timeout and the namespaces are removed after each test, so nothing here can hang or leak.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_helpers import xpnet
+from test_distributed import ENV, TIMEOUT, _train, _wait_for, needs_mpi, one_process, relative_error
+
+from benchmarks import two_hosts
+from xpnet.serialization import load_model
+
+TESTS = Path(__file__).resolve().parents[1]
+WHY_NOT = two_hosts.unavailable()
+pytestmark = [needs_mpi, pytest.mark.skipif(WHY_NOT is not None, reason=f"two hosts on one machine: {WHY_NOT}")]
+
+PROBE = r"""
+import os, numpy as np
+from mpi4py import MPI
+world = MPI.COMM_WORLD
+values = np.ones(1 << 20)
+world.Allreduce(MPI.IN_PLACE, values)
+os.write(1, f"{world.rank} {MPI.Get_processor_name()} {os.environ['TMPDIR']} {int(values[0])}\n".encode())
+"""
+
+
+@pytest.fixture
+def hosts(tmp_path: Path) -> Iterator[two_hosts.TwoHosts]:
+    """Two hosts sharing ``tmp_path`` (data and checkpoints), removed after the test."""
+    with two_hosts.TwoHosts(tmp_path) as made:
+        yield made
+
+
+def start(hosts: two_hosts.TwoHosts, ranks: int, *args: str | Path) -> subprocess.Popen:
+    """``python ARGS`` as ``ranks`` ranks, two a host, started from host A."""
+    # one rank a host for 2 ranks, two for 4
+    line, env = hosts.job(ranks, [sys.executable, *map(str, args)], ENV)
+    return subprocess.Popen(line, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(process: subprocess.Popen, timeout: float = TIMEOUT) -> tuple[str, str]:
+    """The job's output once it has ended (killed, and the test failed, if it runs past ``timeout``)."""
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail(f"the job ran past {timeout} s: {process.communicate()[1][-3000:]}")
+
+
+def rank_pid(hosts: two_hosts.TwoHosts, host: int, rank: int) -> int:
+    """The pid of MPI rank ``rank`` among the processes on host ``host``."""
+    for pid in hosts.pids(host):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"PMI_RANK={rank}".encode() in environ:
+            return pid
+    raise AssertionError(f"rank {rank} is not running on host {host}")
+
+
+def test_each_host_has_its_own_name_and_scratch_folder_and_ranks_talk_over_the_link(hosts) -> None:
+    before = hosts.link_bytes()
+    out, err = finish(start(hosts, 4, "-c", PROBE))
+    rows = sorted(line.split() for line in out.splitlines())
+    assert [row[0] for row in rows] == ["0", "1", "2", "3"], err
+    for rank, name, scratch, total in rows:
+        host = hosts.hosts[int(rank) // 2]
+        assert (name, scratch, total) == (host.name, str(host.scratch), "4")
+    # 8 MiB summed by 4 ranks: host A must send host B at least its half of the vector
+    assert hosts.link_bytes() - before > 4 << 20
+
+
+@pytest.mark.parametrize("ranks", [2, 4])
+def test_ranks_on_two_hosts_train_exactly_like_one_process(hosts, ranks, tmp_path) -> None:
+    expected = one_process("mlp", 2)
+    out = tmp_path / "out"
+    out.mkdir()
+    # one rank a host for 2 ranks, two for 4
+    line, env = hosts.job(ranks, [sys.executable, str(TESTS / "distributed_target.py"), str(out), "mlp", "2"], ENV,
+                          per_host=ranks // 2)
+    done = subprocess.run(line, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    for rank in range(ranks):
+        for epoch in (1, 2):
+            got, want = np.load(out / f"rank{rank}-epoch{epoch}.npz"), expected[epoch]
+            assert relative_error(got["parameters"], want["parameters"]) < 1e-12, (rank, epoch)
+            assert abs(float(got["loss"]) - want["loss"]) < 1e-12 * want["loss"], (rank, epoch)
+
+
+def assert_resumes_as_one_process(args: list[str]) -> None:
+    """The last checkpoint the job left loads and training resumes from it in one process."""
+    resumed = xpnet(*args[2:], "--resume", "--quiet", env=ENV)
+    assert resumed.returncode == 0, resumed.stderr
+
+
+def test_a_rank_killed_on_one_host_ends_the_job_naming_its_host(hosts, shared_data, tmp_path) -> None:
+    args = _train(shared_data, tmp_path, "--quiet", "--epochs", "5")
+    process = start(hosts, 4, *args)
+    _wait_for((tmp_path / "ckpt", "checkpoint-e00001-*.npz"), process)
+    pid = rank_pid(hosts, 1, 3)
+    killed = time.monotonic()
+    os.kill(pid, signal.SIGKILL)
+    out, err = finish(process, 60)
+    assert process.returncode != 0 and time.monotonic() - killed < 60
+    # the launcher names the process and its host (MPICH's Hydra: by pid and host file name, on stdout)
+    assert [line for line in (out + err).splitlines() if str(pid) in line] == [
+        f"=   PID {pid} RUNNING AT {hosts.hosts[1].name}"], out + err
+    assert_resumes_as_one_process(args)
+
+
+def test_a_host_whose_network_goes_down_ends_the_job_naming_a_rank_and_its_host(hosts, shared_data, tmp_path):
+    args = _train(shared_data, tmp_path, "--quiet", "--epochs", "5")
+    process = start(hosts, 4, *args)
+    _wait_for((tmp_path / "ckpt", "checkpoint-e00001-*.npz"), process)
+    cut = time.monotonic()
+    hosts.cut(1)
+    _, err = finish(process, 90)
+    assert process.returncode != 0 and time.monotonic() - cut < 60, err
+    errors = [line for line in err.splitlines() if line.startswith("xpnet: error:")]
+    assert len(errors) == 1 and "rank 3 on host xpnet-host-b stopped answering" in errors[0], err
+    assert "Traceback" not in err
+    assert_resumes_as_one_process(args)
+
+
+def test_ctrl_c_checkpoints_and_the_job_resumes_on_two_hosts_or_as_one_process(hosts, shared_data, tmp_path):
+    straight = start(hosts, 4, *_train(shared_data, tmp_path / "a", "--quiet"))
+    finish(straight)
+    assert straight.returncode == 0
+    args = _train(shared_data, tmp_path / "b")
+    process = start(hosts, 4, *args)
+    _wait_for((tmp_path / "b" / "ckpt", "checkpoint-e00001-*.npz"), process)
+    process.send_signal(signal.SIGINT)
+    _, err = finish(process)
+    assert process.returncode == 130, err
+    assert "--resume" in err and "Traceback" not in err
+    shutil.copytree(tmp_path / "b", tmp_path / "c")
+
+    resumed = start(hosts, 4, *args, "--resume", "--quiet")
+    _, err = finish(resumed)
+    assert resumed.returncode == 0, err
+    single = xpnet(*_train(shared_data, tmp_path / "c", "--resume", "--quiet")[2:], env=ENV)
+    assert single.returncode == 0, single.stderr
+
+    want = load_model(tmp_path / "a" / "model.npz", device="cpu").get_parameters()
+    np.testing.assert_array_equal(load_model(tmp_path / "b" / "model.npz", device="cpu").get_parameters(), want)
+    assert relative_error(load_model(tmp_path / "c" / "model.npz", device="cpu").get_parameters(), want) < 1e-12
