@@ -19,7 +19,7 @@ import pytest
 from xpnet.data.mnist import make_mnist_csv
 from xpnet.data.toy import make_moons
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 DEVICES = ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)]
 MNIST_CI = ["--rows", "20000", "--epochs", "1"]
 

@@ -17,7 +17,7 @@ from benchmarks.__main__ import earlier_sections
 from benchmarks.kernels import CASES
 from xpnet.cli import main as xpnet_main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SECTIONS = {"kernels", "training_step", "end_to_end", "peers", "cnn", "distributed", "data_sources", "threads"}
 
 

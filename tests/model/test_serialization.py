@@ -143,8 +143,8 @@ def test_fuzzed_model_files_only_raise_model_file_errors(trained, tmp_path, data
 
 
 def test_files_of_the_first_format_still_load_and_predict_the_same():
-    """tests/data/model-v1.npz was written by xpnet 0.1.0 (format 1: Dense layers only, no input shape)."""
-    data = Path(__file__).parent / "data"
+    """tests/fixtures/model-v1.npz was written by xpnet 0.1.0 (format 1: Dense layers only, no input shape)."""
+    data = Path(__file__).parents[1] / "fixtures"
     model = load_model(data / "model-v1.npz", device="cpu")
     expected = np.load(data / "model-v1-expected.npz")
     np.testing.assert_array_equal(model.predict_proba(expected["x"]), expected["proba"])

@@ -21,7 +21,7 @@ from xpnet.cli import build_parser, main
 from xpnet.serialization import load_model
 from xpnet.tasks import TASK_DEFAULTS, TaskData, holdout_mask, validation_split
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--hidden", "16", "--epochs", "1", "--device", "cpu"]
 
 
