@@ -25,7 +25,7 @@ from test_distributed import ENV, TIMEOUT, _train, _wait_for, needs_mpi, one_pro
 from benchmarks import two_hosts
 from xpnet.serialization import load_model
 
-TESTS = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
 WHY_NOT = two_hosts.unavailable()
 pytestmark = [needs_mpi, pytest.mark.skipif(WHY_NOT is not None, reason=f"two hosts on one machine: {WHY_NOT}")]
 
@@ -92,7 +92,7 @@ def test_ranks_on_two_hosts_train_exactly_like_one_process(hosts, ranks, tmp_pat
     out = tmp_path / "out"
     out.mkdir()
     # one rank a host for 2 ranks, two for 4
-    line, env = hosts.job(ranks, [sys.executable, str(TESTS / "distributed_target.py"), str(out), "mlp", "2"], ENV,
+    line, env = hosts.job(ranks, [sys.executable, str(HERE / "distributed_target.py"), str(out), "mlp", "2"], ENV,
                           per_host=ranks // 2)
     done = subprocess.run(line, env=env, capture_output=True, text=True, timeout=TIMEOUT)
     assert done.returncode == 0, done.stderr
