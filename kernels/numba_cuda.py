@@ -64,9 +64,42 @@ class CudaKernel:
         import cupy
 
         stream = cuda.external_stream(cupy.cuda.get_current_stream().ptr)
-        # Wrapped without sync: the launch is queued on the stream that made the inputs, so waiting is not needed.
-        views = [cuda.as_cuda_array(x, sync=False) for x in arrays]
-        compiled[blocks, THREADS_PER_BLOCK, stream](*views, *scalars)
+        compiled[blocks, THREADS_PER_BLOCK, stream](*map(VIEWS.view, arrays), *scalars)
+
+
+def _wrap(x: Any) -> Any:
+    # Wrapped without sync: the launch is queued on the stream that made the inputs, so waiting is not needed.
+    return cuda.as_cuda_array(x, sync=False)
+
+
+class ViewCache:
+    """Numba device-array views of CuPy arrays, made once per buffer and reused on every later launch.
+
+    ``cuda.as_cuda_array`` reads the array's ``__cuda_array_interface__`` and builds a new device array on every
+    call: microseconds of host time per argument, per launch. A step's arrays are the model's preallocated
+    buffers, so the view of a buffer is looked up by what defines it (data pointer, shape, strides, dtype): a
+    different array at the same address with the same layout is the same memory seen the same way, so its
+    cached view is right for it too. The least recently used views beyond ``size`` are dropped (a view keeps
+    its array alive)."""
+
+    def __init__(self, wrap: Callable[[Any], Any] = _wrap, size: int = 512) -> None:
+        self.wrap, self.size = wrap, size
+        self.views: dict[tuple, Any] = {}
+
+    def view(self, x: Any) -> Any:
+        """The device-array view of ``x``, made by ``wrap`` on first sight of its memory and layout."""
+        key = (x.data.ptr, x.shape, x.strides, x.dtype.str)
+        found = self.views.pop(key, None)
+        if found is None:
+            found = self.wrap(x)
+            if len(self.views) >= self.size:
+                del self.views[next(iter(self.views))]
+        self.views[key] = found  # re-inserted: the dict's order is the order of last use
+        return found
+
+
+VIEWS = ViewCache()
+"""The views every CUDA launch of a CuPy array goes through."""
 
 
 CUDA_KERNELS: dict[str, CudaKernel] = {}
