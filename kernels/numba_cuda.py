@@ -29,6 +29,11 @@ THREADS_PER_BLOCK = 32 if config.ENABLE_CUDASIM else 256
 MAX_BLOCKS = 4 if config.ENABLE_CUDASIM else 4096
 """Most blocks per launch; grid-stride loops cover the rest."""
 
+# Numba checks every launch configuration for a grid of under 128 blocks and warns (numba/cuda/dispatcher.py,
+# _LaunchConfiguration). A batch of 128 rows is a one-block grid by nature, not a mistake: the check and the
+# warning only add host time to every launch.
+config.CUDA_LOW_OCCUPANCY_WARNINGS = 0
+
 FLOAT_TYPES: dict[np.dtype, Float] = {np.dtype(np.float32): float32, np.dtype(np.float64): float64}
 
 
@@ -67,8 +72,10 @@ class CudaKernel:
         compiled[blocks, THREADS_PER_BLOCK, stream](*map(VIEWS.view, arrays), *scalars)
 
 
-def _wrap(x: Any) -> Any:
-    # Wrapped without sync: the launch is queued on the stream that made the inputs, so waiting is not needed.
+def device_array(x: Any) -> Any:
+    """A Numba view of the CuPy array ``x``, made without waiting for its stream: a launch is queued on the stream
+    that made its inputs. (Passing a CuPy array to a kernel directly makes Numba wrap it with ``sync=True``: one
+    stream synchronisation per argument, and an error while a graph is captured.)"""
     return cuda.as_cuda_array(x, sync=False)
 
 
@@ -82,7 +89,7 @@ class ViewCache:
     cached view is right for it too. The least recently used views beyond ``size`` are dropped (a view keeps
     its array alive)."""
 
-    def __init__(self, wrap: Callable[[Any], Any] = _wrap, size: int = 512) -> None:
+    def __init__(self, wrap: Callable[[Any], Any] = device_array, size: int = 512) -> None:
         self.wrap, self.size = wrap, size
         self.views: dict[tuple, Any] = {}
 
