@@ -73,10 +73,12 @@ class CudaKernel:
 
 
 def device_array(x: Any) -> Any:
-    """A Numba view of the CuPy array ``x``, made without waiting for its stream: a launch is queued on the stream
-    that made its inputs. (Passing a CuPy array to a kernel directly makes Numba wrap it with ``sync=True``: one
-    stream synchronisation per argument, and an error while a graph is captured.)"""
-    return cuda.as_cuda_array(x, sync=False)
+    """A Numba view of the CuPy array ``x``'s memory, made without waiting for its stream (a launch is queued on
+    the stream that made its inputs) and holding no reference to ``x``: the caller keeps ``x`` alive while the
+    view is used, as CuPy keeps memory alive for work queued on its stream. (Passing a CuPy array to a kernel
+    directly makes Numba wrap it with ``sync=True``: one stream synchronisation per argument, and an error while
+    a graph is captured.)"""
+    return cuda.from_cuda_array_interface(x.__cuda_array_interface__, owner=None, sync=False)
 
 
 class ViewCache:
@@ -86,8 +88,9 @@ class ViewCache:
     call: microseconds of host time per argument, per launch. A step's arrays are the model's preallocated
     buffers, so the view of a buffer is looked up by what defines it (data pointer, shape, strides, dtype): a
     different array at the same address with the same layout is the same memory seen the same way, so its
-    cached view is right for it too. The least recently used views beyond ``size`` are dropped (a view keeps
-    its array alive)."""
+    cached view is right for it too. Views hold no reference to their arrays (``device_array``), so caching one
+    keeps no memory alive; the least recently used views beyond ``size`` are dropped (transient scratch arrays
+    come and go)."""
 
     def __init__(self, wrap: Callable[[Any], Any] = device_array, size: int = 512) -> None:
         self.wrap, self.size = wrap, size
