@@ -304,11 +304,12 @@ def test_gpu_matches_reference(rng, shape, dtype, contiguous) -> None:
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("shape", [(9, 4096 * 32 + 7), (1100, 1031)])
-def test_gpu_column_sums_over_2_20_elements(rng, shape) -> None:
-    """Over 2^20 elements: more column tiles than blocks (grid-strided), and many rows per column."""
+def test_gpu_row_and_column_kernels_over_2_20_elements(rng, shape) -> None:
+    """Over 2^20 elements: more column tiles than blocks (grid-strided), many rows per column, long softmax rows."""
     import cupy
 
-    for code in (ACTIVATIONS["relu"], ACTIVATIONS["softmax"]):
+    check_bias_activation(cupy, rng, shape, np.float32, SOFTMAX, with_d=False)
+    for code in (ACTIVATIONS["relu"], SOFTMAX):
         check_activation_backward(cupy, rng, shape, np.float32, code, alias=False)
 
 
