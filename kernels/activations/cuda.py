@@ -72,7 +72,8 @@ def _softmax_forward(z, b, a):
             for j in range(lane, m, ROW_LANES):
                 v = z[i, j] + b[j]
                 z[i, j] = v
-                top = max(top, v)
+                if v > top:
+                    top = v
         top_t = z.dtype.type(_row_reduce(shared, row, lane, top, True))
         total = 0.0
         if i < n:
