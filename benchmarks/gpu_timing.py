@@ -5,7 +5,6 @@ Each part fills ``result`` as it goes, so that what it measured survives when it
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +14,7 @@ import numpy as np
 from benchmarks import cnn, kernels, peers, training_step, wide_reference
 from benchmarks.gpu import GpuRun
 from benchmarks.timing import Candidate, Stats, interleave, log
+from xpnet import graph_step
 from xpnet.backend import BACKENDS, Backend
 from xpnet.builders import mlp
 from xpnet.model import Model
@@ -31,21 +31,18 @@ KERNEL_BUDGET_SHARE = 0.85
 LAUNCHES = {False: 2000, True: 5}
 """Launches timed for the per-launch host overhead (GPU, rehearsal)."""
 LAUNCH_ELEMENTS = 1024
-GRAPH_OPTION = "graph"
-"""The ``Model.fit`` keyword that will run each training step as a captured CUDA graph, once it exists."""
-
-
-def graph_available(fit: Callable[..., Any]) -> bool:
-    """Whether ``Model.fit`` takes the CUDA-graph option (it is being designed separately)."""
-    return GRAPH_OPTION in inspect.signature(fit).parameters
-
-
-def _graph_epoch(run: GpuRun, x: np.ndarray, y: np.ndarray) -> Candidate:
+def _graph_epoch(run: GpuRun, x: np.ndarray, y: np.ndarray) -> tuple[Candidate, Model] | str:
+    """An epoch of fit(graph="on") (every step a replay of a captured graph), and the model, whose trainer's
+    ``graph_status`` says whether the graph stayed on (a failed check falls back to eager steps); or why there
+    is no graph step here."""
     backend = run.config.backend(run.device)
     model = mlp(peers.SIZES, optimizer="adam", lr=peers.LR, backend=backend)
+    problem = graph_step.graph_problem(model, streamed=False, data_parallel=False)
+    if problem is not None:
+        return f"not available: {problem}"
     x_dev, y_dev = backend.asarray(x), backend.asarray(y)
-    return Candidate(lambda: model.fit(x_dev, y_dev, epochs=1, batch_size=peers.BATCH, verbose=0,
-                                       **{GRAPH_OPTION: True}), backend.synchronize)
+    return Candidate(lambda: model.fit(x_dev, y_dev, epochs=1, batch_size=peers.BATCH, verbose=0, graph="on"),
+                     backend.synchronize), model
 
 
 def mnist_epoch(run: GpuRun, result: dict[str, Any]) -> None:
@@ -57,10 +54,11 @@ def mnist_epoch(run: GpuRun, result: dict[str, Any]) -> None:
     config = run.on(EPOCH_REPEATS)
     candidates: dict[str, Candidate] = {}
     missing: dict[str, str] = {}
-    if graph_available(Model.fit):
-        candidates["xpnet graph"] = _graph_epoch(run, x, one_hot)
+    graphed = _graph_epoch(run, x, one_hot)
+    if isinstance(graphed, str):
+        missing["xpnet graph"] = graphed
     else:
-        missing["xpnet graph"] = f"not available: Model.fit has no {GRAPH_OPTION!r} option yet"
+        candidates["xpnet graph"], graphed = graphed
     for mode in ("fused", "reference"):
         candidates[f"xpnet {mode}"] = peers.xpnet_epoch(config, run.device, mode, x, one_hot)
     if peers.torch_version() is None:
@@ -85,6 +83,9 @@ def mnist_epoch(run: GpuRun, result: dict[str, Any]) -> None:
     result["rows"] = [{"implementation": name, "s_per_epoch": seconds, "runs": config.repeats,
                        "ratio_to_torch_eager": seconds / eager_s if eager_s else None}
                       for name, seconds in medians.items()]
+    for row in result["rows"]:
+        if row["implementation"] == "xpnet graph" and not isinstance(graphed, str):
+            row["status"] = f"graph {graphed.trainer.graph_status}"  # "graph on", or eager steps after "off (why)"
     result["rows"] += [{"implementation": name, "s_per_epoch": None, "status": why} for name, why in missing.items()]
     result["notes"] = [f"{len(x)} samples, batch {peers.BATCH}, {'-'.join(map(str, peers.SIZES))}, Adam lr "
                        f"{peers.LR}, float32, on {run.device}; torch cuda graphs drops the last short batch"]
@@ -183,10 +184,35 @@ def _step_times(run: GpuRun, mode: str, steps: int) -> dict[str, float]:
     return {"host_ms": times["host_us"] / 1e3, "wall_ms": times["wall_us"] / 1e3}
 
 
+def _graph_step_times(run: GpuRun, steps: int) -> dict[str, Any]:
+    """Host and wall milliseconds per graph step of the MNIST MLP at batch 128: writing the batch's indices and
+    ``[lr, step]`` on the stream, then one replay (the first step captures and checks, outside the timing)."""
+    backend = run.config.backend(run.device)
+    model = mlp(peers.SIZES, optimizer="adam", lr=peers.LR, backend=backend)
+    problem = graph_step.graph_problem(model, streamed=False, data_parallel=False)
+    if problem is not None:
+        return {"status": f"not available: {problem}"}
+    rng = np.random.default_rng(0)
+    x = backend.asarray(rng.random((4 * peers.BATCH, peers.SIZES[0]), dtype=np.float32))
+    y = backend.asarray(np.eye(peers.SIZES[-1], dtype=np.float32)[rng.integers(0, peers.SIZES[-1], 4 * peers.BATCH)])
+    order = backend.asarray(rng.permutation(4 * peers.BATCH))
+    workspace, stats = model.workspace(peers.BATCH, backward=True), backend.zeros(2, dtype=np.float64)
+    step = graph_step.GraphStep(model, graph_step.CupyGraphs(), peers.BATCH)
+    with step.running():
+        def one() -> None:
+            step.step(x, y, order, 0, peers.BATCH, workspace, stats, 0.0)
+
+        one()
+        if step.status != "on":
+            return {"status": f"graph {step.status}"}
+        times = _launch_times(one, backend, steps)
+    return {"host_ms": times["host_us"] / 1e3, "wall_ms": times["wall_us"] / 1e3, "status": "graph on"}
+
+
 def launch_overhead(run: GpuRun, result: dict[str, Any]) -> None:
     """Per-launch host time of one fused kernel (sgd_update on 1,024 elements), of its reference (CuPy) and of
     PyTorch's in-place add; per-step host and wall time of the MNIST MLP's eager step (fused and reference), and
-    of its graph step once ``Model.fit`` has one. Host time much above a step's device time: host-bound."""
+    of its graph step. Host time much above a step's device time: host-bound."""
     launches = LAUNCHES[run.rehearse]
     backend = run.config.backend(run.device)
     p, g = (backend.asarray(np.ones(LAUNCH_ELEMENTS, np.float32)) for _ in range(2))
@@ -201,7 +227,5 @@ def launch_overhead(run: GpuRun, result: dict[str, Any]) -> None:
     steps = max(2, launches // 20)
     result["per_step"] = [{"step": f"xpnet eager {mode}", **_step_times(run, mode, steps)}
                           for mode in ("fused", "reference")]
-    result["per_step"].append({"step": "xpnet graph", "status": "not available: Model.fit has no "
-                               f"{GRAPH_OPTION!r} option yet" if not graph_available(Model.fit) else
-                               "the graph step has no separate timing hook yet: see mnist_epoch's xpnet graph row"})
+    result["per_step"].append({"step": "xpnet graph", **_graph_step_times(run, steps)})
     log(f"gpu: launches {rows}; steps {result['per_step']}")

@@ -89,12 +89,15 @@ def _squared_error(backend: Backend, rng: np.random.Generator, n: int) -> Worklo
     return Workload((a, y, da, backend.zeros(2, dtype=np.float64), 1.0, 1.0), a.size, 3 * a.nbytes)
 
 
-def _optimizer(moments: int, *scalars: float) -> Callable[..., Workload]:
-    """An update kernel's workload: p and g, ``moments`` moment vectors (kept >= 0), then the scalars."""
+def _optimizer(moments: int, *scalars: float, hyper: bool = False) -> Callable[..., Workload]:
+    """An update kernel's workload: p and g, ``moments`` moment vectors (kept >= 0), with ``hyper`` the device
+    array ``[lr, step]`` (the ``*_update_hyper`` kernels), then the scalars."""
 
     def build(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
         p, g = _normal(backend, rng, (n,)), _normal(backend, rng, (n,))
         extra = [backend.asarray(np.abs(rng.standard_normal(n, dtype=np.float32))) for _ in range(moments)]
+        if hyper:
+            extra.append(backend.asarray(np.array([0.001, 3.0])))
         # p and every moment are read and written, g only read
         return Workload((p, g, *extra, *scalars), n, (3 + 2 * moments) * p.nbytes)
 
@@ -223,6 +226,9 @@ CASES: dict[str, tuple[str, Callable[..., Workload]]] = {
     "sgd_update": ("sgd_update", _optimizer(0, 0.01)),
     "momentum_update": ("momentum_update", _optimizer(1, 0.01, 0.9)),
     "adam_update": ("adam_update", _optimizer(2, 0.001, 0.9, 0.999, 1e-8, 0.5)),
+    "sgd_update_hyper": ("sgd_update_hyper", _optimizer(0, hyper=True)),
+    "momentum_update_hyper": ("momentum_update_hyper", _optimizer(1, 0.9, hyper=True)),
+    "adam_update_hyper": ("adam_update_hyper", _optimizer(2, 0.9, 0.999, 1e-8, hyper=True)),
     "gather_rows": ("gather_rows", _gather_rows),
     "hue_histograms": ("hue_histograms", _hue_images),
     "im2col (3x3, stride 1, pad 1)": ("im2col", _im2col),

@@ -108,7 +108,8 @@ def xpnet_epoch(config: Config, device: str, mode: str, x: np.ndarray, y: np.nda
     backend = config.backend(device, mode)
     model = mlp(SIZES, optimizer="adam", lr=LR, backend=backend)
     x_dev, y_dev = backend.asarray(x), backend.asarray(y)
-    return Candidate(lambda: model.fit(x_dev, y_dev, epochs=1, batch_size=BATCH, verbose=0), backend.synchronize)
+    return Candidate(lambda: model.fit(x_dev, y_dev, epochs=1, batch_size=BATCH, verbose=0, graph="off"),
+                     backend.synchronize)
 
 
 def run(config: Config) -> dict[str, Any]:

@@ -29,6 +29,11 @@ THREADS_PER_BLOCK = 32 if config.ENABLE_CUDASIM else 256
 MAX_BLOCKS = 4 if config.ENABLE_CUDASIM else 4096
 """Most blocks per launch; grid-stride loops cover the rest."""
 
+# Numba checks every launch configuration for a grid of under 128 blocks and warns (numba/cuda/dispatcher.py,
+# _LaunchConfiguration). A batch of 128 rows is a one-block grid by nature, not a mistake: the check and the
+# warning only add host time to every launch.
+config.CUDA_LOW_OCCUPANCY_WARNINGS = 0
+
 FLOAT_TYPES: dict[np.dtype, Float] = {np.dtype(np.float32): float32, np.dtype(np.float64): float64}
 
 
@@ -64,9 +69,47 @@ class CudaKernel:
         import cupy
 
         stream = cuda.external_stream(cupy.cuda.get_current_stream().ptr)
-        # Wrapped without sync: the launch is queued on the stream that made the inputs, so waiting is not needed.
-        views = [cuda.as_cuda_array(x, sync=False) for x in arrays]
-        compiled[blocks, THREADS_PER_BLOCK, stream](*views, *scalars)
+        compiled[blocks, THREADS_PER_BLOCK, stream](*map(VIEWS.view, arrays), *scalars)
+
+
+def device_array(x: Any) -> Any:
+    """A Numba view of the CuPy array ``x``'s memory, made without waiting for its stream (a launch is queued on
+    the stream that made its inputs) and holding no reference to ``x``: the caller keeps ``x`` alive while the
+    view is used, as CuPy keeps memory alive for work queued on its stream. (Passing a CuPy array to a kernel
+    directly makes Numba wrap it with ``sync=True``: one stream synchronisation per argument, and an error while
+    a graph is captured.)"""
+    return cuda.from_cuda_array_interface(x.__cuda_array_interface__, owner=None, sync=False)
+
+
+class ViewCache:
+    """Numba device-array views of CuPy arrays, made once per buffer and reused on every later launch.
+
+    ``cuda.as_cuda_array`` reads the array's ``__cuda_array_interface__`` and builds a new device array on every
+    call: microseconds of host time per argument, per launch. A step's arrays are the model's preallocated
+    buffers, so the view of a buffer is looked up by what defines it (data pointer, shape, strides, dtype): a
+    different array at the same address with the same layout is the same memory seen the same way, so its
+    cached view is right for it too. Views hold no reference to their arrays (``device_array``), so caching one
+    keeps no memory alive; the least recently used views beyond ``size`` are dropped (transient scratch arrays
+    come and go)."""
+
+    def __init__(self, wrap: Callable[[Any], Any] = device_array, size: int = 512) -> None:
+        self.wrap, self.size = wrap, size
+        self.views: dict[tuple, Any] = {}
+
+    def view(self, x: Any) -> Any:
+        """The device-array view of ``x``, made by ``wrap`` on first sight of its memory and layout."""
+        key = (x.data.ptr, x.shape, x.strides, x.dtype.str)
+        found = self.views.pop(key, None)
+        if found is None:
+            found = self.wrap(x)
+            if len(self.views) >= self.size:
+                del self.views[next(iter(self.views))]
+        self.views[key] = found  # re-inserted: the dict's order is the order of last use
+        return found
+
+
+VIEWS = ViewCache()
+"""The views every CUDA launch of a CuPy array goes through."""
 
 
 CUDA_KERNELS: dict[str, CudaKernel] = {}

@@ -1,14 +1,14 @@
-"""Numba CUDA bias + activation and its backward: elementwise work grid-strided, softmax one thread per row,
-the bias gradient one thread per column."""
+"""Numba CUDA bias + activation and its backward: elementwise work grid-strided, softmax by ROW_LANES threads per
+row, the bias gradient by blocks of column tiles (``_column_sums``); both reduce by fixed trees (deterministic)."""
 
 from __future__ import annotations
 
 import math
 
-from numba import boolean, cuda, int32, void
+from numba import boolean, config, cuda, float64, int32, void
 
 from .. import SOFTMAX
-from ..numba_cuda import array, cuda_kernel
+from ..numba_cuda import THREADS_PER_BLOCK, array, cuda_kernel
 from ..scalar import activate
 
 _activate = cuda.jit(device=True)(activate)
@@ -31,71 +31,138 @@ def _bias_activation(z, b, d, a, activation, alpha, write_d):
             d[i, j] = df
 
 
+ROW_LANES = 8 if config.ENABLE_CUDASIM else 32
+"""Threads along each row of the softmax kernels (a warp on a device): each takes every ROW_LANES-th column."""
+ROWS_PER_BLOCK = THREADS_PER_BLOCK // ROW_LANES
+
+
+@cuda.jit(device=True)
+def _row_reduce(shared, row, lane, value, maximum):
+    """The maximum (else the sum) of ``value`` over the ROW_LANES lanes of block row ``row``, by a fixed tree in
+    ``shared``; every lane gets it. Every thread of the block calls this together (it synchronises them)."""
+    shared[row, lane] = value
+    cuda.syncthreads()
+    half = ROW_LANES // 2
+    while half > 0:
+        if lane < half:
+            other = shared[row, lane + half]
+            if maximum:
+                if other > shared[row, lane]:
+                    shared[row, lane] = other
+            else:
+                shared[row, lane] += other
+        cuda.syncthreads()
+        half //= 2
+    result = shared[row, 0]
+    cuda.syncthreads()  # every lane has read it before shared is written again
+    return result
+
+
 @cuda_kernel(lambda t: void(array(t, 2), array(t, 1), array(t, 2)))
 def _softmax_forward(z, b, a):
-    """Softmax, one thread per row: z += b; a = exp(z - max) / sum."""
+    """Softmax, ROW_LANES threads per row (grid-strided over blocks of rows): z += b; a = exp(z - max) / sum."""
     n, m = z.shape
-    zero = z.dtype.type(0.0)
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        top = z[i, 0] + b[0]
-        for j in range(m):
-            v = z[i, j] + b[j]
-            z[i, j] = v
-            if v > top:
-                top = v
-        total = zero
-        for j in range(m):
-            e = math.exp(z[i, j] - top)
-            a[i, j] = e
-            total += e
-        for j in range(m):
-            a[i, j] /= total
+    lane = cuda.threadIdx.x % ROW_LANES
+    row = cuda.threadIdx.x // ROW_LANES
+    shared = cuda.shared.array((ROWS_PER_BLOCK, ROW_LANES), float64)
+    for first in range(cuda.blockIdx.x * ROWS_PER_BLOCK, n, cuda.gridDim.x * ROWS_PER_BLOCK):
+        i = first + row
+        top = -math.inf
+        if i < n:
+            for j in range(lane, m, ROW_LANES):
+                v = z[i, j] + b[j]
+                z[i, j] = v
+                if v > top:
+                    top = v
+        top_t = z.dtype.type(_row_reduce(shared, row, lane, top, True))
+        total = 0.0
+        if i < n:
+            for j in range(lane, m, ROW_LANES):
+                e = math.exp(z[i, j] - top_t)
+                a[i, j] = e
+                total += e
+        total_t = z.dtype.type(_row_reduce(shared, row, lane, total, False))
+        if i < n:
+            for j in range(lane, m, ROW_LANES):
+                a[i, j] /= total_t
 
 
-@cuda_kernel(lambda t: void(array(t, 2), array(t, 2), array(t, 2), array(t, 1)))
-def _backward_columns(da, d, dz, db):
-    """One thread per column: dz = da * d down the column, db = its sum (dz may alias da)."""
+COLUMN_TILE = 8 if config.ENABLE_CUDASIM else 32
+"""Columns a block of the column sums takes at once: adjacent threads read adjacent columns (coalesced)."""
+ROW_GROUPS = THREADS_PER_BLOCK // COLUMN_TILE
+"""Threads down each column of a tile (a power of two): each sums every ROW_GROUPS-th row, then a tree adds them."""
+
+
+@cuda_kernel(lambda t: void(array(t, 2), array(t, 2), array(t, 2), array(t, 1), boolean))
+def _column_sums(da, d, dz, db, multiply):
+    """db = column sums of dz, where dz = da * d when ``multiply`` (written; dz may alias da), else dz is da.
+
+    A block per tile of COLUMN_TILE columns (grid-strided over the tiles), ROW_GROUPS threads down each column,
+    summing in float64; the row groups' partial sums are added by a fixed tree in shared memory, so every run
+    adds in the same order (deterministic) whatever the grid."""
     n, m = dz.shape
-    zero = dz.dtype.type(0.0)
-    for j in range(cuda.grid(1), m, cuda.gridsize(1)):
-        s = zero
-        for i in range(n):
-            g = da[i, j] * d[i, j]
-            dz[i, j] = g
-            s += g
-        db[j] = s
+    column = cuda.threadIdx.x % COLUMN_TILE
+    group = cuda.threadIdx.x // COLUMN_TILE
+    partial = cuda.shared.array((ROW_GROUPS, COLUMN_TILE), float64)
+    for first in range(cuda.blockIdx.x * COLUMN_TILE, m, cuda.gridDim.x * COLUMN_TILE):
+        j = first + column
+        s = 0.0
+        if j < m:
+            for i in range(group, n, ROW_GROUPS):
+                if multiply:
+                    g = da[i, j] * d[i, j]
+                    dz[i, j] = g
+                    s += g
+                else:
+                    s += da[i, j]
+        partial[group, column] = s
+        cuda.syncthreads()
+        half = ROW_GROUPS // 2
+        while half > 0:
+            if group < half:
+                partial[group, column] += partial[group + half, column]
+            cuda.syncthreads()
+            half //= 2
+        if group == 0 and j < m:
+            db[j] = partial[0, column]
+        cuda.syncthreads()  # every sum is stored before the next tile writes partial again
+
+
+def _launch_column_sums(da, d, dz, db, multiply: bool) -> None:
+    tiles = -(-dz.shape[1] // COLUMN_TILE)
+    _column_sums.launch(tiles * THREADS_PER_BLOCK, (da, d, dz, db), (multiply,))
 
 
 @cuda_kernel(lambda t: void(array(t, 2), array(t, 2), array(t, 2)))
 def _softmax_backward_rows(da, a, dz):
-    """One thread per row: dz = a * (da - sum(da * a)); dz may alias da (a row is read, then written)."""
+    """ROW_LANES threads per row: dz = a * (da - sum(da * a)); dz may alias da (the row's sum is complete, every
+    lane having read its elements, before any lane writes)."""
     n, m = dz.shape
-    zero = dz.dtype.type(0.0)
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        s = zero
-        for j in range(m):
-            s += da[i, j] * a[i, j]
-        for j in range(m):
-            dz[i, j] = a[i, j] * (da[i, j] - s)
+    lane = cuda.threadIdx.x % ROW_LANES
+    row = cuda.threadIdx.x // ROW_LANES
+    shared = cuda.shared.array((ROWS_PER_BLOCK, ROW_LANES), float64)
+    for first in range(cuda.blockIdx.x * ROWS_PER_BLOCK, n, cuda.gridDim.x * ROWS_PER_BLOCK):
+        i = first + row
+        s = 0.0
+        if i < n:
+            for j in range(lane, m, ROW_LANES):
+                s += da[i, j] * a[i, j]
+        s_t = dz.dtype.type(_row_reduce(shared, row, lane, s, False))
+        if i < n:
+            for j in range(lane, m, ROW_LANES):
+                dz[i, j] = a[i, j] * (da[i, j] - s_t)
 
 
-@cuda_kernel(lambda t: void(array(t, 2), array(t, 1)))
-def _column_sums(x, out):
-    """One thread per column: out[j] = sum_i x[i, j]."""
-    n, m = x.shape
-    zero = x.dtype.type(0.0)
-    for j in range(cuda.grid(1), m, cuda.gridsize(1)):
-        s = zero
-        for i in range(n):
-            s += x[i, j]
-        out[j] = s
+def _launch_rows(kernel, rows: int, arrays: tuple) -> None:
+    """``kernel`` over ``rows`` rows, ROWS_PER_BLOCK rows to a block."""
+    kernel.launch(-(-rows // ROWS_PER_BLOCK) * THREADS_PER_BLOCK, arrays)
 
 
 def bias_activation(z, b, activation: int, alpha: float, a, d) -> None:
     """z += b (in place); a = f(z); d = f'(z) unless d is None (softmax: d is not used)."""
     n, m = z.shape
     if activation == SOFTMAX:
-        _softmax_forward.launch(n, (z, b, a))
+        _launch_rows(_softmax_forward, n, (z, b, a))
     else:
         # Without d, a stands in for it; it comes after d so that, for host arrays, its copy-back wins.
         stand_in = a if d is None else d
@@ -104,9 +171,8 @@ def bias_activation(z, b, activation: int, alpha: float, a, d) -> None:
 
 def activation_backward(da, d, a, activation: int, dz, db) -> None:
     """dz = da * f'(z) (softmax: dz = a * (da - sum(da * a))); db = column sums of dz."""
-    n, m = dz.shape
     if activation == SOFTMAX:
-        _softmax_backward_rows.launch(n, (da, a, dz))
-        _column_sums.launch(m, (dz, db))
+        _launch_rows(_softmax_backward_rows, dz.shape[0], (da, a, dz))
+        _launch_column_sums(dz, dz, dz, db, False)
     else:
-        _backward_columns.launch(m, (da, d, dz, db))
+        _launch_column_sums(da, d, dz, db, True)

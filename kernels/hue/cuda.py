@@ -71,5 +71,8 @@ def hue_histograms(images: Any, bins: int = DEFAULT_BINS) -> Any:
         if xp is np:
             kernel[n, threads](images, out)
         else:
-            kernel[n, threads, cuda.external_stream(xp.cuda.get_current_stream().ptr)](images, out)
+            from ..numba_cuda import device_array
+
+            stream = cuda.external_stream(xp.cuda.get_current_stream().ptr)
+            kernel[n, threads, stream](device_array(images), device_array(out))
     return out

@@ -41,6 +41,8 @@ class Backend(ABC):
     """The registry key, as ``--device`` and ``get_backend(device=)`` take it ("cpu", "gpu")."""
     readback_every: ClassVar[int] = 1
     """Training steps between reads of the running loss back to the host (each read waits for the device)."""
+    supports_graphs: ClassVar[bool] = False
+    """Whether a training step can be captured as a CUDA graph and replayed (``xpnet.graph_step``)."""
     host_threads: ClassVar[bool] = False
     """Whether its compute runs on this process's CPU threads (Numba and BLAS), which ``xpnet.threads`` and the
     thread governor then size."""

@@ -22,6 +22,7 @@ import numpy as np
 from xpnet import __version__, threads
 from xpnet.backend import DEVICES, DTYPES
 from xpnet.errors import ConfigError, DataError, XpnetError
+from xpnet.graph_step import GRAPH_SETTINGS
 from xpnet.kernels import ACTIVATIONS, KERNEL_SETS
 from xpnet.optimizers import OPTIMIZERS
 from xpnet.tasks import MODEL_KINDS, TASKS, Task, sizes, task_of
@@ -57,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "each way at random, zero filled, to augment the data (default: mnist 2, other jobs 0)")
     train.add_argument("--dtype", choices=DTYPES,
                        help="floating-point precision of parameters and computation (default float32)")
+    train.add_argument("--graph", choices=GRAPH_SETTINGS, default="auto",
+                       help="replay each training step as a captured CUDA graph, checked against an eager step "
+                            "first: auto (default) on the GPU with fused kernels where the model allows, on, off")
     train.add_argument("--epochs", type=int, help="passes over the training set (mnist: 10, fruits: 60)")
     train.add_argument("--batch-size", type=int, help="samples per step; 0 for full batch (mnist: 128, fruits: 32)")
     train.add_argument("--hidden", help="hidden layer sizes, comma-separated (mnist: 512,256; fruits: 150,60)")
@@ -245,7 +249,7 @@ def _train(args: argparse.Namespace, communicator: Any) -> int:
 
     result = run_training(task, build, settings, checkpoint_dir=args.checkpoint_dir, resume=args.resume,
                           given=given, backend=backend, verbose=0 if quiet else 1, log=log,
-                          communicator=communicator)
+                          communicator=communicator, graph=args.graph)
     if communicator is not None and communicator.rank != 0:
         return 0
     model = result.model
@@ -264,7 +268,9 @@ def _train(args: argparse.Namespace, communicator: Any) -> int:
     epochs = len(result.history.epoch)
     print(f"{_accuracy(task.test_name, result.test)} after {epochs} epoch{'' if epochs == 1 else 's'} in "
           f"{result.seconds:.1f} s on {backend.name} ({backend.description}; {model.dtype.name}, "
-          f"{backend.kernel_mode} kernels" + (f", {threads.describe()})" if backend.host_threads else ")"))
+          f"{backend.kernel_mode} kernels" + (f", {threads.describe()}" if backend.host_threads else "")
+          + (f", CUDA graph step {getattr(model.trainer, 'graph_status', 'off')})" if backend.supports_graphs
+             else ")"))
     return 0
 
 

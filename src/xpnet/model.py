@@ -343,6 +343,7 @@ class Model:
         position: TrainingPosition | None = None,
         stop: StopFlag | None = None,
         communicator: Communicator | None = None,
+        graph: bool | str = "auto",
     ) -> History:
         """Train for ``epochs`` epochs and return the per-epoch History (the keywords become one ``FitOptions``
         for a ``Trainer``, which runs the loop).
@@ -355,12 +356,14 @@ class Model:
         ``xpnet.checkpoint``), ``epochs`` counting from its start; ``self.position`` says where training stands.
         The learning rate, and its schedule, are the optimizer's. With a ``communicator`` (``xpnet.distributed``)
         this is one rank of a data-parallel run over the same ``x``, ``y``: each rank steps on its share of every
-        batch of ``batch_size`` rows.
+        batch of ``batch_size`` rows. ``graph`` ("auto", "on", "off" or a bool) replays each step as a captured
+        CUDA graph (``xpnet.graph_step``): auto where it can (the GPU backend with fused kernels, no per-step
+        random layers, one process); ``self.trainer.graph_status`` says whether it did.
         """
         options = FitOptions(epochs=epochs, batch_size=batch_size, validation_data=validation_data,
                              validation_split=validation_split, shuffle=shuffle, seed=seed, verbose=verbose,
                              callbacks=callbacks, history=history, position=position, stop=stop,
-                             communicator=communicator)
+                             communicator=communicator, graph=graph)
         options.check()
         with self.backend.out_of_memory(batch_size or len(x)):
             self.trainer = Trainer(self, x, y, options)

@@ -50,6 +50,15 @@ class Optimizer:
         """Apply step number ``step`` (1-based), at ``progress`` epochs into training, in place."""
         raise NotImplementedError
 
+    def update_from_device(self, kernels: ModuleType, params: Any, grads: Any, moments: Any, hyper: Any) -> None:
+        """``update`` with the learning rate and step read from ``hyper``, a float64 device array ``[lr, step]``
+        that the caller fills (``hyper_values``) before each step: what a captured CUDA graph replays."""
+        raise NotImplementedError
+
+    def hyper_values(self, step: int, progress: float = 0.0) -> tuple[float, float]:
+        """What ``update_from_device`` reads for step ``step`` at ``progress``: the step's rate and the step."""
+        return self.rate(progress), float(step)
+
     def config(self) -> dict[str, Any]:
         config = {"name": self.name, **self._settings()}
         if self.schedule is not None:
@@ -70,6 +79,9 @@ class SGD(Optimizer):
                progress: float = 0.0) -> None:
         kernels.sgd_update(params, grads, self.rate(progress))
 
+    def update_from_device(self, kernels: ModuleType, params: Any, grads: Any, moments: Any, hyper: Any) -> None:
+        kernels.sgd_update_hyper(params, grads, hyper)
+
 
 @dataclass
 class Momentum(Optimizer):
@@ -80,6 +92,9 @@ class Momentum(Optimizer):
     def update(self, kernels: ModuleType, params: Any, grads: Any, moments: Any, step: int,
                progress: float = 0.0) -> None:
         kernels.momentum_update(params, grads, moments[0], self.rate(progress), self.momentum)
+
+    def update_from_device(self, kernels: ModuleType, params: Any, grads: Any, moments: Any, hyper: Any) -> None:
+        kernels.momentum_update_hyper(params, grads, moments[0], hyper, self.momentum)
 
 
 @dataclass
@@ -97,6 +112,9 @@ class Adam(Optimizer):
         bc2_sqrt = math.sqrt(1 - self.beta2**step)
         kernels.adam_update(params, grads, moments[0], moments[1], step_size, self.beta1, self.beta2, self.eps,
                             bc2_sqrt)
+
+    def update_from_device(self, kernels: ModuleType, params: Any, grads: Any, moments: Any, hyper: Any) -> None:
+        kernels.adam_update_hyper(params, grads, moments[0], moments[1], hyper, self.beta1, self.beta2, self.eps)
 
 
 _CLASSES: dict[str, type[Optimizer]] = {"sgd": SGD, "momentum": Momentum, "adam": Adam}

@@ -103,6 +103,7 @@ def run_training(
     verbose: int = 1,
     log: Callable[[str], None] = print,
     communicator: Communicator | None = None,
+    graph: str = "auto",
 ) -> RunResult:
     """Train (or resume) a model on ``task`` with ``settings`` (epochs, batch_size, lr, schedule, seed, task,
     validation_split).
@@ -112,7 +113,8 @@ def run_training(
     the saved count holds; any other setting named in ``given``, the ones the user chose, must match the saved
     one), onto ``backend`` (the one the new model would have been built on). The optimizer gets the settings' base
     ``lr`` and ``schedule`` over ``epochs``. ``validation_split`` of the training set is held out (stratified,
-    seeded) for the per-epoch validation figures; the test set is evaluated once, at the end.
+    seeded) for the per-epoch validation figures; the test set is evaluated once, at the end. ``graph`` is
+    ``Model.fit``'s (CUDA graph steps: "auto", "on", "off").
 
     With a ``communicator`` this is one rank of a data-parallel run (see ``xpnet.distributed``): every rank must
     be given the same settings and data, and rank 0 alone writes the checkpoints (into a folder every rank can
@@ -185,7 +187,7 @@ def run_training(
                 x_train, y_train, settings["epochs"], settings["batch_size"],
                 validation_data=validation, seed=None if resume else settings["seed"],
                 verbose=verbose, callbacks=[*([stopper] if stopper else []), *([checkpoint] if writer else [])],
-                history=history, position=position, stop=stop, communicator=communicator,
+                history=history, position=position, stop=stop, communicator=communicator, graph=graph,
             )
         except TrainingError as exc:
             kept = f" The last good checkpoint is kept: {last_good}." if last_good else ""

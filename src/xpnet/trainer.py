@@ -10,6 +10,7 @@ optimizer turns the progress the trainer passes into the step's learning rate.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from abc import ABC, abstractmethod
@@ -21,6 +22,7 @@ import numpy as np
 
 from xpnet import governor, inputs
 from xpnet.errors import ConfigError, TrainingError
+from xpnet.graph_step import graph_setting, graph_step
 from xpnet.progress import EpochProgress
 
 if TYPE_CHECKING:
@@ -145,6 +147,7 @@ class FitOptions:
     position: TrainingPosition | None = None
     stop: StopFlag | None = None
     communicator: Communicator | None = None
+    graph: bool | str = "auto"
 
     def check(self) -> None:
         """ConfigError naming the first option out of range."""
@@ -158,6 +161,7 @@ class FitOptions:
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
                                        or batch_size < 1):
             raise ConfigError(f"batch_size must be a positive integer or None (full batch), got {batch_size!r}")
+        graph_setting(self.graph)
 
 
 def training_data(model: Model, x: Any, y: Any, options: FitOptions) -> tuple[Any, Any, Any]:
@@ -243,6 +247,9 @@ class Trainer:
         if communicator is not None:
             communicator.check_same(self._identity())
             communicator.attach(backend)
+        self.graph, self.graph_status = graph_step(model, options.graph, self.batch_size,
+                                                   isinstance(self.x, ChunkedData), communicator is not None)
+        """The CUDA graph step (``xpnet.graph_step``) or None, and what results report of it ("on", "off (why)")."""
 
     def _identity(self) -> dict[str, Any]:
         """What every rank of a run must hold alike, for the check at its start."""
@@ -280,8 +287,12 @@ class Trainer:
         The trainer lets go of its data when it returns, so a model keeping it as its latest trainer holds only
         the position and the stop flag."""
         try:
-            return self._run(self.options.epochs)
+            with self.graph.running() if self.graph is not None else contextlib.nullcontext():
+                return self._run(self.options.epochs)
         finally:
+            if self.graph is not None:
+                self.graph_status = self.graph.status
+            self.graph = None
             self.x = self.y = self.validation = self.workspace = None
 
     def _run(self, epochs: int) -> History:
@@ -337,7 +348,6 @@ class Trainer:
 
     def _run_epoch(self, bar: EpochProgress) -> None:
         model, position, stats = self.model, self.position, self.stats
-        gather = model.backend.kernels.gather_rows
         # the running totals are global: rank 0 carries those of the steps before, the others add theirs to zero
         stats[0], stats[1] = (position.loss_sum, position.correct) if self.rank == 0 else (0.0, 0.0)
         for x, y, order, first in self._parts():
@@ -350,14 +360,10 @@ class Trainer:
                 lo = start + self.rank * share
                 hi = lo + share
                 workspace = self.workspace.first(share)
-                if order is None:
-                    xb, yb = x[lo:hi], y[lo:hi]
-                else:
-                    xb, yb = workspace.x, workspace.y
-                    gather(x, order[lo:hi], xb)
-                    gather(y, order[lo:hi], yb)
+                progress = self._progress()
                 tick = time.perf_counter()  # thread governor: this step's wall time
-                model.train_step(xb, yb, workspace, stats, self.reduce, progress=self._progress(), stream=self.rank)
+                if self.graph is None or not self.graph.step(x, y, order, lo, hi, workspace, stats, progress):
+                    self._eager_step(x, y, order, lo, hi, workspace, progress)
                 self.governor.step_done(time.perf_counter() - tick)
                 position.batch += 1
                 position.seen += rows
@@ -373,6 +379,17 @@ class Trainer:
                     bar.update(position.batch, loss_sum / position.seen, accuracy)
             if self._stopping():
                 break
+
+    def _eager_step(self, x: Any, y: Any, order: Any, lo: int, hi: int, workspace: Any, progress: float) -> None:
+        """One step on rows ``order[lo:hi]`` (``lo:hi`` when ``order`` is None) of ``x``, ``y``, launched eagerly."""
+        if order is None:
+            xb, yb = x[lo:hi], y[lo:hi]
+        else:
+            xb, yb = workspace.x, workspace.y
+            gather = self.model.backend.kernels.gather_rows
+            gather(x, order[lo:hi], xb)
+            gather(y, order[lo:hi], yb)
+        self.model.train_step(xb, yb, workspace, self.stats, self.reduce, progress=progress, stream=self.rank)
 
     def _progress(self, batch: int | None = None) -> float:
         """Epochs done before step ``batch`` of this epoch (default: the next), as the optimizer's schedule reads

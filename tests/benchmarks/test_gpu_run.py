@@ -14,7 +14,7 @@ from xml.etree import ElementTree
 import pytest
 
 import benchmarks.__main__ as bench
-from benchmarks import gpu, gpu_checks, gpu_timing, kernels
+from benchmarks import gpu, gpu_checks, kernels
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -85,14 +85,6 @@ def test_require_gpu_turns_a_skipped_gpu_test_into_a_failure(tmp_path: Path) -> 
     assert required["test_gpu_that_skips"] in ("failure", "error")  # error: skipped at setup (no GPU here)
     assert required["test_plain_that_skips"] == "skipped"
     assert _skips_under(False, tmp_path)["test_gpu_that_skips"] == "skipped"
-
-
-def test_the_graph_option_is_detected_from_the_fit_signature() -> None:
-    def fit_with_graph(x: object, y: object, *, graph: bool = False) -> None: ...
-
-    def fit_without(x: object, y: object, *, seed: int = 0) -> None: ...
-
-    assert gpu_timing.graph_available(fit_with_graph) and not gpu_timing.graph_available(fit_without)
 
 
 def test_a_part_that_fails_or_overruns_keeps_what_it_measured() -> None:

@@ -82,6 +82,7 @@ def test_info_lists_devices_and_versions():
         (["train", "mnist", "--data-dir", "{data}", "--lr", "-1"], ["learning rate"]),
         (["train", "mnist", "--device", "gpu", "--data-dir", "{data}"], ["no GPU is usable"]),
         (["train", "mnist", "--resume", "--data-dir", "{data}"], ["--resume needs --checkpoint-dir"]),
+        (["train", "mnist", "--data-dir", "{data}", "--graph", "on"], ["graph=on", "cpu backend has no CUDA graphs"]),
         (["evaluate", "{empty}/none.npz"], ["no such model file"]),
         (["predict", "{model}", "{empty}/missing.png"], ["no such image file"]),
         (["predict", "{model}", "{text}"], ["not a readable image"]),

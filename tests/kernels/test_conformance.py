@@ -72,6 +72,13 @@ CASES: dict[str, Callable[[np.random.Generator, Any], Case]] = {
     "adam_update": lambda rng, dtype: (
         [_normal(rng, dtype, 9), _normal(rng, dtype, 9), _normal(rng, dtype, 9), _positive(rng, dtype, 9),
          0.01, 0.9, 0.999, 1e-8, 0.5], (0, 2, 3)),
+    "sgd_update_hyper": lambda rng, dtype: ([_normal(rng, dtype, 9), _normal(rng, dtype, 9), np.array([0.1, 3.0])],
+                                            (0,)),
+    "momentum_update_hyper": lambda rng, dtype: (
+        [_normal(rng, dtype, 9), _normal(rng, dtype, 9), _normal(rng, dtype, 9), np.array([0.1, 3.0]), 0.9], (0, 2)),
+    "adam_update_hyper": lambda rng, dtype: (
+        [_normal(rng, dtype, 9), _normal(rng, dtype, 9), _normal(rng, dtype, 9), _positive(rng, dtype, 9),
+         np.array([0.01, 3.0]), 0.9, 0.999, 1e-8], (0, 2, 3)),
     "gather_rows": lambda rng, dtype: (
         [_normal(rng, dtype, 6, 3), np.array([4, 0, 4, 2], np.int64), _empty(dtype, 4, 3)], (2,)),
     "im2col": lambda rng, dtype: ([_normal(rng, dtype, 2, 5, 4, 3), 1, 2, 1, 1, _empty(dtype, 2, 5, 3, 3, 2, 3)], (5,)),

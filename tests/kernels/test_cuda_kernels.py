@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 from xpnet.kernels import ACTIVATIONS, SOFTMAX
+from xpnet.kernels.activations import cuda as activations_cuda
 from xpnet.kernels.cuda_set import CudaKernels
-from xpnet.kernels.numba_cuda import _compiled, compile_kernels
+from xpnet.kernels.numba_cuda import MAX_BLOCKS, THREADS_PER_BLOCK, _compiled, compile_kernels
 from xpnet.kernels.sets import ReferenceKernels
 
 from xpnet.backend_cupy import out_of_memory_message, translate_out_of_memory
@@ -200,6 +201,26 @@ def test_activation_backward_dz_aliases_da(rng, dtype, code) -> None:
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("code", [ACTIVATIONS["relu"], ACTIVATIONS["softmax"]])
+def test_column_sums_stride_over_more_column_tiles_than_blocks(rng, dtype, code) -> None:
+    """Odd sizes, more column tiles than the simulator's blocks and more rows than row groups per column."""
+    tiles = -(-41 // activations_cuda.COLUMN_TILE)
+    assert tiles * THREADS_PER_BLOCK > MAX_BLOCKS * THREADS_PER_BLOCK and activations_cuda.ROW_GROUPS < 37
+    check_activation_backward(np, rng, (37, 41), dtype, code, alias=False)
+
+
+def test_column_sums_add_in_a_fixed_order(rng) -> None:
+    """The same input gives the same bits on every run (no atomics: a fixed tree over the row groups)."""
+    da, d = (rng.standard_normal((45, 19)).astype(np.float32) for _ in range(2))
+    sums = []
+    for _ in range(2):
+        db = np.zeros(19, np.float32)
+        fused.activation_backward(da, d, None, ACTIVATIONS["relu"], np.empty_like(da), db)
+        sums.append(db)
+    assert sums[0].tobytes() == sums[1].tobytes()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SIM_SHAPES)
 @pytest.mark.parametrize("kernel", LOSSES)
 def test_losses(rng, shape, dtype, kernel) -> None:
@@ -279,6 +300,17 @@ def test_gpu_matches_reference(rng, shape, dtype, contiguous) -> None:
     for kernel in OPTIMIZERS:
         check_optimizer(cupy, rng, shape[0] * shape[1], dtype, kernel, contiguous)
     check_gather_rows(cupy, rng, shape, dtype, contiguous)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", [(9, 4096 * 32 + 7), (1100, 1031)])
+def test_gpu_row_and_column_kernels_over_2_20_elements(rng, shape) -> None:
+    """Over 2^20 elements: more column tiles than blocks (grid-strided), many rows per column, long softmax rows."""
+    import cupy
+
+    check_bias_activation(cupy, rng, shape, np.float32, SOFTMAX, with_d=False)
+    for code in (ACTIVATIONS["relu"], SOFTMAX):
+        check_activation_backward(cupy, rng, shape, np.float32, code, alias=False)
 
 
 @pytest.mark.gpu

@@ -95,6 +95,8 @@ class Layer:
     parameters that passes its input through unchanged."""
 
     type_name: ClassVar[str] = ""
+    uses_step: ClassVar[bool] = False
+    """Whether its forward pass reads ``Phase.step`` (random draws per step): such a step cannot replay as a graph."""
 
     def __init__(self, *, input_shape: Any = None) -> None:
         self.declared_input_shape = None if input_shape is None else as_shape(input_shape, f"{self.type_name} "

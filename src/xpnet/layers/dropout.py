@@ -35,6 +35,7 @@ class Dropout(Layer):
     """``Dropout(rate)``, rate in [0, 1); a no-op at inference. ``seed`` is drawn from the model's seed if None."""
 
     type_name = "dropout"
+    uses_step = True
 
     def __init__(self, rate: float, seed: int | None = None, *, input_shape: Any = None) -> None:
         super().__init__(input_shape=input_shape)

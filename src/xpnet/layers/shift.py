@@ -34,6 +34,7 @@ class RandomShift(Layer):
     is drawn from the model's seed if None."""
 
     type_name = "random_shift"
+    uses_step = True
 
     def __init__(self, max_shift: int | tuple[int, int], seed: int | None = None, *,
                  input_shape: Any = None) -> None:

@@ -1,0 +1,239 @@
+"""One training step captured as a CUDA graph and replayed, checked once against an eager step.
+
+A step is about a dozen kernel launches, each costing the host microseconds (Numba's launch path, CuPy's), so a
+small model's GPU step is bound by the host. A CUDA graph records the step's launches once and replays them with
+one call. The graph replays unchanged, so everything that differs between steps lives in device memory that the
+host rewrites before each replay, on the same stream: the batch's row indices (``idx``: the step gathers its
+batch from the resident training set through them) and the optimizer's ``[learning rate, step]`` (``hyper``: the
+``*_update_hyper`` kernels read them, Adam computing its bias corrections on the device). The short last batch of
+an epoch has its own graph.
+
+The first replay of each graph is checked: the step runs eagerly first (on the same batch, from the same
+parameters, moments, state and running totals), those results are kept aside, everything is put back, the step is
+captured and replayed, and the two results must agree within the dtype's tolerance. A mismatch or a capture error
+keeps the eager results, prints one line saying why, and the run continues with eager launches (the trainer's
+ordinary step). Only a backend whose class says ``supports_graphs`` (the CuPy one) with its fused kernels gets here;
+``GraphRuntime`` is what the driver needs from CUDA (``CupyGraphs``), so the driver is tested with a stand-in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from xpnet.backend_base import one_line
+from xpnet.errors import ConfigError
+from xpnet.optimizers import Optimizer
+
+if TYPE_CHECKING:
+    from xpnet.model import Model, ModelWorkspace
+
+GRAPH_SETTINGS = ("auto", "on", "off")
+"""``Model.fit(graph=...)`` and ``--graph``: auto captures where it can (the GPU with fused kernels), on insists."""
+
+TOLERANCE = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
+"""Relative agreement the first replay must reach with the eager step (float64 atomics may sum in any order)."""
+
+
+def graph_setting(value: Any) -> str:
+    """``value`` (True, False, "auto", "on", "off") as one of GRAPH_SETTINGS; ConfigError for anything else."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value in GRAPH_SETTINGS:
+        return value
+    raise ConfigError(f"graph must be True, False or one of {', '.join(GRAPH_SETTINGS)}, got {value!r}")
+
+
+class GraphRuntime(Protocol):
+    """What the graph step needs from CUDA: a stream to run on, capture into a graph, replay."""
+
+    def running(self) -> contextlib.AbstractContextManager[None]:
+        """Make the capture stream current for a whole run (every launch and copy of the run is ordered on it)."""
+
+    def capture(self, step: Callable[[], None]) -> Any:
+        """The graph of what ``step`` launches (nothing runs while it is captured)."""
+
+    def launch(self, graph: Any) -> None:
+        """Queue one replay of ``graph`` on the stream."""
+
+
+class CupyGraphs:
+    """``GraphRuntime`` on CuPy: a non-blocking stream, stream capture, ``Graph.launch``.
+
+    Numba's launches go to CuPy's current stream (``kernels/numba_cuda.py``), so they are captured with CuPy's.
+    What the step allocates while captured comes from a memory pool of its own, kept with the graphs and used for
+    nothing else, so no later allocation reuses memory a replay still writes."""
+
+    def __init__(self) -> None:
+        import cupy
+
+        self.cupy = cupy
+        self.stream = cupy.cuda.Stream(non_blocking=True)
+        self.pool = cupy.cuda.MemoryPool()
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        # a non-blocking stream does not wait for the legacy default stream: finish what was queued there first
+        self.cupy.cuda.Device().synchronize()
+        with self.stream:
+            try:
+                yield
+            finally:
+                self.stream.synchronize()
+
+    def capture(self, step: Callable[[], None]) -> Any:
+        with self.cupy.cuda.using_allocator(self.pool.malloc):
+            self.stream.begin_capture()
+            try:
+                step()
+            finally:
+                graph = self.stream.end_capture()  # ends the capture even when the step raised
+        return graph
+
+    def launch(self, graph: Any) -> None:
+        graph.launch(self.stream)
+
+
+def graph_problem(model: Model, streamed: bool, data_parallel: bool) -> str | None:
+    """Why ``model``'s steps cannot be captured as a graph, in a few words, or None when they can."""
+    backend = model.backend
+    if not getattr(backend, "supports_graphs", False):
+        return f"the {backend.name} backend has no CUDA graphs"
+    if backend.kernel_mode != "fused":
+        return f"{backend.kernel_mode} kernels launch eagerly"
+    if streamed:
+        return "streamed data changes its arrays every chunk"
+    if data_parallel:
+        return "a data-parallel step reduces over the ranks between its launches"
+    drawing = [layer.type_name for layer in model.layers if layer.uses_step]
+    if drawing:
+        return f"{', '.join(drawing)} draws new random numbers every step"
+    if type(model.optimizer).update_from_device is Optimizer.update_from_device:
+        return f"optimizer {model.optimizer.name} has no update reading its rate from device memory"
+    return None
+
+
+def notice(text: str) -> None:
+    """The one-line notice of a graph step turned off, on stderr."""
+    print(f"xpnet: {text}", file=sys.stderr)
+
+
+class GraphStep:
+    """Training steps of ``model`` over the resident ``x``, ``y`` as replays of captured graphs (one per batch size).
+
+    ``step`` does one step, or returns False once the graph step is off (then the trainer steps eagerly). ``status``
+    says which, for results: "on" or "off (why)"."""
+
+    def __init__(self, model: Model, runtime: GraphRuntime, capacity: int,
+                 notify: Callable[[str], None] = notice) -> None:
+        backend = model.backend
+        self.model, self.runtime, self.notify = model, runtime, notify
+        self.idx = backend.zeros(capacity, dtype=np.int64)
+        self.hyper = backend.zeros(2, dtype=np.float64)
+        self.graphs: dict[int, Any] = {}
+        self.status = "on"
+
+    def running(self) -> contextlib.AbstractContextManager[None]:
+        """The context a run goes in (the capture stream made current)."""
+        return self.runtime.running()
+
+    def step(self, x: Any, y: Any, order: Any, lo: int, hi: int, workspace: ModelWorkspace, stats: Any,
+             progress: float) -> bool:
+        """One optimizer step on rows ``order[lo:hi]`` of ``x``, ``y`` (rows ``lo:hi`` when ``order`` is None),
+        into ``workspace``, adding loss and correct count to ``stats``; False (nothing done) once the graph step
+        is off."""
+        if self.status != "on":
+            return False
+        model, rows = self.model, hi - lo
+        xp = model.backend.xp
+        self.idx[:rows] = order[lo:hi] if order is not None else xp.arange(lo, hi)
+        model.step += 1
+        self.hyper[0], self.hyper[1] = model.optimizer.hyper_values(model.step, progress)
+
+        def run() -> None:
+            self._body(x, y, rows, workspace, stats)
+
+        graph = self.graphs.get(rows)
+        if graph is None:
+            self._first(rows, run, stats)
+        else:
+            self.runtime.launch(graph)
+        return True
+
+    def _body(self, x: Any, y: Any, rows: int, workspace: ModelWorkspace, stats: Any) -> None:
+        """The step as launches whose every input sits at a fixed address: what is captured, and what the check
+        runs eagerly."""
+        model = self.model
+        kernels, buffer, idx = model.backend.kernels, model.buffer, self.idx[:rows]
+        kernels.gather_rows(x, idx, workspace.x)
+        kernels.gather_rows(y, idx, workspace.y)
+        model.compute_gradients(workspace.x, workspace.y, workspace, stats)
+        model.optimizer.update_from_device(kernels, buffer[0], buffer[1], buffer[2:], self.hyper)
+
+    def _values(self, stats: Any) -> list[Any]:
+        """Copies of everything a step changes (on the device, in stream order)."""
+        return [self.model.buffer.copy(), self.model.state.copy(), stats.copy()]
+
+    def _restore(self, values: list[Any], stats: Any) -> None:
+        for target, value in zip((self.model.buffer, self.model.state, stats), values, strict=True):
+            target[...] = value
+
+    def _first(self, rows: int, run: Callable[[], None], stats: Any) -> None:
+        """The first step of batches of ``rows`` rows: eager, then captured and replayed from the same start; the
+        graph is kept when the two agree, else the eager result stands and the graph step is off."""
+        before = self._values(stats)
+        run()
+        eager = self._values(stats)
+        self._restore(before, stats)
+        try:
+            graph = self.runtime.capture(run)
+            self.runtime.launch(graph)
+        except Exception as exc:  # whatever CUDA, CuPy or Numba raise while capturing or replaying
+            self._off(f"capturing the step failed ({one_line(exc)})", eager, stats)
+            return
+        differs = self._difference(eager, self._values(stats))
+        if differs:
+            self._off(f"the captured step disagreed with the eager one ({differs})", eager, stats)
+            return
+        self.graphs[rows] = graph
+
+    def _difference(self, expected: list[Any], got: list[Any]) -> str | None:
+        """Where ``got`` differs from ``expected`` beyond the dtype's tolerance, in a few words, or None."""
+        host = self.model.backend.to_host
+        tolerance = TOLERANCE.get(self.model.dtype, 1e-4)
+        for name, want, have in zip(("parameters and moments", "state", "loss totals"), expected, got, strict=True):
+            want, have = host(want).astype(np.float64), host(have).astype(np.float64)
+            scale = float(np.abs(want).max()) if want.size else 0.0
+            error = float(np.abs(have - want).max()) if want.size else 0.0
+            if not error <= tolerance * max(scale, 1.0):  # NaN differs too
+                return f"{name} off by {error:.3g}"
+        return None
+
+    def _off(self, why: str, eager: list[Any], stats: Any) -> None:
+        """Keep the eager step's results and turn the graph step off, saying so on one line."""
+        self._restore(eager, stats)
+        self.graphs.clear()
+        self.status = f"off ({why})"
+        self.notify(f"CUDA graph step off: {why}; training goes on with eager launches")
+
+
+def graph_step(model: Model, setting: Any, capacity: int, streamed: bool, data_parallel: bool,
+               runtime: Callable[[], GraphRuntime] | None = None) -> tuple[GraphStep | None, str]:
+    """The graph step a run uses for ``setting`` ("auto", "on", "off" or a bool), or None, with its status for
+    results ("on", "off", "off (why)"); ConfigError when "on" cannot be honoured. ``runtime`` makes the CUDA side
+    (default ``CupyGraphs``)."""
+    setting = graph_setting(setting)
+    if setting == "off":
+        return None, "off"
+    problem = graph_problem(model, streamed, data_parallel)
+    if problem is not None:
+        if setting == "on":
+            raise ConfigError(f"graph=on: the training step cannot be a CUDA graph here: {problem}",
+                              hint="use graph auto or off (--graph auto)")
+        return None, f"off ({problem})"
+    step = GraphStep(model, (runtime or CupyGraphs)(), capacity)
+    return step, step.status
