@@ -96,7 +96,7 @@ def rmsprop_update(p, g, sq, buf, avg, d, norm_sq, clip: float, lr: float, alpha
     """PyTorch's RMSprop on g' = s * g + l2 * d * p: sq = alpha * sq + (1 - alpha) g'^2; with ``centered``
     avg = alpha * avg + (1 - alpha) g' and the denominator sqrt(sq - avg^2) + eps, else sqrt(sq) + eps; with
     momentum ``mu`` > 0 buf = mu * buf + g' / denominator and p -= lr * buf, else p -= lr * g' / denominator.
-    ``buf`` and ``avg`` are untouched when unused (they may then be any array)."""
+    ``buf`` and ``avg`` are untouched when unused (then any array: the caller passes an empty one)."""
     xp = array_module(p)
     gr = _regularized_gradient(p, g, d, norm_sq, clip, l2)
     sq *= alpha

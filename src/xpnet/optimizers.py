@@ -261,8 +261,9 @@ class RMSprop(Optimizer):
     def _regularized_step(self, kernels: ModuleType, params: Any, grads: Any, moments: Any, step: int, lr: float,
                           targets: DecayTargets, clip: float) -> None:
         square = moments[0]
-        buffer = moments[1] if self.momentum > 0 else square  # unused rows are never written
-        average = moments[-1] if self.centered else square
+        unused = square[:0]  # an empty row for a buffer the options leave out (never read or written)
+        buffer = moments[1] if self.momentum > 0 else unused
+        average = moments[-1] if self.centered else unused
         kernels.rmsprop_update(params, grads, square, buffer, average, targets.mask, targets.norm_sq, clip, lr,
                                self.alpha, self.eps, self.weight_decay, self.momentum, int(self.centered))
 
