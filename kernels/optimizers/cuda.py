@@ -59,9 +59,12 @@ def adam_update(
 @cuda.jit(device=True)
 def _clip_factor(norm_sq, clip):
     """min(1, clip / (sqrt(norm_sq[0]) + 1e-6)), or 1 when ``clip`` <= 0 (see ``reference._clip_scale``)."""
-    if clip <= 0:
-        return 1.0
-    return min(1.0, clip / (math.sqrt(norm_sq[0]) + 1e-6))
+    scale = 1.0
+    if clip > 0:  # without min(): Numba's CUDA target refuses min(float, float) in a device function
+        scale = clip / (math.sqrt(norm_sq[0]) + 1e-6)
+        if scale > 1.0:
+            scale = 1.0
+    return scale
 
 
 @cuda_kernel(lambda t: void(array(t, 1), array(float64, 1)))
@@ -153,7 +156,7 @@ def _max_norm(w, limit):
         for r in range(rows):
             total += w[r, j] * w[r, j]
         norm = math.sqrt(total)
-        scale = min(norm, limit) / (norm + w.dtype.type(1e-7))
+        scale = (limit if norm > limit else norm) / (norm + w.dtype.type(1e-7))
         for r in range(rows):
             w[r, j] *= scale
 
