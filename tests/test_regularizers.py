@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from xpnet.kernels.cuda_set import CudaKernels
+from xpnet.kernels.sets import CpuKernels, ReferenceKernels
 
 from xpnet.builders import mlp
 from xpnet.errors import ConfigError
-from xpnet.kernels.cuda_set import CudaKernels
-from xpnet.kernels.sets import CpuKernels, ReferenceKernels
 from xpnet.layers import Activation, BatchNorm, Conv2D, Dense, Flatten, Reshape
 from xpnet.losses import get_loss
 from xpnet.model import Model

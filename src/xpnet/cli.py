@@ -84,8 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-norm", type=float, metavar="C",
                        help="after each step, rescale every unit's incoming Dense/Conv2D weights to norm at most C")
     train.add_argument("--recipe", choices=sorted(RECIPES),
-                       help="mnist: a preset model and training settings (explicit flags override them): mlp, cnn "
-                            "or tiny-cnn (under 10,000 parameters); see the README's table")
+                       help="mnist: a preset model and training settings (explicit flags override them): "
+                            + "; ".join(f"{name}: {recipe.summary}" for name, recipe in sorted(RECIPES.items())))
     train.add_argument("--seed", type=int,
                        help="seed for initial weights, shuffling and the validation split (default 0)")
     train.add_argument("--validation-split", type=float, metavar="FRACTION",

@@ -119,7 +119,7 @@ RECIPES: dict[str, Recipe] = {
     "cnn": Recipe("cnn", {**_ONE_CYCLE, "filters": "32,64,128", "hidden": "256", "dropout": 0.3, "shift": 2,
                           "epochs": 12, "optimizer": "adamw", "lr": 3e-3, "weight_decay": 0.05,
                           "label_smoothing": 0.1},
-                  cnn_layers, "3 conv-BN-ReLU-pool stages (32,64,128), 256 units, shifts, AdamW one-cycle, 15 "
+                  cnn_layers, "3 conv-BN-ReLU-pool stages (32,64,128), 256 units, shifts, AdamW one-cycle, 12 "
                               "epochs"),
     "tiny-cnn": Recipe("cnn", {**_ONE_CYCLE, "filters": "8,16,16,16,16", "hidden": "", "dropout": 0.05,
                                "shift": 2, "epochs": 15, "optimizer": "adam", "lr": 1e-2, "weight_decay": None,
