@@ -113,19 +113,19 @@ class Recipe:
 _ONE_CYCLE = {"schedule": "onecycle", "batch_size": 128, "validation_split": 0.0}
 
 RECIPES: dict[str, Recipe] = {
-    "mlp": Recipe("mlp", {**_ONE_CYCLE, "hidden": "1024,1024", "dropout": 0.3, "shift": 2, "epochs": 30,
+    "mlp": Recipe("mlp", {**_ONE_CYCLE, "hidden": "1024,1024", "dropout": 0.3, "shift": 2, "epochs": 50,
                           "optimizer": "adamw", "lr": 2e-3, "weight_decay": 0.05, "label_smoothing": 0.1},
-                  mlp_layers, "784-1024-1024-10 MLP, dropout 0.3, shifts of 2 px, AdamW one-cycle, 30 epochs"),
+                  mlp_layers, "784-1024-1024-10 MLP, dropout 0.3, shifts of 2 px, AdamW one-cycle, 50 epochs"),
     "cnn": Recipe("cnn", {**_ONE_CYCLE, "filters": "32,64,128", "hidden": "256", "dropout": 0.3, "shift": 2,
-                          "epochs": 12, "optimizer": "adamw", "lr": 3e-3, "weight_decay": 0.05,
+                          "epochs": 20, "optimizer": "adamw", "lr": 3e-3, "weight_decay": 0.05,
                           "label_smoothing": 0.1},
-                  cnn_layers, "3 conv-BN-ReLU-pool stages (32,64,128), 256 units, shifts, AdamW one-cycle, 12 "
+                  cnn_layers, "3 conv-BN-ReLU-pool stages (32,64,128), 256 units, shifts, AdamW one-cycle, 20 "
                               "epochs"),
     "tiny-cnn": Recipe("cnn", {**_ONE_CYCLE, "filters": "8,16,16,16,16", "hidden": "", "dropout": 0.05,
-                               "shift": 2, "epochs": 15, "optimizer": "adam", "lr": 1e-2, "weight_decay": None,
+                               "shift": 2, "epochs": 20, "optimizer": "adam", "lr": 1e-2, "weight_decay": None,
                                "label_smoothing": 0.05},
                        tiny_cnn_layers, "5 bias-free conv-BN-ReLU blocks (8,16 | pool | 16,16,16), global average "
-                                        "pooling, under 10k parameters, Adam one-cycle, 15 epochs"),
+                                        "pooling, under 10k parameters, Adam one-cycle, 20 epochs"),
 }
 
 
