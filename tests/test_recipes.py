@@ -147,10 +147,13 @@ def test_the_new_flags_train_save_and_refuse_a_conflicting_resume(tmp_path: Path
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize(("name", "target"), [("mlp", 0.990), ("cnn", 0.996), ("tiny-cnn", 0.994)])
-def test_each_recipe_holds_its_accuracy_target(name: str, target: float, shared_data: Path, capsys) -> None:
-    status, out, err = run(capsys, "train", "mnist", "--recipe", name, "--data-dir", shared_data / "mnist",
-                           "--quiet")
+def test_each_recipe_holds_its_accuracy_target(name: str, target: float, seed: int, shared_data: Path,
+                                               capsys) -> None:
+    """The issue's targets, for two seeds so that the margin is real (each run under 20 minutes on 2 cores)."""
+    status, out, err = run(capsys, "train", "mnist", "--recipe", name, "--seed", str(seed), "--data-dir",
+                           shared_data, "--device", "cpu", "--quiet")
     assert status == 0, err
     accuracy = float(re.search(r"test accuracy ([\d.]+)%", out).group(1)) / 100
     assert accuracy >= target, out
