@@ -104,6 +104,40 @@ def _optimizer(moments: int, *scalars: float, hyper: bool = False) -> Callable[.
     return build
 
 
+def _regularized(moments: int, *scalars: float) -> Callable[..., Workload]:
+    """A regularised update's workload: p, g, ``moments`` moment vectors (kept >= 0), a decay mask of ones, the
+    squared gradient norm (a float64 device scalar), then the scalars (clip first)."""
+
+    def build(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
+        p, g, *extra = _optimizer(moments)(backend, rng, n).args
+        mask, norm_sq = backend.asarray(np.ones(n, np.float32)), backend.asarray(np.array([4.0]))
+        return Workload((p, g, *extra, mask, norm_sq, *scalars), n, (4 + 2 * moments) * p.nbytes)
+
+    return build
+
+
+def _regularized_rmsprop(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
+    """RMSprop, centred with momentum: three moment vectors."""
+    p, g, sq, buf, avg, mask, norm_sq = _regularized(3)(backend, rng, n).args
+    return Workload((p, g, sq, buf, avg, mask, norm_sq, 1.0, 0.01, 0.99, 1e-8, 1e-4, 0.9, 1), n, 10 * p.nbytes)
+
+
+def _squared_norm(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
+    g = _normal(backend, rng, (n,))
+    return Workload((g, backend.zeros(1, dtype=np.float64)), n, g.nbytes)
+
+
+def _max_norm(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
+    w = _normal(backend, rng, (max(1, n // HIDDEN_WIDTH), HIDDEN_WIDTH))
+    return Workload((w, 1.0), w.size, 3 * w.nbytes)  # read twice, written once
+
+
+def _smoothed_loss(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
+    """The softmax cross-entropy workload with label smoothing 0.1."""
+    plain = _classifier_loss(_softmax)(backend, rng, n)
+    return Workload((*plain.args, 0.1), plain.elements, plain.moved)
+
+
 def _gather_rows(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
     rows = max(1, n // MNIST_PIXELS)
     src, out = (_normal(backend, rng, (rows, MNIST_PIXELS)) for _ in range(2))
@@ -229,6 +263,14 @@ CASES: dict[str, tuple[str, Callable[..., Workload]]] = {
     "sgd_update_hyper": ("sgd_update_hyper", _optimizer(0, hyper=True)),
     "momentum_update_hyper": ("momentum_update_hyper", _optimizer(1, 0.9, hyper=True)),
     "adam_update_hyper": ("adam_update_hyper", _optimizer(2, 0.9, 0.999, 1e-8, hyper=True)),
+    "softmax_cross_entropy_smoothed": ("softmax_cross_entropy_smoothed", _smoothed_loss),
+    "squared_norm": ("squared_norm", _squared_norm),
+    "sgd_regularized_update": ("sgd_regularized_update", _regularized(0, 1.0, 0.01, 1e-4)),
+    "momentum_regularized_update": ("momentum_regularized_update", _regularized(1, 1.0, 0.01, 0.9, 1e-4, 1)),
+    "adam_regularized_update": ("adam_regularized_update",
+                                _regularized(2, 1.0, 0.001, 0.9, 0.999, 1e-8, 0.5, 0.0, 1e-5)),
+    "rmsprop_update": ("rmsprop_update", _regularized_rmsprop),
+    "max_norm": ("max_norm", _max_norm),
     "gather_rows": ("gather_rows", _gather_rows),
     "hue_histograms": ("hue_histograms", _hue_images),
     "im2col (3x3, stride 1, pad 1)": ("im2col", _im2col),

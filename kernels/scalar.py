@@ -70,6 +70,21 @@ def cross_entropy_row(z, a, y, i):
     return row
 
 
+def smoothed_cross_entropy_row(z, a, y, i, keep, uniform):
+    """``cross_entropy_row`` against the label-smoothed target keep * y + uniform (keep = 1 - smoothing,
+    uniform = smoothing / m), PyTorch's ``cross_entropy(label_smoothing=)``."""
+    m = z.shape[1]
+    k = 0
+    for j in range(1, m):
+        if a[i, j] > a[i, k]:
+            k = j
+    lse = z[i, k] - math.log(a[i, k])
+    row = 0.0
+    for j in range(m):
+        row += (keep * y[i, j] + uniform) * (lse - z[i, j])
+    return row
+
+
 # --- dropout's counter-based hash -----------------------------------------------------------------------------
 # MurmurHash3 (x86, 32-bit) over the words (seed, step, flat index), on uint64 values that always hold 32 bits:
 # every product is of two 32-bit numbers, so no step ever overflows 64 bits. That makes one definition exact

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..numba_cpu import jit
-from ..scalar import binary_cross_entropy, cross_entropy_row, row_correct
+from ..scalar import binary_cross_entropy, cross_entropy_row, row_correct, smoothed_cross_entropy_row
 
 _row_correct = jit(inline="always")(row_correct)
 _binary_cross_entropy = jit(inline="always")(binary_cross_entropy)
@@ -58,4 +58,26 @@ def squared_error(a, y, da, stats, grad_scale: float, loss_scale: float) -> None
             loss += diff * diff
         correct += _row_correct(a, y, i)
     stats[0] += loss_scale * loss
+    stats[1] += correct
+
+
+_smoothed_cross_entropy_row = jit(inline="always")(smoothed_cross_entropy_row)
+
+
+@jit
+def softmax_cross_entropy_smoothed(z, a, y, dz, stats, smoothing: float) -> None:
+    """Softmax + cross-entropy against the target t = (1 - smoothing) * y + smoothing / m: dz = (a - t) / n."""
+    n, m = z.shape
+    t = z.dtype.type
+    inv_n = t(1.0 / n)
+    keep = t(1.0 - smoothing)
+    uniform = t(smoothing / m)
+    loss = 0.0
+    correct = 0.0
+    for i in range(n):
+        for j in range(m):
+            dz[i, j] = (a[i, j] - (keep * y[i, j] + uniform)) * inv_n
+        loss += _smoothed_cross_entropy_row(z, a, y, i, keep, uniform)
+        correct += _row_correct(a, y, i)
+    stats[0] += loss
     stats[1] += correct

@@ -7,11 +7,12 @@ import numpy as np
 from numba import cuda, float64, void
 
 from ..numba_cuda import array, cuda_kernel, require
-from ..scalar import binary_cross_entropy, cross_entropy_row, row_correct
+from ..scalar import binary_cross_entropy, cross_entropy_row, row_correct, smoothed_cross_entropy_row
 
 _row_correct = cuda.jit(device=True)(row_correct)
 _binary_cross_entropy = cuda.jit(device=True)(binary_cross_entropy)
 _cross_entropy_row = cuda.jit(device=True)(cross_entropy_row)
+_smoothed_cross_entropy_row = cuda.jit(device=True)(smoothed_cross_entropy_row)
 
 
 @cuda_kernel(lambda t: void(array(t, 2), array(t, 2), array(t, 2), array(t, 2), array(float64, 1), t))
@@ -25,6 +26,23 @@ def _softmax_cross_entropy(z, a, y, dz, stats, n_t):
         for j in range(m):
             dz[i, j] = (a[i, j] - y[i, j]) / n_t
         loss += _cross_entropy_row(z, a, y, i)
+        correct += _row_correct(a, y, i)
+    if first < n:
+        cuda.atomic.add(stats, 0, loss)
+        cuda.atomic.add(stats, 1, correct)
+
+
+@cuda_kernel(lambda t: void(array(t, 2), array(t, 2), array(t, 2), array(t, 2), array(float64, 1), t, t, t))
+def _softmax_cross_entropy_smoothed(z, a, y, dz, stats, n_t, keep, uniform):
+    """One thread per row: dz = (a - t) / n for the smoothed target t = keep * y + uniform; loss; correct count."""
+    n, m = z.shape
+    first = cuda.grid(1)
+    loss = 0.0
+    correct = 0.0
+    for i in range(first, n, cuda.gridsize(1)):
+        for j in range(m):
+            dz[i, j] = (a[i, j] - (keep * y[i, j] + uniform)) / n_t
+        loss += _smoothed_cross_entropy_row(z, a, y, i, keep, uniform)
         correct += _row_correct(a, y, i)
     if first < n:
         cuda.atomic.add(stats, 0, loss)
@@ -89,3 +107,10 @@ def squared_error(a, y, da, stats, grad_scale: float, loss_scale: float) -> None
     """da = grad_scale * (a - y); per-sample loss = loss_scale * sum_j (a - y)^2."""
     require("squared_error", "stats", stats, np.float64)
     _squared_error.launch(a.shape[0], (a, y, da), (grad_scale, loss_scale), stats)
+
+
+def softmax_cross_entropy_smoothed(z, a, y, dz, stats, smoothing: float) -> None:
+    """Softmax + cross-entropy against the target t = (1 - smoothing) * y + smoothing / m: dz = (a - t) / n."""
+    require("softmax_cross_entropy_smoothed", "stats", stats, np.float64)
+    scalars = (z.shape[0], 1.0 - smoothing, smoothing / z.shape[1])
+    _softmax_cross_entropy_smoothed.launch(z.shape[0], (z, a, y, dz), scalars, stats)

@@ -46,3 +46,18 @@ def squared_error(a, y, da, stats, grad_scale: float, loss_scale: float) -> None
     da[...] = grad_scale * diff
     stats[0] += loss_scale * (diff * diff).sum()
     stats[1] += _correct(xp, a, y)
+
+
+@kernel()
+def softmax_cross_entropy_smoothed(z, a, y, dz, stats, smoothing: float) -> None:
+    """``softmax_cross_entropy`` against the label-smoothed target t = (1 - smoothing) * y + smoothing / m (as
+    PyTorch's ``cross_entropy(label_smoothing=)``): dz = (a - t) / n; the loss is the smoothed one, the correct
+    count is against ``y``."""
+    xp = array_module(z)
+    n, m = z.shape
+    target = (1 - smoothing) * y + smoothing / m
+    shifted = z - z.max(axis=1, keepdims=True)
+    log_probs = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+    dz[...] = (a - target) / n
+    stats[0] += -(target * log_probs).sum()
+    stats[1] += _correct(xp, a, y)

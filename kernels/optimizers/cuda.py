@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import cuda, float64, void
+from numba import cuda, float64, int32, void
 
-from ..numba_cuda import array, cuda_kernel, require
+from ..numba_cuda import THREADS_PER_BLOCK, array, cuda_kernel, require
 
 
 @cuda_kernel(lambda t: void(array(t, 1), array(t, 1), t))
@@ -51,6 +51,155 @@ def adam_update(
     """Adam in one pass: see ``reference.adam_update`` for the meaning of the scalars."""
     scalars = (step_size, beta1, beta2, 1.0 - beta1, 1.0 - beta2, eps, 1.0 / bc2_sqrt)
     _adam.launch(p.shape[0], (p, g, m, v), scalars)
+
+
+# --- regularised updates: decay mask d, global-norm clipping from the device scalar norm_sq ------------------------
+
+
+@cuda.jit(device=True)
+def _clip_factor(norm_sq, clip):
+    """min(1, clip / (sqrt(norm_sq[0]) + 1e-6)), or 1 when ``clip`` <= 0 (see ``reference._clip_scale``)."""
+    scale = 1.0
+    if clip > 0:  # without min(): Numba's CUDA target refuses min(float, float) in a device function
+        scale = clip / (math.sqrt(norm_sq[0]) + 1e-6)
+        if scale > 1.0:
+            scale = 1.0
+    return scale
+
+
+@cuda_kernel(lambda t: void(array(t, 1), array(float64, 1)))
+def _squared_norm(g, out):
+    """Grid-strided partial sums, reduced in each block's shared memory; one float64 atomic add per block."""
+    partial = cuda.shared.array(THREADS_PER_BLOCK, float64)
+    tid = cuda.threadIdx.x
+    total = 0.0
+    for i in range(cuda.grid(1), g.shape[0], cuda.gridsize(1)):
+        total += g[i] * g[i]
+    partial[tid] = total
+    cuda.syncthreads()
+    width = THREADS_PER_BLOCK // 2
+    while width > 0:
+        if tid < width:
+            partial[tid] += partial[tid + width]
+        cuda.syncthreads()
+        width //= 2
+    if tid == 0:
+        cuda.atomic.add(out, 0, partial[0])
+
+
+@cuda_kernel(lambda t: void(array(t, 1), array(t, 1), array(t, 1), array(float64, 1), t, t, t))
+def _sgd_regularized(p, g, d, norm_sq, clip, lr, l2):
+    s = p.dtype.type(_clip_factor(norm_sq, clip))
+    for i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
+        p[i] -= lr * (s * g[i] + l2 * d[i] * p[i])
+
+
+@cuda_kernel(lambda t: void(array(t, 1), array(t, 1), array(t, 1), array(t, 1), array(float64, 1), t, t, t, t,
+                            int32))
+def _momentum_regularized(p, g, v, d, norm_sq, clip, lr, mu, l2, nesterov):
+    s = p.dtype.type(_clip_factor(norm_sq, clip))
+    for i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
+        gi = s * g[i] + l2 * d[i] * p[i]
+        vi = mu * v[i] + gi
+        v[i] = vi
+        if nesterov:
+            p[i] -= lr * (gi + mu * vi)
+        else:
+            p[i] -= lr * vi
+
+
+@cuda_kernel(lambda t: void(array(t, 1), array(t, 1), array(t, 1), array(t, 1), array(t, 1), array(float64, 1),
+                            t, t, t, t, t, t, t, t, t, t))
+def _adam_regularized(p, g, m, v, d, norm_sq, clip, step_size, beta1, beta2, one_minus_beta1, one_minus_beta2, eps,
+                      inv_bc2, l2, decay):
+    s = p.dtype.type(_clip_factor(norm_sq, clip))
+    one = p.dtype.type(1.0)
+    for i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
+        pi = p[i]
+        gi = s * g[i] + l2 * d[i] * pi
+        pi *= one - decay * d[i]
+        mi = beta1 * m[i] + one_minus_beta1 * gi
+        vi = beta2 * v[i] + one_minus_beta2 * gi * gi
+        m[i] = mi
+        v[i] = vi
+        p[i] = pi - step_size * mi / (math.sqrt(vi) * inv_bc2 + eps)
+
+
+@cuda_kernel(lambda t: void(array(t, 1), array(t, 1), array(t, 1), array(t, 1), array(t, 1), array(t, 1),
+                            array(float64, 1), t, t, t, t, t, t, t, int32))
+def _rmsprop(p, g, sq, buf, avg, d, norm_sq, clip, lr, alpha, one_minus_alpha, eps, l2, mu, centered):
+    s = p.dtype.type(_clip_factor(norm_sq, clip))
+    for i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
+        gi = s * g[i] + l2 * d[i] * p[i]
+        si = alpha * sq[i] + one_minus_alpha * gi * gi
+        sq[i] = si
+        if centered:
+            ai = alpha * avg[i] + one_minus_alpha * gi
+            avg[i] = ai
+            den = math.sqrt(si - ai * ai) + eps
+        else:
+            den = math.sqrt(si) + eps
+        if mu > 0:
+            bi = mu * buf[i] + gi / den
+            buf[i] = bi
+            p[i] -= lr * bi
+        else:
+            p[i] -= lr * gi / den
+
+
+@cuda_kernel(lambda t: void(array(t, 2), t))
+def _max_norm(w, limit):
+    """One thread per unit (column)."""
+    rows, units = w.shape
+    for j in range(cuda.grid(1), units, cuda.gridsize(1)):
+        total = w.dtype.type(0.0)
+        for r in range(rows):
+            total += w[r, j] * w[r, j]
+        norm = math.sqrt(total)
+        scale = (limit if norm > limit else norm) / (norm + w.dtype.type(1e-7))
+        for r in range(rows):
+            w[r, j] *= scale
+
+
+def squared_norm(g, out) -> None:
+    """out[0] = sum(g ** 2), accumulated in float64."""
+    require("squared_norm", "out", out, np.float64)
+    out[0] = 0.0
+    _squared_norm.launch(g.shape[0], (g,), (), out)
+
+
+def sgd_regularized_update(p, g, d, norm_sq, clip: float, lr: float, l2: float) -> None:
+    """See ``reference.sgd_regularized_update``."""
+    require("sgd_regularized_update", "norm_sq", norm_sq, np.float64)
+    _sgd_regularized.launch(p.shape[0], (p, g, d), (clip, lr, l2), norm_sq)
+
+
+def momentum_regularized_update(p, g, v, d, norm_sq, clip: float, lr: float, mu: float, l2: float,
+                                nesterov: int) -> None:
+    """See ``reference.momentum_regularized_update``."""
+    require("momentum_regularized_update", "norm_sq", norm_sq, np.float64)
+    _momentum_regularized.launch(p.shape[0], (p, g, v, d), (clip, lr, mu, l2, int(nesterov)), norm_sq)
+
+
+def adam_regularized_update(p, g, m, v, d, norm_sq, clip: float, step_size: float, beta1: float, beta2: float,
+                            eps: float, bc2_sqrt: float, l2: float, decay: float) -> None:
+    """See ``reference.adam_regularized_update``."""
+    require("adam_regularized_update", "norm_sq", norm_sq, np.float64)
+    scalars = (clip, step_size, beta1, beta2, 1.0 - beta1, 1.0 - beta2, eps, 1.0 / bc2_sqrt, l2, decay)
+    _adam_regularized.launch(p.shape[0], (p, g, m, v, d), scalars, norm_sq)
+
+
+def rmsprop_update(p, g, sq, buf, avg, d, norm_sq, clip: float, lr: float, alpha: float, eps: float, l2: float,
+                   mu: float, centered: int) -> None:
+    """See ``reference.rmsprop_update``."""
+    require("rmsprop_update", "norm_sq", norm_sq, np.float64)
+    scalars = (clip, lr, alpha, 1.0 - alpha, eps, l2, mu, int(centered))
+    _rmsprop.launch(p.shape[0], (p, g, sq, buf, avg, d), scalars, norm_sq)
+
+
+def max_norm(w, limit: float) -> None:
+    """Keras's MaxNorm on a (fan_in, units) matrix: column j scaled by min(norm, limit) / (norm + 1e-7)."""
+    _max_norm.launch(w.shape[1], (w,), (limit,))
 
 
 @cuda_kernel(lambda t: void(array(t, 1), array(t, 1), array(float64, 1)))

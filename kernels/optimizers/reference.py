@@ -57,3 +57,90 @@ def sgd_update_hyper(p, g, hyper) -> None:
 def momentum_update_hyper(p, g, v, hyper, mu: float) -> None:
     """``momentum_update`` with the learning rate read from ``hyper[0]`` (float64 ``[lr, step]``)."""
     momentum_update(p, g, v, hyper[0].astype(p.dtype), mu)
+def _clip_scale(xp, norm_sq, clip: float):
+    """The factor global-norm clipping scales the gradient by: min(1, clip / (norm + 1e-6)) as PyTorch's
+    ``clip_grad_norm_``, ``norm_sq[0]`` the squared norm (a device scalar, never read back); 1 when ``clip`` <= 0."""
+    if clip <= 0:
+        return 1.0
+    return xp.minimum(1.0, clip / (xp.sqrt(norm_sq[0]) + 1e-6))
+
+
+def _regularized_gradient(p, g, d, norm_sq, clip: float, l2: float):
+    """The gradient an update uses: clipped (``_clip_scale``), plus the L2 term ``l2 * d * p`` (``d`` the decay
+    mask: 1 for the weights that decay, 0 for the rest)."""
+    xp = array_module(p)
+    scale = _clip_scale(xp, norm_sq, clip)
+    return (g * scale).astype(p.dtype, copy=False) + l2 * d * p
+
+
+@kernel()
+def squared_norm(g, out) -> None:
+    """out[0] = sum(g ** 2), accumulated in out's float64: the squared global norm that clipping reads."""
+    xp = array_module(g)
+    out[0] = xp.sum(xp.square(g.astype(xp.float64)))
+
+
+@kernel()
+def sgd_regularized_update(p, g, d, norm_sq, clip: float, lr: float, l2: float) -> None:
+    """p -= lr * (s * g + l2 * d * p), s the clipping factor (``_clip_scale``), ``d`` the decay mask."""
+    p -= lr * _regularized_gradient(p, g, d, norm_sq, clip, l2)
+
+
+@kernel()
+def momentum_regularized_update(p, g, v, d, norm_sq, clip: float, lr: float, mu: float, l2: float,
+                                nesterov: int) -> None:
+    """PyTorch's SGD with momentum (dampening 0): g' = s * g + l2 * d * p; v = mu * v + g'; p -= lr * v, or with
+    ``nesterov`` p -= lr * (g' + mu * v)."""
+    gr = _regularized_gradient(p, g, d, norm_sq, clip, l2)
+    v *= mu
+    v += gr
+    p -= lr * (gr + mu * v) if nesterov else lr * v
+
+
+@kernel()
+def adam_regularized_update(p, g, m, v, d, norm_sq, clip: float, step_size: float, beta1: float, beta2: float,
+                            eps: float, bc2_sqrt: float, l2: float, decay: float) -> None:
+    """Adam (``adam_update``) on the clipped gradient plus the L2 term ``l2 * d * p`` (PyTorch's Adam
+    weight_decay), after the decoupled decay p *= 1 - decay * d (AdamW: decay = lr * weight_decay)."""
+    xp = array_module(p)
+    gr = _regularized_gradient(p, g, d, norm_sq, clip, l2)
+    p *= 1 - decay * d
+    m *= beta1
+    m += (1 - beta1) * gr
+    v *= beta2
+    v += (1 - beta2) * gr * gr
+    p -= step_size * m / (xp.sqrt(v) / bc2_sqrt + eps)
+
+
+@kernel()
+def rmsprop_update(p, g, sq, buf, avg, d, norm_sq, clip: float, lr: float, alpha: float, eps: float, l2: float,
+                   mu: float, centered: int) -> None:
+    """PyTorch's RMSprop on g' = s * g + l2 * d * p: sq = alpha * sq + (1 - alpha) g'^2; with ``centered``
+    avg = alpha * avg + (1 - alpha) g' and the denominator sqrt(sq - avg^2) + eps, else sqrt(sq) + eps; with
+    momentum ``mu`` > 0 buf = mu * buf + g' / denominator and p -= lr * buf, else p -= lr * g' / denominator.
+    ``buf`` and ``avg`` are untouched when unused (then any array: the caller passes an empty one)."""
+    xp = array_module(p)
+    gr = _regularized_gradient(p, g, d, norm_sq, clip, l2)
+    sq *= alpha
+    sq += (1 - alpha) * gr * gr
+    if centered:
+        avg *= alpha
+        avg += (1 - alpha) * gr
+        denominator = xp.sqrt(sq - avg * avg) + eps
+    else:
+        denominator = xp.sqrt(sq) + eps
+    if mu > 0:
+        buf *= mu
+        buf += gr / denominator
+        p -= lr * buf
+    else:
+        p -= lr * gr / denominator
+
+
+@kernel()
+def max_norm(w, limit: float) -> None:
+    """Keras's MaxNorm on a (fan_in, units) weight matrix: each unit's column w[:, j] scaled by
+    min(norm, limit) / (norm + 1e-7), norm its Euclidean norm."""
+    xp = array_module(w)
+    norms = xp.sqrt((w * w).sum(axis=0))
+    w *= xp.minimum(norms, limit) / (norms + 1e-7)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import math
 import os
 import sys
 import warnings
@@ -25,6 +26,8 @@ from xpnet.errors import ConfigError, DataError, XpnetError
 from xpnet.graph_step import GRAPH_SETTINGS
 from xpnet.kernels import ACTIVATIONS, KERNEL_SETS
 from xpnet.optimizers import OPTIMIZERS
+from xpnet.recipes import RECIPES, get_recipe
+from xpnet.schedules import SCHEDULE_FLAGS
 from xpnet.tasks import MODEL_KINDS, TASKS, Task, sizes, task_of
 
 
@@ -68,9 +71,25 @@ def build_parser() -> argparse.ArgumentParser:
                        help="hidden activation (default relu)")
     train.add_argument("--optimizer", choices=OPTIMIZERS, help="default adam")
     train.add_argument("--lr", type=float, help="learning rate (default 0.001)")
-    train.add_argument("--schedule", choices=["cosine", "constant"],
-                       help="learning rate over the run: cosine decay from --lr to 0, step by step (default), or "
-                            "constant")
+    train.add_argument("--schedule", choices=SCHEDULE_FLAGS,
+                       help="learning rate over the run, step by step: cosine decay from --lr to 0 (default), "
+                            "onecycle (PyTorch's OneCycleLR, --lr the peak), step (x0.1 every third of the run), "
+                            "exponential (to 1%% of --lr at the end) or constant")
+    train.add_argument("--warmup", type=int, metavar="EPOCHS",
+                       help="raise the rate linearly from 0 over the first EPOCHS, then follow --schedule over the "
+                            "rest")
+    train.add_argument("--weight-decay", type=float, metavar="W",
+                       help="weight decay of the Dense and Conv2D kernels (not biases or BatchNorm): L2 for sgd, "
+                            "momentum, nesterov, adam and rmsprop, decoupled for adamw (default 0; adamw 0.01)")
+    train.add_argument("--label-smoothing", type=float, metavar="S",
+                       help="train against (1 - S) * one-hot + S / classes (default 0)")
+    train.add_argument("--clip-norm", type=float, metavar="C",
+                       help="scale each step's gradient to a global norm of at most C (default: no clipping)")
+    train.add_argument("--max-norm", type=float, metavar="C",
+                       help="after each step, rescale every unit's incoming Dense/Conv2D weights to norm at most C")
+    train.add_argument("--recipe", choices=sorted(RECIPES),
+                       help="mnist: a preset model and training settings (explicit flags override them): "
+                            + "; ".join(f"{name}: {recipe.summary}" for name, recipe in sorted(RECIPES.items())))
     train.add_argument("--seed", type=int,
                        help="seed for initial weights, shuffling and the validation split (default 0)")
     train.add_argument("--validation-split", type=float, metavar="FRACTION",
@@ -139,22 +158,24 @@ def _check_job_options(args: argparse.Namespace) -> Task:
     return task
 
 
-RUN_DEFAULTS = {"model": "mlp", "seed": 0, "schedule": "cosine", "patience": None}
+RUN_DEFAULTS = {"model": "mlp", "seed": 0, "schedule": "cosine", "patience": None, "recipe": None,
+                "weight_decay": None, "label_smoothing": 0.0, "clip_norm": None, "max_norm": None, "warmup": 0}
 """The settings of every task whose flags have no per-task default."""
 
 
 def _settings(args: argparse.Namespace) -> tuple[dict[str, Any], set[str]]:
     """The run's settings (the flags given, the task's defaults for the rest) and the names of those given."""
     task = _check_job_options(args)
-    model = args.model or RUN_DEFAULTS["model"]
+    recipe = None if args.recipe is None else _recipe(args)
+    model = recipe.model if recipe else args.model or RUN_DEFAULTS["model"]
     defaults = task.defaults.get(model)
     if defaults is None:
         raise ConfigError(f"xpnet train {args.task} has no --model {model} (it learns from hue histograms, not "
                           f"images); use --model {' or '.join(task.defaults)}")
+    defaults = {**defaults, **RUN_DEFAULTS, **(recipe.settings if recipe else {})}
     for flag in ("filters", "shift"):
         if getattr(args, flag) is not None and flag not in defaults:
             raise ConfigError(f"--{flag} applies to --model cnn only")
-    defaults = {**defaults, **RUN_DEFAULTS}
     given = {key for key in defaults if getattr(args, key) is not None}
     settings = {key: getattr(args, key) if key in given else value for key, value in defaults.items()}
     sizes(settings["hidden"], "--hidden")
@@ -175,9 +196,32 @@ def _settings(args: argparse.Namespace) -> tuple[dict[str, Any], set[str]]:
             raise ConfigError(f"--patience {settings['patience']}: must be 0 or more epochs")
         if not settings["validation_split"]:
             raise ConfigError("--patience watches the validation loss: give a --validation-split above 0")
+    _check_training_options(settings)
     settings["batch_size"] = settings["batch_size"] or None
     settings["task"] = args.task
     return settings, given
+
+
+def _recipe(args: argparse.Namespace) -> Any:
+    """The ``--recipe`` asked for; ConfigError for a job other than mnist or a --model that contradicts it."""
+    recipe = get_recipe(args.recipe)
+    if args.task != "mnist":
+        raise ConfigError(f"--recipe applies to xpnet train mnist, not {args.task}")
+    if args.model is not None and args.model != recipe.model:
+        raise ConfigError(f"--recipe {args.recipe} trains a --model {recipe.model}; leave --model out")
+    return recipe
+
+
+def _check_training_options(settings: dict[str, Any]) -> None:
+    """ConfigError naming the first regularisation or schedule flag out of range."""
+    checks = (("weight_decay", lambda v: v >= 0, "must be 0 or more"),
+              ("label_smoothing", lambda v: 0 <= v < 1, "must be in [0, 1)"),
+              ("clip_norm", lambda v: v > 0, "must be positive"), ("max_norm", lambda v: v > 0, "must be positive"),
+              ("warmup", lambda v: 0 <= v <= settings["epochs"], f"must be 0 to --epochs ({settings['epochs']})"))
+    for key, valid, rule in checks:
+        value = settings[key]
+        if value is not None and not (math.isfinite(value) and valid(value)):
+            raise ConfigError(f"--{key.replace('_', '-')} {value}: {rule}")
 
 
 def _check_output_path(flag: str, name: str, is_folder: bool) -> None:

@@ -27,7 +27,6 @@ import numpy as np
 
 from xpnet.backend_base import one_line
 from xpnet.errors import ConfigError
-from xpnet.optimizers import Optimizer
 
 if TYPE_CHECKING:
     from xpnet.model import Model, ModelWorkspace
@@ -112,8 +111,8 @@ def graph_problem(model: Model, streamed: bool, data_parallel: bool) -> str | No
     drawing = [layer.type_name for layer in model.layers if layer.uses_step]
     if drawing:
         return f"{', '.join(drawing)} draws new random numbers every step"
-    if type(model.optimizer).update_from_device is Optimizer.update_from_device:
-        return f"optimizer {model.optimizer.name} has no update reading its rate from device memory"
+    if not model.optimizer.reads_rate_from_device:
+        return f"{model.optimizer.describe()} has no update reading its rate from device memory"
     return None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
+from xpnet.checks import is_finite_number
 from xpnet.errors import ConfigError
 from xpnet.kernels import ACTIVATIONS, SIGMOID, SOFTMAX
 
@@ -39,6 +40,10 @@ class Loss:
         """The quantity whose gradient ``gradient`` computes, from the accumulated per-sample losses: the mean."""
         return loss_sum / n
 
+    def config(self) -> str | dict[str, Any]:
+        """What a saved model records: the name (a dict with the options, for a loss that has any set)."""
+        return self.name
+
 
 class FusedLoss(Loss):
     """A loss computed together with its output activation by the kernel named ``kernel``: dz = (a - y) / size."""
@@ -50,11 +55,27 @@ class FusedLoss(Loss):
 
 
 class CategoricalCrossEntropy(FusedLoss):
-    """Softmax + categorical cross-entropy, fused: dz = (a - y) / n."""
+    """Softmax + categorical cross-entropy, fused: dz = (a - y) / n. With ``label_smoothing`` s the target is
+    (1 - s) * y + s / classes, as PyTorch's ``cross_entropy(label_smoothing=s)`` (the reported loss is the
+    smoothed one; accuracy is against the true labels)."""
 
     name = "categorical_crossentropy"
     needs_activation = SOFTMAX
     kernel = "softmax_cross_entropy"
+
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        if not is_finite_number(label_smoothing) or not 0 <= label_smoothing < 1:
+            raise ConfigError(f"label_smoothing must be a number in [0, 1), got {label_smoothing!r}")
+        self.label_smoothing = float(label_smoothing)
+
+    def gradient(self, kernels: ModuleType, z: Any, a: Any, y: Any, delta: Any, stats: Any) -> None:
+        if self.label_smoothing:
+            kernels.softmax_cross_entropy_smoothed(z, a, y, delta, stats, self.label_smoothing)
+        else:
+            kernels.softmax_cross_entropy(z, a, y, delta, stats)
+
+    def config(self) -> str | dict[str, Any]:
+        return {"name": self.name, "label_smoothing": self.label_smoothing} if self.label_smoothing else self.name
 
 
 class BinaryCrossEntropy(FusedLoss):
@@ -91,11 +112,18 @@ class SumSquaredError(Loss):
 _CLASSES = {cls.name: cls for cls in (CategoricalCrossEntropy, BinaryCrossEntropy, MeanSquaredError, SumSquaredError)}
 
 
-def get_loss(loss: str | Loss) -> Loss:
-    """A Loss from its name (or alias cce/bce), or the instance itself."""
+def get_loss(loss: str | dict[str, Any] | Loss, **options: Any) -> Loss:
+    """A Loss from its name (or alias cce/bce) with keyword ``options`` (``label_smoothing=0.1`` for categorical
+    cross-entropy), a saved config dict (``{"name": ..., "label_smoothing": 0.1}``), or the instance itself."""
     if isinstance(loss, Loss):
         return loss
+    if isinstance(loss, dict):
+        options = {**{k: v for k, v in loss.items() if k != "name"}, **options}
+        loss = loss.get("name", "")
     name = ALIASES.get(str(loss).lower(), str(loss).lower())
     if name not in _CLASSES:
         raise ConfigError(f"unknown loss {loss!r}; use one of {', '.join(LOSSES)} (or cce, bce)")
-    return _CLASSES[name]()
+    try:
+        return _CLASSES[name](**options)
+    except TypeError as exc:
+        raise ConfigError(f"bad options for loss {name!r}: {exc}") from None

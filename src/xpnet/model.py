@@ -24,7 +24,7 @@ from xpnet.backend import Backend, get_backend
 from xpnet.errors import ConfigError
 from xpnet.layers.base import Layer, Phase, Shape, Workspace, as_shape, describe_shape
 from xpnet.losses import Loss, get_loss
-from xpnet.optimizers import Optimizer, get_optimizer
+from xpnet.optimizers import DecayTargets, Optimizer, get_optimizer
 from xpnet.trainer import Callback, ChunkedData, FitOptions, History, StopFlag, Trainer, TrainingPosition
 
 if TYPE_CHECKING:
@@ -184,18 +184,25 @@ class Model:
         self.buffer = backend.zeros((2 + self.optimizer.slots, self.parameter_count))
         self.state = backend.zeros(self.state_count)
         offset, state_offset = 0, 0
+        mask, weights = np.zeros(self.parameter_count), []
         for layer in self.layers:
             params, grads, state = {}, {}, {}
             for name, shape in layer.parameter_shapes().items():
                 size = math.prod(shape)
                 params[name] = self.buffer[0, offset : offset + size].reshape(shape)
                 grads[name] = self.buffer[1, offset : offset + size].reshape(shape)
+                if name in layer.decayed:
+                    mask[offset : offset + size] = 1.0
+                    weights.append(params[name])
                 offset += size
             for name, shape in layer.state_shapes().items():
                 size = math.prod(shape)
                 state[name] = self.state[state_offset : state_offset + size].reshape(shape)
                 state_offset += size
             layer.bind(backend, params, grads, state)
+        self.decay_targets = DecayTargets(backend.asarray(mask, dtype=self.dtype), weights,
+                                          backend.zeros(1, dtype=np.float64))
+        """What the optimizer's weight decay, clipping and max-norm act on (Dense and Conv2D kernels only)."""
 
     def _initialize(self) -> None:
         """Initial parameters and state, drawn layer by layer from the backend's seeded host generator."""
@@ -323,7 +330,7 @@ class Model:
             reduce(self.buffer[1])
         self.step += 1
         self.optimizer.update(self.backend.kernels, self.buffer[0], self.buffer[1], self.buffer[2:], self.step,
-                              progress)
+                              progress, self.decay_targets)
 
     # ------------------------------------------------------------------------------------------------ public
     def fit(
@@ -438,7 +445,7 @@ class Model:
         return {
             "input_shape": list(self.input_shape),
             "layers": [layer.config() for layer in self.layers],
-            "loss": self.loss.name,
+            "loss": self.loss.config(),
             "optimizer": self.optimizer.config(),
             "dtype": self.dtype.name,
             "class_names": self.class_names,

@@ -4,6 +4,7 @@ after every epoch, ``--resume`` from the newest one, a clean Ctrl-C, and the fin
 
 from __future__ import annotations
 
+import math
 import signal
 import sys
 import time
@@ -19,9 +20,9 @@ from xpnet.checkpoint import Checkpoint, checkpoint_path, describe_position, lat
 from xpnet.distributed import Communicator, launched_rank
 from xpnet.errors import ConfigError, TrainingError, XpnetError
 from xpnet.model import Model
-from xpnet.schedules import Cosine, Schedule
+from xpnet.schedules import Cosine, Exponential, OneCycle, Schedule, StepDecay, Warmup
 from xpnet.tasks import ADDED_SETTINGS, TaskData, validation_split
-from xpnet.trainer import History, StopFlag
+from xpnet.trainer import ChunkedData, History, StopFlag
 
 INTERRUPTED_EXIT = 130
 
@@ -86,9 +87,29 @@ def early_stopping(patience: int | None, model: Model, history: History) -> Earl
     return stopper
 
 
-def schedule(settings: dict[str, Any]) -> Schedule | None:
-    """The ``--schedule`` of a run's settings over its ``epochs`` (None: a constant rate)."""
-    return Cosine(settings["epochs"]) if settings.get("schedule") == "cosine" else None
+def schedule(settings: dict[str, Any], steps_per_epoch: int) -> Schedule | None:
+    """The ``--schedule`` of a run's settings over its ``epochs`` of ``steps_per_epoch`` steps, after a linear
+    ``--warmup`` over its first epochs when it has one (None: a constant rate). Step decay multiplies the rate by
+    0.1 after every third of the epochs after the warm-up, exponential decay reaches 1% of it at the end."""
+    name, warmup = settings.get("schedule"), settings.get("warmup") or 0
+    span = max(settings["epochs"] - warmup, 0)
+    main: Schedule | None = None
+    if name == "cosine":
+        main = Cosine(span)
+    elif name == "onecycle":
+        main = OneCycle(max(span, 1), steps_per_epoch if max(span, 1) * steps_per_epoch > 1 else 2)
+    elif name == "step":
+        main = StepDecay(max(1, span // 3))
+    elif name == "exponential":
+        main = Exponential(0.01 ** (1 / max(span, 1)))
+    return Warmup(warmup, main) if warmup else main
+
+
+def steps_per_epoch(x: Any, batch_size: int | None) -> int:
+    """The steps of an epoch over ``x`` (arrays or streamed chunks) in batches of ``batch_size`` (None: full)."""
+    lengths = list(x.chunk_lengths) if isinstance(x, ChunkedData) else [len(x)]
+    batch = min(batch_size or sum(lengths), sum(lengths))
+    return sum(math.ceil(length / batch) for length in lengths)
 
 
 def run_training(
@@ -175,9 +196,9 @@ def run_training(
     optimizer = model.optimizer
     # the settings' rate is the base rate (a checkpoint before format 3 saved the last step's decayed one)
     optimizer.lr = settings.get("lr", optimizer.lr)
-    optimizer.schedule = schedule(settings)
     writer = checkpoint_dir is not None and (communicator is None or communicator.rank == 0)
     x_train, y_train, validation = validation_split(task, settings.get("validation_split") or 0.0, settings["seed"])
+    optimizer.schedule = schedule(settings, steps_per_epoch(x_train, settings["batch_size"]))
     stopped_before = stopper.stopped_epoch if stopper else 0
     started = time.perf_counter()
     stop = StopFlag()

@@ -34,6 +34,11 @@ def _one_hot(rng: np.random.Generator, dtype: Any, n: int, m: int) -> np.ndarray
     return np.eye(m, dtype=dtype)[rng.integers(0, m, n)]
 
 
+def _mask(rng: np.random.Generator, dtype: Any, n: int) -> np.ndarray:
+    """A decay mask: 1 for the parameters that decay, 0 for the rest."""
+    return (rng.random(n) < 0.6).astype(dtype)
+
+
 def _empty(dtype: Any, *shape: int) -> np.ndarray:
     return np.full(shape, np.nan, dtype)
 
@@ -79,6 +84,22 @@ CASES: dict[str, Callable[[np.random.Generator, Any], Case]] = {
     "adam_update_hyper": lambda rng, dtype: (
         [_normal(rng, dtype, 9), _normal(rng, dtype, 9), _normal(rng, dtype, 9), _positive(rng, dtype, 9),
          np.array([0.01, 3.0]), 0.9, 0.999, 1e-8], (0, 2, 3)),
+    "squared_norm": lambda rng, dtype: ([_normal(rng, dtype, 9), np.full(1, 7.0)], (1,)),
+    "sgd_regularized_update": lambda rng, dtype: (
+        [_normal(rng, dtype, 9), _normal(rng, dtype, 9), _mask(rng, dtype, 9), np.array([4.0]), 1.0, 0.1, 0.01],
+        (0,)),
+    "momentum_regularized_update": lambda rng, dtype: (
+        [_normal(rng, dtype, 9), _normal(rng, dtype, 9), _normal(rng, dtype, 9), _mask(rng, dtype, 9),
+         np.array([4.0]), 1.0, 0.1, 0.9, 0.01, 1], (0, 2)),
+    "adam_regularized_update": lambda rng, dtype: (
+        [_normal(rng, dtype, 9), _normal(rng, dtype, 9), _normal(rng, dtype, 9), _positive(rng, dtype, 9),
+         _mask(rng, dtype, 9), np.array([4.0]), 1.0, 0.01, 0.9, 0.999, 1e-8, 0.5, 0.01, 0.001], (0, 2, 3)),
+    "rmsprop_update": lambda rng, dtype: (
+        [_normal(rng, dtype, 9), _normal(rng, dtype, 9), _positive(rng, dtype, 9) + 1, _normal(rng, dtype, 9),
+         _normal(rng, dtype, 9) / 4, _mask(rng, dtype, 9), np.array([4.0]), 1.0, 0.01, 0.99, 1e-8, 0.01, 0.9, 1],
+        (0, 2, 3, 4)),
+    "max_norm": lambda rng, dtype: ([_normal(rng, dtype, 6, 4) * np.array([1, 2, 0.1, 3], dtype), 1.5], (0,)),
+    "softmax_cross_entropy_smoothed": lambda rng, dtype: ([*_classifier_loss("softmax")(rng, dtype)[0], 0.1], (3, 4)),
     "gather_rows": lambda rng, dtype: (
         [_normal(rng, dtype, 6, 3), np.array([4, 0, 4, 2], np.int64), _empty(dtype, 4, 3)], (2,)),
     "im2col": lambda rng, dtype: ([_normal(rng, dtype, 2, 5, 4, 3), 1, 2, 1, 1, _empty(dtype, 2, 5, 3, 3, 2, 3)], (5,)),

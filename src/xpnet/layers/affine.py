@@ -18,6 +18,8 @@ from xpnet.layers.base import Layer, Shape, Workspace
 class AffineLayer(Layer):
     """Base of the layers that compute ``f(patches @ W + b)``; subclasses say what a patch row is (``fan_in``)."""
 
+    decayed = ("W",)
+
     def __init__(
         self,
         units: int,

@@ -97,6 +97,9 @@ class Layer:
     type_name: ClassVar[str] = ""
     uses_step: ClassVar[bool] = False
     """Whether its forward pass reads ``Phase.step`` (random draws per step): such a step cannot replay as a graph."""
+    decayed: ClassVar[tuple[str, ...]] = ()
+    """The parameters that weight decay and max-norm act on, each a (fan_in, units) matrix: the weights, never
+    biases or normalisation parameters."""
 
     def __init__(self, *, input_shape: Any = None) -> None:
         self.declared_input_shape = None if input_shape is None else as_shape(input_shape, f"{self.type_name} "

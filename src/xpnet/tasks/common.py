@@ -31,7 +31,8 @@ def cnn_defaults(batch_size: int, shift: int = 0) -> dict[str, Any]:
             "shift": shift}
 
 
-ADDED_SETTINGS = {"shift": 0}
+ADDED_SETTINGS = {"shift": 0, "recipe": None, "weight_decay": None, "label_smoothing": 0.0, "clip_norm": None,
+                  "max_norm": None, "warmup": 0}
 """Settings newer than some saved runs, with the value those runs had: a checkpoint without one ran with this."""
 
 HOLDOUT_FRACTION = 0.2
@@ -116,11 +117,21 @@ def build_model(task_name: str, task: TaskData, settings: dict[str, Any], backen
     convolutional network over its images, with the settings' sizes, activation, dropout, random shifts and
     optimizer."""
     from xpnet.builders import cnn, mlp
+    from xpnet.losses import get_loss
+    from xpnet.model import Model
+    from xpnet.recipes import Spec, get_recipe
 
     kind = settings.get("model", "mlp")
-    options = {"optimizer": settings["optimizer"], "lr": settings["lr"], "backend": backend,
-               "class_names": task.class_names, "preprocessing": task.preprocessing}
+    options = {"optimizer": training_optimizer(settings), "backend": backend, "class_names": task.class_names,
+               "preprocessing": task.preprocessing,
+               "loss": get_loss("categorical_crossentropy", label_smoothing=settings.get("label_smoothing", 0.0))}
     hidden = sizes(settings["hidden"], "--hidden")
+    if settings.get("recipe"):
+        if task.image_shape is None:
+            raise ConfigError(f"--recipe trains on images; the {task_name} job has none")
+        spec = Spec(hidden, sizes(settings.get("filters", ""), "--filters"), settings["dropout"],
+                    settings.get("shift", 0), task.image_shape, len(task.class_names))
+        return Model(get_recipe(settings["recipe"]).layers(spec), input_shape=task.features, **options)
     if kind == "mlp":
         return mlp([task.features, *hidden, len(task.class_names)], settings["activation"], "softmax",
                    dropout=settings["dropout"], **options)
@@ -136,6 +147,15 @@ def build_model(task_name: str, task: TaskData, settings: dict[str, Any], backen
         raise ConfigError(f"--shift {shift}: must be smaller than the {height}x{width} images")
     return cnn(task.image_shape, len(task.class_names), filters=sizes(settings["filters"], "--filters"),
                dense=hidden[0], dropout=settings["dropout"], shift=shift, **options)
+
+
+def training_optimizer(settings: dict[str, Any]) -> Any:
+    """The optimizer of a run's settings: its name and base rate, with the weight decay (None: the optimizer's
+    default), gradient-norm clipping and max-norm they hold (the run sets the schedule)."""
+    from xpnet.optimizers import get_optimizer
+
+    options = {key: settings[key] for key in ("weight_decay", "clip_norm", "max_norm") if settings.get(key) is not None}
+    return get_optimizer(settings["optimizer"], settings["lr"], **options)
 
 
 def check_classes(labels: np.ndarray, class_names: list[str], source: Any) -> None:
