@@ -263,7 +263,7 @@ def test_a_regression_model_reports_errors_and_predicts_values():
 
 @pytest.mark.parametrize(
     ("schedule", "message"),
-    [({"name": "step"}, "unknown learning-rate schedule 'step'"), ({"name": "cosine", "epochs": -1}, "epochs"),
+    [({"name": "triangle"}, "unknown learning-rate schedule 'triangle'"), ({"name": "cosine", "epochs": -1}, "epochs"),
      ({"name": "cosine", "epochs": 2, "floor": float("nan")}, "floor"), ("cosine", "not a learning-rate schedule")],
 )
 def test_an_optimizer_refuses_a_bad_schedule(schedule, message):
