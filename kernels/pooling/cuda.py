@@ -10,17 +10,33 @@ from numba import cuda, int32, int64, void
 from ..numba_cuda import array, cuda_kernel, require
 
 
+@cuda.jit(device=True)
+def _nhwc(k, h_, w_, c_):
+    """Flat C-order index ``k`` of an (N, h_, w_, c_) array as (n, h, w, c)."""
+    c = k % c_
+    r = k // c_
+    w = r % w_
+    r //= w_
+    return r // h_, r % h_, w, c
+
+
+@cuda.jit(device=True)
+def _windows_holding(h, pool, stride, out_size):
+    """The first and one-past-last window index (along one axis) whose window holds input position ``h`` (if/else,
+    not min/max: Numba's CUDA max(int, int) fails to compile)."""
+    first = (h - pool + stride) // stride if h >= pool else 0
+    end = h // stride + 1
+    if end > out_size:
+        end = out_size
+    return first, end
+
+
 @cuda_kernel(lambda t: void(array(t, 4), array(t, 4), array(int32, 4), int64, int64, int64, int64))
 def _max_pool(x, out, argmax, pool_h, pool_w, stride_h, stride_w):
     """One thread per output element: the window's first maximum and its p * pool_w + q."""
     _, oh, ow, c_ = out.shape
     for k in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        c = k % c_
-        r = k // c_
-        j = r % ow
-        r //= ow
-        i = r % oh
-        n = r // oh
+        n, i, j, c = _nhwc(k, oh, ow, c_)
         h0 = i * stride_h
         w0 = j * stride_w
         best = x[n, h0, w0, c]
@@ -41,22 +57,10 @@ def _max_pool_backward(dout, dx, argmax, pool_h, pool_w, stride_h, stride_w):
     _, h_, w_, c_ = dx.shape
     _, oh, ow, _ = dout.shape
     for k in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
-        c = k % c_
-        r = k // c_
-        w = r % w_
-        r //= w_
-        h = r % h_
-        n = r // h_
+        n, h, w, c = _nhwc(k, h_, w_, c_)
         s = dx.dtype.type(0.0)
-        # windows i_first..i_last reach row h (if/else, not min/max: Numba's CUDA max(int, int) fails to compile)
-        i_first = (h - pool_h + stride_h) // stride_h if h >= pool_h else 0
-        j_first = (w - pool_w + stride_w) // stride_w if w >= pool_w else 0
-        i_end = h // stride_h + 1
-        if i_end > oh:
-            i_end = oh
-        j_end = w // stride_w + 1
-        if j_end > ow:
-            j_end = ow
+        i_first, i_end = _windows_holding(h, pool_h, stride_h, oh)
+        j_first, j_end = _windows_holding(w, pool_w, stride_w, ow)
         for i in range(i_first, i_end):
             p = h - i * stride_h
             for j in range(j_first, j_end):
@@ -65,18 +69,12 @@ def _max_pool_backward(dout, dx, argmax, pool_h, pool_w, stride_h, stride_w):
         dx[n, h, w, c] = s
 
 
-
 @cuda_kernel(lambda t: void(array(t, 4), array(t, 4), int64, int64, int64, int64, t))
 def _avg_pool(x, out, pool_h, pool_w, stride_h, stride_w, scale):
     """One thread per output element: the window's sum times ``scale`` (1 / the window's area)."""
     _, oh, ow, c_ = out.shape
     for k in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        c = k % c_
-        r = k // c_
-        j = r % ow
-        r //= ow
-        i = r % oh
-        n = r // oh
+        n, i, j, c = _nhwc(k, oh, ow, c_)
         h0 = i * stride_h
         w0 = j * stride_w
         s = out.dtype.type(0.0)
@@ -92,22 +90,10 @@ def _avg_pool_backward(dout, dx, pool_h, pool_w, stride_h, stride_w, scale):
     _, h_, w_, c_ = dx.shape
     _, oh, ow, _ = dout.shape
     for k in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
-        c = k % c_
-        r = k // c_
-        w = r % w_
-        r //= w_
-        h = r % h_
-        n = r // h_
+        n, h, w, c = _nhwc(k, h_, w_, c_)
         s = dx.dtype.type(0.0)
-        # windows i_first..i_end - 1 hold row h (if/else, not min/max: see _max_pool_backward)
-        i_first = (h - pool_h + stride_h) // stride_h if h >= pool_h else 0
-        j_first = (w - pool_w + stride_w) // stride_w if w >= pool_w else 0
-        i_end = h // stride_h + 1
-        if i_end > oh:
-            i_end = oh
-        j_end = w // stride_w + 1
-        if j_end > ow:
-            j_end = ow
+        i_first, i_end = _windows_holding(h, pool_h, stride_h, oh)
+        j_first, j_end = _windows_holding(w, pool_w, stride_w, ow)
         for i in range(i_first, i_end):
             for j in range(j_first, j_end):
                 s += dout[n, i, j, c]
@@ -133,12 +119,7 @@ def _global_avg_pool_backward(dout, dx, scale):
     """One thread per dx element: its channel's dout times ``scale`` (1 / H * W)."""
     _, h_, w_, c_ = dx.shape
     for k in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
-        c = k % c_
-        r = k // c_
-        w = r % w_
-        r //= w_
-        h = r % h_
-        n = r // h_
+        n, h, w, c = _nhwc(k, h_, w_, c_)
         dx[n, h, w, c] = dout[n, c] * scale
 
 def _require_int32(name: str, argmax: Any) -> None:
