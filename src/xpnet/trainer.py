@@ -99,7 +99,8 @@ class ChunkedData(ABC):
 
     The trainer loads one chunk onto the device, trains on it in batches, then reads the next; each epoch visits
     the chunks in a shuffled order and each chunk's rows in a shuffled order, both drawn from the trainer's
-    shuffling generator, so a seeded run (and a resumed one) is reproducible.
+    shuffling generator, so a seeded run (and a resumed one) is reproducible. A rank of a data-parallel run loads
+    only the rows of each chunk it trains on (``chunk_rows``).
     """
 
     @property
