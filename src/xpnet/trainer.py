@@ -101,7 +101,8 @@ class ChunkedData(ABC):
 
     The trainer loads one chunk onto the device, trains on it in batches, then reads the next; each epoch visits
     the chunks in a shuffled order and each chunk's rows in a shuffled order, both drawn from the trainer's
-    shuffling generator, so a seeded run (and a resumed one) is reproducible.
+    shuffling generator, so a seeded run (and a resumed one) is reproducible. A rank of a data-parallel run loads
+    only the rows of each chunk it trains on (``chunk_rows``).
     """
 
     @property
@@ -117,6 +118,13 @@ class ChunkedData(ABC):
     @abstractmethod
     def chunk(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Chunk ``index`` as host arrays: feature rows (samples, features) and integer class labels."""
+
+    def chunk_rows(self, index: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows ``rows`` (increasing positions in the chunk) of chunk ``index``, as ``chunk`` gives them: one rank's
+        share of a data-parallel run. This reads the whole chunk; a source that can read only those rows (a memory
+        map) overrides it."""
+        x, y = self.chunk(index)
+        return x[rows], y[rows]
 
     def __len__(self) -> int:
         return int(sum(self.chunk_lengths))
@@ -202,8 +210,8 @@ class Trainer:
     With a ``communicator`` this is one rank of a data-parallel run: every rank draws the same order, steps on its
     equal share of each batch and averages the gradients (and non-trainable state) over the ranks before each
     update; the position and running totals stay global (a checkpoint reads the same at any rank count), and the
-    ranks stop together, at the first loss read-back after any of them is asked to. Streamed data trains on one
-    rank.
+    ranks stop together, at the first loss read-back after any of them is asked to. Streamed data is split the same
+    way, batch by batch within each chunk, and each rank reads only its rows of a chunk (``ChunkedData.chunk_rows``).
     """
 
     def __init__(self, model: Model, x: Any, y: Any, options: FitOptions) -> None:
@@ -218,9 +226,9 @@ class Trainer:
         """This rank of a data-parallel run, and the rank count; each rank draws its own dropout masks."""
         self.reduce = None if communicator is None else self._reduce
         self.agreed_stop = False
-        if communicator is not None and (isinstance(self.x, ChunkedData) or isinstance(self.validation, ChunkedData)):
-            raise ConfigError("streamed (chunked) data trains on one rank: run it without a communicator")
         check_shares(self.n, self.batch_size, self.ranks)
+        if isinstance(self.x, ChunkedData):
+            check_chunk_shares(self.x.chunk_lengths, self.ranks)
         self.shuffle, self.verbose, self.callbacks = options.shuffle, options.verbose, options.callbacks
         self.history = options.history or History()
         self.position = options.position or TrainingPosition(epoch=len(self.history.epoch))
@@ -254,12 +262,13 @@ class Trainer:
     def _identity(self) -> dict[str, Any]:
         """What every rank of a run must hold alike, for the check at its start."""
         model, host = self.model, self.model.backend.to_host
-        parts = {"training data": host(self.x), "training targets": host(self.y),
+        parts = {"training data": _described(self.x, host), "training targets": _described(self.y, host),
                  "model": [model.backend.name, model.config(), self.batch_size, self.shuffle, self.position.to_dict(),
                            self.rng.bit_generator.state],
                  "parameters and state": np.concatenate([host(model.buffer).ravel(), host(model.state)])}
         if self.validation is not None:
-            parts["validation data"] = np.concatenate([host(a).ravel() for a in self.validation])
+            parts["validation data"] = (_described(self.validation, host) if isinstance(self.validation, ChunkedData)
+                                        else np.concatenate([host(a).ravel() for a in self.validation]))
         return parts
 
     def _reduce(self, grads: Any) -> None:
@@ -326,32 +335,51 @@ class Trainer:
             rng.bit_generator.state = position.rng_state
         return rng
 
-    def _parts(self) -> Iterator[tuple[Any, Any, Any, int]]:
-        """This epoch's parts as (x, y, row order or None, index of the part's first batch): the resident set as
-        one part, or each chunk of streamed data in shuffled order (the chunks a resumed epoch has done unread)."""
+    def _parts(self) -> Iterator[tuple[Any, Any, Any, int, int]]:
+        """This epoch's parts as (x, y, row order or None, index of the part's first batch, its sample count): the
+        resident set as one part, or each chunk of streamed data in shuffled order (the chunks a resumed epoch has
+        done unread); of a chunk, a rank of several loads only the rows it trains on (``_rank_rows``)."""
         rng, backend = self._epoch_rng(), self.model.backend
         if not isinstance(self.x, ChunkedData):
             shuffled = self.shuffle and self.steps > 1
-            yield self.x, self.y, backend.asarray(rng.permutation(self.n)) if shuffled else None, 0
+            yield self.x, self.y, backend.asarray(rng.permutation(self.n)) if shuffled else None, 0, self.n
             return
         lengths = self.x.chunk_lengths
         chunks = rng.permutation(len(lengths)) if self.shuffle else range(len(lengths))
         seeds = rng.integers(2**63, size=len(lengths))
         first = 0
         for index in chunks:
-            batches = math.ceil(lengths[index] / self.batch_size)
+            n = lengths[index]
+            batches = math.ceil(n / self.batch_size)
             if self.position.batch < first + batches:
-                x, y = inputs.device_data(self.model, *self.x.chunk(index), (f"chunk {index}", "its labels"))
-                order = np.random.default_rng(seeds[index]).permutation(lengths[index]) if self.shuffle else None
-                yield x, y, None if order is None else backend.asarray(order), first
+                order = np.random.default_rng(seeds[index]).permutation(n) if self.shuffle else None
+                if self.ranks == 1:
+                    host = self.x.chunk(index)
+                else:
+                    rows, order = self._rank_rows(n, np.arange(n) if order is None else order)
+                    host = self.x.chunk_rows(index, rows)
+                x, y = inputs.device_data(self.model, *host, (f"chunk {index}", "its labels"))
+                yield x, y, None if order is None else backend.asarray(order), first, n
             first += batches
+
+    def _rank_rows(self, n: int, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The rows of a chunk of ``n`` samples in ``order`` that this rank trains on (its share of each batch, as
+        ``_run_epoch`` takes it), increasing, and the order rewritten to point into those rows alone (the places
+        other ranks train on point at row 0, never read here)."""
+        starts = np.arange(0, n, self.batch_size)
+        shares = (np.minimum(n, starts + self.batch_size) - starts) // self.ranks
+        mine = np.concatenate([np.arange(lo, lo + share) for lo, share in
+                               zip(starts + self.rank * shares, shares, strict=True)])
+        rows = np.sort(order[mine])
+        local = np.zeros(n, dtype=np.int64)
+        local[mine] = np.searchsorted(rows, order[mine])
+        return rows, local
 
     def _run_epoch(self, bar: EpochProgress) -> None:
         model, position, stats = self.model, self.position, self.stats
         # the running totals are global: rank 0 carries those of the steps before, the others add theirs to zero
         stats[0], stats[1] = (position.loss_sum, position.correct) if self.rank == 0 else (0.0, 0.0)
-        for x, y, order, first in self._parts():
-            n = x.shape[0]
+        for x, y, order, first, n in self._parts():
             end = first + math.ceil(n / self.batch_size)
             while position.batch < end and not self._stopping():
                 start = (position.batch - first) * self.batch_size
@@ -419,6 +447,26 @@ class Trainer:
                 "diverged; lower the learning rate",
                 hint=f"try --lr {start / 10:g}",
             )
+
+
+def _described(data: Any, host: Callable[[Any], np.ndarray]) -> Any:
+    """Resident data as a host array, or streamed data as its chunk lengths and width (reading every chunk on every
+    rank only to compare them would cost a whole epoch; its labels ride in its chunks: no targets, None), for the
+    ranks' check at start."""
+    if data is None or isinstance(data, ChunkedData):
+        return None if data is None else [list(data.chunk_lengths), data.features]
+    return host(data)
+
+
+def check_chunk_shares(lengths: Sequence[int], ranks: int) -> None:
+    """ConfigError unless every chunk of streamed data of ``lengths`` holds a multiple of ``ranks`` samples, so that
+    every batch within it (the last, shorter one too) splits into equal shares."""
+    for index, length in enumerate(lengths):
+        if length % ranks:
+            raise ConfigError(
+                f"chunk {index} of the streamed training data holds {length} samples, which {ranks} ranks cannot "
+                f"share equally: read chunks of a multiple of {ranks} samples (--max-in-memory)",
+                hint=f"try --max-in-memory {max(ranks, length // ranks * ranks)}")
 
 
 def check_shares(n: int, batch_size: int, ranks: int) -> None:

@@ -30,11 +30,14 @@ def chunk_bounds(total: int, rows: int) -> list[tuple[int, int]]:
 
 
 class ChunkReader(ChunkedData):
-    """Chunks of ``lengths`` samples of ``features`` values each, read by ``read(index)`` when needed."""
+    """Chunks of ``lengths`` samples of ``features`` values each, read by ``read(index)`` when needed, and rows of
+    one by ``read_rows(index, rows)`` when given (else from the whole chunk)."""
 
     def __init__(self, lengths: Sequence[int], features: int,
-                 read: Callable[[int], tuple[np.ndarray, np.ndarray]]) -> None:
+                 read: Callable[[int], tuple[np.ndarray, np.ndarray]],
+                 read_rows: Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None) -> None:
         self._lengths, self._features, self._read = [int(n) for n in lengths], int(features), read
+        self._read_rows = read_rows
 
     @property
     def chunk_lengths(self) -> Sequence[int]:
@@ -46,6 +49,9 @@ class ChunkReader(ChunkedData):
 
     def chunk(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         return self._read(index)
+
+    def chunk_rows(self, index: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return super().chunk_rows(index, rows) if self._read_rows is None else self._read_rows(index, rows)
 
 
 class Spill:
@@ -71,16 +77,23 @@ class Spill:
 
     def select(self, labels: np.ndarray, mask: np.ndarray, transform: Callable[[np.ndarray], np.ndarray] | None,
                features: int) -> ChunkReader:
-        """The samples ``mask`` selects (of all the spilled ones, in order), with their ``labels``, each chunk passed
-        through ``transform`` (None: raw) as it is read; chunks with none selected are left out."""
-        ends = np.cumsum(self.lengths)
-        parts = [(k, end - n) for k, (n, end) in enumerate(zip(self.lengths, ends, strict=True))
-                 if mask[end - n : end].any()]
+        """The samples ``mask`` selects (of all the spilled ones, in order), with their ``labels``, each passed through
+        ``transform`` (None: raw; it must work row by row) as it is read. They come in chunks of as many samples as
+        the spill's chunks hold, the last one shorter (so a chunk size a multiple of the rank count shares every
+        chunk equally between ranks), and a rank's rows of a chunk are read alone from the memory maps."""
+        chosen = np.flatnonzero(mask)
+        starts = np.cumsum([0, *self.lengths])  # each spilled chunk's first sample
+        bounds = chunk_bounds(len(chosen), max(self.lengths, default=1))
+
+        def read_rows(index: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            picked = chosen[bounds[index][0] + rows]
+            spilled = np.searchsorted(starts, picked, side="right") - 1
+            parts = [self.read(k)[picked[spilled == k] - starts[k]] for k in np.unique(spilled)]
+            x = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            return (x if transform is None else transform(x)), labels[picked]
 
         def read(index: int) -> tuple[np.ndarray, np.ndarray]:
-            k, lo = parts[index]
-            chosen = mask[lo : lo + self.lengths[k]]
-            x = self.read(k)[chosen]
-            return (x if transform is None else transform(x)), labels[lo : lo + len(chosen)][chosen]
+            lo, hi = bounds[index]
+            return read_rows(index, np.arange(hi - lo))
 
-        return ChunkReader([int(mask[lo : lo + self.lengths[k]].sum()) for k, lo in parts], features, read)
+        return ChunkReader([hi - lo for lo, hi in bounds], features, read, read_rows)
