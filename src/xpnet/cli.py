@@ -21,7 +21,7 @@ import numpy as np
 
 from xpnet import __version__, threads
 from xpnet.backend import DEVICES, DTYPES
-from xpnet.errors import ConfigError, DataError, XpnetError
+from xpnet.errors import ConfigError, DataError, DeviceError, XpnetError
 from xpnet.kernels import ACTIVATIONS, KERNEL_SETS
 from xpnet.optimizers import OPTIMIZERS
 from xpnet.tasks import MODEL_KINDS, TASKS, Task, sizes, task_of
@@ -110,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("output", help="the ONNX file to write (.onnx)")
 
     info = commands.add_parser("info", help="versions, devices and kernel mode; with a model file, its layers")
-    info.add_argument("model", nargs="?", help="a saved model or checkpoint: print its layers, shapes and parameters")
+    info.add_argument("model", nargs="?", help="a saved model, a checkpoint, or a --checkpoint-dir folder (its newest "
+                      "checkpoint): print its layers, shapes and parameters")
 
     bench = commands.add_parser("bench", help="run the benchmark suite (xpnet bench --help for its options)",
                                 add_help=False, prefix_chars="+")  # every option goes on to the suite's parser
@@ -329,12 +330,23 @@ def command_export(args: argparse.Namespace) -> int:
 def command_info(args: argparse.Namespace) -> int:
     import numba
 
-    from xpnet.backend import BACKENDS, get_backend, open_backend, resolve_dtype, resolve_kernel_mode
+    from xpnet.backend import (
+        BACKENDS,
+        DEVICE_ENV,
+        get_backend,
+        open_backend,
+        resolve_device,
+        resolve_dtype,
+        resolve_kernel_mode,
+    )
 
     if args.model:
-        from xpnet.serialization import load_model
+        from xpnet.serialization import archive_file, load_model
 
-        model = load_model(args.model, device="cpu")
+        path = archive_file(args.model)
+        if path != Path(args.model):
+            print(f"newest checkpoint: {path}")
+        model = load_model(path, device="cpu")
         model.summary()
         names = model.class_names
         print(f"classes: {', '.join(names) if names else 'unnamed'}; trained {model.step} steps; "
@@ -352,7 +364,10 @@ def command_info(args: argparse.Namespace) -> int:
             print(f"{name}: not usable ({opened})")
         else:
             print(f"{name}: " + "; ".join(f"{k} {v}" for k, v in opened.describe().items() if k != "backend"))
-    print(f"default device: {get_backend(None).name}")
+    try:
+        print(f"default device: {get_backend(None).name}")
+    except DeviceError as exc:  # $XPNET_DEVICE names a device that is not usable: part of the report, not a failure
+        print(f"default device: {resolve_device(None)} (from ${DEVICE_ENV}), not usable: {exc}")
     return 0
 
 
