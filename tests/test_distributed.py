@@ -5,7 +5,6 @@ Every MPI job runs in a subprocess with a timeout, so that nothing here can hang
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import signal
@@ -20,6 +19,7 @@ import numpy as np
 import pytest
 from cli_helpers import assert_clean_error, xpnet
 
+from benchmarks.distributed import mpi_missing
 from xpnet import Dense, Dropout, Sequential
 from xpnet.distributed import launched_ranks
 from xpnet.errors import ConfigError
@@ -32,8 +32,7 @@ MPIEXEC = shutil.which("mpiexec", path=os.pathsep.join(
     [str(Path(sys.executable).parent), sysconfig.get_path("scripts"), str(Path(sys.base_prefix) / "bin"),
      os.environ.get("PATH", "")]))
 needs_mpi = pytest.mark.skipif(
-    importlib.util.find_spec("mpi4py") is None or MPIEXEC is None,
-    reason="needs mpi4py and mpiexec: pip install -e '.[mpi]'")
+    mpi_missing() is not None or MPIEXEC is None, reason=f"needs MPI: {mpi_missing() or 'no mpiexec'}")
 ENV = {**os.environ, "XPNET_DEVICE": "cpu", "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
 """One thread a rank: ranks sharing this machine's cores with BLAS threads of their own slow down many times."""
 TIMEOUT = 240

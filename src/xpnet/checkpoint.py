@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from xpnet.archive import CHECKPOINT_NAME as NAME
 from xpnet.archive import checkpoint_files, model_arrays, model_metadata, read_archive, write_archive
 from xpnet.backend import Backend
 from xpnet.errors import ModelFileError

@@ -12,7 +12,6 @@ from cli_helpers import one_error, run
 from xpnet import Dense, Sequential
 from xpnet.backend import BACKENDS
 from xpnet.checkpoint import save_checkpoint
-from xpnet.trainer import History
 
 
 def _trained_checkpoints(folder: Path) -> None:
