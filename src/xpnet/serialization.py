@@ -103,6 +103,7 @@ def model_from_archive(
         model = Model(
             layers, loss, optimizer, input_shape=input_shape, backend=backend,
             class_names=config.get("class_names"), preprocessing=config.get("preprocessing"),
+            metrics=config.get("metrics"),
         )
         model.step = step
     except DeviceError:  # the device cannot hold the model: not a problem of the file

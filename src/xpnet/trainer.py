@@ -383,7 +383,7 @@ class Trainer:
     def _epoch_logs(self, seconds: float) -> dict[str, float]:
         position = self.position
         logs = {"loss": position.loss_sum / position.seen}
-        if not self.regression:
+        if "accuracy" in self.model.metrics:  # the training metrics a step counts (the others: validation only)
             logs["accuracy"] = position.correct / position.seen
         logs["time"] = seconds
         if self.validation is not None:
