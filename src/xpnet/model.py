@@ -462,7 +462,8 @@ class Model:
     def predict(self, x: Any, names: bool = True) -> Any:
         """The answer for each sample of ``x``: for a classifier the class (the argmax of the outputs, or output
         >= 0.5 for a single output) as its name when the model has class names (trained on names, given
-        ``class_names=``, or trained by the CLI), else as its index, as also with ``names=False``; for a regression
+        ``class_names=``, or trained by the CLI), else as its index: an integer-label model, one whose names are its
+        indices ("0", "1", ...: MNIST's), and any with ``names=False`` answer indices; for a regression
         model its values (one column per output, or a vector for a single output). One sample without the samples
         axis (a single row or image) gets one answer: a name, an index or its values."""
         x, single = inputs.one_sample(self, x)
@@ -471,7 +472,7 @@ class Model:
             answers = proba[:, 0] if self.output_dim == 1 else proba
         else:
             answers = (proba[:, 0] >= 0.5).astype(np.int64) if self.output_dim == 1 else proba.argmax(axis=1)
-            if names and self.class_names is not None:
+            if names and self.class_names not in (None, [str(k) for k in range(self.class_count)]):
                 answers = np.asarray(self.class_names)[answers]
         return answers[0].item() if single and answers.ndim == 1 else answers[0] if single else answers
 
