@@ -289,6 +289,10 @@ class Trainer:
         self.stop.clear()
         self.workspace = model.workspace(self.batch_size // self.ranks, backward=True)
         while position.epoch < epochs and not self._stopping():
+            if position.batch == 0:  # a fresh epoch (a resumed one was begun before the checkpoint)
+                for callback in self.callbacks:
+                    if hasattr(callback, "on_epoch_begin"):
+                        callback.on_epoch_begin(model, position.epoch + 1)
             started = time.perf_counter()
             bar = EpochProgress(position.epoch + 1, epochs, self.steps, position.batch,
                                 self.verbose > 0 and self.rank == 0)
