@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--save", metavar="PATH", help="save the trained model here (.npz)")
     train.add_argument("--plot", metavar="PATH", help="write training curves as PNG (or the format the suffix names: "
                        ".jpg, .pdf, .svg), and charts beside them (fruits: mean hues; every job: a confusion matrix)")
+    train.add_argument("--log-csv", metavar="FILE", help="write each epoch's figures (loss, accuracy, validation "
+                       "figures, seconds) to this CSV file as the run goes; with --resume, continue it")
     train.add_argument("--checkpoint-dir", metavar="DIR", help="write a checkpoint after every epoch and on Ctrl-C")
     train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --checkpoint-dir")
     train.add_argument("--quiet", action="store_true", help="no progress bar or summary; just the result line")
@@ -197,7 +199,7 @@ def _check_output_path(flag: str, name: str, is_folder: bool) -> None:
 def _check_output_paths(args: argparse.Namespace) -> None:
     """Refuse, before any training, the outputs of `xpnet train` that cannot be written, and a --plot format that
     cannot be (or without matplotlib)."""
-    outputs = (("--save", args.save, False), ("--plot", args.plot, False),
+    outputs = (("--save", args.save, False), ("--plot", args.plot, False), ("--log-csv", args.log_csv, False),
                ("--checkpoint-dir", args.checkpoint_dir, True))
     for flag, name, is_folder in outputs:
         if name is not None:
@@ -245,6 +247,7 @@ def _train(args: argparse.Namespace, communicator: Any) -> int:
         return build_model(args.task, task, settings, backend)
 
     result = run_training(task, build, settings, checkpoint_dir=args.checkpoint_dir, resume=args.resume,
+                          log_csv=args.log_csv,
                           given=given, backend=backend, verbose=0 if quiet else 1, log=log,
                           communicator=communicator)
     if communicator is not None and communicator.rank != 0:
