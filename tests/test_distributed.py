@@ -166,9 +166,11 @@ def _wait_for(path_glob: tuple[Path, str], process: subprocess.Popen, seconds: f
 
 @needs_mpi
 def test_ctrl_c_stops_every_rank_and_resume_works_with_the_same_ranks_or_one_process(shared_data, tmp_path):
-    straight = mpiexec(2, *_train(shared_data, tmp_path / "a", "--quiet"))
+    straight = mpiexec(2, *_train(shared_data, tmp_path / "a", "--quiet", "--log-csv", str(tmp_path / "log.csv")))
     assert straight.returncode == 0, straight.stderr
     assert len(straight.stdout.strip().splitlines()) == 1  # rank 0 alone reports
+    logged = (tmp_path / "log.csv").read_text().splitlines()  # and logs: one header, one row per epoch
+    assert [line.split(",")[0] for line in logged] == ["epoch", "1", "2"]
     args = _train(shared_data, tmp_path / "b")
     process = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, *args], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=ENV)
