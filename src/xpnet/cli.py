@@ -211,7 +211,11 @@ def _check_output_paths(args: argparse.Namespace) -> None:
 
 
 def _accuracy(split: str, metrics: dict[str, float]) -> str:
-    return f"{split} accuracy {100 * metrics['accuracy']:.2f}% (loss {metrics['loss']:.4f})"
+    """``test accuracy 98.12% (loss 0.0634)``, with any other metric the model reports (``Model.compile``) after
+    the loss."""
+    others = "".join(f", {name} {value:.4g}" for name, value in metrics.items() if name not in ("loss", "accuracy"))
+    accuracy = f" accuracy {100 * metrics['accuracy']:.2f}%" if "accuracy" in metrics else ""
+    return f"{split}{accuracy} (loss {metrics['loss']:.4f}{others})"
 
 
 def command_train(args: argparse.Namespace) -> int:

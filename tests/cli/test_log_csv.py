@@ -7,8 +7,7 @@ import csv
 from pathlib import Path
 
 import pytest
-from cli_helpers import one_error, run
-from test_cli_defects import blobs_csv
+from cli_helpers import blobs_csv, one_error, run
 
 
 @pytest.fixture(autouse=True)
