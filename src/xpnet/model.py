@@ -82,7 +82,8 @@ class Model:
     ``class_names`` and ``preprocessing`` are carried along for saving: the CLI uses them to turn inputs into
     features and outputs into names (``predict`` returns the names too). ``metrics`` names what ``evaluate`` and
     ``fit`` report beside the loss (``xpnet.metrics``; default: accuracy, or MSE and MAE for regression).
-    ``compile`` changes the loss, optimizer and metrics later, Keras-style.
+    ``compile`` changes the loss, optimizer and metrics later, Keras-style; ``model(x)`` is ``predict_proba``, and
+    ``get_weights`` / ``set_weights`` read and write every layer's arrays as Keras lists them.
     """
 
     def __init__(
@@ -419,7 +420,8 @@ class Model:
 
         ``batch_size`` None trains full-batch, 1 online. ``validation_split`` holds out the last fraction of the
         samples (before shuffling), like Keras. ``seed`` fixes the shuffling order (else it is drawn from the
-        model's seeded backend). Each callback is called as ``callback(model, epoch, logs)`` after every epoch;
+        model's seeded backend). Each callback is called as ``callback(model, epoch, logs)`` after every epoch (and
+        ``callback.on_epoch_begin(model, epoch)``, when it has one, before each; see ``xpnet.callbacks``);
         setting ``model.stop_training`` from a callback, or requesting ``stop`` (a ``StopFlag``, e.g. from a
         signal handler), stops after the current step. ``history`` and ``position`` continue an earlier run (see
         ``xpnet.checkpoint``), ``epochs`` counting from its start; ``self.position`` says where training stands.
