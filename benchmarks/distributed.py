@@ -16,7 +16,6 @@ rank 0 prints its medians as JSON.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -74,9 +73,14 @@ def _mpiexec() -> str | None:
 
 
 def mpi_missing() -> str | None:
-    """Why no MPI job can start here (no mpi4py or no mpiexec), or None."""
-    if importlib.util.find_spec("mpi4py") is None or _mpiexec() is None:
-        return "MPI absent (no mpi4py or mpiexec): pip install -e '.[mpi]'"
+    """Why no MPI job can start here (mpi4py does not import, or no mpiexec), or None. Importing the package (not
+    ``mpi4py.MPI``) starts no MPI: it only tells an installed mpi4py from a missing or blocked one."""
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return "MPI absent (mpi4py does not import): pip install -e '.[mpi]'"
+    if _mpiexec() is None:
+        return "MPI absent (no mpiexec): pip install -e '.[mpi]'"
     return None
 
 

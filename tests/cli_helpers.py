@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from xpnet.cli import main
@@ -42,3 +43,12 @@ def one_error(status: int, err: str) -> str:
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("xpnet: error: "), err
     return lines[0]
+
+
+def blobs_csv(path: Path, rows: int) -> Path:
+    """A CSV file of two separable classes, ``kind`` "x" or "y", with two feature columns ``a`` and ``b``."""
+    rng = np.random.default_rng(0)
+    labels = np.arange(rows) % 2
+    x = rng.normal(size=(rows, 2)) + 3 * labels[:, None]
+    path.write_text("a,b,kind\n" + "".join(f"{a},{b},{'yx'[k]}\n" for (a, b), k in zip(x, labels, strict=True)))
+    return path

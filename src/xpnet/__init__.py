@@ -1,12 +1,23 @@
 """xpnet: a from-scratch neural-network library whose one network code runs on NumPy (CPU) or CuPy (GPU).
 
 Build a model from layers (``Sequential([...])``) or a short form (``mlp``, ``cnn``), ``fit`` / ``evaluate`` /
-``predict`` it Keras-style, and ``save`` / ``load_model`` it without pickle on either device. ``get_backend``
+``predict`` it Keras-style (``compile``, the callbacks ``EarlyStopping``, ``ModelCheckpoint``, ``CSVLogger``,
+``LearningRateScheduler``, ``ReduceLROnPlateau``, ``LambdaCallback``; ``xpnet.optimizers.Adam(lr=...)``), and
+``save`` / ``load_model`` it without pickle on either device. ``get_backend``
 chooses the device; ``load_mnist`` and ``load_fruits`` read the two data sets the command line trains on.
 """
 
+from xpnet import optimizers, schedules  # noqa: E402
 from xpnet.backend import Backend, get_backend  # noqa: E402
 from xpnet.builders import cnn, from_layer_dicts, mlp  # noqa: E402
+from xpnet.callbacks import (  # noqa: E402
+    CSVLogger,
+    EarlyStopping,
+    LambdaCallback,
+    LearningRateScheduler,
+    ModelCheckpoint,
+    ReduceLROnPlateau,
+)
 from xpnet.data.fruits import load_fruits  # noqa: E402
 from xpnet.data.mnist import load_mnist  # noqa: E402
 from xpnet.errors import (  # noqa: E402
@@ -42,21 +53,27 @@ __all__ = [
     "AvgPool2D",
     "Backend",
     "BatchNorm",
+    "CSVLogger",
     "ConfigError",
     "Conv2D",
     "DataError",
     "Dense",
     "DeviceError",
     "Dropout",
+    "EarlyStopping",
     "ExportError",
     "Flatten",
     "GlobalAvgPool2D",
     "History",
+    "LambdaCallback",
     "Layer",
+    "LearningRateScheduler",
     "MaxPool2D",
     "Model",
+    "ModelCheckpoint",
     "ModelFileError",
     "RandomShift",
+    "ReduceLROnPlateau",
     "Reshape",
     "Sequential",
     "TrainingError",
@@ -69,5 +86,7 @@ __all__ = [
     "load_mnist",
     "load_model",
     "mlp",
+    "optimizers",
     "save_model",
+    "schedules",
 ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,8 @@ FORMAT_VERSION = 3
 """3: the optimizer config holds its base rate and learning-rate schedule (before, ``lr`` was the rate of the last
 step); 2: layers by type with an input shape, and a state array (xpnet 0.2); 1: Dense layers only (0.1)."""
 METADATA = "__metadata__"
+CHECKPOINT_NAME = re.compile(r"^checkpoint-e(\d{5})-b(\d{7})\.npz$")
+"""A checkpoint's file name: the epochs and batches done when it was written."""
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -70,6 +73,29 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) ->
             )
         data = member.read(expected)
     return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+
+
+def checkpoint_files(directory: str | Path) -> list[Path]:
+    """The checkpoint files in ``directory``, newest (furthest into training) first."""
+    found = []
+    for path in Path(directory).glob("checkpoint-*.npz"):
+        match = CHECKPOINT_NAME.match(path.name)
+        if match:
+            found.append((int(match[1]), int(match[2]), path))
+    return [path for *_, path in sorted(found, reverse=True)]
+
+
+def archive_file(path: str | Path) -> Path:
+    """The file to read for ``path``: the path itself, or for a folder of checkpoints its newest checkpoint
+    (ModelFileError for a folder without one)."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    newest = checkpoint_files(path)
+    if not newest:
+        raise ModelFileError(f"{path}: a folder without checkpoints (checkpoint-eNNNNN-bNNNNNNN.npz); give a model "
+                             "file or a --checkpoint-dir folder")
+    return newest[0]
 
 
 def read_archive(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

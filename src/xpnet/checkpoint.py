@@ -18,14 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from xpnet.archive import model_arrays, model_metadata, read_archive, write_archive
+from xpnet.archive import checkpoint_files, model_arrays, model_metadata, read_archive, write_archive
 from xpnet.backend import Backend
 from xpnet.errors import ModelFileError
 from xpnet.model import Model
 from xpnet.serialization import model_from_archive
 from xpnet.trainer import History, TrainingPosition
 
-NAME = re.compile(r"^checkpoint-e(\d{5})-b(\d{7})\.npz$")
 TEMPORARY = re.compile(r"^\.checkpoint-e\d{5}-b\d{7}\.npz\..+\.tmp$")
 """``atomic_write``'s temporary files for checkpoints: what a run killed while writing one leaves behind."""
 
@@ -73,18 +72,9 @@ def save_checkpoint(
         "settings": settings,
     }
     write_archive(path, model_arrays(model), model_metadata(model, kind="checkpoint", training=training))
-    for old in sorted(_candidates(directory), reverse=True)[keep:]:
-        old[2].unlink(missing_ok=True)
+    for old in checkpoint_files(directory)[keep:]:
+        old.unlink(missing_ok=True)
     return path
-
-
-def _candidates(directory: Path) -> list[tuple[int, int, Path]]:
-    found = []
-    for path in directory.glob("checkpoint-*.npz"):
-        match = NAME.match(path.name)
-        if match:
-            found.append((int(match[1]), int(match[2]), path))
-    return found
 
 
 def _check_position(position: TrainingPosition) -> None:
@@ -136,7 +126,7 @@ def latest_checkpoint(
     directory = Path(directory)
     if not directory.is_dir():
         return None
-    for _, _, path in sorted(_candidates(directory), reverse=True):
+    for path in checkpoint_files(directory):
         try:
             return load_checkpoint(path, device=device, dtype=dtype, backend=backend)
         except ModelFileError as exc:

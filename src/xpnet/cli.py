@@ -22,7 +22,7 @@ import numpy as np
 
 from xpnet import __version__, threads
 from xpnet.backend import DEVICES, DTYPES
-from xpnet.errors import ConfigError, DataError, XpnetError
+from xpnet.errors import ConfigError, DataError, DeviceError, XpnetError
 from xpnet.graph_step import GRAPH_SETTINGS
 from xpnet.kernels import ACTIVATIONS, KERNEL_SETS
 from xpnet.optimizers import OPTIMIZERS
@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--save", metavar="PATH", help="save the trained model here (.npz)")
     train.add_argument("--plot", metavar="PATH", help="write training curves as PNG (or the format the suffix names: "
                        ".jpg, .pdf, .svg), and charts beside them (fruits: mean hues; every job: a confusion matrix)")
+    train.add_argument("--log-csv", metavar="FILE", help="write each epoch's figures (loss, accuracy, validation "
+                       "figures, seconds) to this CSV file as the run goes; with --resume, continue it")
     train.add_argument("--checkpoint-dir", metavar="DIR", help="write a checkpoint after every epoch and on Ctrl-C")
     train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --checkpoint-dir")
     train.add_argument("--quiet", action="store_true", help="no progress bar or summary; just the result line")
@@ -133,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("output", help="the ONNX file to write (.onnx)")
 
     info = commands.add_parser("info", help="versions, devices and kernel mode; with a model file, its layers")
-    info.add_argument("model", nargs="?", help="a saved model or checkpoint: print its layers, shapes and parameters")
+    info.add_argument("model", nargs="?", help="a saved model, a checkpoint, or a --checkpoint-dir folder (its newest "
+                      "checkpoint): print its layers, shapes and parameters")
 
     bench = commands.add_parser("bench", help="run the benchmark suite (xpnet bench --help for its options)",
                                 add_help=False, prefix_chars="+")  # every option goes on to the suite's parser
@@ -244,7 +247,7 @@ def _check_output_path(flag: str, name: str, is_folder: bool) -> None:
 def _check_output_paths(args: argparse.Namespace) -> None:
     """Refuse, before any training, the outputs of `xpnet train` that cannot be written, and a --plot format that
     cannot be (or without matplotlib)."""
-    outputs = (("--save", args.save, False), ("--plot", args.plot, False),
+    outputs = (("--save", args.save, False), ("--plot", args.plot, False), ("--log-csv", args.log_csv, False),
                ("--checkpoint-dir", args.checkpoint_dir, True))
     for flag, name, is_folder in outputs:
         if name is not None:
@@ -256,7 +259,11 @@ def _check_output_paths(args: argparse.Namespace) -> None:
 
 
 def _accuracy(split: str, metrics: dict[str, float]) -> str:
-    return f"{split} accuracy {100 * metrics['accuracy']:.2f}% (loss {metrics['loss']:.4f})"
+    """``test accuracy 98.12% (loss 0.0634)``, with any other metric the model reports (``Model.compile``) after
+    the loss."""
+    others = "".join(f", {name} {value:.4g}" for name, value in metrics.items() if name not in ("loss", "accuracy"))
+    accuracy = f" accuracy {100 * metrics['accuracy']:.2f}%" if "accuracy" in metrics else ""
+    return f"{split}{accuracy} (loss {metrics['loss']:.4f}{others})"
 
 
 def command_train(args: argparse.Namespace) -> int:
@@ -292,6 +299,7 @@ def _train(args: argparse.Namespace, communicator: Any) -> int:
         return build_model(args.task, task, settings, backend)
 
     result = run_training(task, build, settings, checkpoint_dir=args.checkpoint_dir, resume=args.resume,
+                          log_csv=args.log_csv,
                           given=given, backend=backend, verbose=0 if quiet else 1, log=log,
                           communicator=communicator, graph=args.graph)
     if communicator is not None and communicator.rank != 0:
@@ -379,12 +387,23 @@ def command_export(args: argparse.Namespace) -> int:
 def command_info(args: argparse.Namespace) -> int:
     import numba
 
-    from xpnet.backend import BACKENDS, get_backend, open_backend, resolve_dtype, resolve_kernel_mode
+    from xpnet.backend import (
+        BACKENDS,
+        DEVICE_ENV,
+        get_backend,
+        open_backend,
+        resolve_device,
+        resolve_dtype,
+        resolve_kernel_mode,
+    )
 
     if args.model:
-        from xpnet.serialization import load_model
+        from xpnet.serialization import archive_file, load_model
 
-        model = load_model(args.model, device="cpu")
+        path = archive_file(args.model)
+        if path != Path(args.model):
+            print(f"newest checkpoint: {path}")
+        model = load_model(path, device="cpu")
         model.summary()
         names = model.class_names
         print(f"classes: {', '.join(names) if names else 'unnamed'}; trained {model.step} steps; "
@@ -402,7 +421,10 @@ def command_info(args: argparse.Namespace) -> int:
             print(f"{name}: not usable ({opened})")
         else:
             print(f"{name}: " + "; ".join(f"{k} {v}" for k, v in opened.describe().items() if k != "backend"))
-    print(f"default device: {get_backend(None).name}")
+    try:
+        print(f"default device: {get_backend(None).name}")
+    except DeviceError as exc:  # $XPNET_DEVICE names a device that is not usable: part of the report, not a failure
+        print(f"default device: {resolve_device(None)} (from ${DEVICE_ENV}), not usable: {exc}")
     return 0
 
 

@@ -17,6 +17,20 @@ if TYPE_CHECKING:
     from xpnet.model import Model
 
 
+def one_sample(model: Model, x: Any) -> tuple[Any, bool]:
+    """``x`` with a samples axis, and whether it was one sample without one: a single row, or a single image
+    (``(H, W)`` for a one-channel ``(H, W, 1)`` input too). For a model of one input value a vector stays a column
+    of samples, and a scalar is one sample."""
+    if getattr(x, "shape", None) is None:
+        x = np.asarray(x)
+    shape, input_shape = tuple(x.shape), model.input_shape
+    if input_shape == (1,):
+        return (x.reshape(1), True) if shape == () else (x, False)
+    if shape == input_shape or (*shape, 1) == input_shape:
+        return x.reshape(1, *input_shape), True
+    return x, False
+
+
 def features(model: Model, x: Any, what: str = "x") -> Any:
     """``x`` as a C-contiguous device array of flat rows in the model's dtype, after checking shape and values."""
     backend, input_shape = model.backend, model.input_shape

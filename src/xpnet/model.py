@@ -24,6 +24,7 @@ from xpnet.backend import Backend, get_backend
 from xpnet.errors import ConfigError
 from xpnet.layers.base import Layer, Phase, Shape, Workspace, as_shape, describe_shape
 from xpnet.losses import Loss, get_loss
+from xpnet.metrics import get_metrics
 from xpnet.optimizers import DecayTargets, Optimizer, get_optimizer
 from xpnet.trainer import Callback, ChunkedData, FitOptions, History, StopFlag, Trainer, TrainingPosition
 
@@ -79,7 +80,10 @@ class Model:
     the initial weights, dropout masks and the shuffling order, identically on every device. ``lr`` is the
     optimizer's base learning rate (give ``optimizer=Adam(lr, schedule=Cosine(epochs))`` for a schedule).
     ``class_names`` and ``preprocessing`` are carried along for saving: the CLI uses them to turn inputs into
-    features and outputs into names.
+    features and outputs into names (``predict`` returns the names too). ``metrics`` names what ``evaluate`` and
+    ``fit`` report beside the loss (``xpnet.metrics``; default: accuracy, or MSE and MAE for regression).
+    ``compile`` changes the loss, optimizer and metrics later, Keras-style; ``model(x)`` is ``predict_proba``, and
+    ``get_weights`` / ``set_weights`` read and write every layer's arrays as Keras lists them.
     """
 
     def __init__(
@@ -97,6 +101,7 @@ class Model:
         backend: Backend | None = None,
         class_names: Sequence[str] | None = None,
         preprocessing: dict[str, Any] | None = None,
+        metrics: Sequence[str] | None = None,
     ) -> None:
         self.layers = list(layers)
         if not self.layers:
@@ -109,10 +114,9 @@ class Model:
         if len(output_shape) != 1:
             raise ConfigError(f"the last layer outputs {output_shape} per sample; a loss needs flat outputs: end "
                               "with Flatten() and a Dense layer")
-        self.loss = get_loss(loss)
-        last = self.layers[-1]
-        self.loss.check_output(getattr(last, "activation", "identity"))
-        last.fused_with_loss = self.loss.gives_dz
+        self._set_loss(get_loss(loss))
+        self.metrics = get_metrics(metrics, self.is_regression)
+        """The metrics ``evaluate`` and ``fit`` report beside the loss (``xpnet.metrics``)."""
         self.optimizer = get_optimizer(optimizer, lr)
         self.backend = backend or get_backend(device, dtype, seed, kernel_mode)
         self.class_names = list(class_names) if class_names is not None else None
@@ -127,6 +131,42 @@ class Model:
         self._first_trainable = next((i for i, layer in enumerate(self.layers) if layer.parameter_count), None)
         self._bind_buffers()
         self._initialize()
+
+    def _set_loss(self, loss: Loss) -> None:
+        """Take ``loss`` after checking it suits the output layer, fused with its activation when it can be."""
+        last = self.layers[-1]
+        loss.check_output(getattr(last, "activation", "identity"))
+        self.loss = loss
+        last.fused_with_loss = loss.gives_dz
+
+    def compile(
+        self,
+        optimizer: str | dict | Optimizer | None = None,
+        loss: str | Loss | None = None,
+        metrics: Sequence[str] | None = None,
+        *,
+        lr: float | None = None,
+    ) -> Model:
+        """Keras's ``compile``: choose the optimizer (a name, with ``lr``, or an object such as
+        ``xpnet.optimizers.Adam(lr=1e-3)``), the loss and the metrics; those left None stay as they are (metrics:
+        the defaults for the new loss). The parameters are kept; a new optimizer starts with fresh moments and a
+        step count of 0, as Keras's does. Everything is checked before anything changes. Returns the model."""
+        new_loss = self.loss if loss is None else get_loss(loss)
+        new_optimizer = (self.optimizer if optimizer is None and lr is None
+                         else get_optimizer(self.optimizer if optimizer is None else optimizer, lr))
+        if new_loss is not self.loss:
+            new_loss.check_output(getattr(self.layers[-1], "activation", "identity"))
+        new_metrics = get_metrics(metrics, self._predicts_values(new_loss))
+        self._set_loss(new_loss)
+        self.metrics = new_metrics
+        if new_optimizer is not self.optimizer:
+            parameters, state = self.get_parameters(), self.get_state()
+            self.optimizer, self.step = new_optimizer, 0
+            self._bind_buffers()
+            self.set_parameters(parameters)
+            self.set_state(state)
+        self._workspaces.clear()
+        return self
 
     # ----------------------------------------------------------------------------------------------- structure
     @property
@@ -155,7 +195,11 @@ class Model:
         """True for a model that predicts values, not classes: a squared-error loss after an identity output. It
         reports MSE and MAE instead of accuracy, and ``predict`` returns values. (A squared error after a softmax,
         sigmoid or ReLU output is the classic tutorials' classifier on one-hot targets.)"""
-        return self.loss.name in ("mse", "sse") and getattr(self.layers[-1], "activation", "identity") == "identity"
+        return self._predicts_values(self.loss)
+
+    def _predicts_values(self, loss: Loss) -> bool:
+        """Whether this model with ``loss`` is a regression model (see ``is_regression``)."""
+        return loss.name in ("mse", "sse") and getattr(self.layers[-1], "activation", "identity") == "identity"
 
     @property
     def class_count(self) -> int:
@@ -235,6 +279,33 @@ class Model:
         if flat.shape != (size,):
             raise ConfigError(f"expected {size} {what}, got an array of shape {flat.shape}")
         return self.backend.asarray(flat, dtype=self.dtype)
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Keras's ``get_weights``: every layer's arrays (``Layer.get_weights``: kernel, then bias, then running
+        statistics), layer after layer, in one list of host copies."""
+        return [array for layer in self.layers for array in layer.get_weights()]
+
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        """Overwrite every layer's arrays from a list like ``get_weights()``'s; ConfigError naming the first array
+        of the wrong count or shape, before anything is changed."""
+        counts = [len(layer.get_weights()) for layer in self.layers]
+        if not isinstance(weights, (list, tuple)) or len(weights) != sum(counts):
+            got = f"{len(weights)}" if isinstance(weights, (list, tuple)) else f"a {type(weights).__name__}"
+            raise ConfigError(f"set_weights needs a list of {sum(counts)} arrays (get_weights() gives them in "
+                              f"order), got {got}")
+        parameters, state = self.get_parameters(), self.get_state()
+        start = 0
+        try:
+            for i, (layer, count) in enumerate(zip(self.layers, counts, strict=True)):
+                try:
+                    layer.set_weights(list(weights[start : start + count]))
+                except ConfigError as exc:
+                    raise ConfigError(f"layer {i}: {exc}") from None
+                start += count
+        except ConfigError:
+            self.set_parameters(parameters)
+            self.set_state(state)
+            raise
 
     @property
     def moments(self) -> Any:
@@ -357,7 +428,8 @@ class Model:
 
         ``batch_size`` None trains full-batch, 1 online. ``validation_split`` holds out the last fraction of the
         samples (before shuffling), like Keras. ``seed`` fixes the shuffling order (else it is drawn from the
-        model's seeded backend). Each callback is called as ``callback(model, epoch, logs)`` after every epoch;
+        model's seeded backend). Each callback is called as ``callback(model, epoch, logs)`` after every epoch (and
+        ``callback.on_epoch_begin(model, epoch)``, when it has one, before each; see ``xpnet.callbacks``);
         setting ``model.stop_training`` from a callback, or requesting ``stop`` (a ``StopFlag``, e.g. from a
         signal handler), stops after the current step. ``history`` and ``position`` continue an earlier run (see
         ``xpnet.checkpoint``), ``epochs`` counting from its start; ``self.position`` says where training stands.
@@ -387,27 +459,39 @@ class Model:
             yield lo, hi, chunk, self.forward(x_dev[lo:hi], chunk, Phase(training=False, step=self.step))
 
     def predict_proba(self, x: Any) -> np.ndarray:
-        """The output layer's activations (class probabilities for softmax/sigmoid outputs), as a host array."""
+        """The output layer's activations (class probabilities for softmax/sigmoid outputs), as a host array: one
+        row per sample, or for one sample without the samples axis (a single row or image) its one row."""
+        x, single = inputs.one_sample(self, x)
         x_dev = inputs.features(self, x)
         out = np.empty((x_dev.shape[0], self.output_dim), dtype=self.dtype)
         for lo, hi, _, output in self._forward_in_chunks(x_dev):
             out[lo:hi] = self.backend.to_host(output)
-        return out
+        return out[0] if single else out
 
-    def predict(self, x: Any) -> np.ndarray:
-        """Class indices: the argmax of the outputs, or output >= 0.5 for a single-output model; a regression model's
-        values (one column per output, or a vector for a single output)."""
+    __call__ = predict_proba
+    """``model(x)``: the outputs for ``x``, as ``predict_proba`` (a regression model's values as rows)."""
+
+    def predict(self, x: Any, names: bool = True) -> Any:
+        """The answer for each sample of ``x``: for a classifier the class (the argmax of the outputs, or output
+        >= 0.5 for a single output) as its name when the model has class names (trained on names, given
+        ``class_names=``, or trained by the CLI), else as its index: an integer-label model, one whose names are its
+        indices ("0", "1", ...: MNIST's), and any with ``names=False`` answer indices; for a regression
+        model its values (one column per output, or a vector for a single output). One sample without the samples
+        axis (a single row or image) gets one answer: a name, an index or its values."""
+        x, single = inputs.one_sample(self, x)
         proba = self.predict_proba(x)
         if self.is_regression:
-            return proba[:, 0] if self.output_dim == 1 else proba
-        if self.output_dim == 1:
-            return (proba[:, 0] >= 0.5).astype(np.int64)
-        return proba.argmax(axis=1)
+            answers = proba[:, 0] if self.output_dim == 1 else proba
+        else:
+            answers = (proba[:, 0] >= 0.5).astype(np.int64) if self.output_dim == 1 else proba.argmax(axis=1)
+            if names and self.class_names not in (None, [str(k) for k in range(self.class_count)]):
+                answers = np.asarray(self.class_names)[answers]
+        return answers[0].item() if single and answers.ndim == 1 else answers[0] if single else answers
 
     def evaluate(self, x: Any, y: Any) -> dict[str, float]:
-        """Mean loss and accuracy on ``x``, ``y`` (class labels or target rows); for a regression model mean loss,
-        mean squared error and mean absolute error (over samples and outputs). ``x`` may be a ChunkedData (``y``
-        None), evaluated one chunk on the device at a time."""
+        """Mean loss and the model's metrics on ``x``, ``y`` (class labels, class names or target rows): by default
+        accuracy, or for a regression model mean squared error and mean absolute error (over samples and outputs).
+        ``x`` may be a ChunkedData (``y`` None), evaluated one chunk on the device at a time."""
         if not isinstance(x, ChunkedData):
             return self.evaluate_on_device(*inputs.device_data(self, x, y))
         totals: dict[str, float] = {}
@@ -421,20 +505,19 @@ class Model:
     def evaluate_on_device(self, x_dev: Any, y_dev: Any) -> dict[str, float]:
         """``evaluate`` for arrays already checked and on the device (flat rows, target rows)."""
         stats = self.backend.zeros(2, dtype=np.float64)
-        errors = self.backend.zeros(2, dtype=np.float64)  # regression: sums of squared and absolute errors
-        regression = self.is_regression
+        errors = self.backend.zeros(2, dtype=np.float64)  # sums of squared and absolute errors
+        error_metrics = bool({"mse", "mae"} & set(self.metrics))
         for lo, hi, chunk, output in self._forward_in_chunks(x_dev):
             self._loss(chunk, output, y_dev[lo:hi], stats)
-            if regression:
+            if error_metrics:
                 error = output - y_dev[lo:hi]
                 errors[0] += (error * error).sum()
                 errors[1] += abs(error).sum()
         loss_sum, correct = (float(v) for v in self.backend.to_host(stats))
         n = x_dev.shape[0]
-        if regression:
-            squared, absolute = (float(v) / (n * self.output_dim) for v in self.backend.to_host(errors))
-            return {"loss": loss_sum / n, "mse": squared, "mae": absolute}
-        return {"loss": loss_sum / n, "accuracy": correct / n}
+        squared, absolute = (float(v) / (n * self.output_dim) for v in self.backend.to_host(errors))
+        values = {"accuracy": correct / n, "mse": squared, "mae": absolute}
+        return {"loss": loss_sum / n, **{name: values[name] for name in self.metrics}}
 
     def save(self, path: Any, include_optimizer: bool = True) -> Any:
         """Save to ``path`` (``.npz``) atomically, without pickle; ``xpnet.load_model`` reads it on either device."""
@@ -450,6 +533,7 @@ class Model:
             "dtype": self.dtype.name,
             "class_names": self.class_names,
             "preprocessing": self.preprocessing,
+            "metrics": list(self.metrics),
             "step": self.step,
         }
 

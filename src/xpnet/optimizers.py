@@ -84,6 +84,13 @@ class Optimizer:
         """The numeric settings (everything but the schedule)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "schedule"}
 
+    def set_rate(self, lr: float) -> None:
+        """Change the base rate (what callbacks such as ReduceLROnPlateau and LearningRateScheduler do between
+        epochs); the schedule, if any, still applies on top of it. ConfigError unless a positive finite number."""
+        if not is_finite_number(lr) or lr <= 0:
+            raise ConfigError(f"learning rate must be a positive number, got {lr!r}")
+        self.lr = float(lr)
+
     def rate(self, progress: float = 0.0) -> float:
         """The learning rate of an update at ``progress`` epochs into training (a host float: no device sync)."""
         return self.lr if self.schedule is None else float(self.schedule.rate(self.lr, progress))

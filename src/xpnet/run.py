@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from xpnet.backend import Backend
-from xpnet.callbacks import EarlyStopping
+from xpnet.callbacks import CSVLogger, EarlyStopping
 from xpnet.checkpoint import Checkpoint, checkpoint_path, describe_position, latest_checkpoint, save_checkpoint
 from xpnet.distributed import Communicator, launched_rank
 from xpnet.errors import ConfigError, TrainingError, XpnetError
@@ -119,6 +119,7 @@ def run_training(
     *,
     checkpoint_dir: str | None = None,
     resume: bool = False,
+    log_csv: str | None = None,
     given: Collection[str] = (),
     backend: Backend | None = None,
     verbose: int = 1,
@@ -136,10 +137,12 @@ def run_training(
     ``lr`` and ``schedule`` over ``epochs``. ``validation_split`` of the training set is held out (stratified,
     seeded) for the per-epoch validation figures; the test set is evaluated once, at the end. ``graph`` is
     ``Model.fit``'s (CUDA graph steps: "auto", "on", "off").
+    ``log_csv`` names a CSV file each epoch's figures are appended to (``CSVLogger``; a resumed run continues it).
 
     With a ``communicator`` this is one rank of a data-parallel run (see ``xpnet.distributed``): every rank must
     be given the same settings and data, and rank 0 alone writes the checkpoints (into a folder every rank can
-    read, for a resume). A run resumes from a checkpoint of the same rank count, or of any as a single process.
+    read, for a resume) and the CSV log. A run resumes from a checkpoint of the same rank count, or of any as a
+    single process.
     """
     ranks = 1 if communicator is None else communicator.size
     if communicator is not None:
@@ -196,7 +199,10 @@ def run_training(
     optimizer = model.optimizer
     # the settings' rate is the base rate (a checkpoint before format 3 saved the last step's decayed one)
     optimizer.lr = settings.get("lr", optimizer.lr)
-    writer = checkpoint_dir is not None and (communicator is None or communicator.rank == 0)
+    first_rank = communicator is None or communicator.rank == 0
+    writer = checkpoint_dir is not None and first_rank
+    logger = CSVLogger(log_csv, append=resume) if log_csv is not None and first_rank else None
+    callbacks = [c for c in (stopper, logger, checkpoint if writer else None) if c is not None]
     x_train, y_train, validation = validation_split(task, settings.get("validation_split") or 0.0, settings["seed"])
     optimizer.schedule = schedule(settings, steps_per_epoch(x_train, settings["batch_size"]))
     stopped_before = stopper.stopped_epoch if stopper else 0
@@ -207,7 +213,7 @@ def run_training(
             history = model.fit(
                 x_train, y_train, settings["epochs"], settings["batch_size"],
                 validation_data=validation, seed=None if resume else settings["seed"],
-                verbose=verbose, callbacks=[*([stopper] if stopper else []), *([checkpoint] if writer else [])],
+                verbose=verbose, callbacks=callbacks,
                 history=history, position=position, stop=stop, communicator=communicator, graph=graph,
             )
         except TrainingError as exc:

@@ -17,6 +17,7 @@ from xpnet.archive import (
     FORMAT,
     FORMAT_VERSION,
     METADATA,
+    archive_file,
     model_arrays,
     model_metadata,
     model_path,
@@ -102,6 +103,7 @@ def model_from_archive(
         model = Model(
             layers, loss, optimizer, input_shape=input_shape, backend=backend,
             class_names=config.get("class_names"), preprocessing=config.get("preprocessing"),
+            metrics=config.get("metrics"),
         )
         model.step = step
     except DeviceError:  # the device cannot hold the model: not a problem of the file
@@ -126,8 +128,10 @@ def load_model(
     kernel_mode: str | None = None,
     backend: Backend | None = None,
 ) -> Model:
-    """Load a model saved by ``save_model`` (or a checkpoint) onto ``backend``, or one built for ``device``:
-    either device reads either's files."""
+    """Load a model saved by ``save_model`` or ``xpnet train --save``, a checkpoint file, or the newest checkpoint
+    of a ``--checkpoint-dir`` folder, onto ``backend``, or one built for ``device``: either device reads either's
+    files. A CLI-trained model keeps its class names and preprocessing (``model.predict`` returns the names)."""
+    path = archive_file(path)
     metadata, arrays = read_archive(path)
-    return model_from_archive(Path(path), metadata, arrays, device=device, dtype=dtype, kernel_mode=kernel_mode,
+    return model_from_archive(path, metadata, arrays, device=device, dtype=dtype, kernel_mode=kernel_mode,
                               backend=backend)

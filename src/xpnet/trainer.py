@@ -309,6 +309,10 @@ class Trainer:
         self.stop.clear()
         self.workspace = model.workspace(self.batch_size // self.ranks, backward=True)
         while position.epoch < epochs and not self._stopping():
+            if position.batch == 0:  # a fresh epoch (a resumed one was begun before the checkpoint)
+                for callback in self.callbacks:
+                    if hasattr(callback, "on_epoch_begin"):
+                        callback.on_epoch_begin(model, position.epoch + 1)
             started = time.perf_counter()
             bar = EpochProgress(position.epoch + 1, epochs, self.steps, position.batch,
                                 self.verbose > 0 and self.rank == 0)
@@ -428,7 +432,7 @@ class Trainer:
     def _epoch_logs(self, seconds: float) -> dict[str, float]:
         position = self.position
         logs = {"loss": position.loss_sum / position.seen}
-        if not self.regression:
+        if "accuracy" in self.model.metrics:  # the training metrics a step counts (the others: validation only)
             logs["accuracy"] = position.correct / position.seen
         logs["time"] = seconds
         if self.validation is not None:

@@ -9,9 +9,8 @@ import signal
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from cli_helpers import one_error, run
+from cli_helpers import blobs_csv, one_error, run
 from PIL import Image
 
 import xpnet
@@ -34,14 +33,6 @@ def colour_folder(root: Path, per_class: int, first: int = 0) -> Path:
         for i in range(first, first + per_class):
             Image.new("RGB", (8, 6), tuple(min(255, c + 3 * i) for c in colour)).save(root / name / f"{i}.png")
     return root
-
-
-def blobs_csv(path: Path, rows: int) -> Path:
-    rng = np.random.default_rng(0)
-    labels = np.arange(rows) % 2
-    x = rng.normal(size=(rows, 2)) + 3 * labels[:, None]
-    path.write_text("a,b,kind\n" + "".join(f"{a},{b},{'yx'[k]}\n" for (a, b), k in zip(x, labels, strict=True)))
-    return path
 
 
 def test_evaluate_scores_every_image_of_a_new_folder_and_the_held_out_ones_of_the_training_folder(

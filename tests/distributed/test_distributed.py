@@ -5,7 +5,6 @@ Every MPI job runs in a subprocess with a timeout, so that nothing here can hang
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import signal
@@ -20,6 +19,7 @@ import numpy as np
 import pytest
 from cli_helpers import assert_clean_error, xpnet
 
+from benchmarks.distributed import mpi_missing
 from xpnet import Dense, Dropout, Sequential
 from xpnet.distributed import launched_ranks
 from xpnet.errors import ConfigError
@@ -32,8 +32,7 @@ MPIEXEC = shutil.which("mpiexec", path=os.pathsep.join(
     [str(Path(sys.executable).parent), sysconfig.get_path("scripts"), str(Path(sys.base_prefix) / "bin"),
      os.environ.get("PATH", "")]))
 needs_mpi = pytest.mark.skipif(
-    importlib.util.find_spec("mpi4py") is None or MPIEXEC is None,
-    reason="needs mpi4py and mpiexec: pip install -e '.[mpi]'")
+    mpi_missing() is not None or MPIEXEC is None, reason=f"needs MPI: {mpi_missing() or 'no mpiexec'}")
 ENV = {**os.environ, "XPNET_DEVICE": "cpu", "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
 """One thread a rank: ranks sharing this machine's cores with BLAS threads of their own slow down many times."""
 TIMEOUT = 240
@@ -167,9 +166,11 @@ def _wait_for(path_glob: tuple[Path, str], process: subprocess.Popen, seconds: f
 
 @needs_mpi
 def test_ctrl_c_stops_every_rank_and_resume_works_with_the_same_ranks_or_one_process(shared_data, tmp_path):
-    straight = mpiexec(2, *_train(shared_data, tmp_path / "a", "--quiet"))
+    straight = mpiexec(2, *_train(shared_data, tmp_path / "a", "--quiet", "--log-csv", str(tmp_path / "log.csv")))
     assert straight.returncode == 0, straight.stderr
     assert len(straight.stdout.strip().splitlines()) == 1  # rank 0 alone reports
+    logged = (tmp_path / "log.csv").read_text().splitlines()  # and logs: one header, one row per epoch
+    assert [line.split(",")[0] for line in logged] == ["epoch", "1", "2"]
     args = _train(shared_data, tmp_path / "b")
     process = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, *args], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=ENV)

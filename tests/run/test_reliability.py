@@ -25,9 +25,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from xpnet.archive import CHECKPOINT_NAME as NAME
 from xpnet.backend import get_backend
 from xpnet.builders import mlp
-from xpnet.checkpoint import NAME, latest_checkpoint, load_checkpoint, save_checkpoint
+from xpnet.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from xpnet.data.digits import mnist_like, read_grayscale
 from xpnet.errors import DataError, ModelFileError, TrainingError
 from xpnet.features import HueHistogramFeatures

@@ -10,6 +10,7 @@ models name their layers.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -159,6 +160,43 @@ class Layer:
     def bind(self, backend: Any, params: dict[str, Any], grads: dict[str, Any], state: dict[str, Any]) -> None:
         """Take the backend and the views of the model's flat buffers that hold this layer's arrays."""
         self.backend, self.params, self.grads, self.state = backend, params, grads, state
+
+    # -------------------------------------------------------------------------------------------- weights
+    def _arrays(self) -> dict[str, Any]:
+        """The layer's arrays in Keras's order: trainable parameters (kernel, then bias; BatchNorm's gamma, beta),
+        then non-trainable state (running mean, running variance)."""
+        if self.backend is None:
+            raise ConfigError(f"this {self.type_name} layer is not part of a model yet: its weights exist once a "
+                              "Model (Sequential) is built from it")
+        return {**self.params, **self.state}
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Host copies of the layer's arrays, Keras's order (kernel, then bias, then any running statistics); a
+        Dense kernel is (inputs, units), a Conv2D kernel (kernel height x width x input channels, filters)."""
+        return [np.array(self.backend.to_host(array)) for array in self._arrays().values()]
+
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        """Overwrite the layer's arrays from a list like ``get_weights()``'s: same count, each of the same shape;
+        ConfigError naming the first that is not (nothing is changed then)."""
+        arrays = self._arrays()
+        shapes = {name: tuple(array.shape) for name, array in arrays.items()}
+        expected = ", ".join(f"{name} {shape}" for name, shape in shapes.items())
+        if not isinstance(weights, (list, tuple)) or len(weights) != len(arrays):
+            got = f"{len(weights)}" if isinstance(weights, (list, tuple)) else f"a {type(weights).__name__}"
+            raise ConfigError(f"{self.type_name} set_weights needs a list of {len(arrays)} arrays ({expected}), got "
+                              f"{got}")
+        checked = []
+        for (name, shape), value in zip(shapes.items(), weights, strict=True):
+            try:
+                host = np.asarray(self.backend.to_host(value), dtype=np.float64)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{self.type_name} weight {name} is not an array of numbers") from None
+            if host.shape != shape or not np.isfinite(host).all():
+                raise ConfigError(f"{self.type_name} weight {name} must be finite numbers of shape {shape}, got "
+                                  f"shape {host.shape}; expected {expected}")
+            checked.append(host)
+        for array, host in zip(arrays.values(), checked, strict=True):
+            array[...] = self.backend.asarray(host, dtype=array.dtype)
 
     # -------------------------------------------------------------------------------------------- compute
     def workspace(self, rows: int, backward: bool, need_dx: bool) -> Workspace:

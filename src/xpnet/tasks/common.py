@@ -187,5 +187,5 @@ def confusion_matrix(model: Any, x: Any, y: np.ndarray | None, classes: int) -> 
     """Counts of (true class, predicted class) over ``x``, ``y`` (or ``x`` a ChunkedData, ``y`` None)."""
     matrix = np.zeros((classes, classes), dtype=np.int64)
     for features, labels in [(x, y)] if y is not None else x:
-        np.add.at(matrix, (labels, model.predict(features)), 1)
+        np.add.at(matrix, (labels, model.predict(features, names=False)), 1)
     return matrix
