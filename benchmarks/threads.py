@@ -214,6 +214,7 @@ def epoch_worker(workload: str, implementation: str, mode: str, data_dir: str, e
 def profile_worker(mode: str, data_dir: str) -> None:
     """Print as JSON the median milliseconds of each part of the quick CNN's training step."""
     from benchmarks.cnn import QUICK_RUN
+    from xpnet import inputs
     from xpnet.layers import Phase
     from xpnet.tasks import build_model
 
@@ -223,7 +224,7 @@ def profile_worker(mode: str, data_dir: str) -> None:
     model = build_model("mnist", task, QUICK_RUN, backend)
     batch = QUICK_RUN["batch_size"]
     workspace, stats = model.workspace(batch, backward=True), backend.zeros(2, dtype=np.float64)
-    flat, y = model.device_data(task.x_train, task.y_train)
+    flat, y = inputs.device_data(model, task.x_train, task.y_train)
     x = flat.reshape(batch, *model.input_shape)
     times: dict[str, list[float]] = {}
 
