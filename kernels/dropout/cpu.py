@@ -79,13 +79,18 @@ def _random_shift(out, x, key, span_h, span_w, max_h, max_w, sign):
             d[t] = zero
 
 
-_dropout_kernel = serial_and_parallel(_dropout)
+# Parallel from these sizes of the first argument: see the calibration note in ``numba_cpu``.
+DROPOUT_PARALLEL_MIN = 1 << 22
+DROPOUT_BACKWARD_PARALLEL_MIN = 1 << 22
+RANDOM_SHIFT_PARALLEL_MIN = 1 << 22
+
+_dropout_kernel = serial_and_parallel(_dropout, DROPOUT_PARALLEL_MIN)
 
 
-_dropout_backward_kernel = serial_and_parallel(_dropout_backward)
+_dropout_backward_kernel = serial_and_parallel(_dropout_backward, DROPOUT_BACKWARD_PARALLEL_MIN)
 
 
-_random_shift_kernel = serial_and_parallel(_random_shift)
+_random_shift_kernel = serial_and_parallel(_random_shift, RANDOM_SHIFT_PARALLEL_MIN)
 
 
 def dropout(x, rate: float, seed: int, step: int, out, mask) -> None:

@@ -12,7 +12,10 @@ def _gather_rows(out, src, idx):
         out[i, :] = src[idx[i], :]
 
 
-_gather_rows_kernel = serial_and_parallel(_gather_rows)
+# Parallel from these sizes of the first argument: see the calibration note in ``numba_cpu``.
+GATHER_ROWS_PARALLEL_MIN = 1 << 22
+
+_gather_rows_kernel = serial_and_parallel(_gather_rows, GATHER_ROWS_PARALLEL_MIN)
 
 
 def gather_rows(src, idx, out) -> None:

@@ -23,7 +23,10 @@ def _hue_histograms(images, out):
                 out[i, k] += 1.0
 
 
-_hue_histograms_kernel = serial_and_parallel(_hue_histograms)
+# Parallel from this size of the images: see the calibration note in ``numba_cpu``.
+HUE_HISTOGRAMS_PARALLEL_MIN = 1 << 22
+
+_hue_histograms_kernel = serial_and_parallel(_hue_histograms, HUE_HISTOGRAMS_PARALLEL_MIN)
 
 
 def hue_histograms(images: np.ndarray, bins: int = DEFAULT_BINS) -> np.ndarray:

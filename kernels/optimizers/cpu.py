@@ -42,13 +42,18 @@ def _adam(p, g, m, v, step_size, beta1, beta2, eps, bc2_sqrt):
         p[i] -= step * mi / (math.sqrt(vi) * inv_bc2 + eps_t)
 
 
-_sgd_kernel = serial_and_parallel(_sgd)
+# Parallel from these sizes of the first argument: see the calibration note in ``numba_cpu``.
+SGD_PARALLEL_MIN = 1 << 22
+MOMENTUM_PARALLEL_MIN = 1 << 22
+ADAM_PARALLEL_MIN = 1 << 22
+
+_sgd_kernel = serial_and_parallel(_sgd, SGD_PARALLEL_MIN)
 
 
-_momentum_kernel = serial_and_parallel(_momentum)
+_momentum_kernel = serial_and_parallel(_momentum, MOMENTUM_PARALLEL_MIN)
 
 
-_adam_kernel = serial_and_parallel(_adam)
+_adam_kernel = serial_and_parallel(_adam, ADAM_PARALLEL_MIN)
 
 
 def sgd_update(p, g, lr: float) -> None:

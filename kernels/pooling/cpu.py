@@ -81,10 +81,18 @@ def _max_pool_backward(dx, dout, argmax, pool_h, pool_w, stride_h, stride_w):
                                 target[c] += d[c] if a[c] == k else zero
 
 
-_max_pool_kernel = serial_and_parallel(_max_pool)
+# Parallel from these sizes of the first argument: see the calibration note in ``numba_cpu``.
+MAX_POOL_PARALLEL_MIN = 1 << 22
+MAX_POOL_BACKWARD_PARALLEL_MIN = 1 << 22
+AVG_POOL_PARALLEL_MIN = 1 << 22
+AVG_POOL_BACKWARD_PARALLEL_MIN = 1 << 22
+GLOBAL_AVG_POOL_PARALLEL_MIN = 1 << 22
+GLOBAL_AVG_POOL_BACKWARD_PARALLEL_MIN = 1 << 22
+
+_max_pool_kernel = serial_and_parallel(_max_pool, MAX_POOL_PARALLEL_MIN)
 
 
-_max_pool_backward_kernel = serial_and_parallel(_max_pool_backward)
+_max_pool_backward_kernel = serial_and_parallel(_max_pool_backward, MAX_POOL_BACKWARD_PARALLEL_MIN)
 
 
 def max_pool(x, pool_h: int, pool_w: int, stride_h: int, stride_w: int, out, argmax) -> None:
@@ -189,10 +197,10 @@ def _global_avg_pool_backward(dx, dout):
                 target[c] = dout[n, c] * scale
 
 
-_avg_pool_kernel = serial_and_parallel(_avg_pool)
-_avg_pool_backward_kernel = serial_and_parallel(_avg_pool_backward)
-_global_avg_pool_kernel = serial_and_parallel(_global_avg_pool)
-_global_avg_pool_backward_kernel = serial_and_parallel(_global_avg_pool_backward)
+_avg_pool_kernel = serial_and_parallel(_avg_pool, AVG_POOL_PARALLEL_MIN)
+_avg_pool_backward_kernel = serial_and_parallel(_avg_pool_backward, AVG_POOL_BACKWARD_PARALLEL_MIN)
+_global_avg_pool_kernel = serial_and_parallel(_global_avg_pool, GLOBAL_AVG_POOL_PARALLEL_MIN)
+_global_avg_pool_backward_kernel = serial_and_parallel(_global_avg_pool_backward, GLOBAL_AVG_POOL_BACKWARD_PARALLEL_MIN)
 
 
 def avg_pool(x, pool_h: int, pool_w: int, stride_h: int, stride_w: int, out) -> None:

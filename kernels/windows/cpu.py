@@ -74,10 +74,14 @@ def _col2im(cols, dx, stride_h, stride_w, pad_top, pad_left):
                         target[t] += run[t]
 
 
-_im2col_kernel = serial_and_parallel(_im2col)
+# Parallel from these sizes of the first argument: see the calibration note in ``numba_cpu``.
+IM2COL_PARALLEL_MIN = 1 << 22
+COL2IM_PARALLEL_MIN = 1 << 22
+
+_im2col_kernel = serial_and_parallel(_im2col, IM2COL_PARALLEL_MIN)
 
 
-_col2im_kernel = serial_and_parallel(_col2im)
+_col2im_kernel = serial_and_parallel(_col2im, COL2IM_PARALLEL_MIN)
 
 
 def im2col(x, stride_h: int, stride_w: int, pad_top: int, pad_left: int, cols) -> None:

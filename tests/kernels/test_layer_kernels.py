@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from xpnet.kernels import ACTIVATIONS, array_module, numba_cpu
+from xpnet.kernels import ACTIVATIONS, array_module
 from xpnet.kernels.batchnorm import cuda as batchnorm_cuda
 from xpnet.kernels.cuda_set import CudaKernels
 from xpnet.kernels.sets import CpuKernels, ReferenceKernels
@@ -410,9 +410,8 @@ def test_cpu_batch_norm(dtype, shape):
     compare_batch_norm(cpu, np, values, dtype, alias=True)
 
 
-def test_cpu_parallel_variants_match_the_reference(monkeypatch):
-    """Every kernel's parallel twin (and the chunked column sums) on a small case, by a threshold of zero."""
-    monkeypatch.setattr(numba_cpu, "PARALLEL_MIN_SIZE", 0)
+def test_cpu_parallel_variants_match_the_reference(parallel_kernels):
+    """Every kernel's parallel twin (and the blocked column sums) on a small case, by a threshold of zero."""
     rng = np.random.default_rng(9)
     x = rng.standard_normal((3, 7, 5, 3))
     case = (3, 3, 2, 1, 1, 1)
