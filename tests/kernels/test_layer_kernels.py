@@ -337,11 +337,12 @@ def test_reference_dropout_masks_depend_on_seed_and_step_only():
 # --- the CPU kernels against the reference --------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("channels", [1, 3])  # one channel: im2col's element-by-element path
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", CONV_CASES)
-def test_cpu_im2col_and_col2im(dtype, case):
+def test_cpu_im2col_and_col2im(dtype, case, channels):
     rng = np.random.default_rng(5)
-    x = rng.standard_normal((3, 7, 5, 3)).astype(dtype)
+    x = rng.standard_normal((3, 7, 5, channels)).astype(dtype)
     np.testing.assert_array_equal(run_im2col(cpu, x, case), run_im2col(reference, x, case))
     cols = rng.standard_normal(_cols_shape(x.shape, case)).astype(dtype)
     _close(run_col2im(cpu, cols, x.shape, case), run_col2im(reference, cols, x.shape, case), dtype, 9)
@@ -416,6 +417,8 @@ def test_cpu_parallel_variants_match_the_reference(parallel_kernels):
     x = rng.standard_normal((3, 7, 5, 3))
     case = (3, 3, 2, 1, 1, 1)
     np.testing.assert_array_equal(run_im2col(cpu, x, case), run_im2col(reference, x, case))
+    one = x[..., :1].copy()
+    np.testing.assert_array_equal(run_im2col(cpu, one, case), run_im2col(reference, one, case))
     cols = rng.standard_normal(_cols_shape(x.shape, case))
     _close(run_col2im(cpu, cols, x.shape, case), run_col2im(reference, cols, x.shape, case), np.float64, 9)
     out, where = run_max_pool(cpu, x, (3, 3, 2, 2))
