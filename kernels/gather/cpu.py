@@ -12,7 +12,9 @@ def _gather_rows(out, src, idx):
         out[i, :] = src[idx[i], :]
 
 
-# Parallel from these sizes of the first argument: see the calibration note in ``numba_cpu``.
+# Parallel from these sizes of the first argument (1 << 24: not faster up to 1e7,
+# the largest size measured): measured by
+# `python -m benchmarks.parallel_thresholds` at 2 threads, 2-core AMD EPYC VM, 2026-12-05, load average LOADNOTE.
 GATHER_ROWS_PARALLEL_MIN = 1 << 22
 
 _gather_rows_kernel = serial_and_parallel(_gather_rows, GATHER_ROWS_PARALLEL_MIN)

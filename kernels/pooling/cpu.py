@@ -81,7 +81,9 @@ def _max_pool_backward(dx, dout, argmax, pool_h, pool_w, stride_h, stride_w):
                                 target[c] += d[c] if a[c] == k else zero
 
 
-# Parallel from these sizes of the first argument: see the calibration note in ``numba_cpu``.
+# Parallel from these sizes of the first argument (1 << 24: not faster up to 1e7,
+# the largest size measured): measured by
+# `python -m benchmarks.parallel_thresholds` at 2 threads, 2-core AMD EPYC VM, 2026-12-05, load average LOADNOTE.
 MAX_POOL_PARALLEL_MIN = 1 << 22
 MAX_POOL_BACKWARD_PARALLEL_MIN = 1 << 22
 AVG_POOL_PARALLEL_MIN = 1 << 22
