@@ -82,10 +82,11 @@ def _squared_error(a, y, da, stats, grad_scale, loss_scale):
 
 # Parallel from these sizes of the first argument (z or a) (1 << 24: not faster up to 1e7,
 # the largest size measured): measured by
-# `python -m benchmarks.parallel_thresholds` at 2 threads, 2-core AMD EPYC VM, 2026-12-05, load average LOADNOTE.
-SOFTMAX_CROSS_ENTROPY_PARALLEL_MIN = 1 << 22
-SIGMOID_BINARY_CROSS_ENTROPY_PARALLEL_MIN = 1 << 22
-SQUARED_ERROR_PARALLEL_MIN = 1 << 22
+# `python -m benchmarks.parallel_thresholds` at 2 threads, 2-core AMD EPYC VM, 2026-12-05, load average 5-7
+# (shared with other jobs: two runs, the larger crossover of the two kept).
+SOFTMAX_CROSS_ENTROPY_PARALLEL_MIN = 3_162_280
+SIGMOID_BINARY_CROSS_ENTROPY_PARALLEL_MIN = 3_162_280
+SQUARED_ERROR_PARALLEL_MIN = 3_162_280
 
 _softmax_cross_entropy_kernel = serial_and_parallel(_softmax_cross_entropy, SOFTMAX_CROSS_ENTROPY_PARALLEL_MIN)
 _sigmoid_binary_cross_entropy_kernel = serial_and_parallel(_sigmoid_binary_cross_entropy,
