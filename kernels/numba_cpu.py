@@ -3,12 +3,14 @@
 Kernels over large arrays exist twice, compiled serial and ``parallel=True`` from one Python function; a size
 threshold of the kernel's own (measured by ``python -m benchmarks.parallel_thresholds`` and kept beside the kernel)
 picks one, because waking Numba's thread pool costs more than it saves on small arrays, and the crossover differs
-from kernel to kernel. With one thread in use the serial twin always runs. Scalars are cast to the arrays' dtype
-so float32 work stays in float32.
+from kernel to kernel. With one thread in use the serial twin always runs. The calibration times each kernel alone;
+in a training step the kernels alternate with multithreaded BLAS matmuls, and Numba's pool waking while BLAS's
+threads still spin once made a 784-256-128-10 step ten times slower on 2 cores, so the thresholds err high. Scalars
+are cast to the arrays' dtype so float32 work stays in float32.
 
-Reductions (column sums, batch-norm statistics) sum fixed blocks of ``BLOCK_ROWS`` rows into their own partial
-sums and add those up in order, whichever twin runs and however many threads it has: the result never depends on
-the thread count.
+Reductions (column sums, batch-norm statistics, loss sums) sum fixed blocks of ``BLOCK_ROWS`` rows into their own
+partial sums and add those up in order, whichever twin runs and however many threads it has: the result never
+depends on the thread count.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ BLOCK_ROWS = 64
 enough that the partial sums stay a small fraction of the work."""
 
 TWINS: dict[str, Callable] = {}
-"""Every serial/parallel pair by its Python function's qualified name, for the calibration and the tests."""
+"""Every serial/parallel pair as ``family.function`` (``windows.im2col``), for the calibration and the tests."""
 
 
 def threads_in_use() -> int:
