@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 from xpnet.kernels import KERNEL_SETS, RELU, SOFTMAX, hue
-from xpnet.kernels.numba_cpu import PARALLEL_MIN_SIZE
+from xpnet.kernels.numba_cpu import TWINS
 
 from benchmarks.config import Config
 from benchmarks.timing import Candidate, Stats, interleave, log
@@ -343,8 +343,9 @@ def run(config: Config) -> dict[str, Any]:
     notes = [
         "bandwidth = bytes a kernel must move (inputs read once, outputs written once; in-place arrays twice) "
         "/ median time; copy fraction = that / the device's measured copy bandwidth",
-        f"CPU fused kernels switch to their parallel Numba variant at {PARALLEL_MIN_SIZE:,} "
-        "elements",
+        "CPU fused kernels switch to their parallel Numba twin (with more than one thread) from these sizes of "
+        "their first argument (python -m benchmarks.parallel_thresholds): "
+        + "; ".join(f"{name} {twin.threshold:,}" for name, twin in sorted(TWINS.items())),
     ]
     if slower:
         notes.append("fused slower than its reference: " + "; ".join(slower))

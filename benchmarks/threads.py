@@ -214,17 +214,18 @@ def epoch_worker(workload: str, implementation: str, mode: str, data_dir: str, e
 def profile_worker(mode: str, data_dir: str) -> None:
     """Print as JSON the median milliseconds of each part of the quick CNN's training step."""
     from benchmarks.cnn import QUICK_RUN
-    from xpnet.inputs import device_data
+    from xpnet import inputs, threads
     from xpnet.layers import Phase
     from xpnet.tasks import build_model
 
+    threads.configure()  # $XPNET_THREADS: Numba's and BLAS's counts (no Model.fit here to do it)
     config = make_config(mode == "quick", Path(data_dir), "cpu")
     task = _mnist(config, QUICK_RUN["batch_size"])
     backend = config.backend("cpu")
     model = build_model("mnist", task, QUICK_RUN, backend)
     batch = QUICK_RUN["batch_size"]
     workspace, stats = model.workspace(batch, backward=True), backend.zeros(2, dtype=np.float64)
-    flat, y = device_data(model, task.x_train, task.y_train)
+    flat, y = inputs.device_data(model, task.x_train, task.y_train)
     x = flat.reshape(batch, *model.input_shape)
     times: dict[str, list[float]] = {}
 

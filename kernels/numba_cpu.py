@@ -1,26 +1,28 @@
 """What every family's Numba CPU kernels share: compile options, serial and parallel twins, contiguous outputs.
 
 Kernels over large arrays exist twice, compiled serial and ``parallel=True`` from one Python function; a size
-threshold picks one, because starting Numba's thread pool costs more than it saves on the small arrays of a
-typical MLP step. Scalars are cast to the arrays' dtype so float32 work stays in float32.
+threshold of the kernel's own (measured by ``python -m benchmarks.parallel_thresholds`` and kept beside the kernel)
+picks one, because waking Numba's thread pool costs more than it saves on small arrays, and the crossover differs
+from kernel to kernel. With one thread in use the serial twin always runs. The calibration times each kernel alone;
+in a training step the kernels alternate with multithreaded BLAS matmuls, and Numba's pool waking while BLAS's
+threads still spin once made a 784-256-128-10 step ten times slower on 2 cores, so the thresholds err high. Scalars
+are cast to the arrays' dtype so float32 work stays in float32.
+
+Reductions (column sums, batch-norm statistics, loss sums) sum fixed blocks of ``BLOCK_ROWS`` rows into their own
+partial sums and add those up in order, whichever twin runs and however many threads it has: the result never
+depends on the thread count.
 """
 
 from __future__ import annotations
 
 import os
 import types
+from collections.abc import Callable
 from functools import partial
 
 import numba
 import numpy as np
 from numba import njit
-
-PARALLEL_MIN_SIZE = 1 << 22
-"""Arrays with at least this many elements use the parallel variant of a kernel.
-
-Set high on purpose: a training step alternates these kernels with multithreaded BLAS matmuls, and Numba's
-thread pool waking while BLAS's threads still spin made a 784-256-128-10 step ten times slower on 2 cores.
-Only very large arrays (a wide MLP's Adam update) gain more from threads than they lose to that contention."""
 
 if "NUMBA_THREADING_LAYER" not in os.environ:
     # OpenMP's workers spin after a parallel region and starve the BLAS threads of the matmul that follows
@@ -30,10 +32,24 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 jit = partial(njit, cache=True, error_model="numpy")
 """Numba's default Python error model checks every division for zero, which stops the loops vectorising."""
 
+BLOCK_ROWS = 64
+"""Rows per block of a reduction: small enough that a batch of 128 rows already splits over two threads, large
+enough that the partial sums stay a small fraction of the work."""
 
-def serial_and_parallel(py_func):
-    """Compile ``py_func`` twice (serial, parallel) and return a wrapper that picks one by array size.
+TWINS: dict[str, Callable] = {}
+"""Every serial/parallel pair as ``family.function`` (``windows.im2col``), for the calibration and the tests."""
 
+
+def threads_in_use() -> int:
+    """Numba's thread count for the calling thread (``xpnet.threads`` sets it)."""
+    return numba.get_num_threads()
+
+
+def serial_and_parallel(py_func: Callable, threshold: int) -> Callable:
+    """Compile ``py_func`` twice (serial, parallel) and return a wrapper that runs the parallel twin when its first
+    argument has at least ``threshold`` elements and more than one thread is in use, else the serial one.
+
+    The wrapper's ``threshold``, ``serial`` and ``parallel`` attributes are read at every call (tests set them).
     Numba's on-disk cache is keyed by the function's qualified name and signature, not by ``parallel``, so the
     parallel twin is compiled from a renamed copy; otherwise both would load whichever was cached first.
     """
@@ -43,13 +59,16 @@ def serial_and_parallel(py_func):
     parallel = jit(parallel=True)(twin)
 
     def by_size(*args):
-        return (parallel if args[0].size >= PARALLEL_MIN_SIZE else serial)(*args)
+        use = args[0].size >= by_size.threshold and threads_in_use() > 1
+        return (by_size.parallel if use else by_size.serial)(*args)
 
     by_size.__name__ = py_func.__name__
     by_size.__qualname__ = py_func.__qualname__
     by_size.__doc__ = py_func.__doc__
     by_size.serial = serial
     by_size.parallel = parallel
+    by_size.threshold = threshold
+    TWINS[f"{py_func.__module__.rsplit('.', 2)[-2]}.{py_func.__name__.lstrip('_')}"] = by_size
     return by_size
 
 
@@ -64,6 +83,7 @@ def write_back(a, result) -> None:
         a[...] = result
 
 
-def row_chunks(size: int) -> int:
-    """Row chunks of a column reduction: one when serial, several per thread when parallel."""
-    return 4 * numba.get_num_threads() if size >= PARALLEL_MIN_SIZE else 1
+def row_blocks(rows: int) -> int:
+    """The blocks of a column reduction over ``rows`` rows: ``BLOCK_ROWS`` each (the last one shorter), at least
+    one; the same for either twin and any thread count."""
+    return max(1, -(-rows // BLOCK_ROWS))

@@ -82,3 +82,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"XPNET_REQUIRE_GPU=1, but this GPU test was skipped: {reason}"
+
+
+@pytest.fixture
+def parallel_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every fused CPU kernel runs its parallel twin, at any size and even where Numba has one thread."""
+    from xpnet.kernels import numba_cpu, sets  # noqa: F401  (sets imports every family's twins)
+
+    monkeypatch.setattr(numba_cpu, "threads_in_use", lambda: 2)
+    for twin in numba_cpu.TWINS.values():
+        monkeypatch.setattr(twin, "threshold", 0)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 from numba import prange
 
 from .. import IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH
-from ..numba_cpu import PARALLEL_MIN_SIZE, jit, serial_and_parallel
+from ..numba_cpu import BLOCK_ROWS, jit, row_blocks, serial_and_parallel
 from ..scalar import activate
 
 _activate = jit(inline="always")(activate)
@@ -85,9 +84,9 @@ def _bias_activation(z, b, activation, alpha, a, d):
 def _activation_backward(dz, da, d, a, activation, db, partial):
     """dz = da * f'(z) (softmax: dz = a * (da - sum(da * a))); db = column sums of dz. dz comes first (size).
 
-    Rows are split into ``len(partial)`` chunks, each summing its bias gradient into its own row of ``partial``
-    (one chunk when serial): rows stay the inner, contiguous, vectorised loop, and the softmax test sits outside
-    the row loop.
+    Rows are split into ``len(partial)`` blocks of ``BLOCK_ROWS``, each summing its bias gradient into its own row
+    of ``partial`` (added up in order at the end, so db does not depend on the thread count): rows stay the inner,
+    contiguous, vectorised loop, and the softmax test sits outside the row loop.
     """
     n, m = dz.shape
     chunks = partial.shape[0]
@@ -96,8 +95,8 @@ def _activation_backward(dz, da, d, a, activation, db, partial):
         acc = partial[c]
         for j in range(m):
             acc[j] = zero
-        lo = c * n // chunks
-        hi = (c + 1) * n // chunks
+        lo = c * BLOCK_ROWS
+        hi = min(lo + BLOCK_ROWS, n)
         if activation == SOFTMAX:
             for i in range(lo, hi):
                 s = zero
@@ -120,10 +119,17 @@ def _activation_backward(dz, da, d, a, activation, db, partial):
         db[j] = total
 
 
-_bias_activation_kernel = serial_and_parallel(_bias_activation)
+# Parallel from these sizes of the first argument (z, dz) (1 << 24: not faster up to 1e7,
+# the largest size measured): measured by
+# `python -m benchmarks.parallel_thresholds` at 2 threads, 2-core AMD EPYC VM, 2026-12-05, load average 5-7
+# (shared with other jobs: two runs, the larger crossover of the two kept).
+BIAS_ACTIVATION_PARALLEL_MIN = 1 << 24
+ACTIVATION_BACKWARD_PARALLEL_MIN = 10_000_000
+
+_bias_activation_kernel = serial_and_parallel(_bias_activation, BIAS_ACTIVATION_PARALLEL_MIN)
 
 
-_activation_backward_kernel = serial_and_parallel(_activation_backward)
+_activation_backward_kernel = serial_and_parallel(_activation_backward, ACTIVATION_BACKWARD_PARALLEL_MIN)
 
 
 def bias_activation(z, b, activation: int, alpha: float, a, d) -> None:
@@ -133,8 +139,6 @@ def bias_activation(z, b, activation: int, alpha: float, a, d) -> None:
 
 def activation_backward(da, d, a, activation: int, dz, db) -> None:
     """dz = da * f'(z) (softmax: dz = a * (da - sum(da * a))); db = column sums of dz."""
-    if dz.size >= PARALLEL_MIN_SIZE:
-        partial = np.empty((4 * numba.get_num_threads(), dz.shape[1]), dz.dtype)
-        _activation_backward_kernel.parallel(dz, da, d, a, activation, db, partial)
-    else:
-        _activation_backward_kernel.serial(dz, da, d, a, activation, db, db.reshape(1, -1))
+    blocks = row_blocks(dz.shape[0])
+    partial = db.reshape(1, -1) if blocks == 1 else np.empty((blocks, dz.shape[1]), dz.dtype)
+    _activation_backward_kernel(dz, da, d, a, activation, db, partial)

@@ -1,4 +1,4 @@
-"""Numba CPU batch normalisation: chunked float64 column sums, then one elementwise pass."""
+"""Numba CPU batch normalisation: float64 column sums by fixed blocks of rows, then one elementwise pass."""
 
 from __future__ import annotations
 
@@ -7,19 +7,19 @@ import math
 import numpy as np
 from numba import prange
 
-from ..numba_cpu import row_chunks, serial_and_parallel
+from ..numba_cpu import BLOCK_ROWS, row_blocks, serial_and_parallel
 
 
 def _column_sums_f64(x, other, partial, out):
     """out[j] = sum_i x[i, j] (other is None) or sum_i x[i, j] * other[i, j], in float64, over ``len(partial)``
-    chunks of rows (each summed into its own row of ``partial``, then added up in order)."""
+    blocks of ``BLOCK_ROWS`` rows (each summed into its own row of ``partial``, then added up in order)."""
     m, c = x.shape
     chunks = partial.shape[0]
     for k in prange(chunks):
         acc = partial[k]
         for j in range(c):
             acc[j] = 0.0
-        for i in range(k * m // chunks, (k + 1) * m // chunks):
+        for i in range(k * BLOCK_ROWS, min((k + 1) * BLOCK_ROWS, m)):
             if other is None:
                 for j in range(c):
                     acc[j] += x[i, j]
@@ -41,7 +41,7 @@ def _squared_deviations_f64(x, mean, partial, out):
         acc = partial[k]
         for j in range(c):
             acc[j] = 0.0
-        for i in range(k * m // chunks, (k + 1) * m // chunks):
+        for i in range(k * BLOCK_ROWS, min((k + 1) * BLOCK_ROWS, m)):
             for j in range(c):
                 e = x[i, j] - mean[j]
                 acc[j] += e * e
@@ -78,19 +78,29 @@ def _batch_norm_dx(dx, dy, xhat, scale, m, dbeta, dgamma):
             dx[i, j] = scale[j] * (m * dy[i, j] - dbeta[j] - xhat[i, j] * dgamma[j])
 
 
-_column_sums_kernel = serial_and_parallel(_column_sums_f64)
+# Parallel from these sizes of the first argument (1 << 24: not faster up to 1e7,
+# the largest size measured): measured by
+# `python -m benchmarks.parallel_thresholds` at 2 threads, 2-core AMD EPYC VM, 2026-12-05, load average 5-7
+# (shared with other jobs: two runs, the larger crossover of the two kept).
+COLUMN_SUMS_PARALLEL_MIN = 1 << 24
+SQUARED_DEVIATIONS_PARALLEL_MIN = 10_000_000
+NORMALISE_PARALLEL_MIN = 3_162_280
+BATCH_NORM_EVAL_PARALLEL_MIN = 1_000_000
+BATCH_NORM_DX_PARALLEL_MIN = 1 << 24
+
+_column_sums_kernel = serial_and_parallel(_column_sums_f64, COLUMN_SUMS_PARALLEL_MIN)
 
 
-_squared_deviations_kernel = serial_and_parallel(_squared_deviations_f64)
+_squared_deviations_kernel = serial_and_parallel(_squared_deviations_f64, SQUARED_DEVIATIONS_PARALLEL_MIN)
 
 
-_normalise_kernel = serial_and_parallel(_normalise)
+_normalise_kernel = serial_and_parallel(_normalise, NORMALISE_PARALLEL_MIN)
 
 
-_batch_norm_eval_kernel = serial_and_parallel(_batch_norm_eval)
+_batch_norm_eval_kernel = serial_and_parallel(_batch_norm_eval, BATCH_NORM_EVAL_PARALLEL_MIN)
 
 
-_batch_norm_dx_kernel = serial_and_parallel(_batch_norm_dx)
+_batch_norm_dx_kernel = serial_and_parallel(_batch_norm_dx, BATCH_NORM_DX_PARALLEL_MIN)
 
 
 def batch_norm_train(x, gamma, beta, eps: float, momentum: float, running_mean, running_var, y, xhat,
@@ -98,7 +108,7 @@ def batch_norm_train(x, gamma, beta, eps: float, momentum: float, running_mean, 
     """Batch normalisation of x (M, C) by its column mean and biased variance (two passes, float64 sums);
     inv_std = 1 / sqrt(var + eps), xhat, y = gamma * xhat + beta, running stats updated the Keras way."""
     m, c = x.shape
-    partial = np.empty((row_chunks(x.size), c))
+    partial = np.empty((row_blocks(m), c))
     mean = np.empty(c)
     var = np.empty(c)
     _column_sums_kernel(x, None, partial, mean)
@@ -125,7 +135,7 @@ def batch_norm_backward(dy, xhat, gamma, inv_std, dx, dgamma, dbeta) -> None:
     """dbeta = column sums of dy, dgamma = column sums of dy * xhat (float64 sums); dx = gamma * inv_std / M *
     (M * dy - dbeta - xhat * dgamma); dx may be dy."""
     m, c = dy.shape
-    partial = np.empty((row_chunks(dy.size), c))
+    partial = np.empty((row_blocks(m), c))
     sums = np.empty((2, c))
     _column_sums_kernel(dy, None, partial, sums[0])
     _column_sums_kernel(dy, xhat, partial, sums[1])

@@ -79,13 +79,21 @@ def _random_shift(out, x, key, span_h, span_w, max_h, max_w, sign):
             d[t] = zero
 
 
-_dropout_kernel = serial_and_parallel(_dropout)
+# Parallel from these sizes of the first argument (1 << 24: not faster up to 1e7,
+# the largest size measured): measured by
+# `python -m benchmarks.parallel_thresholds` at 2 threads, 2-core AMD EPYC VM, 2026-12-05, load average 5-7
+# (shared with other jobs: two runs, the larger crossover of the two kept).
+DROPOUT_PARALLEL_MIN = 1 << 24
+DROPOUT_BACKWARD_PARALLEL_MIN = 10_000_000
+RANDOM_SHIFT_PARALLEL_MIN = 1 << 24
+
+_dropout_kernel = serial_and_parallel(_dropout, DROPOUT_PARALLEL_MIN)
 
 
-_dropout_backward_kernel = serial_and_parallel(_dropout_backward)
+_dropout_backward_kernel = serial_and_parallel(_dropout_backward, DROPOUT_BACKWARD_PARALLEL_MIN)
 
 
-_random_shift_kernel = serial_and_parallel(_random_shift)
+_random_shift_kernel = serial_and_parallel(_random_shift, RANDOM_SHIFT_PARALLEL_MIN)
 
 
 def dropout(x, rate: float, seed: int, step: int, out, mask) -> None:

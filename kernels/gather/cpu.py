@@ -12,7 +12,13 @@ def _gather_rows(out, src, idx):
         out[i, :] = src[idx[i], :]
 
 
-_gather_rows_kernel = serial_and_parallel(_gather_rows)
+# Parallel from these sizes of the first argument (1 << 24: not faster up to 1e7,
+# the largest size measured): measured by
+# `python -m benchmarks.parallel_thresholds` at 2 threads, 2-core AMD EPYC VM, 2026-12-05, load average 5-7
+# (shared with other jobs: two runs, the larger crossover of the two kept).
+GATHER_ROWS_PARALLEL_MIN = 9_999_920
+
+_gather_rows_kernel = serial_and_parallel(_gather_rows, GATHER_ROWS_PARALLEL_MIN)
 
 
 def gather_rows(src, idx, out) -> None:

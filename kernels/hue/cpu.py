@@ -23,7 +23,13 @@ def _hue_histograms(images, out):
                 out[i, k] += 1.0
 
 
-_hue_histograms_kernel = serial_and_parallel(_hue_histograms)
+# Parallel from this size of the images (1 << 24: not faster up to 1e7,
+# the largest size measured): measured by
+# `python -m benchmarks.parallel_thresholds` at 2 threads, 2-core AMD EPYC VM, 2026-12-05, load average 5-7
+# (shared with other jobs: two runs, the larger crossover of the two kept).
+HUE_HISTOGRAMS_PARALLEL_MIN = 1 << 24
+
+_hue_histograms_kernel = serial_and_parallel(_hue_histograms, HUE_HISTOGRAMS_PARALLEL_MIN)
 
 
 def hue_histograms(images: np.ndarray, bins: int = DEFAULT_BINS) -> np.ndarray:

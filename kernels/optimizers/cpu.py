@@ -42,13 +42,21 @@ def _adam(p, g, m, v, step_size, beta1, beta2, eps, bc2_sqrt):
         p[i] -= step * mi / (math.sqrt(vi) * inv_bc2 + eps_t)
 
 
-_sgd_kernel = serial_and_parallel(_sgd)
+# Parallel from these sizes of the first argument (1 << 24: not faster up to 1e7,
+# the largest size measured): measured by
+# `python -m benchmarks.parallel_thresholds` at 2 threads, 2-core AMD EPYC VM, 2026-12-05, load average 5-7
+# (shared with other jobs: two runs, the larger crossover of the two kept).
+SGD_PARALLEL_MIN = 1 << 24
+MOMENTUM_PARALLEL_MIN = 1 << 24
+ADAM_PARALLEL_MIN = 10_000_000
+
+_sgd_kernel = serial_and_parallel(_sgd, SGD_PARALLEL_MIN)
 
 
-_momentum_kernel = serial_and_parallel(_momentum)
+_momentum_kernel = serial_and_parallel(_momentum, MOMENTUM_PARALLEL_MIN)
 
 
-_adam_kernel = serial_and_parallel(_adam)
+_adam_kernel = serial_and_parallel(_adam, ADAM_PARALLEL_MIN)
 
 
 def sgd_update(p, g, lr: float) -> None:
@@ -79,9 +87,11 @@ def _clip_factor(norm_sq, clip):
 _clip = jit(inline="always")(_clip_factor)
 
 
+@jit
 def _squared_norm(g):
+    """One serial pass: a parallel sum's order would depend on the thread count (results must not)."""
     total = 0.0
-    for i in prange(g.shape[0]):
+    for i in range(g.shape[0]):
         total += g[i] * g[i]
     return total
 
@@ -159,16 +169,18 @@ def _rmsprop(p, g, sq, buf, avg, d, norm_sq, clip, lr, alpha, eps, l2, mu, cente
             p[i] -= lr_t * gi / den
 
 
-_squared_norm_kernel = serial_and_parallel(_squared_norm)
-_sgd_regularized_kernel = serial_and_parallel(_sgd_regularized)
-_momentum_regularized_kernel = serial_and_parallel(_momentum_regularized)
-_adam_regularized_kernel = serial_and_parallel(_adam_regularized)
-_rmsprop_kernel = serial_and_parallel(_rmsprop)
+# Not calibrated yet: each regularised update takes its plain update's threshold.
+RMSPROP_PARALLEL_MIN = ADAM_PARALLEL_MIN
+
+_sgd_regularized_kernel = serial_and_parallel(_sgd_regularized, SGD_PARALLEL_MIN)
+_momentum_regularized_kernel = serial_and_parallel(_momentum_regularized, MOMENTUM_PARALLEL_MIN)
+_adam_regularized_kernel = serial_and_parallel(_adam_regularized, ADAM_PARALLEL_MIN)
+_rmsprop_kernel = serial_and_parallel(_rmsprop, RMSPROP_PARALLEL_MIN)
 
 
 def squared_norm(g, out) -> None:
     """out[0] = sum(g ** 2), accumulated in float64."""
-    out[0] = _squared_norm_kernel(g)
+    out[0] = _squared_norm(g)
 
 
 def sgd_regularized_update(p, g, d, norm_sq, clip: float, lr: float, l2: float) -> None:

@@ -81,10 +81,21 @@ def _max_pool_backward(dx, dout, argmax, pool_h, pool_w, stride_h, stride_w):
                                 target[c] += d[c] if a[c] == k else zero
 
 
-_max_pool_kernel = serial_and_parallel(_max_pool)
+# Parallel from these sizes of the first argument (1 << 24: not faster up to 1e7,
+# the largest size measured): measured by
+# `python -m benchmarks.parallel_thresholds` at 2 threads, 2-core AMD EPYC VM, 2026-12-05, load average 5-7
+# (shared with other jobs: two runs, the larger crossover of the two kept).
+MAX_POOL_PARALLEL_MIN = 10_000_704
+MAX_POOL_BACKWARD_PARALLEL_MIN = 1 << 24
+AVG_POOL_PARALLEL_MIN = 100_352
+AVG_POOL_BACKWARD_PARALLEL_MIN = 1 << 24
+GLOBAL_AVG_POOL_PARALLEL_MIN = 1 << 24
+GLOBAL_AVG_POOL_BACKWARD_PARALLEL_MIN = 1 << 24
+
+_max_pool_kernel = serial_and_parallel(_max_pool, MAX_POOL_PARALLEL_MIN)
 
 
-_max_pool_backward_kernel = serial_and_parallel(_max_pool_backward)
+_max_pool_backward_kernel = serial_and_parallel(_max_pool_backward, MAX_POOL_BACKWARD_PARALLEL_MIN)
 
 
 def max_pool(x, pool_h: int, pool_w: int, stride_h: int, stride_w: int, out, argmax) -> None:
@@ -189,10 +200,10 @@ def _global_avg_pool_backward(dx, dout):
                 target[c] = dout[n, c] * scale
 
 
-_avg_pool_kernel = serial_and_parallel(_avg_pool)
-_avg_pool_backward_kernel = serial_and_parallel(_avg_pool_backward)
-_global_avg_pool_kernel = serial_and_parallel(_global_avg_pool)
-_global_avg_pool_backward_kernel = serial_and_parallel(_global_avg_pool_backward)
+_avg_pool_kernel = serial_and_parallel(_avg_pool, AVG_POOL_PARALLEL_MIN)
+_avg_pool_backward_kernel = serial_and_parallel(_avg_pool_backward, AVG_POOL_BACKWARD_PARALLEL_MIN)
+_global_avg_pool_kernel = serial_and_parallel(_global_avg_pool, GLOBAL_AVG_POOL_PARALLEL_MIN)
+_global_avg_pool_backward_kernel = serial_and_parallel(_global_avg_pool_backward, GLOBAL_AVG_POOL_BACKWARD_PARALLEL_MIN)
 
 
 def avg_pool(x, pool_h: int, pool_w: int, stride_h: int, stride_w: int, out) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from xpnet.kernels import ACTIVATIONS, SOFTMAX
-from xpnet.kernels.activations import cpu as activations_cpu
-from xpnet.kernels.optimizers import cpu as optimizers_cpu
 from xpnet.kernels.sets import CpuKernels, ReferenceKernels
 
 cpu = CpuKernels()
@@ -136,31 +134,10 @@ def test_gather_rows(dtype):
     np.testing.assert_array_equal(out, src[idx])
 
 
-def test_parallel_variants_match_serial():
-    """The parallel twins (used for very large arrays) compute the same as the serial kernels."""
-    rng = np.random.default_rng(4)
-    z = rng.standard_normal((300, 70)).astype(np.float32)
-    b = rng.standard_normal(70).astype(np.float32)
-    outputs = []
-    for variant in (activations_cpu._bias_activation_kernel.serial, activations_cpu._bias_activation_kernel.parallel):
-        a, d = np.empty_like(z), np.empty_like(z)
-        variant(z.copy(), b, ACTIVATIONS["leaky_relu"], 0.1, a, d)
-        outputs.append((a, d))
-    np.testing.assert_array_equal(outputs[0][0], outputs[1][0])
-    p = rng.standard_normal(5000)
-    results = []
-    for variant in (optimizers_cpu._adam_kernel.serial, optimizers_cpu._adam_kernel.parallel):
-        pp, m, v = p.copy(), np.zeros_like(p), np.zeros_like(p)
-        variant(pp, p, m, v, 0.01, 0.9, 0.999, 1e-8, 0.5)
-        results.append(pp)
-    np.testing.assert_array_equal(results[0], results[1])
-
-
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_parallel_backward_sums_the_bias_gradient_over_row_chunks(activation, monkeypatch):
-    monkeypatch.setattr(activations_cpu, "PARALLEL_MIN_SIZE", 0)
+def test_parallel_backward_sums_the_bias_gradient_over_row_blocks(activation, parallel_kernels):
     rng = np.random.default_rng(5)
-    shape = (37, 11)  # rows do not divide evenly into the chunks
+    shape = (137, 11)  # rows do not divide evenly into the blocks
     a, d, da = (rng.random(shape) for _ in range(3))
     results = []
     for kernels in (cpu, reference):

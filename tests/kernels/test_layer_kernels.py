@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from xpnet.kernels import ACTIVATIONS, array_module, numba_cpu
+from xpnet.kernels import ACTIVATIONS, array_module
 from xpnet.kernels.batchnorm import cuda as batchnorm_cuda
 from xpnet.kernels.cuda_set import CudaKernels
 from xpnet.kernels.sets import CpuKernels, ReferenceKernels
@@ -337,11 +337,12 @@ def test_reference_dropout_masks_depend_on_seed_and_step_only():
 # --- the CPU kernels against the reference --------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("channels", [1, 3])  # one channel: im2col's element-by-element path
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", CONV_CASES)
-def test_cpu_im2col_and_col2im(dtype, case):
+def test_cpu_im2col_and_col2im(dtype, case, channels):
     rng = np.random.default_rng(5)
-    x = rng.standard_normal((3, 7, 5, 3)).astype(dtype)
+    x = rng.standard_normal((3, 7, 5, channels)).astype(dtype)
     np.testing.assert_array_equal(run_im2col(cpu, x, case), run_im2col(reference, x, case))
     cols = rng.standard_normal(_cols_shape(x.shape, case)).astype(dtype)
     _close(run_col2im(cpu, cols, x.shape, case), run_col2im(reference, cols, x.shape, case), dtype, 9)
@@ -410,13 +411,14 @@ def test_cpu_batch_norm(dtype, shape):
     compare_batch_norm(cpu, np, values, dtype, alias=True)
 
 
-def test_cpu_parallel_variants_match_the_reference(monkeypatch):
-    """Every kernel's parallel twin (and the chunked column sums) on a small case, by a threshold of zero."""
-    monkeypatch.setattr(numba_cpu, "PARALLEL_MIN_SIZE", 0)
+def test_cpu_parallel_variants_match_the_reference(parallel_kernels):
+    """Every kernel's parallel twin (and the blocked column sums) on a small case, by a threshold of zero."""
     rng = np.random.default_rng(9)
     x = rng.standard_normal((3, 7, 5, 3))
     case = (3, 3, 2, 1, 1, 1)
     np.testing.assert_array_equal(run_im2col(cpu, x, case), run_im2col(reference, x, case))
+    one = x[..., :1].copy()
+    np.testing.assert_array_equal(run_im2col(cpu, one, case), run_im2col(reference, one, case))
     cols = rng.standard_normal(_cols_shape(x.shape, case))
     _close(run_col2im(cpu, cols, x.shape, case), run_col2im(reference, cols, x.shape, case), np.float64, 9)
     out, where = run_max_pool(cpu, x, (3, 3, 2, 2))

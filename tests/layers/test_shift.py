@@ -18,7 +18,7 @@ import pytest
 from cli_helpers import one_error, run
 from conftest import fused_float64_backend
 from numba import config
-from xpnet.kernels import array_module, numba_cpu
+from xpnet.kernels import array_module
 from xpnet.kernels.cuda_set import CudaKernels
 from xpnet.kernels.scalar import DROPOUT_BITS, dropout_draw, dropout_key, random_shifts
 from xpnet.kernels.sets import CpuKernels, ReferenceKernels
@@ -172,8 +172,7 @@ def test_cpu_takes_non_contiguous_arrays_and_one_image(dtype):
                                       run_shift(reference, one, (6, 8), 1, 2, backward))
 
 
-def test_cpu_parallel_variant_is_the_reference(monkeypatch):
-    monkeypatch.setattr(numba_cpu, "PARALLEL_MIN_SIZE", 0)
+def test_cpu_parallel_variant_is_the_reference(parallel_kernels):
     x = np.random.default_rng(5).standard_normal(SHAPE)
     for backward in (False, True):
         np.testing.assert_array_equal(run_shift(cpu, x, (3, 4), 7, 8, backward),
