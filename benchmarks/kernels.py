@@ -119,6 +119,7 @@ def _regularized(moments: int, *scalars: float) -> Callable[..., Workload]:
 def _regularized_rmsprop(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
     """RMSprop, centred with momentum: three moment vectors."""
     p, g, sq, buf, avg, mask, norm_sq = _regularized(3)(backend, rng, n).args
+    sq = avg * avg + abs(sq)  # a mean square is at least the squared mean: the centred variance stays positive
     return Workload((p, g, sq, buf, avg, mask, norm_sq, 1.0, 0.01, 0.99, 1e-8, 1e-4, 0.9, 1), n, 10 * p.nbytes)
 
 
