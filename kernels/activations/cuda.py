@@ -38,11 +38,12 @@ ROWS_PER_BLOCK = THREADS_PER_BLOCK // ROW_LANES
 
 @cuda.jit(device=True)
 def _row_reduce(shared, row, lane, value, maximum):
-    """The maximum (else the sum) of ``value`` over the ROW_LANES lanes of block row ``row``, by a fixed tree in
-    ``shared``; every lane gets it. Every thread of the block calls this together (it synchronises them)."""
+    """The maximum (else the sum) of ``value`` over the lanes of row ``row`` of ``shared`` (its width, a power of
+    two, is the lane count), by a fixed tree; every lane gets it. Every thread of the block calls this together (it
+    synchronises them)."""
     shared[row, lane] = value
     cuda.syncthreads()
-    half = ROW_LANES // 2
+    half = shared.shape[1] // 2
     while half > 0:
         if lane < half:
             other = shared[row, lane + half]
@@ -103,7 +104,7 @@ def _column_sums(da, d, dz, db, multiply):
     n, m = dz.shape
     column = cuda.threadIdx.x % COLUMN_TILE
     group = cuda.threadIdx.x // COLUMN_TILE
-    partial = cuda.shared.array((ROW_GROUPS, COLUMN_TILE), float64)
+    partial = cuda.shared.array((COLUMN_TILE, ROW_GROUPS), float64)
     for first in range(cuda.blockIdx.x * COLUMN_TILE, m, cuda.gridDim.x * COLUMN_TILE):
         j = first + column
         s = 0.0
@@ -115,17 +116,9 @@ def _column_sums(da, d, dz, db, multiply):
                     s += g
                 else:
                     s += da[i, j]
-        partial[group, column] = s
-        cuda.syncthreads()
-        half = ROW_GROUPS // 2
-        while half > 0:
-            if group < half:
-                partial[group, column] += partial[group + half, column]
-            cuda.syncthreads()
-            half //= 2
+        total = _row_reduce(partial, column, group, s, False)  # the column's row groups, by the same fixed tree
         if group == 0 and j < m:
-            db[j] = partial[0, column]
-        cuda.syncthreads()  # every sum is stored before the next tile writes partial again
+            db[j] = total
 
 
 def _launch_column_sums(da, d, dz, db, multiply: bool) -> None:
