@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import streamed_target as target
-from cli_helpers import xpnet
-from test_distributed import assert_rank_0_says, mpiexec, needs_mpi, relative_error
+from cli_helpers import assert_clean_error, xpnet
+from test_distributed import mpiexec, needs_mpi, relative_error
 
 from xpnet.checkpoint import load_checkpoint
 from xpnet.data.chunks import ChunkReader
@@ -113,7 +113,7 @@ def test_a_csv_file_larger_than_the_bound_trains_under_mpi_like_one_process(tmp_
                 "--dtype", "float64", "--quiet", "--save", str(tmp_path / f"model-{ranks}-{bound}.npz")]
 
     refused = mpiexec(3, *args(3, 100))
-    assert_rank_0_says(refused, "holds 100 samples, which 3 ranks cannot share equally", "--max-in-memory")
+    assert_clean_error(refused, "holds 100 samples, which 3 ranks cannot share equally", "--max-in-memory")
     assert not (tmp_path / "model-3-100.npz").exists()
     alone = xpnet(*args(1, 60)[2:], env={"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
     assert alone.returncode == 0, alone.stderr
