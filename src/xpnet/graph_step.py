@@ -151,7 +151,7 @@ class GraphStep:
         xp = model.backend.xp
         self.idx[:rows] = order[lo:hi] if order is not None else xp.arange(lo, hi)
         model.step += 1
-        self.hyper[0], self.hyper[1] = model.optimizer.hyper_values(model.step, progress)
+        self.hyper[:] = model.optimizer.hyper_values(model.step, progress)  # one host-to-device copy
 
         def run() -> None:
             self._body(x, y, rows, workspace, stats)
