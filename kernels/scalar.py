@@ -85,6 +85,67 @@ def smoothed_cross_entropy_row(z, a, y, i, keep, uniform):
     return row
 
 
+# --- one element of each fused optimizer update: the CPU and CUDA kernels loop over these -------------------------
+# In place at index i; ``g`` is the gradient the update uses (clipped and with its L2 term already added), ``pi``
+# the parameter before the update (decayed first by AdamW). Scalars arrive in the arrays' dtype.
+
+
+def clip_scale(norm_sq, clip):
+    """min(1, clip / (sqrt(norm_sq[0]) + 1e-6)), PyTorch's ``clip_grad_norm_`` factor from the squared global norm
+    in the float64 device scalar ``norm_sq``; 1 when ``clip`` <= 0. (No min(): CUDA device code refuses it.)"""
+    scale = 1.0
+    if clip > 0:
+        scale = clip / (math.sqrt(norm_sq[0]) + 1e-6)
+        if scale > 1.0:
+            scale = 1.0
+    return scale
+
+
+def regularized_gradient(p, g, d, i, s, l2):
+    """s * g[i] + l2 * d[i] * p[i]: the clipped gradient plus the L2 term of a decaying (d = 1) parameter."""
+    return s * g[i] + l2 * d[i] * p[i]
+
+
+def momentum_at(p, v, i, g, lr, mu, nesterov):
+    """SGD with momentum as PyTorch writes it: v = mu v + g; p -= lr v, or lr (g + mu v) with Nesterov."""
+    vi = mu * v[i] + g
+    v[i] = vi
+    if nesterov:
+        p[i] -= lr * (g + mu * vi)
+    else:
+        p[i] -= lr * vi
+
+
+def adam_at(p, m, v, i, pi, g, step_size, beta1, beta2, one_minus_beta1, one_minus_beta2, eps, inv_bc2):
+    """Adam: m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; p = pi - step_size m / (sqrt(v) inv_bc2 + eps), with
+    step_size = lr / (1 - b1^t) and inv_bc2 = 1 / sqrt(1 - b2^t) (see ``reference.adam_update``)."""
+    mi = beta1 * m[i] + one_minus_beta1 * g
+    vi = beta2 * v[i] + one_minus_beta2 * g * g
+    m[i] = mi
+    v[i] = vi
+    p[i] = pi - step_size * mi / (math.sqrt(vi) * inv_bc2 + eps)
+
+
+def rmsprop_at(p, sq, buf, avg, i, g, lr, alpha, one_minus_alpha, eps, mu, centered):
+    """PyTorch's RMSprop: sq = a sq + (1 - a) g^2; centred, avg = a avg + (1 - a) g and the denominator
+    sqrt(sq - avg^2) + eps, else sqrt(sq) + eps; with momentum mu > 0, buf = mu buf + g / den and p -= lr buf,
+    else p -= lr g / den (``buf`` and ``avg`` are only touched when used)."""
+    si = alpha * sq[i] + one_minus_alpha * g * g
+    sq[i] = si
+    if centered:
+        ai = alpha * avg[i] + one_minus_alpha * g
+        avg[i] = ai
+        den = math.sqrt(si - ai * ai) + eps
+    else:
+        den = math.sqrt(si) + eps
+    if mu > 0:
+        bi = mu * buf[i] + g / den
+        buf[i] = bi
+        p[i] -= lr * bi
+    else:
+        p[i] -= lr * g / den
+
+
 # --- dropout's counter-based hash -----------------------------------------------------------------------------
 # MurmurHash3 (x86, 32-bit) over the words (seed, step, flat index), on uint64 values that always hold 32 bits:
 # every product is of two 32-bit numbers, so no step ever overflows 64 bits. That makes one definition exact

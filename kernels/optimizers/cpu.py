@@ -6,7 +6,14 @@ import math
 
 from numba import prange
 
+from .. import scalar
 from ..numba_cpu import jit, serial_and_parallel
+
+_clip_scale = jit(inline="always")(scalar.clip_scale)
+_regularized_gradient = jit(inline="always")(scalar.regularized_gradient)
+_momentum_at = jit(inline="always")(scalar.momentum_at)
+_adam_at = jit(inline="always")(scalar.adam_at)
+_rmsprop_at = jit(inline="always")(scalar.rmsprop_at)
 
 
 def _sgd(p, g, lr):
@@ -16,30 +23,19 @@ def _sgd(p, g, lr):
 
 
 def _momentum(p, g, v, lr, mu):
-    lr_t = p.dtype.type(lr)
-    mu_t = p.dtype.type(mu)
+    t = p.dtype.type
+    lr_t = t(lr)
+    mu_t = t(mu)
     for i in prange(p.shape[0]):
-        vi = mu_t * v[i] + g[i]
-        v[i] = vi
-        p[i] -= lr_t * vi
+        _momentum_at(p, v, i, g[i], lr_t, mu_t, False)
 
 
 def _adam(p, g, m, v, step_size, beta1, beta2, eps, bc2_sqrt):
     t = p.dtype.type
-    b1 = t(beta1)
-    b2 = t(beta2)
-    c1 = t(1.0 - beta1)
-    c2 = t(1.0 - beta2)
-    step = t(step_size)
-    inv_bc2 = t(1.0 / bc2_sqrt)
-    eps_t = t(eps)
+    b1, b2, c1, c2 = t(beta1), t(beta2), t(1.0 - beta1), t(1.0 - beta2)
+    step, eps_t, inv_bc2 = t(step_size), t(eps), t(1.0 / bc2_sqrt)
     for i in prange(p.shape[0]):
-        gi = g[i]
-        mi = b1 * m[i] + c1 * gi
-        vi = b2 * v[i] + c2 * gi * gi
-        m[i] = mi
-        v[i] = vi
-        p[i] -= step * mi / (math.sqrt(vi) * inv_bc2 + eps_t)
+        _adam_at(p, m, v, i, p[i], g[i], step, b1, b2, c1, c2, eps_t, inv_bc2)
 
 
 # Parallel from these sizes of the first argument (1 << 24: not faster up to 1e7,
@@ -77,16 +73,6 @@ def adam_update(p, g, m, v, step_size: float, beta1: float, beta2: float, eps: f
 # --- regularised updates: decay mask d, global-norm clipping from the device scalar norm_sq ------------------------
 
 
-def _clip_factor(norm_sq, clip):
-    """min(1, clip / (sqrt(norm_sq[0]) + 1e-6)), or 1 when ``clip`` <= 0 (see ``reference._clip_scale``)."""
-    if clip <= 0:
-        return 1.0
-    return min(1.0, clip / (math.sqrt(norm_sq[0]) + 1e-6))
-
-
-_clip = jit(inline="always")(_clip_factor)
-
-
 @jit
 def _squared_norm(g):
     """One serial pass: a parallel sum's order would depend on the thread count (results must not)."""
@@ -98,75 +84,36 @@ def _squared_norm(g):
 
 def _sgd_regularized(p, g, d, norm_sq, clip, lr, l2):
     t = p.dtype.type
-    s = t(_clip(norm_sq, clip))
-    lr_t = t(lr)
-    l2_t = t(l2)
+    s, lr_t, l2_t = t(_clip_scale(norm_sq, clip)), t(lr), t(l2)
     for i in prange(p.shape[0]):
-        p[i] -= lr_t * (s * g[i] + l2_t * d[i] * p[i])
+        p[i] -= lr_t * _regularized_gradient(p, g, d, i, s, l2_t)
 
 
 def _momentum_regularized(p, g, v, d, norm_sq, clip, lr, mu, l2, nesterov):
     t = p.dtype.type
-    s = t(_clip(norm_sq, clip))
-    lr_t = t(lr)
-    mu_t = t(mu)
-    l2_t = t(l2)
+    s, lr_t, mu_t, l2_t = t(_clip_scale(norm_sq, clip)), t(lr), t(mu), t(l2)
     for i in prange(p.shape[0]):
-        gi = s * g[i] + l2_t * d[i] * p[i]
-        vi = mu_t * v[i] + gi
-        v[i] = vi
-        p[i] -= lr_t * (gi + mu_t * vi) if nesterov else lr_t * vi
+        _momentum_at(p, v, i, _regularized_gradient(p, g, d, i, s, l2_t), lr_t, mu_t, nesterov)
 
 
 def _adam_regularized(p, g, m, v, d, norm_sq, clip, step_size, beta1, beta2, eps, bc2_sqrt, l2, decay):
     t = p.dtype.type
-    s = t(_clip(norm_sq, clip))
-    b1 = t(beta1)
-    b2 = t(beta2)
-    c1 = t(1.0 - beta1)
-    c2 = t(1.0 - beta2)
-    step = t(step_size)
-    inv_bc2 = t(1.0 / bc2_sqrt)
-    eps_t = t(eps)
-    l2_t = t(l2)
-    decay_t = t(decay)
-    one = t(1.0)
+    s = t(_clip_scale(norm_sq, clip))
+    b1, b2, c1, c2 = t(beta1), t(beta2), t(1.0 - beta1), t(1.0 - beta2)
+    step, eps_t, inv_bc2 = t(step_size), t(eps), t(1.0 / bc2_sqrt)
+    l2_t, decay_t, one = t(l2), t(decay), t(1.0)
     for i in prange(p.shape[0]):
-        pi = p[i]
-        gi = s * g[i] + l2_t * d[i] * pi
-        pi *= one - decay_t * d[i]
-        mi = b1 * m[i] + c1 * gi
-        vi = b2 * v[i] + c2 * gi * gi
-        m[i] = mi
-        v[i] = vi
-        p[i] = pi - step * mi / (math.sqrt(vi) * inv_bc2 + eps_t)
+        gi = _regularized_gradient(p, g, d, i, s, l2_t)
+        _adam_at(p, m, v, i, p[i] * (one - decay_t * d[i]), gi, step, b1, b2, c1, c2, eps_t, inv_bc2)
 
 
 def _rmsprop(p, g, sq, buf, avg, d, norm_sq, clip, lr, alpha, eps, l2, mu, centered):
     t = p.dtype.type
-    s = t(_clip(norm_sq, clip))
-    lr_t = t(lr)
-    a = t(alpha)
-    c = t(1.0 - alpha)
-    eps_t = t(eps)
-    l2_t = t(l2)
-    mu_t = t(mu)
+    s, lr_t, a, c = t(_clip_scale(norm_sq, clip)), t(lr), t(alpha), t(1.0 - alpha)
+    eps_t, l2_t, mu_t = t(eps), t(l2), t(mu)
     for i in prange(p.shape[0]):
-        gi = s * g[i] + l2_t * d[i] * p[i]
-        si = a * sq[i] + c * gi * gi
-        sq[i] = si
-        if centered:
-            ai = a * avg[i] + c * gi
-            avg[i] = ai
-            den = math.sqrt(si - ai * ai) + eps_t
-        else:
-            den = math.sqrt(si) + eps_t
-        if mu > 0:
-            bi = mu_t * buf[i] + gi / den
-            buf[i] = bi
-            p[i] -= lr_t * bi
-        else:
-            p[i] -= lr_t * gi / den
+        gi = _regularized_gradient(p, g, d, i, s, l2_t)
+        _rmsprop_at(p, sq, buf, avg, i, gi, lr_t, a, c, eps_t, mu_t, centered)
 
 
 # Not calibrated yet: each regularised update takes its plain update's threshold.

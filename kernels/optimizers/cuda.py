@@ -7,7 +7,14 @@ import math
 import numpy as np
 from numba import cuda, float64, int32, void
 
+from .. import scalar
 from ..numba_cuda import THREADS_PER_BLOCK, array, cuda_kernel, require
+
+_clip_scale = cuda.jit(device=True)(scalar.clip_scale)
+_regularized_gradient = cuda.jit(device=True)(scalar.regularized_gradient)
+_momentum_at = cuda.jit(device=True)(scalar.momentum_at)
+_adam_at = cuda.jit(device=True)(scalar.adam_at)
+_rmsprop_at = cuda.jit(device=True)(scalar.rmsprop_at)
 
 
 @cuda_kernel(lambda t: void(array(t, 1), array(t, 1), t))
@@ -19,20 +26,13 @@ def _sgd(p, g, lr):
 @cuda_kernel(lambda t: void(array(t, 1), array(t, 1), array(t, 1), t, t))
 def _momentum(p, g, v, lr, mu):
     for i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
-        vi = mu * v[i] + g[i]
-        v[i] = vi
-        p[i] -= lr * vi
+        _momentum_at(p, v, i, g[i], lr, mu, False)
 
 
 @cuda_kernel(lambda t: void(array(t, 1), array(t, 1), array(t, 1), array(t, 1), t, t, t, t, t, t, t))
 def _adam(p, g, m, v, step_size, beta1, beta2, one_minus_beta1, one_minus_beta2, eps, inv_bc2):
     for i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
-        gi = g[i]
-        mi = beta1 * m[i] + one_minus_beta1 * gi
-        vi = beta2 * v[i] + one_minus_beta2 * gi * gi
-        m[i] = mi
-        v[i] = vi
-        p[i] -= step_size * mi / (math.sqrt(vi) * inv_bc2 + eps)
+        _adam_at(p, m, v, i, p[i], g[i], step_size, beta1, beta2, one_minus_beta1, one_minus_beta2, eps, inv_bc2)
 
 
 def sgd_update(p, g, lr: float) -> None:
@@ -54,17 +54,6 @@ def adam_update(
 
 
 # --- regularised updates: decay mask d, global-norm clipping from the device scalar norm_sq ------------------------
-
-
-@cuda.jit(device=True)
-def _clip_factor(norm_sq, clip):
-    """min(1, clip / (sqrt(norm_sq[0]) + 1e-6)), or 1 when ``clip`` <= 0 (see ``reference._clip_scale``)."""
-    scale = 1.0
-    if clip > 0:  # without min(): Numba's CUDA target refuses min(float, float) in a device function
-        scale = clip / (math.sqrt(norm_sq[0]) + 1e-6)
-        if scale > 1.0:
-            scale = 1.0
-    return scale
 
 
 @cuda_kernel(lambda t: void(array(t, 1), array(float64, 1)))
@@ -89,62 +78,38 @@ def _squared_norm(g, out):
 
 @cuda_kernel(lambda t: void(array(t, 1), array(t, 1), array(t, 1), array(float64, 1), t, t, t))
 def _sgd_regularized(p, g, d, norm_sq, clip, lr, l2):
-    s = p.dtype.type(_clip_factor(norm_sq, clip))
+    s = p.dtype.type(_clip_scale(norm_sq, clip))
     for i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
-        p[i] -= lr * (s * g[i] + l2 * d[i] * p[i])
+        p[i] -= lr * _regularized_gradient(p, g, d, i, s, l2)
 
 
 @cuda_kernel(lambda t: void(array(t, 1), array(t, 1), array(t, 1), array(t, 1), array(float64, 1), t, t, t, t,
                             int32))
 def _momentum_regularized(p, g, v, d, norm_sq, clip, lr, mu, l2, nesterov):
-    s = p.dtype.type(_clip_factor(norm_sq, clip))
+    s = p.dtype.type(_clip_scale(norm_sq, clip))
     for i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
-        gi = s * g[i] + l2 * d[i] * p[i]
-        vi = mu * v[i] + gi
-        v[i] = vi
-        if nesterov:
-            p[i] -= lr * (gi + mu * vi)
-        else:
-            p[i] -= lr * vi
+        _momentum_at(p, v, i, _regularized_gradient(p, g, d, i, s, l2), lr, mu, nesterov)
 
 
 @cuda_kernel(lambda t: void(array(t, 1), array(t, 1), array(t, 1), array(t, 1), array(t, 1), array(float64, 1),
                             t, t, t, t, t, t, t, t, t, t))
 def _adam_regularized(p, g, m, v, d, norm_sq, clip, step_size, beta1, beta2, one_minus_beta1, one_minus_beta2, eps,
                       inv_bc2, l2, decay):
-    s = p.dtype.type(_clip_factor(norm_sq, clip))
+    s = p.dtype.type(_clip_scale(norm_sq, clip))
     one = p.dtype.type(1.0)
     for i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
-        pi = p[i]
-        gi = s * g[i] + l2 * d[i] * pi
-        pi *= one - decay * d[i]
-        mi = beta1 * m[i] + one_minus_beta1 * gi
-        vi = beta2 * v[i] + one_minus_beta2 * gi * gi
-        m[i] = mi
-        v[i] = vi
-        p[i] = pi - step_size * mi / (math.sqrt(vi) * inv_bc2 + eps)
+        gi = _regularized_gradient(p, g, d, i, s, l2)
+        _adam_at(p, m, v, i, p[i] * (one - decay * d[i]), gi, step_size, beta1, beta2, one_minus_beta1,
+                 one_minus_beta2, eps, inv_bc2)
 
 
 @cuda_kernel(lambda t: void(array(t, 1), array(t, 1), array(t, 1), array(t, 1), array(t, 1), array(t, 1),
                             array(float64, 1), t, t, t, t, t, t, t, int32))
 def _rmsprop(p, g, sq, buf, avg, d, norm_sq, clip, lr, alpha, one_minus_alpha, eps, l2, mu, centered):
-    s = p.dtype.type(_clip_factor(norm_sq, clip))
+    s = p.dtype.type(_clip_scale(norm_sq, clip))
     for i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
-        gi = s * g[i] + l2 * d[i] * p[i]
-        si = alpha * sq[i] + one_minus_alpha * gi * gi
-        sq[i] = si
-        if centered:
-            ai = alpha * avg[i] + one_minus_alpha * gi
-            avg[i] = ai
-            den = math.sqrt(si - ai * ai) + eps
-        else:
-            den = math.sqrt(si) + eps
-        if mu > 0:
-            bi = mu * buf[i] + gi / den
-            buf[i] = bi
-            p[i] -= lr * bi
-        else:
-            p[i] -= lr * gi / den
+        gi = _regularized_gradient(p, g, d, i, s, l2)
+        _rmsprop_at(p, sq, buf, avg, i, gi, lr, alpha, one_minus_alpha, eps, mu, centered)
 
 
 @cuda_kernel(lambda t: void(array(t, 2), t))
@@ -213,9 +178,7 @@ def _sgd_hyper(p, g, hyper):
 def _momentum_hyper(p, g, v, hyper, mu):
     lr = p.dtype.type(hyper[0])
     for i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
-        vi = mu * v[i] + g[i]
-        v[i] = vi
-        p[i] -= lr * vi
+        _momentum_at(p, v, i, g[i], lr, mu, False)
 
 
 @cuda_kernel(lambda t: void(array(t, 1), array(t, 1), array(t, 1), array(t, 1), array(float64, 1), t, t, t, t, t))
@@ -225,12 +188,7 @@ def _adam_hyper(p, g, m, v, hyper, beta1, beta2, one_minus_beta1, one_minus_beta
     step_size = p.dtype.type(hyper[0] / (1.0 - float64(beta1) ** step))
     inv_bc2 = p.dtype.type(1.0 / math.sqrt(1.0 - float64(beta2) ** step))
     for i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
-        gi = g[i]
-        mi = beta1 * m[i] + one_minus_beta1 * gi
-        vi = beta2 * v[i] + one_minus_beta2 * gi * gi
-        m[i] = mi
-        v[i] = vi
-        p[i] -= step_size * mi / (math.sqrt(vi) * inv_bc2 + eps)
+        _adam_at(p, m, v, i, p[i], g[i], step_size, beta1, beta2, one_minus_beta1, one_minus_beta2, eps, inv_bc2)
 
 
 def sgd_update_hyper(p, g, hyper) -> None:

@@ -36,6 +36,9 @@ LAUNCHER_RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_R
 """This process's rank, as the same launchers set it."""
 
 FAULT_WAIT_SECONDS = 10.0
+FORWARD_SECONDS = 1.0
+"""How long a rank waits between writing its error line and aborting the job: the launcher reads a rank's output
+and its abort request from different pipes, and once it has the request it ends the job without reading the rest."""
 """How long a failing rank waits for every other rank to fail with it before it aborts the whole job."""
 
 HEARTBEAT_SECONDS, SILENCE_SECONDS = 1.0, 30.0
@@ -175,7 +178,7 @@ class Communicator:
                 code = getattr(exc, "exit_code", 1)
                 print(f"xpnet: error: {self.where(self.rank)} failed alone ({type(exc).__name__}: {exc}); aborting the "
                       "other ranks of the MPI job", file=sys.stderr, flush=True)
-                self.comm.Abort(code)
+                self._abort(code)
             raise
 
     def _lost(self, rank: int) -> None:
@@ -186,7 +189,12 @@ class Communicator:
         # MPI_Abort asks the launcher to end every rank; cut off from it (this host's network down), it may fail or
         # never return, so the kernel ends this rank a little later in any case (SIGALRM's default action)
         signal.alarm(int(FAULT_WAIT_SECONDS))
-        self.comm.Abort(1)
+        self._abort(1)
+
+    def _abort(self, code: int) -> None:
+        """End the whole job with ``code``, once the launcher has had time to forward this rank's error line."""
+        time.sleep(FORWARD_SECONDS)
+        self.comm.Abort(code)
 
     def _all_arrive(self, seconds: float) -> bool:
         """Whether every rank reaches this point within ``seconds`` (each failing rank calls it once)."""
