@@ -1,10 +1,10 @@
-"""The command line's convolutional network on MNIST (`xpnet train mnist --model cnn`).
+"""The plain convolutional network on MNIST (`xpnet train mnist --model cnn --recipe none`).
 
 - Seconds per training epoch, xpnet (fused kernels) against PyTorch on the same device: the same layers, batch,
   optimizer and float32 data, interleaved epoch by epoch.
 - Each convolution's forward + backward GFLOP/s at the training batch, against this machine's sgemm GFLOP/s
   (NumPy's float32 matmul on the same patch matrices).
-- Accuracy: the CLI's settings trained to the end, with the test accuracy after every epoch (target 99.4%); and
+- Accuracy: its default settings trained to the end, with the test accuracy after every epoch (target 99.4%); and
   a quick configuration of the same command's network (``QUICK_RUN``: 8 and 32 filters, batch 64, lr 5e-3, three
   epochs, no dropout or shifts), with the training seconds (evaluation excluded) until 99.0%: as one process, and
   as ``QUICK_RANKS`` data-parallel MPI ranks of one thread each (``mpiexec -n 2 python -m benchmarks.cnn DATA
@@ -31,17 +31,20 @@ from xpnet.schedules import Cosine
 from xpnet.tasks import TASK_DEFAULTS, build_model, sizes
 
 SETTINGS = {**TASK_DEFAULTS["mnist"]["cnn"], "model": "cnn"}
+"""The plain convolutional network (``xpnet train mnist --model cnn --recipe none``; without ``--recipe none`` the
+command trains the ``cnn`` recipe), mirrored layer for layer by ``TorchCnn``."""
 FULL_TARGET = 0.994
 QUICK_RUN = {**SETTINGS, "filters": "8,32", "batch_size": 64, "dropout": 0.0, "lr": 5e-3, "epochs": 3, "shift": 0}
-"""`xpnet train mnist --model cnn --filters 8,32 --batch-size 64 --dropout 0 --lr 5e-3 --epochs 3 --shift 0`."""
+"""`xpnet train mnist --model cnn --recipe none --filters 8,32 --batch-size 64 --dropout 0 --lr 5e-3 --epochs 3
+--shift 0`."""
 QUICK_TARGET = 0.99
 QUICK_SAMPLES = 1024
 QUICK_RANKS = 2
 
 
 class TorchCnn(TorchPeer):
-    """The CLI's CNN in PyTorch (NCHW, its native layout), with the data resident on ``device``; ``settings`` as
-    the CLI's (default: ``SETTINGS``; ``QUICK_RUN`` for the quick configuration)."""
+    """The plain CNN in PyTorch (NCHW, its native layout), with the data resident on ``device``; ``settings`` as
+    the CLI takes them (default: ``SETTINGS``; ``QUICK_RUN`` for the quick configuration)."""
 
     def __init__(self, x: np.ndarray, labels: np.ndarray, device: str, settings: dict[str, Any] = SETTINGS) -> None:
         import torch
@@ -89,7 +92,8 @@ def epoch_rows(config: Config, task: Any) -> tuple[list[dict[str, Any]], list[st
                      if theirs else None, "runs": ours.runs})
         log(f"cnn: epoch {device}: {rows[-1]}")
     notes = [f"{len(task.y_train)} training samples; layers, batch {SETTINGS['batch_size']}, Adam lr "
-             f"{SETTINGS['lr']}, dropout {SETTINGS['dropout']} and float32 as `xpnet train mnist --model cnn`"]
+             f"{SETTINGS['lr']}, dropout {SETTINGS['dropout']} and float32 as `xpnet train mnist --model cnn "
+             "--recipe none`"]
     notes.append(f"PyTorch {version} (NCHW, its native layout)" if version else "PyTorch missing: no peer numbers")
     if SETTINGS["shift"]:
         notes.append(f"xpnet's network includes its RandomShift({SETTINGS['shift']}) augmentation; PyTorch's has none")

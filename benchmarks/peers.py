@@ -112,6 +112,32 @@ def xpnet_epoch(config: Config, device: str, mode: str, x: np.ndarray, y: np.nda
                      backend.synchronize)
 
 
+def gemm_bound_epoch(config: Config, device: str, samples: int) -> Candidate:
+    """The matrix products alone of one epoch of the MLP's training steps, on random data in preallocated buffers:
+    per layer the forward product and the weight gradient, and the input gradient for every layer but the first.
+    No implementation of this step on this BLAS can take less; an epoch's time over it says what the rest costs."""
+    backend = config.backend(device, "fused")
+    xp, rng = backend.xp, np.random.default_rng(0)
+    batches = [BATCH] * (samples // BATCH) + ([samples % BATCH] if samples % BATCH else [])
+    products = []
+    for rows in sorted(set(batches)):
+        for fan_in, units in zip(SIZES[:-1], SIZES[1:], strict=True):
+            a, w, dz = (backend.asarray(rng.standard_normal(shape).astype(np.float32))
+                        for shape in ((rows, fan_in), (fan_in, units), (rows, units)))
+            out, dw, da = (xp.empty(shape, np.float32) for shape in ((rows, units), (fan_in, units), (rows, fan_in)))
+            count = batches.count(rows)
+            products += [(count, a, w, out), (count, a.T, dz, dw)]
+            if fan_in != SIZES[0]:  # the first layer's input needs no gradient
+                products.append((count, dz, w.T, da))
+
+    def epoch() -> None:
+        for count, left, right, out in products:
+            for _ in range(count):
+                xp.matmul(left, right, out=out)
+
+    return Candidate(epoch, backend.synchronize)
+
+
 def run(config: Config) -> dict[str, Any]:
     """Seconds per epoch of each implementation on each device, and their ratios to xpnet fused."""
     task = config.mnist()
@@ -124,6 +150,7 @@ def run(config: Config) -> dict[str, Any]:
     for device in config.devices:
         for mode in ("fused", "reference"):
             candidates[f"xpnet {mode} ({device})"] = xpnet_epoch(config, device, mode, x, one_hot)
+        candidates[f"matrix products alone ({device})"] = gemm_bound_epoch(config, device, len(x))
         if version:
             peer = TorchPeer(x, labels.astype(np.int64), TORCH_DEVICES[device])
             candidates[f"torch ({device})"] = Candidate(peer.epoch, peer.sync)
@@ -137,7 +164,9 @@ def run(config: Config) -> dict[str, Any]:
         rows.append({"implementation": name, "s_per_epoch": stats.median, "min_s": stats.min, "max_s": stats.max,
                      "runs": stats.runs, "ratio_to_xpnet_fused": stats.median / fused})
         log(f"peers: {name}: {stats.median:.2f} s/epoch")
-    notes = [f"{len(x)} training samples, batch {BATCH}, {'-'.join(map(str, SIZES))}, Adam lr {LR}, float32; "
+    notes = ["matrix products alone: the step's 8 products (3 forward, 3 weight gradients, 2 input gradients) "
+             "for every batch of an epoch, nothing else: the bound no implementation on this BLAS can beat",
+             f"{len(x)} training samples, batch {BATCH}, {'-'.join(map(str, SIZES))}, Adam lr {LR}, float32; "
              "same data on the same device, each implementation shuffles its own batch order"]
     if version:
         notes.append(f"PyTorch {version}, torch.set_num_threads({os.cpu_count()}), default Adam and Linear init")

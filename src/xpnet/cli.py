@@ -26,7 +26,7 @@ from xpnet.errors import ConfigError, DataError, DeviceError, XpnetError
 from xpnet.graph_step import GRAPH_SETTINGS
 from xpnet.kernels import ACTIVATIONS, KERNEL_SETS
 from xpnet.optimizers import OPTIMIZERS
-from xpnet.recipes import RECIPES, get_recipe
+from xpnet.recipes import NO_RECIPE, RECIPES, get_recipe
 from xpnet.schedules import SCHEDULE_FLAGS
 from xpnet.tasks import MODEL_KINDS, TASKS, Task, sizes, task_of
 
@@ -87,8 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="scale each step's gradient to a global norm of at most C (default: no clipping)")
     train.add_argument("--max-norm", type=float, metavar="C",
                        help="after each step, rescale every unit's incoming Dense/Conv2D weights to norm at most C")
-    train.add_argument("--recipe", choices=sorted(RECIPES),
-                       help="mnist: a preset model and training settings (explicit flags override them): "
+    train.add_argument("--recipe", choices=[*sorted(RECIPES), NO_RECIPE],
+                       help="mnist: a preset model and training settings (explicit flags override them; --model cnn "
+                            f"trains the cnn recipe unless --recipe {NO_RECIPE}): "
                             + "; ".join(f"{name}: {recipe.summary}" for name, recipe in sorted(RECIPES.items())))
     train.add_argument("--seed", type=int,
                        help="seed for initial weights, shuffling and the validation split (default 0)")
@@ -163,24 +164,27 @@ def _check_job_options(args: argparse.Namespace) -> Task:
 
 RUN_DEFAULTS = {"model": "mlp", "seed": 0, "schedule": "cosine", "patience": None, "recipe": None,
                 "weight_decay": None, "label_smoothing": 0.0, "clip_norm": None, "max_norm": None, "warmup": 0}
-"""The settings of every task whose flags have no per-task default."""
+"""The settings of every task whose flags have no per-task default (a task's defaults may still set them)."""
 
 
 def _settings(args: argparse.Namespace) -> tuple[dict[str, Any], set[str]]:
     """The run's settings (the flags given, the task's defaults for the rest) and the names of those given."""
     task = _check_job_options(args)
-    recipe = None if args.recipe is None else _recipe(args)
+    name = args.recipe if args.recipe is not None else task.default_recipes.get(args.model or RUN_DEFAULTS["model"])
+    recipe = None if name in (None, NO_RECIPE) else _recipe(args, name)
     model = recipe.model if recipe else args.model or RUN_DEFAULTS["model"]
     defaults = task.defaults.get(model)
     if defaults is None:
         raise ConfigError(f"xpnet train {args.task} has no --model {model} (it learns from hue histograms, not "
                           f"images); use --model {' or '.join(task.defaults)}")
-    defaults = {**defaults, **RUN_DEFAULTS, **(recipe.settings if recipe else {})}
+    defaults = {**RUN_DEFAULTS, "model": model, **defaults, **(recipe.settings if recipe else {}),
+                "recipe": name if recipe else None}
     for flag in ("filters", "shift"):
         if getattr(args, flag) is not None and flag not in defaults:
             raise ConfigError(f"--{flag} applies to --model cnn only")
     given = {key for key in defaults if getattr(args, key) is not None}
     settings = {key: getattr(args, key) if key in given else value for key, value in defaults.items()}
+    settings["recipe"] = name if recipe else None
     sizes(settings["hidden"], "--hidden")
     if "filters" in settings:
         sizes(settings["filters"], "--filters")
@@ -205,13 +209,14 @@ def _settings(args: argparse.Namespace) -> tuple[dict[str, Any], set[str]]:
     return settings, given
 
 
-def _recipe(args: argparse.Namespace) -> Any:
-    """The ``--recipe`` asked for; ConfigError for a job other than mnist or a --model that contradicts it."""
-    recipe = get_recipe(args.recipe)
+def _recipe(args: argparse.Namespace, name: str) -> Any:
+    """The recipe ``name`` (``--recipe``'s or the model kind's default); ConfigError for a job other than mnist or
+    a --model that contradicts it."""
+    recipe = get_recipe(name)
     if args.task != "mnist":
         raise ConfigError(f"--recipe applies to xpnet train mnist, not {args.task}")
     if args.model is not None and args.model != recipe.model:
-        raise ConfigError(f"--recipe {args.recipe} trains a --model {recipe.model}; leave --model out")
+        raise ConfigError(f"--recipe {name} trains a --model {recipe.model}; leave --model out")
     return recipe
 
 

@@ -36,6 +36,9 @@ from xpnet.layers import (
 
 Images = tuple[int, int, int]
 
+NO_RECIPE = "none"
+"""``--recipe none``: the task's plain network for ``--model`` even where a recipe is that kind's default."""
+
 
 @dataclass(frozen=True)
 class Spec:

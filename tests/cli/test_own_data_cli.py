@@ -163,6 +163,8 @@ def _bad_inputs(root: Path) -> dict[str, tuple[list[str], list[str]]]:
         "hue grey": (["images", root / "pics", "--features", "hue", "--color", "grey"], ["--color grey"]),
         "no cnn": (["csv", good, "--label", "colour", "--model", "cnn"], ["no --model cnn"]),
         "hue cnn": (["images", root / "pics", "--features", "hue", "--model", "cnn"], ["trains on hue histograms"]),
+        "cnn layers": (["images", root / "pics", "--size", "8x8", "--model", "cnn", "--hidden", "64,32"],
+                       ["one ReLU hidden Dense layer"]),
         "no memory": (["csv", good, "--label", "colour", "--max-in-memory", "0"], ["--max-in-memory 0"]),
         "two tests": (["csv", good, "--label", "colour", "--test-file", good, "--test-fraction", "0.1"],
                       ["--test-file or --test-fraction"]),
@@ -170,7 +172,8 @@ def _bad_inputs(root: Path) -> dict[str, tuple[list[str], list[str]]]:
 
 
 CASES = ["ragged", "text", "no label", "one class", "empty folder", "zero bytes", "mixed sizes", "bad size",
-         "wrong job", "no source", "extra source", "hue grey", "no cnn", "hue cnn", "no memory", "two tests"]
+         "wrong job", "no source", "extra source", "hue grey", "no cnn", "hue cnn", "cnn layers", "no memory",
+         "two tests"]
 
 
 @pytest.mark.parametrize("case", CASES)

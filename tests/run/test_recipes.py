@@ -52,6 +52,18 @@ def test_the_tiny_cnn_has_at_most_10000_parameters() -> None:
     assert 5000 < model.parameter_count <= 10_000
 
 
+def test_the_mnist_cnn_is_the_cnn_recipe_and_other_jobs_keep_the_plain_network() -> None:
+    default, given = _parse("--model", "cnn")
+    recipe, _ = _parse("--recipe", "cnn")
+    assert given == {"model"} and default == recipe and recipe["model"] == "cnn"
+    overridden, _ = _parse("--model", "cnn", "--epochs", "3", "--filters", "8")
+    assert (overridden["recipe"], overridden["epochs"], overridden["filters"]) == ("cnn", 3, "8")
+    plain, given = _parse("--model", "cnn", "--recipe", "none")
+    assert plain["recipe"] is None and plain["optimizer"] == "adam" and plain["filters"] == "32,64"
+    model = build_model("mnist", _mnist_like(), plain, get_backend("cpu", "float32", 0))
+    assert "batchnorm" not in {layer.type_name for layer in model.layers}
+
+
 def test_explicit_flags_override_a_recipe() -> None:
     settings, given = _parse("--recipe", "cnn", "--epochs", "3", "--lr", "0.01", "--weight-decay", "0",
                              "--schedule", "cosine", "--warmup", "1", "--filters", "8,16")
@@ -157,3 +169,12 @@ def test_each_recipe_holds_its_accuracy_target(name: str, target: float, seed: i
     assert status == 0, err
     accuracy = float(re.search(r"test accuracy ([\d.]+)%", out).group(1)) / 100
     assert accuracy >= target, out
+
+
+@pytest.mark.slow
+def test_the_default_mnist_cnn_reaches_99_45_percent(shared_data: Path, capsys) -> None:
+    """`xpnet train mnist --model cnn` (the cnn recipe, seed 0): at least 99.45% on every machine kind."""
+    status, out, err = run(capsys, "train", "mnist", "--model", "cnn", "--data-dir", shared_data, "--device", "cpu",
+                           "--quiet")
+    assert status == 0, err
+    assert float(re.search(r"test accuracy ([\d.]+)%", out).group(1)) >= 99.45, out

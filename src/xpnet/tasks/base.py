@@ -79,6 +79,9 @@ class Task:
     """What the positional argument after the job is ("a CSV file"); None: the job reads ``--data-dir``."""
     defaults: dict[str, dict[str, Any]] = {}
     """The settings of each model kind (mlp, cnn) it can train, for every flag left out."""
+    default_recipes: dict[str, str] = {}
+    """The recipe (``xpnet.recipes``) a model kind trains when no ``--recipe`` is given (``--recipe none``: the
+    plain network of ``defaults``)."""
     options: tuple[Option, ...] = ()
     """Its data options (shared ones from this module, its own from its module)."""
     preprocessing_types: tuple[str, ...] = ()

@@ -129,6 +129,9 @@ def build_model(task_name: str, task: TaskData, settings: dict[str, Any], backen
     if settings.get("recipe"):
         if task.image_shape is None:
             raise ConfigError(f"--recipe trains on images; the {task_name} job has none")
+        if settings["activation"] != "relu":
+            raise ConfigError(f"--activation {settings['activation']}: the {settings['recipe']} recipe's network "
+                              "uses ReLU; leave --activation out")
         spec = Spec(hidden, sizes(settings.get("filters", ""), "--filters"), settings["dropout"],
                     settings.get("shift", 0), task.image_shape, len(task.class_names))
         return Model(get_recipe(settings["recipe"]).layers(spec), input_shape=task.features, **options)
