@@ -1,10 +1,10 @@
 """Training beside other work: xpnet's thread governor against fixed thread counts and PyTorch.
 
 - Epoch seconds of the MLP (784-256-128-10, Adam, batch 128) and of the quick CNN (``xpnet train mnist --model
-  cnn --recipe none --filters 8,32 --batch-size 64 --dropout 0 --lr 5e-3 --shift 0``) for xpnet on 1 thread, on every core,
-  and governed (``auto``, the default), and for PyTorch on every core: on an idle machine and under each load of
-  ``CONDITIONS`` (busy processes, a second copy of the same training, a low-priority PyTorch training), each
-  started before and stopped after every measurement. Each measurement is its own process (``python -m
+  cnn --recipe none --filters 8,32 --batch-size 64 --dropout 0 --lr 5e-3 --shift 0``) for xpnet on 1 thread, on
+  every core, and governed (``auto``, the default), and for PyTorch on every core: on an idle machine and under
+  each load of ``CONDITIONS`` (busy processes, a second copy of the same training, a low-priority PyTorch
+  training), each started before and stopped after every measurement. Each measurement is its own process (``python -m
   benchmarks.threads epoch ...``): one warm-up epoch on a slice of the data (compilation, and the governor's first
   probe), then the timed epochs.
 - A per-layer profile of the quick CNN's training step (forward and backward of each layer, the loss, the
