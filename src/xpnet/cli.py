@@ -177,14 +177,13 @@ def _settings(args: argparse.Namespace) -> tuple[dict[str, Any], set[str]]:
     if defaults is None:
         raise ConfigError(f"xpnet train {args.task} has no --model {model} (it learns from hue histograms, not "
                           f"images); use --model {' or '.join(task.defaults)}")
-    defaults = {**RUN_DEFAULTS, "model": model, **defaults, **(recipe.settings if recipe else {}),
-                "recipe": name if recipe else None}
+    defaults = {**RUN_DEFAULTS, "model": model, **defaults, **(recipe.settings if recipe else {})}
     for flag in ("filters", "shift"):
         if getattr(args, flag) is not None and flag not in defaults:
             raise ConfigError(f"--{flag} applies to --model cnn only")
     given = {key for key in defaults if getattr(args, key) is not None}
     settings = {key: getattr(args, key) if key in given else value for key, value in defaults.items()}
-    settings["recipe"] = name if recipe else None
+    settings["recipe"] = name if recipe else None  # the model kind's default recipe, or None for --recipe none
     sizes(settings["hidden"], "--hidden")
     if "filters" in settings:
         sizes(settings["filters"], "--filters")
