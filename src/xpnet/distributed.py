@@ -36,10 +36,10 @@ LAUNCHER_RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_R
 """This process's rank, as the same launchers set it."""
 
 FAULT_WAIT_SECONDS = 10.0
+"""How long a failing rank waits for every other rank to fail with it before it aborts the whole job."""
 FORWARD_SECONDS = 1.0
 """How long a rank waits between writing its error line and aborting the job: the launcher reads a rank's output
 and its abort request from different pipes, and once it has the request it ends the job without reading the rest."""
-"""How long a failing rank waits for every other rank to fail with it before it aborts the whole job."""
 
 HEARTBEAT_SECONDS, SILENCE_SECONDS = 1.0, 30.0
 """Every rank sends a heartbeat to the next each second; one not heard from for 30 s is declared lost and the job
