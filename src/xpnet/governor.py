@@ -8,19 +8,23 @@ guessed.
 
 How: the trainer reports each step's seconds (``step_done``). After a few warm-up steps (compilation), and then
 every ``interval`` seconds of training, or sooner (but never within ``min_interval`` of the last probe) when the
-median step time moves by more than ``jump`` from what the chosen count gave, the governor probes: it times
-``probe_steps`` steps at each candidate count (all threads, then halving down to 1; the current count first, the
-first step after each switch discarded; a count is dropped as soon as most of its samples are slower than the
-best median so far: it cannot win, and under contention its steps are the slow ones) and keeps the count with the
-lowest median step time, staying with the current one unless another is faster by more than ``margin``. It is
-CPU-only and does nothing on a GPU backend or when the count is pinned (``--threads N``, ``$XPNET_THREADS=N``).
-Time is the sum of the reported step seconds, so pauses between epochs (validation, checkpoints) neither count nor
-trigger anything.
+mean step time of the last ``window`` seconds moves by more than ``jump`` from what the chosen count gave, the
+governor probes: it times each candidate count (all threads, then halving down to 1; the current count first, the
+first step after each switch discarded) for at least ``window`` seconds and ``probe_steps`` steps, and keeps the
+count with the lowest mean step time, staying with the current one unless another is faster by more than
+``margin``. A count is dropped as soon as the time it has taken passes twice what the best count so far needed for
+``probe_steps`` steps: it cannot win, and under contention its steps are the slow ones.
+
+Why means over a time window: beside a busy process the scheduler gives each thread its core in slices of several
+milliseconds, so a few 1 ms steps at all threads can all fall between the other process's slices and look fast
+while the next step waits 30 ms; the median of 5 steps chose 2 threads there (1.3 ms against 1.7 ms) where their
+mean was 7.9 ms. The mean over a window several scheduler periods long prices those waits in. It is CPU-only and
+does nothing on a GPU backend or when the count is pinned (``--threads N``, ``$XPNET_THREADS=N``). Time is the sum
+of the reported step seconds, so pauses between epochs (validation, checkpoints) neither count nor trigger anything.
 """
 
 from __future__ import annotations
 
-import statistics
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +38,7 @@ class Tuning:
     """The governor's knobs (seconds are seconds of training steps)."""
 
     probe_steps: int = 5
+    window: float = 0.1
     interval: float = 10.0
     min_interval: float = 2.0
     jump: float = 1.3
@@ -49,6 +54,33 @@ def candidates(maximum: int) -> list[int]:
     return counts
 
 
+class StepWindow:
+    """Step times covering at least ``seconds`` and ``steps`` steps; ``sliding`` drops the oldest beyond that."""
+
+    def __init__(self, seconds: float, steps: int, sliding: bool = False) -> None:
+        self.seconds, self.steps, self.sliding = seconds, steps, sliding
+        self.times: deque[float] = deque()
+        self.total = 0.0
+
+    def add(self, seconds: float) -> None:
+        self.times.append(seconds)
+        self.total += seconds
+        while self.sliding and len(self.times) > self.steps and self.total - self.times[0] >= self.seconds:
+            self.total -= self.times.popleft()
+
+    def clear(self) -> None:
+        self.times.clear()
+        self.total = 0.0
+
+    @property
+    def full(self) -> bool:
+        return len(self.times) >= self.steps and self.total >= self.seconds
+
+    @property
+    def mean(self) -> float:
+        return self.total / len(self.times)
+
+
 class ThreadGovernor:
     """Chooses the thread count (1 to ``maximum``) from measured step times and applies it through ``apply``.
 
@@ -62,10 +94,10 @@ class ThreadGovernor:
         self.clock = 0.0
         self.warmup_left = self.tuning.warmup_steps
         self.queue: list[int] = []  # counts still to try in the probe under way (empty: settled)
-        self.samples: list[float] = []
+        self.samples = StepWindow(self.tuning.window, self.tuning.probe_steps)
+        self.recent = StepWindow(self.tuning.window, self.tuning.probe_steps, sliding=True)
         self.results: dict[int, float] = {}
         self.discard = False
-        self.recent: deque[float] = deque(maxlen=self.tuning.probe_steps)
         self.baseline: float | None = None
         self.probed_at = 0.0
         self.settled_count = maximum
@@ -85,7 +117,7 @@ class ThreadGovernor:
         elif self.probing:
             self._probe_step(seconds)
         else:
-            self.recent.append(seconds)
+            self.recent.add(seconds)
             if self._due():
                 self._start_probe()
 
@@ -94,9 +126,9 @@ class ThreadGovernor:
         since, tuning = self.clock - self.probed_at, self.tuning
         if since >= tuning.interval:
             return True
-        if since < tuning.min_interval or len(self.recent) < self.recent.maxlen or not self.baseline:
+        if since < tuning.min_interval or not self.recent.full or not self.baseline:
             return False
-        ratio = statistics.median(self.recent) / self.baseline
+        ratio = self.recent.mean / self.baseline
         return ratio > tuning.jump or ratio < 1 / tuning.jump
 
     def _switch(self, count: int) -> None:
@@ -107,20 +139,21 @@ class ThreadGovernor:
 
     def _start_probe(self) -> None:
         self.queue = [self.count, *(c for c in candidates(self.maximum) if c != self.count)]
-        self.samples, self.results, self.discard = [], {}, False
+        self.results, self.discard = {}, False
+        self.samples.clear()
         self.settled_count = self.count
 
     def _probe_step(self, seconds: float) -> None:
         if self.discard:
             self.discard = False
             return
-        self.samples.append(seconds)
+        self.samples.add(seconds)
         best = min(self.results.values(), default=None)
-        slower = 0 if best is None else sum(sample > best for sample in self.samples)
-        if len(self.samples) < self.tuning.probe_steps and slower <= self.tuning.probe_steps // 2:
-            return  # (once most of its samples are slower than the best median, this count cannot win: cut short)
-        self.results[self.queue.pop(0)] = statistics.median(self.samples)
-        self.samples = []
+        hopeless = best is not None and self.samples.total > 2 * best * self.tuning.probe_steps
+        if not self.samples.full and not hopeless:
+            return
+        self.results[self.queue.pop(0)] = self.samples.mean
+        self.samples.clear()
         if self.queue:
             self._switch(self.queue[0])
         else:

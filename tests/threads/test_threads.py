@@ -4,6 +4,8 @@ on fake step times, and the hooks in the trainer and the command line."""
 from __future__ import annotations
 
 import itertools
+import math
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import numba
@@ -78,7 +80,7 @@ def test_pools_set_blas_and_numba_together(restore_threads):
 
 
 # ------------------------------------------------------------------------------------------------ governor
-TUNING = Tuning(probe_steps=5, interval=10.0, min_interval=2.0, jump=1.3, margin=0.05, warmup_steps=3)
+TUNING = Tuning(probe_steps=5, window=0.02, interval=10.0, min_interval=2.0, jump=1.3, margin=0.05, warmup_steps=3)
 
 
 def drive(gov: ThreadGovernor, step_time, steps: int) -> list[int]:
@@ -112,22 +114,46 @@ def test_candidates_halve_down_to_one():
 
 def test_picks_the_faster_count_after_warm_up_and_one_probe():
     applied, gov = recorder()
-    used = drive(gov, contended, 3 + 5 + 1 + 5 + 20)
-    assert used[:8] == [2] * 8  # warm-up, then the current count probed first
+    one_thread_steps = math.ceil(TUNING.window / contended(1, 0))  # one thread is timed for a whole window
+    used = drive(gov, contended, 3 + 5 + 1 + one_thread_steps + 20)
+    assert used[:8] == [2] * 8  # warm-up, then the current count probed first (5 steps of 10 ms fill the window)
     assert applied == [1]  # tried one thread, and kept it
     assert gov.count == 1 and gov.decisions == [(pytest.approx(gov.decisions[0][0]), 1)]
     assert used[-20:] == [1] * 20
 
 
 def test_a_count_that_cannot_win_is_cut_short():
-    """Settled on one thread under contention, the next probe spends 3 steps (and the one discarded) on two
-    threads, not 5: three of five samples slower than one thread's median decide it."""
+    """Settled on one thread under contention, the next probe spends 2 steps (and the one discarded) on two
+    threads, not a whole window: 20 ms is more than twice what one thread needed for its 5 steps."""
     applied, gov = recorder()
     used = drive(gov, contended, 20_000)
     assert [count for _, count in gov.decisions][:2] == [1, 1]
     second_probe = used[used.index(1) + 5 + 1:]  # after the first probe's one-thread steps
     first_two = second_probe.index(2)
-    assert second_probe[first_two:first_two + 5] == [2, 2, 2, 2, 1]
+    assert second_probe[first_two:first_two + 4] == [2, 2, 2, 1]
+
+
+def stalling(every: int, stall: float = 0.030) -> Callable[[int, float], float]:
+    """Two threads beside a busy process as the scheduler shares the cores out: 1 ms steps, but every
+    ``every``-th step at two threads waits ``stall`` s for the core the other process holds; one thread: 1.6 ms."""
+    steps = itertools.count(1)
+
+    def step_time(count: int, clock: float) -> float:
+        if count == 1:
+            return 0.0016
+        return stall if next(steps) % every == 0 else 0.0010
+
+    return step_time
+
+
+@pytest.mark.parametrize("every", [5, 8, 13])
+def test_waits_for_a_core_count_even_when_most_steps_are_fast(every):
+    """The median step at two threads (1 ms) beats one thread (1.6 ms), but their mean (3.3 to 6.8 ms) loses: the
+    governor, timing each count over a window of several stalls, keeps one thread."""
+    gov = ThreadGovernor(2, [].append, Tuning())
+    drive(gov, stalling(every), 3000)
+    assert [count for _, count in gov.decisions][0] == 1
+    assert gov.count == 1
 
 
 def test_keeps_all_cores_on_an_idle_machine():
