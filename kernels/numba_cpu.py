@@ -4,9 +4,10 @@ Kernels over large arrays exist twice, compiled serial and ``parallel=True`` fro
 threshold of the kernel's own (measured by ``python -m benchmarks.parallel_thresholds`` and kept beside the kernel)
 picks one, because waking Numba's thread pool costs more than it saves on small arrays, and the crossover differs
 from kernel to kernel. With one thread in use the serial twin always runs. The calibration times each kernel alone;
-in a training step the kernels alternate with multithreaded BLAS matmuls, and Numba's pool waking while BLAS's
-threads still spin once made a 784-256-128-10 step ten times slower on 2 cores, so the thresholds err high. Scalars
-are cast to the arrays' dtype so float32 work stays in float32.
+in a training step the kernels alternate with multithreaded BLAS matmuls, which is why the pool is TBB's (its
+workers yield; ``THREADING_LAYERS``) and why ``xpnet.threads`` shortens OpenBLAS's idle spin: with either pool
+spinning, the other's threads wait for a core. Scalars are cast to the arrays' dtype so float32 work stays in
+float32.
 
 Reductions (column sums, batch-norm statistics, loss sums) sum fixed blocks of ``BLOCK_ROWS`` rows into their own
 partial sums and add those up in order, whichever twin runs and however many threads it has: the result never
@@ -24,10 +25,17 @@ import numba
 import numpy as np
 from numba import njit
 
+THREADING_LAYERS = ["tbb", "workqueue", "omp"]
+"""Numba's thread pools in order of preference (``$NUMBA_THREADING_LAYER`` overrides; Numba wants all three named,
+and the workqueue is always there). In a training step parallel kernels alternate with BLAS matmuls on the same
+cores, which rules out GNU OpenMP: its workers spin after every parallel region and starve the BLAS threads (a
+784-256-128-10 matmul followed by a kernel took 8 ms instead of 0.28 ms on 2 cores). TBB's workers yield and start
+a kernel in 1.6 us; the workqueue pool sleeps but takes 50-60 us to wake, which made parallel twins pay only above
+millions of elements (2-core AMD EPYC, 2026-12-05)."""
+
 if "NUMBA_THREADING_LAYER" not in os.environ:
-    # OpenMP's workers spin after a parallel region and starve the BLAS threads of the matmul that follows
-    # (a training step ran 8x slower); the workqueue layer's workers sleep.
-    numba.config.THREADING_LAYER = "workqueue"
+    numba.config.THREADING_LAYER_PRIORITY = THREADING_LAYERS
+    numba.config.THREADING_LAYER = "default"
 
 jit = partial(njit, cache=True, error_model="numpy")
 """Numba's default Python error model checks every division for zero, which stops the loops vectorising."""

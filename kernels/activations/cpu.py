@@ -119,12 +119,10 @@ def _activation_backward(dz, da, d, a, activation, db, partial):
         db[j] = total
 
 
-# Parallel from these sizes of the first argument (z, dz) (1 << 24: not faster up to 1e7,
-# the largest size measured): measured by
-# `python -m benchmarks.parallel_thresholds` at 2 threads, 2-core AMD EPYC VM, 2026-12-05, load average 5-7
-# (shared with other jobs: two runs, the larger crossover of the two kept).
-BIAS_ACTIVATION_PARALLEL_MIN = 1 << 24
-ACTIVATION_BACKWARD_PARALLEL_MIN = 10_000_000
+# Parallel from these sizes of the first argument (z, dz): measured by `python -m benchmarks.parallel_thresholds
+# --threads 2` on Numba's TBB pool, 2-core AMD EPYC VM, 2026-12-05, nothing else running (load average 1.3).
+BIAS_ACTIVATION_PARALLEL_MIN = 100_000
+ACTIVATION_BACKWARD_PARALLEL_MIN = 100_000
 
 _bias_activation_kernel = serial_and_parallel(_bias_activation, BIAS_ACTIVATION_PARALLEL_MIN)
 

@@ -78,15 +78,13 @@ def _batch_norm_dx(dx, dy, xhat, scale, m, dbeta, dgamma):
             dx[i, j] = scale[j] * (m * dy[i, j] - dbeta[j] - xhat[i, j] * dgamma[j])
 
 
-# Parallel from these sizes of the first argument (1 << 24: not faster up to 1e7,
-# the largest size measured): measured by
-# `python -m benchmarks.parallel_thresholds` at 2 threads, 2-core AMD EPYC VM, 2026-12-05, load average 5-7
-# (shared with other jobs: two runs, the larger crossover of the two kept).
-COLUMN_SUMS_PARALLEL_MIN = 1 << 24
-SQUARED_DEVIATIONS_PARALLEL_MIN = 10_000_000
-NORMALISE_PARALLEL_MIN = 3_162_280
-BATCH_NORM_EVAL_PARALLEL_MIN = 1_000_000
-BATCH_NORM_DX_PARALLEL_MIN = 1 << 24
+# Parallel from these sizes of the first argument: measured by `python -m benchmarks.parallel_thresholds
+# --threads 2` on Numba's TBB pool, 2-core AMD EPYC VM, 2026-12-05, nothing else running (load average 1.3).
+COLUMN_SUMS_PARALLEL_MIN = 31_624
+SQUARED_DEVIATIONS_PARALLEL_MIN = 31_624
+NORMALISE_PARALLEL_MIN = 10_000
+BATCH_NORM_EVAL_PARALLEL_MIN = 31_624
+BATCH_NORM_DX_PARALLEL_MIN = 10_000
 
 _column_sums_kernel = serial_and_parallel(_column_sums_f64, COLUMN_SUMS_PARALLEL_MIN)
 

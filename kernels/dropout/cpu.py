@@ -79,13 +79,11 @@ def _random_shift(out, x, key, span_h, span_w, max_h, max_w, sign):
             d[t] = zero
 
 
-# Parallel from these sizes of the first argument (1 << 24: not faster up to 1e7,
-# the largest size measured): measured by
-# `python -m benchmarks.parallel_thresholds` at 2 threads, 2-core AMD EPYC VM, 2026-12-05, load average 5-7
-# (shared with other jobs: two runs, the larger crossover of the two kept).
-DROPOUT_PARALLEL_MIN = 1 << 24
-DROPOUT_BACKWARD_PARALLEL_MIN = 10_000_000
-RANDOM_SHIFT_PARALLEL_MIN = 1 << 24
+# Parallel from these sizes of the first argument: measured by `python -m benchmarks.parallel_thresholds
+# --threads 2` on Numba's TBB pool, 2-core AMD EPYC VM, 2026-12-05, nothing else running (load average 1.3).
+DROPOUT_PARALLEL_MIN = 9_984
+DROPOUT_BACKWARD_PARALLEL_MIN = 99_968
+RANDOM_SHIFT_PARALLEL_MIN = 100_352
 
 _dropout_kernel = serial_and_parallel(_dropout, DROPOUT_PARALLEL_MIN)
 

@@ -12,11 +12,9 @@ def _gather_rows(out, src, idx):
         out[i, :] = src[idx[i], :]
 
 
-# Parallel from these sizes of the first argument (1 << 24: not faster up to 1e7,
-# the largest size measured): measured by
-# `python -m benchmarks.parallel_thresholds` at 2 threads, 2-core AMD EPYC VM, 2026-12-05, load average 5-7
-# (shared with other jobs: two runs, the larger crossover of the two kept).
-GATHER_ROWS_PARALLEL_MIN = 9_999_920
+# Parallel from these sizes of the first argument: measured by `python -m benchmarks.parallel_thresholds
+# --threads 2` on Numba's TBB pool, 2-core AMD EPYC VM, 2026-12-05, nothing else running (load average 1.3).
+GATHER_ROWS_PARALLEL_MIN = 10_192
 
 _gather_rows_kernel = serial_and_parallel(_gather_rows, GATHER_ROWS_PARALLEL_MIN)
 

@@ -23,11 +23,9 @@ def _hue_histograms(images, out):
                 out[i, k] += 1.0
 
 
-# Parallel from this size of the images (1 << 24: not faster up to 1e7,
-# the largest size measured): measured by
-# `python -m benchmarks.parallel_thresholds` at 2 threads, 2-core AMD EPYC VM, 2026-12-05, load average 5-7
-# (shared with other jobs: two runs, the larger crossover of the two kept).
-HUE_HISTOGRAMS_PARALLEL_MIN = 1 << 24
+# Parallel from this size of the images: measured by `python -m benchmarks.parallel_thresholds
+# --threads 2` on Numba's TBB pool, 2-core AMD EPYC VM, 2026-12-05, nothing else running (load average 1.3).
+HUE_HISTOGRAMS_PARALLEL_MIN = 9_408
 
 _hue_histograms_kernel = serial_and_parallel(_hue_histograms, HUE_HISTOGRAMS_PARALLEL_MIN)
 

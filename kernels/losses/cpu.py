@@ -80,13 +80,11 @@ def _squared_error(a, y, da, stats, grad_scale, loss_scale):
     stats[1] += correct
 
 
-# Parallel from these sizes of the first argument (z or a) (1 << 24: not faster up to 1e7,
-# the largest size measured): measured by
-# `python -m benchmarks.parallel_thresholds` at 2 threads, 2-core AMD EPYC VM, 2026-12-05, load average 5-7
-# (shared with other jobs: two runs, the larger crossover of the two kept).
-SOFTMAX_CROSS_ENTROPY_PARALLEL_MIN = 3_162_280
-SIGMOID_BINARY_CROSS_ENTROPY_PARALLEL_MIN = 3_162_280
-SQUARED_ERROR_PARALLEL_MIN = 3_162_280
+# Parallel from these sizes of the first argument (z or a): measured by `python -m benchmarks.parallel_thresholds
+# --threads 2` on Numba's TBB pool, 2-core AMD EPYC VM, 2026-12-05, nothing else running (load average 1.3).
+SOFTMAX_CROSS_ENTROPY_PARALLEL_MIN = 10_000
+SIGMOID_BINARY_CROSS_ENTROPY_PARALLEL_MIN = 31_620
+SQUARED_ERROR_PARALLEL_MIN = 3_160
 
 _softmax_cross_entropy_kernel = serial_and_parallel(_softmax_cross_entropy, SOFTMAX_CROSS_ENTROPY_PARALLEL_MIN)
 _sigmoid_binary_cross_entropy_kernel = serial_and_parallel(_sigmoid_binary_cross_entropy,

@@ -38,13 +38,11 @@ def _adam(p, g, m, v, step_size, beta1, beta2, eps, bc2_sqrt):
         _adam_at(p, m, v, i, p[i], g[i], step, b1, b2, c1, c2, eps_t, inv_bc2)
 
 
-# Parallel from these sizes of the first argument (1 << 24: not faster up to 1e7,
-# the largest size measured): measured by
-# `python -m benchmarks.parallel_thresholds` at 2 threads, 2-core AMD EPYC VM, 2026-12-05, load average 5-7
-# (shared with other jobs: two runs, the larger crossover of the two kept).
-SGD_PARALLEL_MIN = 1 << 24
-MOMENTUM_PARALLEL_MIN = 1 << 24
-ADAM_PARALLEL_MIN = 10_000_000
+# Parallel from these sizes of the first argument: measured by `python -m benchmarks.parallel_thresholds
+# --threads 2` on Numba's TBB pool, 2-core AMD EPYC VM, 2026-12-05, nothing else running (load average 1.3).
+SGD_PARALLEL_MIN = 100_000
+MOMENTUM_PARALLEL_MIN = 100_000
+ADAM_PARALLEL_MIN = 100_000
 
 _sgd_kernel = serial_and_parallel(_sgd, SGD_PARALLEL_MIN)
 
@@ -116,8 +114,9 @@ def _rmsprop(p, g, sq, buf, avg, d, norm_sq, clip, lr, alpha, eps, l2, mu, cente
         _rmsprop_at(p, sq, buf, avg, i, gi, lr_t, a, c, eps_t, mu_t, centered)
 
 
-# Not calibrated yet: each regularised update takes its plain update's threshold.
-RMSPROP_PARALLEL_MIN = ADAM_PARALLEL_MIN
+# Each regularised update takes its plain update's threshold (measured: the same or lower). RMSprop's serial
+# twin ran 1.1x-15x slower than its parallel one at every size from 1e3 (same run).
+RMSPROP_PARALLEL_MIN = 1_000
 
 _sgd_regularized_kernel = serial_and_parallel(_sgd_regularized, SGD_PARALLEL_MIN)
 _momentum_regularized_kernel = serial_and_parallel(_momentum_regularized, MOMENTUM_PARALLEL_MIN)

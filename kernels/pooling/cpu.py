@@ -81,16 +81,14 @@ def _max_pool_backward(dx, dout, argmax, pool_h, pool_w, stride_h, stride_w):
                                 target[c] += d[c] if a[c] == k else zero
 
 
-# Parallel from these sizes of the first argument (1 << 24: not faster up to 1e7,
-# the largest size measured): measured by
-# `python -m benchmarks.parallel_thresholds` at 2 threads, 2-core AMD EPYC VM, 2026-12-05, load average 5-7
-# (shared with other jobs: two runs, the larger crossover of the two kept).
-MAX_POOL_PARALLEL_MIN = 10_000_704
-MAX_POOL_BACKWARD_PARALLEL_MIN = 1 << 24
-AVG_POOL_PARALLEL_MIN = 100_352
-AVG_POOL_BACKWARD_PARALLEL_MIN = 1 << 24
-GLOBAL_AVG_POOL_PARALLEL_MIN = 1 << 24
-GLOBAL_AVG_POOL_BACKWARD_PARALLEL_MIN = 1 << 24
+# Parallel from these sizes of the first argument: measured by `python -m benchmarks.parallel_thresholds
+# --threads 2` on Numba's TBB pool, 2-core AMD EPYC VM, 2026-12-05, nothing else running (load average 1.3).
+MAX_POOL_PARALLEL_MIN = 9_408
+MAX_POOL_BACKWARD_PARALLEL_MIN = 31_360
+AVG_POOL_PARALLEL_MIN = 3_136
+AVG_POOL_BACKWARD_PARALLEL_MIN = 31_360
+GLOBAL_AVG_POOL_PARALLEL_MIN = 100_352
+GLOBAL_AVG_POOL_BACKWARD_PARALLEL_MIN = 100_352
 
 _max_pool_kernel = serial_and_parallel(_max_pool, MAX_POOL_PARALLEL_MIN)
 

@@ -96,12 +96,10 @@ def _col2im(cols, dx, stride_h, stride_w, pad_top, pad_left):
                         target[t] += run[t]
 
 
-# Parallel from these sizes of the first argument (1 << 24: not faster up to 1e7,
-# the largest size measured): measured by
-# `python -m benchmarks.parallel_thresholds` at 2 threads, 2-core AMD EPYC VM, 2026-12-05, load average 5-7
-# (shared with other jobs: two runs, the larger crossover of the two kept).
-IM2COL_PARALLEL_MIN = 1 << 24
-COL2IM_PARALLEL_MIN = 1 << 24
+# Parallel from these sizes of the first argument: measured by `python -m benchmarks.parallel_thresholds
+# --threads 2` on Numba's TBB pool, 2-core AMD EPYC VM, 2026-12-05, nothing else running (load average 1.3).
+IM2COL_PARALLEL_MIN = 28_800
+COL2IM_PARALLEL_MIN = 112_896
 
 _im2col_kernel = serial_and_parallel(_im2col, IM2COL_PARALLEL_MIN)
 

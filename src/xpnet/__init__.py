@@ -7,6 +7,10 @@ Build a model from layers (``Sequential([...])``) or a short form (``mlp``, ``cn
 chooses the device; ``load_mnist`` and ``load_fruits`` read the two data sets the command line trains on.
 """
 
+from xpnet import threads
+
+threads.quiet_blas_workers()  # before anything imports NumPy: it loads OpenBLAS
+
 from xpnet import optimizers, schedules  # noqa: E402
 from xpnet.backend import Backend, get_backend  # noqa: E402
 from xpnet.builders import cnn, from_layer_dicts, mlp  # noqa: E402
@@ -46,7 +50,7 @@ from xpnet.layers import (  # noqa: E402
 from xpnet.model import Model, Sequential  # noqa: E402
 from xpnet.serialization import load_model, save_model  # noqa: E402
 from xpnet.trainer import History  # noqa: E402
-from xpnet.version import __version__
+from xpnet.version import __version__  # noqa: E402
 
 __all__ = [
     "Activation",

@@ -3,8 +3,13 @@ on fake step times, and the hooks in the trainer and the command line."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import itertools
 import math
+import os
+import platform
+import subprocess
+import sys
 from collections.abc import Callable
 from types import SimpleNamespace
 
@@ -77,6 +82,42 @@ def test_pools_set_blas_and_numba_together(restore_threads):
     pools.set(1)
     assert {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"} == {1}
     assert numba.get_num_threads() == 1
+
+
+LAYER_PROBE = """
+import numpy as np, numba
+from xpnet.kernels.sets import CpuKernels
+from xpnet.kernels.numba_cpu import TWINS
+numba.set_num_threads(2)
+TWINS["gather.gather_rows"].parallel(np.empty((4, 3), np.float32), np.ones((4, 3), np.float32), np.arange(4))
+print(numba.threading_layer())
+"""
+
+
+def _layer_in_a_fresh_process(**environ: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"} | environ
+    done = subprocess.run([sys.executable, "-c", LAYER_PROBE], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.split()[-1]
+
+
+def _tbb_installed() -> bool:
+    try:
+        importlib.metadata.version("tbb")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="Numba's pool has one thread here")
+def test_parallel_kernels_run_on_tbb_where_installed_and_never_on_spinning_openmp():
+    """TBB (a dependency on x86-64) where it is installed, else the workqueue: never GNU OpenMP, whose spinning
+    workers starve the BLAS threads; $NUMBA_THREADING_LAYER still chooses."""
+    expected = "tbb" if _tbb_installed() else "workqueue"
+    if platform.machine() in ("x86_64", "AMD64"):
+        assert expected == "tbb", "tbb is a dependency on x86-64: pip install -e ."
+    assert _layer_in_a_fresh_process() == expected
+    assert _layer_in_a_fresh_process(NUMBA_THREADING_LAYER="workqueue") == "workqueue"
 
 
 # ------------------------------------------------------------------------------------------------ governor
