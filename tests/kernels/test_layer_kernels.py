@@ -339,10 +339,11 @@ def test_reference_dropout_masks_depend_on_seed_and_step_only():
 
 @pytest.mark.parametrize("channels", [1, 3])  # one channel: im2col's element-by-element path
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", CONV_CASES)
-def test_cpu_im2col_and_col2im(dtype, case, channels):
+@pytest.mark.parametrize("case", CONV_CASES + [(5, 5, 2, 2, 2, 2), (5, 3, 1, 2, 2, 1), (3, 3, 1, 3, 1, 1)])
+@pytest.mark.parametrize("width", [5, 11])  # 11: columns inside the image and in the padding at both ends
+def test_cpu_im2col_and_col2im(dtype, case, channels, width):
     rng = np.random.default_rng(5)
-    x = rng.standard_normal((3, 7, 5, channels)).astype(dtype)
+    x = rng.standard_normal((3, 7, width, channels)).astype(dtype)
     np.testing.assert_array_equal(run_im2col(cpu, x, case), run_im2col(reference, x, case))
     cols = rng.standard_normal(_cols_shape(x.shape, case)).astype(dtype)
     _close(run_col2im(cpu, cols, x.shape, case), run_col2im(reference, cols, x.shape, case), dtype, 9)
