@@ -81,6 +81,17 @@ def _bias_activation(z, b, activation, alpha, a, d):
         _bias_activation_rows(z, b, activation, alpha, a, d, k * ROW_BLOCK, min((k + 1) * ROW_BLOCK, n))
 
 
+@jit
+def _derivative_rows(dz, da, d, acc):
+    """dz = da * d over a block of rows, their column sums added to ``acc``: slices indexed from 0, in a call of
+    its own (as ``_bias_activation_rows``), vectorise where rows indexed from the block's start did not."""
+    for i in range(dz.shape[0]):
+        for j in range(dz.shape[1]):
+            g = da[i, j] * d[i, j]
+            dz[i, j] = g
+            acc[j] += g
+
+
 def _activation_backward(dz, da, d, a, activation, db, partial):
     """dz = da * f'(z) (softmax: dz = a * (da - sum(da * a))); db = column sums of dz. dz comes first (size).
 
@@ -107,11 +118,7 @@ def _activation_backward(dz, da, d, a, activation, db, partial):
                     dz[i, j] = g
                     acc[j] += g
         else:
-            for i in range(lo, hi):
-                for j in range(m):
-                    g = da[i, j] * d[i, j]
-                    dz[i, j] = g
-                    acc[j] += g
+            _derivative_rows(dz[lo:hi], da[lo:hi], d[lo:hi], acc)
     for j in range(m):
         total = zero
         for c in range(chunks):
