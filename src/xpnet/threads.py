@@ -28,11 +28,13 @@ LOCAL_SIZE_VARIABLES = ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE", "MV2_CO
 
 
 BLAS_IDLE_ENV = "OPENBLAS_THREAD_TIMEOUT"
-BLAS_IDLE_TIMEOUT = "12"
+BLAS_IDLE_TIMEOUT = "16"
 """OpenBLAS's workers spin for 2**n cycles after each matmul before they sleep (n = 28 by default: about 0.1 s).
 Numba's kernels between the matmuls then wait for a core those workers hold: on the 2-core AMD EPYC VM a parallel
 max pool right after a conv matmul took 0.26 ms instead of 0.13 ms, and the quick CNN's training step 6.9 ms
-instead of 4.6 ms at 2 threads with n = 12 (about 2 us). OpenBLAS reads it once, when NumPy loads it."""
+instead of 4.6 ms at 2 threads with n = 12. n = 16 (about 25 us) keeps them awake between back-to-back matmuls:
+in interleaved epoch A/Bs n = 12 ran 1-4% slower and n = 18 5-16% slower. OpenBLAS reads it once, when NumPy
+loads it."""
 
 _blas_idle: str | None = None
 
