@@ -6,14 +6,16 @@ otherwise takes about a millisecond, and a training step slows down 3x to 100x; 
 its share of the cores. Which count is fastest changes as other work starts and stops, so it is measured, not
 guessed.
 
-How: the trainer reports each step's seconds (``step_done``). After a few warm-up steps (compilation), and then
-every ``interval`` seconds of training, or sooner (but never within ``min_interval`` of the last probe) when the
-mean step time of the last ``window`` seconds moves by more than ``jump`` from what the chosen count gave, the
-governor probes: it times each candidate count (all threads, then halving down to 1; the current count first, the
-first step after each switch discarded) for at least ``window`` seconds and ``probe_steps`` steps, and keeps the
-count with the lowest mean step time, staying with the current one unless another is faster by more than
-``margin``. A count is dropped as soon as the time it has taken passes twice what the best count so far needed for
-``probe_steps`` steps: it cannot win, and under contention its steps are the slow ones.
+How: the trainer reports each step's seconds (``step_done``). After a few warm-up steps (compilation) the governor
+probes, and again ``first_interval`` seconds of training later, then twice that, and so on up to every ``interval``
+seconds (the first probes can be misled: kernels still loading, a count's first calls); sooner, but never within
+``min_interval`` of the last probe, when the mean step time of the last ``window`` seconds moves by more than
+``jump`` from what the chosen count gave. A probe times each candidate count (all threads, then halving down to 1;
+the current count first, the first step after each switch discarded) for at least ``window`` seconds and
+``probe_steps`` steps, and keeps the count with the lowest mean step time (without the longest step of its window: a
+one-off), staying with the current one unless another is faster by more than ``margin``. A count is dropped as soon
+as the time it has taken passes twice what the best count so far needed for ``probe_steps`` steps: it cannot win,
+and under contention its steps are the slow ones.
 
 Why means over a time window: beside a busy process the scheduler gives each thread its core in slices of several
 milliseconds, so a few 1 ms steps at all threads can all fall between the other process's slices and look fast
@@ -39,6 +41,7 @@ class Tuning:
 
     probe_steps: int = 5
     window: float = 0.1
+    first_interval: float = 0.5
     interval: float = 10.0
     min_interval: float = 2.0
     jump: float = 1.3
@@ -78,7 +81,11 @@ class StepWindow:
 
     @property
     def mean(self) -> float:
-        return self.total / len(self.times)
+        """The mean step time without the window's single longest step (a one-off: the first step of a ``fit``, a
+        page fault), so that only waits that recur, as a busy core's do, count."""
+        if len(self.times) < 2:
+            return self.total
+        return (self.total - max(self.times)) / (len(self.times) - 1)
 
 
 class ThreadGovernor:
@@ -100,6 +107,7 @@ class ThreadGovernor:
         self.discard = False
         self.baseline: float | None = None
         self.probed_at = 0.0
+        self.gap = self.tuning.first_interval  # training seconds from a probe to the next: doubles up to interval
         self.settled_count = maximum
         self.decisions: list[tuple[float, int]] = []
 
@@ -124,7 +132,7 @@ class ThreadGovernor:
     def _due(self) -> bool:
         """Whether to probe now: the interval has passed, or the step time jumped (after the shortest interval)."""
         since, tuning = self.clock - self.probed_at, self.tuning
-        if since >= tuning.interval:
+        if since >= self.gap:
             return True
         if since < tuning.min_interval or not self.recent.full or not self.baseline:
             return False
@@ -169,6 +177,8 @@ class ThreadGovernor:
         self.baseline = self.results[best]
         self.recent.clear()
         self.probed_at = self.clock
+        if self.decisions:
+            self.gap = min(2 * self.gap, self.tuning.interval)
         self.decisions.append((self.clock, best))
 
 

@@ -117,7 +117,9 @@ def test_parallel_kernels_run_on_tbb_where_installed_and_never_on_spinning_openm
 
 
 # ------------------------------------------------------------------------------------------------ governor
-TUNING = Tuning(probe_steps=5, window=0.02, interval=10.0, min_interval=2.0, jump=1.3, margin=0.05, warmup_steps=3)
+TUNING = Tuning(probe_steps=5, window=0.02, first_interval=10.0, interval=10.0, min_interval=2.0, jump=1.3,
+                margin=0.05, warmup_steps=3)
+"""Probes every 10 s from the first (the back-off from ``first_interval`` has a test of its own)."""
 
 
 def drive(gov: ThreadGovernor, step_time, steps: int) -> list[int]:
@@ -191,6 +193,35 @@ def test_waits_for_a_core_count_even_when_most_steps_are_fast(every):
     drive(gov, stalling(every), 3000)
     assert [count for _, count in gov.decisions][0] == 1
     assert gov.count == 1
+
+
+def test_probes_again_soon_after_a_first_decision_misled_by_warm_up():
+    """Two threads look slow for the first 0.3 s of training (their kernels still loading), so the first probe
+    picks one thread; the next probes come 0.5 s, then 1 s, 2 s ... later (up to every 10 s), and the second already
+    finds two threads faster."""
+    def warming(count: int, clock: float) -> float:
+        return 0.010 if count == 2 and clock < 0.3 else idle(count, clock)
+
+    gov = ThreadGovernor(2, [].append, Tuning())
+    drive(gov, warming, 40_000)
+    times, counts = zip(*gov.decisions, strict=True)
+    assert counts[:2] == (1, 2) and gov.count == 2
+    assert times[1] - times[0] < Tuning().first_interval + 0.3  # (the probe itself: 0.1 s a count, and more)
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert gaps[-1] == pytest.approx(Tuning().interval, rel=0.05) and gaps[2] < gaps[-1] / 2  # doubling, capped
+
+
+def test_one_long_step_in_a_probe_does_not_decide():
+    """A single 50 ms step while two threads are timed (a fit's first step, a page fault) would lift their 0.1 s
+    window's mean above one thread's 1.3 ms; the window's longest step is left out, so two threads stay."""
+    steps = itertools.count()
+
+    def one_off(count: int, clock: float) -> float:
+        return 0.050 if next(steps) == 5 else idle(count, clock)
+
+    gov = ThreadGovernor(2, [].append, Tuning())
+    drive(gov, one_off, 1000)
+    assert gov.decisions[0][1] == 2 and gov.count == 2
 
 
 def test_keeps_all_cores_on_an_idle_machine():
