@@ -14,8 +14,8 @@ seconds (the first probes can be misled: kernels still loading, a count's first 
 the current count first, the first step after each switch discarded) for at least ``window`` seconds and
 ``probe_steps`` steps, and keeps the count with the lowest mean step time (without the longest step of its window: a
 one-off), staying with the current one unless another is faster by more than ``margin``. A count is dropped as soon
-as the time it has taken passes twice what the best count so far needed for ``probe_steps`` steps: it cannot win,
-and under contention its steps are the slow ones.
+as the time it has taken (its discarded first step included) passes twice what the best count so far needed for
+``probe_steps`` steps: it cannot win, and under contention its steps are the slow ones.
 
 Why means over a time window: beside a busy process the scheduler gives each thread its core in slices of several
 milliseconds, so a few 1 ms steps at all threads can all fall between the other process's slices and look fast
@@ -104,6 +104,7 @@ class ThreadGovernor:
         self.samples = StepWindow(self.tuning.window, self.tuning.probe_steps)
         self.recent = StepWindow(self.tuning.window, self.tuning.probe_steps, sliding=True)
         self.results: dict[int, float] = {}
+        self.spent = 0.0  # seconds at the count under probe so far
         self.discard = False
         self.baseline: float | None = None
         self.probed_at = 0.0
@@ -147,21 +148,25 @@ class ThreadGovernor:
 
     def _start_probe(self) -> None:
         self.queue = [self.count, *(c for c in candidates(self.maximum) if c != self.count)]
-        self.results, self.discard = {}, False
+        self.results, self.discard, self.spent = {}, False, 0.0
         self.samples.clear()
         self.settled_count = self.count
 
     def _probe_step(self, seconds: float) -> None:
+        self.spent += seconds  # all this count's time, the discarded first step's too: under contention it is long
         if self.discard:
             self.discard = False
-            return
-        self.samples.add(seconds)
+        else:
+            self.samples.add(seconds)
         best = min(self.results.values(), default=None)
-        hopeless = best is not None and self.samples.total > 2 * best * self.tuning.probe_steps
+        hopeless = best is not None and self.spent > 2 * best * self.tuning.probe_steps
         if not self.samples.full and not hopeless:
             return
-        self.results[self.queue.pop(0)] = self.samples.mean
+        # a hopeless count is priced at all it took (its trimmed mean could hide the waits that made it hopeless)
+        steps = max(1, len(self.samples.times))
+        self.results[self.queue.pop(0)] = self.spent / steps if hopeless else self.samples.mean
         self.samples.clear()
+        self.spent = 0.0
         if self.queue:
             self._switch(self.queue[0])
         else:
