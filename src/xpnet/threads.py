@@ -37,6 +37,7 @@ in interleaved epoch A/Bs n = 12 ran 1-4% slower and n = 18 5-16% slower. OpenBL
 loads it."""
 
 _blas_idle: str | None = None
+"""What ``quiet_blas_workers`` found, as ``xpnet info`` says it (None until it has run)."""
 
 
 def quiet_blas_workers() -> None:
@@ -48,13 +49,13 @@ def quiet_blas_workers() -> None:
     if "numpy" in sys.modules and BLAS_IDLE_ENV not in os.environ:
         _blas_idle = (f"OpenBLAS's default spin: NumPy was imported before xpnet (import xpnet first, or set "
                       f"{BLAS_IDLE_ENV}={BLAS_IDLE_TIMEOUT})")
-        return
-    _blas_idle = os.environ.setdefault(BLAS_IDLE_ENV, BLAS_IDLE_TIMEOUT)
+    else:
+        _blas_idle = f"{BLAS_IDLE_ENV}={os.environ.setdefault(BLAS_IDLE_ENV, BLAS_IDLE_TIMEOUT)}"
 
 
 def blas_idle() -> str:
     """OpenBLAS's idle spin as this process set it, for ``xpnet info``."""
-    return f"{BLAS_IDLE_ENV}={_blas_idle}" if _blas_idle and _blas_idle.isdigit() else str(_blas_idle)
+    return str(_blas_idle)
 
 
 def usable_cores() -> int:
