@@ -167,17 +167,18 @@ class TwoHosts:
         shutil.rmtree(self.folder, ignore_errors=True)
 
     # ------------------------------------------------------------------------------------------------ jobs
-    def job(self, ranks: int, argv: list[str], env: dict[str, str] | None = None,
-            per_host: int = 2) -> tuple[list[str], dict[str, str]]:
+    def job(self, ranks: int, argv: list[str], env: dict[str, str] | None = None, per_host: int = 2,
+            options: tuple[str, ...] = ()) -> tuple[list[str], dict[str, str]]:
         """The command line and environment that run ``argv`` as ``ranks`` MPI ranks, ``per_host`` a host (host
-        A's first), started from host A: ``env`` (default this process's) with MPICH's TCP transport on the link,
-        passed to every rank but ``TMPDIR`` (each host's own scratch folder)."""
+        A's first), started from host A with mpiexec's ``options`` besides these: ``env`` (default this process's)
+        with MPICH's TCP transport on the link, passed to every rank but ``TMPDIR`` (each host's own scratch
+        folder)."""
         self.hostfile.write_text("".join(f"{host.name}:{per_host}\n" for host in self.hosts))
         env = {**(os.environ if env is None else env), **NETMOD}
         mpiexec = [shutil.which("mpiexec", path=env.get("PATH")) or "mpiexec", "-f", str(self.hostfile),
                    "-n", str(ranks), "-launcher", "ssh", "-launcher-exec", str(self.launcher), "-iface", IFACE,
                    "-wdir", str(self.shared),
-                   "-genvlist", ",".join(sorted(set(env) - {"TMPDIR"})), *argv]
+                   "-genvlist", ",".join(sorted(set(env) - {"TMPDIR"})), *options, *argv]
         a = self.hosts[0]
         return [str(self.folder / "enter"), a.namespace, a.name, str(a.scratch), shlex.join(mpiexec)], env
 

@@ -5,8 +5,9 @@ node, which picks its GPU), the one collective per step (the flat gradient buffe
 1 / ranks: MPI's Allreduce on host arrays, NCCL on the GPU), the small host reductions the training loop needs
 (running loss totals, an agreed stop), a check at start that every rank has the same settings and data, and the
 fault rules, so that no rank is left waiting in a collective: a rank that fails waits a bounded time for the
-others to fail with it, then aborts the job; a rank that goes silent (its process killed, its host's network down)
-is found by the heartbeats (``xpnet.heartbeat``) and the job aborted, with one line naming the rank and its host.
+others to fail with it, then aborts the job; a rank that dies or goes silent (its process killed, its host's network
+down) is found by the heartbeats (``xpnet.heartbeat``) and the job aborted, with one line naming the rank and its
+host.
 
 A single-process run has no communicator at all (None), so its training step is unchanged.
 """
@@ -42,8 +43,9 @@ FORWARD_SECONDS = 1.0
 and its abort request from different pipes, and once it has the request it ends the job without reading the rest."""
 
 HEARTBEAT_SECONDS, SILENCE_SECONDS = 1.0, 30.0
-"""Every rank sends a heartbeat to the next each second; one not heard from for 30 s is declared lost and the job
-aborted (longer than any pause a busy rank's own thread could take, shorter than TCP's minutes of retrying)."""
+"""Every rank sends a heartbeat to the next each second; one whose connection closes without a goodbye is lost at
+once, one not heard from for 30 s is declared lost (longer than any pause a busy rank's own thread could take,
+shorter than TCP's minutes of retrying); either way the job is aborted."""
 
 INSTALL_HINT = "pip install 'xpnet[mpi]' (mpi4py and the mpich wheel; a system MPI is used when present)"
 
@@ -109,6 +111,7 @@ class Communicator:
         """Each attached backend's in-place sum over the ranks, by backend name (made once: it may be a collective)."""
         self._device_sum: Callable[[Any], None] | None = None
         self._heartbeat: Heartbeat | None = None
+        # a lost rank is reported from the heartbeat thread, whose MPI_Abort may meet a step's Allreduce
         if self.size > 1 and MPI.Query_thread() == MPI.THREAD_MULTIPLE:
             self._heartbeat = Heartbeat(self.comm, self._lost, HEARTBEAT_SECONDS, SILENCE_SECONDS)
             atexit.register(self.close)
@@ -181,18 +184,20 @@ class Communicator:
                 self._abort(code)
             raise
 
-    def _lost(self, rank: int) -> None:
-        """A rank went silent (the heartbeats found it): say which, on which host, and end the job."""
-        print(f"xpnet: error: {self.where(rank)} stopped answering (no heartbeat for {SILENCE_SECONDS:g} s, or its "
-              "connection broke): its process died or its host's network is down; aborting the MPI job (resume "
-              "from the last checkpoint with --resume)", file=sys.stderr, flush=True)
+    def _lost(self, rank: int, why: str) -> None:
+        """A rank died or went silent (the heartbeats found it): say which, on which host and why, and end the
+        job."""
+        print(f"xpnet: error: {self.where(rank)} stopped answering ({why}); aborting the MPI job (resume from the "
+              "last checkpoint with --resume)", file=sys.stderr, flush=True)
         # MPI_Abort asks the launcher to end every rank; cut off from it (this host's network down), it may fail or
         # never return, so the kernel ends this rank a little later in any case (SIGALRM's default action)
         signal.alarm(int(FAULT_WAIT_SECONDS))
         self._abort(1)
 
     def _abort(self, code: int) -> None:
-        """End the whole job with ``code``, once the launcher has had time to forward this rank's error line."""
+        """End the whole job with ``code``, once the launcher has had time to forward this rank's error line. The
+        heartbeats say goodbye first: this rank's end is reported by itself, not by the rank watching it."""
+        self.close()
         time.sleep(FORWARD_SECONDS)
         self.comm.Abort(code)
 

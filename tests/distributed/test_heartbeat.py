@@ -6,6 +6,7 @@ exchange could leave the other spinning on a lock in MPICH, which no host that i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -47,3 +48,50 @@ def test_a_rank_that_stops_answering_is_named_and_ends_the_job(shared_data, tmp_
     errors = [line for line in err.splitlines() if line.startswith("xpnet: error:")]
     assert len(errors) == 1, err
     assert f"rank 1 on host {socket.gethostname()} stopped answering" in errors[0]
+
+
+def _ring(silence: float, stay: float) -> subprocess.Popen:
+    """Three ranks beating to each other (``heartbeat_target.py``); the launcher leaves a dead rank to them."""
+    return subprocess.Popen([MPIEXEC, "-disable-auto-cleanup", "-n", "3", sys.executable,
+                             str(Path(__file__).with_name("heartbeat_target.py")), str(silence), str(stay)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+
+
+def _pids(process: subprocess.Popen) -> dict[int, int]:
+    """Each rank's pid, from the ``ready RANK PID`` lines the ranks print first."""
+    pids = {}
+    while len(pids) < 3:
+        line = process.stdout.readline()
+        assert line.startswith("ready"), line + process.stderr.read()
+        rank, pid = map(int, line.split()[1:])
+        pids[rank] = pid
+    return pids
+
+
+@needs_mpi
+def test_ranks_that_stop_one_after_another_say_goodbye_and_are_not_reported() -> None:
+    out, err = _ring(silence=0.5, stay=1.0).communicate(timeout=60)
+    assert sorted(out.splitlines()[3:]) == ["done 0", "done 1", "done 2"], out + err
+
+
+@needs_mpi
+@pytest.mark.parametrize(("sent", "silence", "why", "within"), [
+    (signal.SIGKILL, 10, "its connection closed without a goodbye: its process ended", 3),
+    (signal.SIGSTOP, 1, "no heartbeat for 1 s: its host hung or its network is down", 4),
+])
+def test_a_killed_rank_is_reported_at_once_and_a_silent_one_after_the_silence(sent, silence, why, within) -> None:
+    process = _ring(silence=silence, stay=30.0)
+    pids: dict[int, int] = {}
+    try:
+        pids = _pids(process)
+        os.kill(pids[1], sent)
+        stopped = time.monotonic()
+        # the rank watching rank 1 (rank 2) reports it, once; the others stay quiet
+        assert process.stdout.readline() == f"lost 1: {why}\n"
+        assert time.monotonic() - stopped < within
+    finally:
+        for pid in pids.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        out, _ = process.communicate(timeout=60)
+    assert "lost" not in out
