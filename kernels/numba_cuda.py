@@ -37,6 +37,29 @@ config.CUDA_LOW_OCCUPANCY_WARNINGS = 0
 FLOAT_TYPES: dict[np.dtype, Float] = {np.dtype(np.float32): float32, np.dtype(np.float64): float64}
 
 
+@cuda.jit(device=True)
+def row_reduce(shared, row, lane, value, maximum):
+    """The maximum (else the sum) of ``value`` over the lanes of row ``row`` of ``shared`` (its width, a power of
+    two, is the lane count), by a fixed tree, so that every run adds in the same order; every lane gets it. Every
+    thread of the block calls this together (it synchronises them). A block-wide sum is the one-row case."""
+    shared[row, lane] = value
+    cuda.syncthreads()
+    half = shared.shape[1] // 2
+    while half > 0:
+        if lane < half:
+            other = shared[row, lane + half]
+            if maximum:
+                if other > shared[row, lane]:
+                    shared[row, lane] = other
+            else:
+                shared[row, lane] += other
+        cuda.syncthreads()
+        half //= 2
+    result = shared[row, 0]
+    cuda.syncthreads()  # every lane has read it before shared is written again
+    return result
+
+
 def array(t: Any, ndim: int) -> Array:
     """The type of an ``ndim``-dimensional array of ``t`` in any layout (for ``cuda_kernel`` signatures)."""
     return Array(t, ndim, "A")

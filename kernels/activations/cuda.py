@@ -8,7 +8,7 @@ import math
 from numba import boolean, config, cuda, float64, int32, void
 
 from .. import SOFTMAX
-from ..numba_cuda import THREADS_PER_BLOCK, array, cuda_kernel
+from ..numba_cuda import THREADS_PER_BLOCK, array, cuda_kernel, row_reduce
 from ..scalar import activate
 
 _activate = cuda.jit(device=True)(activate)
@@ -36,29 +36,6 @@ ROW_LANES = 8 if config.ENABLE_CUDASIM else 32
 ROWS_PER_BLOCK = THREADS_PER_BLOCK // ROW_LANES
 
 
-@cuda.jit(device=True)
-def _row_reduce(shared, row, lane, value, maximum):
-    """The maximum (else the sum) of ``value`` over the lanes of row ``row`` of ``shared`` (its width, a power of
-    two, is the lane count), by a fixed tree; every lane gets it. Every thread of the block calls this together (it
-    synchronises them)."""
-    shared[row, lane] = value
-    cuda.syncthreads()
-    half = shared.shape[1] // 2
-    while half > 0:
-        if lane < half:
-            other = shared[row, lane + half]
-            if maximum:
-                if other > shared[row, lane]:
-                    shared[row, lane] = other
-            else:
-                shared[row, lane] += other
-        cuda.syncthreads()
-        half //= 2
-    result = shared[row, 0]
-    cuda.syncthreads()  # every lane has read it before shared is written again
-    return result
-
-
 @cuda_kernel(lambda t: void(array(t, 2), array(t, 1), array(t, 2)))
 def _softmax_forward(z, b, a):
     """Softmax, ROW_LANES threads per row (grid-strided over blocks of rows): z += b; a = exp(z - max) / sum."""
@@ -75,14 +52,14 @@ def _softmax_forward(z, b, a):
                 z[i, j] = v
                 if v > top:
                     top = v
-        top_t = z.dtype.type(_row_reduce(shared, row, lane, top, True))
+        top_t = z.dtype.type(row_reduce(shared, row, lane, top, True))
         total = 0.0
         if i < n:
             for j in range(lane, m, ROW_LANES):
                 e = math.exp(z[i, j] - top_t)
                 a[i, j] = e
                 total += e
-        total_t = z.dtype.type(_row_reduce(shared, row, lane, total, False))
+        total_t = z.dtype.type(row_reduce(shared, row, lane, total, False))
         if i < n:
             for j in range(lane, m, ROW_LANES):
                 a[i, j] /= total_t
@@ -116,7 +93,7 @@ def _column_sums(da, d, dz, db, multiply):
                     s += g
                 else:
                     s += da[i, j]
-        total = _row_reduce(partial, column, group, s, False)  # the column's row groups, by the same fixed tree
+        total = row_reduce(partial, column, group, s, False)  # the column's row groups, by the same fixed tree
         if group == 0 and j < m:
             db[j] = total
 
@@ -140,7 +117,7 @@ def _softmax_backward_rows(da, a, dz):
         if i < n:
             for j in range(lane, m, ROW_LANES):
                 s += da[i, j] * a[i, j]
-        s_t = dz.dtype.type(_row_reduce(shared, row, lane, s, False))
+        s_t = dz.dtype.type(row_reduce(shared, row, lane, s, False))
         if i < n:
             for j in range(lane, m, ROW_LANES):
                 dz[i, j] = a[i, j] * (da[i, j] - s_t)

@@ -9,7 +9,7 @@ import numpy as np
 from numba import config, cuda, float64, void
 
 from .. import array_module
-from ..numba_cuda import MAX_BLOCKS, THREADS_PER_BLOCK, array, cuda_kernel
+from ..numba_cuda import MAX_BLOCKS, THREADS_PER_BLOCK, array, cuda_kernel, row_reduce
 
 REDUCTION_THREADS = THREADS_PER_BLOCK * MAX_BLOCKS if config.ENABLE_CUDASIM else 1 << 18
 """Threads the first stage of a column reduction aims for (each sums a strided share of one column's rows into
@@ -68,34 +68,16 @@ def _product_partials(dy, xhat, partial_dy, partial_product):
         partial_product[r, j] = sp
 
 
-@cuda.jit(device=True)
-def _block_sum(value, shared):
-    """The sum of every thread's ``value`` in the block, by a tree in ``shared`` memory; every thread gets it.
-    All the block's threads must call it (it synchronises them)."""
-    t = cuda.threadIdx.x
-    shared[t] = value
-    cuda.syncthreads()
-    half = THREADS_PER_BLOCK // 2
-    while half > 0:
-        if t < half:
-            shared[t] += shared[t + half]
-        cuda.syncthreads()
-        half //= 2
-    total = shared[0]
-    cuda.syncthreads()  # everyone has read it before shared is written again
-    return total
-
-
 @cuda_kernel(lambda t: void(array(t, 1), array(float64, 2), array(float64, 1), float64))
 def _finish_mean(mean_t, partial, mean, rows):
     """Stage two, one block per column: mean = the sum of the column's partials / rows (float64, and in mean_t's
     dtype)."""
-    shared = cuda.shared.array(THREADS_PER_BLOCK, float64)
+    shared = cuda.shared.array((1, THREADS_PER_BLOCK), float64)
     for j in range(cuda.blockIdx.x, mean.shape[0], cuda.gridDim.x):
         s = 0.0
         for r in range(cuda.threadIdx.x, partial.shape[0], THREADS_PER_BLOCK):
             s += partial[r, j]
-        total = _block_sum(s, shared)
+        total = row_reduce(shared, 0, cuda.threadIdx.x, s, False)
         if cuda.threadIdx.x == 0:
             mean[j] = total / rows
             mean_t[j] = total / rows
@@ -105,12 +87,12 @@ def _finish_mean(mean_t, partial, mean, rows):
                             t, t))
 def _finish_variance(mean_t, inv_std, running_mean, running_var, partial, rows, eps, momentum, one_minus):
     """Stage two, one block per column: biased variance, inv_std = 1 / sqrt(var + eps), running statistics."""
-    shared = cuda.shared.array(THREADS_PER_BLOCK, float64)
+    shared = cuda.shared.array((1, THREADS_PER_BLOCK), float64)
     for j in range(cuda.blockIdx.x, mean_t.shape[0], cuda.gridDim.x):
         s = 0.0
         for r in range(cuda.threadIdx.x, partial.shape[0], THREADS_PER_BLOCK):
             s += partial[r, j]
-        var = _block_sum(s, shared) / rows
+        var = row_reduce(shared, 0, cuda.threadIdx.x, s, False) / rows
         if cuda.threadIdx.x == 0:
             inv_std[j] = 1.0 / math.sqrt(var + eps)
             running_mean[j] = momentum * running_mean[j] + one_minus * mean_t[j]
@@ -142,15 +124,15 @@ def _batch_norm_eval(x, gamma, beta, running_mean, running_var, y, eps):
 @cuda_kernel(lambda t: void(array(t, 1), array(t, 1), array(float64, 2), array(float64, 2)))
 def _finish_backward(dbeta, dgamma, partial_dy, partial_product):
     """Stage two, one block per column: dbeta and dgamma from their partial sums."""
-    shared = cuda.shared.array(THREADS_PER_BLOCK, float64)
+    shared = cuda.shared.array((1, THREADS_PER_BLOCK), float64)
     for j in range(cuda.blockIdx.x, dbeta.shape[0], cuda.gridDim.x):
         s = 0.0
         sp = 0.0
         for r in range(cuda.threadIdx.x, partial_dy.shape[0], THREADS_PER_BLOCK):
             s += partial_dy[r, j]
             sp += partial_product[r, j]
-        s = _block_sum(s, shared)
-        sp = _block_sum(sp, shared)
+        s = row_reduce(shared, 0, cuda.threadIdx.x, s, False)
+        sp = row_reduce(shared, 0, cuda.threadIdx.x, sp, False)
         if cuda.threadIdx.x == 0:
             dbeta[j] = s
             dgamma[j] = sp

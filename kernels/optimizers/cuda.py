@@ -8,7 +8,7 @@ import numpy as np
 from numba import cuda, float64, int32, void
 
 from .. import scalar
-from ..numba_cuda import THREADS_PER_BLOCK, array, cuda_kernel, require
+from ..numba_cuda import THREADS_PER_BLOCK, array, cuda_kernel, require, row_reduce
 
 _clip_scale = cuda.jit(device=True)(scalar.clip_scale)
 _regularized_gradient = cuda.jit(device=True)(scalar.regularized_gradient)
@@ -59,21 +59,13 @@ def adam_update(
 @cuda_kernel(lambda t: void(array(t, 1), array(float64, 1)))
 def _squared_norm(g, out):
     """Grid-strided partial sums, reduced in each block's shared memory; one float64 atomic add per block."""
-    partial = cuda.shared.array(THREADS_PER_BLOCK, float64)
-    tid = cuda.threadIdx.x
+    partial = cuda.shared.array((1, THREADS_PER_BLOCK), float64)
     total = 0.0
     for i in range(cuda.grid(1), g.shape[0], cuda.gridsize(1)):
         total += g[i] * g[i]
-    partial[tid] = total
-    cuda.syncthreads()
-    width = THREADS_PER_BLOCK // 2
-    while width > 0:
-        if tid < width:
-            partial[tid] += partial[tid + width]
-        cuda.syncthreads()
-        width //= 2
-    if tid == 0:
-        cuda.atomic.add(out, 0, partial[0])
+    total = row_reduce(partial, 0, cuda.threadIdx.x, total, False)
+    if cuda.threadIdx.x == 0:
+        cuda.atomic.add(out, 0, total)
 
 
 @cuda_kernel(lambda t: void(array(t, 1), array(t, 1), array(t, 1), array(float64, 1), t, t, t))
