@@ -131,7 +131,7 @@ def test_a_rank_whose_connection_closes_is_reported_at_once_by_the_rank_watching
         stop_all(beats)
 
 
-@pytest.mark.parametrize("silence", [0.5, 1.5])
+@pytest.mark.parametrize("silence", [1.0, 2.0])
 def test_a_rank_that_falls_silent_is_reported_after_the_silence(silence) -> None:
     # rank 0 beats once, then not for 60 s: rank 1, watching it, reports it after the silence
     beats, lost = ring(ThreadWorld(), interval=lambda rank: 60.0 if rank == 0 else 0.05, silence=silence)
@@ -139,6 +139,6 @@ def test_a_rank_that_falls_silent_is_reported_after_the_silence(silence) -> None
     try:
         wait_for(lost, silence + 5)
         assert lost == [(1, 0, f"no heartbeat for {silence:g} s: its host hung or its network is down")]
-        assert silence - 0.2 < time.monotonic() - started < silence + 1
+        assert silence - 0.5 < time.monotonic() - started < silence + 1
     finally:
         stop_all(beats)
