@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from xpnet.checks import is_finite_number
+from xpnet.checks import build_named, is_finite_number
 from xpnet.errors import ConfigError
 from xpnet.kernels import ACTIVATIONS, SIGMOID, SOFTMAX
 
@@ -121,9 +121,4 @@ def get_loss(loss: str | dict[str, Any] | Loss, **options: Any) -> Loss:
         options = {**{k: v for k, v in loss.items() if k != "name"}, **options}
         loss = loss.get("name", "")
     name = ALIASES.get(str(loss).lower(), str(loss).lower())
-    if name not in _CLASSES:
-        raise ConfigError(f"unknown loss {loss!r}; use one of {', '.join(LOSSES)} (or cce, bce)")
-    try:
-        return _CLASSES[name](**options)
-    except TypeError as exc:
-        raise ConfigError(f"bad options for loss {name!r}: {exc}") from None
+    return build_named("loss", _CLASSES, name, options, f"{', '.join(LOSSES)} (or cce, bce)")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, fields
 from types import ModuleType
 from typing import Any
 
-from xpnet.checks import is_finite_number
+from xpnet.checks import build_named, is_finite_number
 from xpnet.errors import ConfigError
 from xpnet.schedules import Schedule, get_schedule
 
@@ -313,12 +313,7 @@ def get_optimizer(optimizer: str | Optimizer | dict, lr: float | None = None, **
         name = str(settings.pop("name", ""))
     else:
         name, settings = str(optimizer).lower(), {}
-    if name not in _CLASSES:
-        raise ConfigError(f"unknown optimizer {optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
     settings.update(options)
     if lr is not None:
         settings["lr"] = lr
-    try:
-        return _CLASSES[name](**settings)
-    except TypeError as exc:
-        raise ConfigError(f"bad settings for optimizer {name!r}: {exc}") from None
+    return build_named("optimizer", _CLASSES, name, settings, ", ".join(OPTIMIZERS))

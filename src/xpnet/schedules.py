@@ -15,7 +15,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Protocol
 
-from xpnet.checks import is_finite_number
+from xpnet.checks import build_named, is_finite_number
 from xpnet.errors import ConfigError
 
 
@@ -197,9 +197,4 @@ def get_schedule(schedule: Schedule | dict[str, Any] | None) -> Schedule | None:
         return schedule
     settings = dict(schedule)
     name = settings.pop("name", None)
-    if name not in SCHEDULES:
-        raise ConfigError(f"unknown learning-rate schedule {name!r}; use one of {', '.join(SCHEDULES)}")
-    try:
-        return SCHEDULES[name](**settings)
-    except TypeError as exc:
-        raise ConfigError(f"bad settings for schedule {name!r}: {exc}") from None
+    return build_named("learning-rate schedule", SCHEDULES, name, settings, ", ".join(SCHEDULES))
