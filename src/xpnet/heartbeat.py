@@ -60,19 +60,19 @@ class Heartbeat:
 
     def __init__(self, comm: Any, on_lost: Callable[[int, str], None], interval: float, silence: float) -> None:
         rank, size = comm.Get_rank(), comm.Get_size()
-        self.rank, self.left, self.right = rank, (rank - 1) % size, (rank + 1) % size
+        self.left, right = (rank - 1) % size, (rank + 1) % size
         self.on_lost, self.interval, self.silence = on_lost, interval, silence
         with socket.create_server(("0.0.0.0", 0)) as listener:
             token = comm.bcast(os.urandom(16) if rank == 0 else None, root=0)
             host = socket.gethostname()
             places = comm.allgather((host, interface_addresses(), listener.getsockname()[1]))
-            right_host, addresses, port = places[self.right]
+            right_host, addresses, port = places[right]
             if right_host == host:  # the same host: loopback first
                 addresses = ["127.0.0.1", *addresses]
             self._right = _connect(addresses, port, token + struct.pack("!i", rank))
             if self._right is None:
-                print(f"xpnet: warning: rank {rank} cannot reach rank {self.right} for heartbeats at "
-                      f"{', '.join(addresses)} (port {port}); if rank {self.right} goes silent, the job waits for TCP "
+                print(f"xpnet: warning: rank {rank} cannot reach rank {right} for heartbeats at "
+                      f"{', '.join(addresses)} (port {port}); if rank {right} goes silent, the job waits for TCP "
                       "to give up", file=sys.stderr, flush=True)
             # the left rank's connection is in the listener's queue if it says it connected (one from it, or a
             # stranger's first: a connection introduced by anything but the token and the left rank is refused)

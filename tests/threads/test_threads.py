@@ -93,11 +93,16 @@ print(numba.threading_layer())
 """
 
 
+def _fresh_python(code: str, env: dict[str, str]) -> str:
+    """What ``code`` prints, run by a fresh interpreter with environment ``env`` (it must succeed)."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
 def _layer_in_a_fresh_process(**environ: str) -> str:
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"} | environ
-    done = subprocess.run([sys.executable, "-c", LAYER_PROBE], capture_output=True, text=True, timeout=120, env=env)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout.split()[-1]
+    return _fresh_python(LAYER_PROBE, env).split()[-1]
 
 
 def _tbb_installed() -> bool:
@@ -329,13 +334,10 @@ print(threads.blas_idle())
 @pytest.mark.parametrize("first, second", [("xpnet", "numpy"), ("numpy", "xpnet")])
 def test_openblas_idle_spin_is_shortened_when_xpnet_comes_before_numpy(first, second):
     env = {k: v for k, v in os.environ.items() if k != threads.BLAS_IDLE_ENV}
-    done = subprocess.run([sys.executable, "-c", BLAS_PROBE.format(first=first, second=second)], capture_output=True,
-                          text=True, timeout=120, env=env)
-    assert done.returncode == 0, done.stderr[-2000:]
+    said = _fresh_python(BLAS_PROBE.format(first=first, second=second), env)
     if first == "xpnet":
-        assert done.stdout.strip() == f"{threads.BLAS_IDLE_ENV}={threads.BLAS_IDLE_TIMEOUT}"
+        assert said.strip() == f"{threads.BLAS_IDLE_ENV}={threads.BLAS_IDLE_TIMEOUT}"
     else:
-        assert "NumPy was imported before xpnet" in done.stdout
-    kept = subprocess.run([sys.executable, "-c", BLAS_PROBE.format(first="numpy", second="xpnet")],
-                          capture_output=True, text=True, timeout=120, env={**env, threads.BLAS_IDLE_ENV: "20"})
-    assert kept.stdout.strip() == f"{threads.BLAS_IDLE_ENV}=20"  # the user's own setting stands
+        assert "NumPy was imported before xpnet" in said
+    kept = _fresh_python(BLAS_PROBE.format(first="numpy", second="xpnet"), {**env, threads.BLAS_IDLE_ENV: "20"})
+    assert kept.strip() == f"{threads.BLAS_IDLE_ENV}=20"  # the user's own setting stands
