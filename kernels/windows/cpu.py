@@ -9,22 +9,44 @@ from ..numba_cpu import contiguous_output, jit, serial_and_parallel, write_back
 
 
 @jit(inline="always")
-def _im2col_one_channel(cf, xf, n, i, h_, w_, ow, kh, kw, stride_h, stride_w, pad_top, pad_left, first):
-    """One output row (n, i) of a one-channel im2col, element by element: its window rows are a few elements
-    long, too short for the run copies of ``_im2col`` to pay (the quick CNN's conv1 im2col, 64 x 28 x 28 x 1,
-    took 0.85 ms instead of 1.14 ms, one thread, same load)."""
-    zero = cf.dtype.type(0.0)
+def _interior_columns(ow, w_, kw, stride_w, pad_left):
+    """The output columns j0 <= j < j1 whose windows lie wholly inside the input's width."""
+    j0 = 0
+    while j0 < ow and j0 * stride_w - pad_left < 0:
+        j0 += 1
+    j1 = ow
+    while j1 > j0 and (j1 - 1) * stride_w - pad_left + kw > w_:
+        j1 -= 1
+    return j0, j1
+
+
+@jit(inline="always")
+def _im2col_one_channel(out, xf, n, i, h_, w_, ow, kh, kw, stride_h, stride_w, pad_top, pad_left, j0, j1):
+    """One output row (n, i) of a one-channel im2col into ``out`` (its OW windows): window rows are a few elements
+    long, too short for the run copies of ``_im2col`` to pay, so each is copied as a slice, with no bounds test
+    for the interior columns ``j0 <= j < j1`` (the quick CNN's conv1 im2col, 64 x 28 x 28 x 1, took 0.50 ms
+    instead of 0.85 ms element by element, one thread, 2-core AMD EPYC VM, 2026-12-05)."""
+    zero = out.dtype.type(0.0)
     area = kh * kw
     for p in range(kh):
         hh = i * stride_h + p - pad_top
-        inside = 0 <= hh < h_
-        base = (n * h_ + hh) * w_
-        for j in range(ow):
-            dst = (first + j) * area + p * kw
-            w0 = j * stride_w - pad_left
+        if hh < 0 or hh >= h_:
+            for j in range(ow):
+                for q in range(kw):
+                    out[j * area + p * kw + q] = zero
+            continue
+        row = xf[(n * h_ + hh) * w_:(n * h_ + hh + 1) * w_]
+        for j in range(j0, j1):
+            src = row[j * stride_w - pad_left:j * stride_w - pad_left + kw]
+            dst = out[j * area + p * kw:j * area + p * kw + kw]
             for q in range(kw):
-                ww = w0 + q
-                cf[dst + q] = xf[base + ww] if inside and 0 <= ww < w_ else zero
+                dst[q] = src[q]
+        for j in range(ow):
+            if j0 <= j < j1:  # the edge columns only
+                continue
+            for q in range(kw):
+                ww = j * stride_w - pad_left + q
+                out[j * area + p * kw + q] = row[ww] if 0 <= ww < w_ else zero
 
 
 def _im2col(cols, x, stride_h, stride_w, pad_top, pad_left):
@@ -37,11 +59,14 @@ def _im2col(cols, x, stride_h, stride_w, pad_top, pad_left):
     cf = cols.reshape(-1)
     zero = cols.dtype.type(0.0)
     row = kw * c_
+    j0, j1 = _interior_columns(ow, w_, kw, stride_w, pad_left)
     for r in prange(n_ * oh):
         n = r // oh
         i = r - n * oh
         if c_ == 1:
-            _im2col_one_channel(cf, xf, n, i, h_, w_, ow, kh, kw, stride_h, stride_w, pad_top, pad_left, r * ow)
+            window_rows = cf[r * ow * kh * kw:(r + 1) * ow * kh * kw]
+            _im2col_one_channel(window_rows, xf, n, i, h_, w_, ow, kh, kw, stride_h, stride_w, pad_top, pad_left,
+                                j0, j1)
             continue
         for j in range(ow):
             w0 = j * stride_w - pad_left

@@ -337,7 +337,7 @@ def test_reference_dropout_masks_depend_on_seed_and_step_only():
 # --- the CPU kernels against the reference --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("channels", [1, 3])  # one channel: im2col's element-by-element path
+@pytest.mark.parametrize("channels", [1, 3])  # one channel: im2col's window-row path
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", CONV_CASES + [(5, 5, 2, 2, 2, 2), (5, 3, 1, 2, 2, 1), (3, 3, 1, 3, 1, 1)])
 @pytest.mark.parametrize("width", [5, 11])  # 11: columns inside the image and in the padding at both ends
