@@ -110,12 +110,12 @@ class Heartbeat:
     def _beat_and_watch(self) -> str | None:
         """Beat to the right rank every ``interval`` and watch the left one until stopped: why the left rank is
         lost, or None. A left rank that said goodbye is no longer watched."""
-        right, left = self._right, self._left
+        left = self._left
         heard, beaten = time.monotonic(), -self.interval
         while not self._stop.is_set():
             now = time.monotonic()
             if now - beaten >= self.interval:
-                right = None if right is None else _send(right, BEAT)
+                self._right = None if self._right is None else _send(self._right, BEAT)
                 beaten = now
             news = "nothing" if left is None else _receive(left)
             if news == "gone":
@@ -135,11 +135,17 @@ def _connect(addresses: list[str], port: int, hello: bytes) -> socket.socket | N
     """A connection to the first of ``addresses`` that answers on ``port``, introduced by ``hello``; None when
     none does."""
     for address in addresses:
-        with contextlib.suppress(OSError):
+        try:
             sock = socket.create_connection((address, port), timeout=CONNECT_SECONDS)
+        except OSError:
+            continue
+        try:
             sock.sendall(hello)
-            sock.setblocking(False)
-            return sock
+        except OSError:
+            sock.close()
+            continue
+        sock.setblocking(False)
+        return sock
     return None
 
 
