@@ -33,24 +33,48 @@ BLAS_IDLE_TIMEOUT = "16"
 Numba's kernels between the matmuls then wait for a core those workers hold: on the 2-core AMD EPYC VM a parallel
 max pool right after a conv matmul took 0.26 ms instead of 0.13 ms, and the quick CNN's training step 6.9 ms
 instead of 4.6 ms at 2 threads with n = 12. n = 16 (about 25 us) keeps them awake between back-to-back matmuls:
-in interleaved epoch A/Bs n = 12 ran 1-4% slower and n = 18 5-16% slower. OpenBLAS reads it once, when NumPy
-loads it."""
+in interleaved epoch A/Bs n = 12 ran 1-4% slower and n = 18 5-16% slower. OpenBLAS reads it when NumPy loads it,
+and again when told to (``restart_openblas_workers``)."""
 
 _blas_idle: str | None = None
 """What ``quiet_blas_workers`` found, as ``xpnet info`` says it (None until it has run)."""
 
 
 def quiet_blas_workers() -> None:
-    """Set OpenBLAS's idle spin (``BLAS_IDLE_TIMEOUT``) unless the user set it; only possible before NumPy is
-    imported, so ``import xpnet`` does it first. Where NumPy came first, ``blas_idle()`` says so."""
+    """Set OpenBLAS's idle spin (``BLAS_IDLE_TIMEOUT``) unless the user set it. ``import xpnet`` does it first;
+    where NumPy was imported before (most scripts start with it), OpenBLAS has already read its environment, so
+    it is made to read it again and restart its workers. ``blas_idle()`` says which happened."""
     global _blas_idle
     if _blas_idle is not None:
         return
-    if "numpy" in sys.modules and BLAS_IDLE_ENV not in os.environ:
-        _blas_idle = (f"OpenBLAS's default spin: NumPy was imported before xpnet (import xpnet first, or set "
-                      f"{BLAS_IDLE_ENV}={BLAS_IDLE_TIMEOUT})")
-    else:
+    if BLAS_IDLE_ENV in os.environ or "numpy" not in sys.modules:
         _blas_idle = f"{BLAS_IDLE_ENV}={os.environ.setdefault(BLAS_IDLE_ENV, BLAS_IDLE_TIMEOUT)}"
+        return
+    os.environ[BLAS_IDLE_ENV] = BLAS_IDLE_TIMEOUT
+    if restart_openblas_workers():
+        _blas_idle = f"{BLAS_IDLE_ENV}={BLAS_IDLE_TIMEOUT} (NumPy came first: OpenBLAS re-read it)"
+    else:
+        _blas_idle = (f"the BLAS library's default spin: NumPy was imported before xpnet and its BLAS cannot re-read "
+                      f"{BLAS_IDLE_ENV} (import xpnet first, or set {BLAS_IDLE_ENV}={BLAS_IDLE_TIMEOUT})")
+
+
+def restart_openblas_workers() -> bool:
+    """Make every loaded OpenBLAS with its own thread pool re-read its environment and stop its workers; its next
+    threaded matmul starts new ones, which read the idle spin again. These are OpenBLAS's own entry points (what
+    it runs around ``fork``); True where at least one library had them."""
+    from threadpoolctl import ThreadpoolController
+
+    restarted = False
+    for lib in ThreadpoolController().select(internal_api="openblas").lib_controllers:
+        read_env = getattr(lib.dynlib, "openblas_read_env", None)
+        stop_workers = getattr(lib.dynlib, "blas_thread_shutdown_", None)
+        if lib.threading_layer != "pthreads" or read_env is None or stop_workers is None:
+            continue
+        read_env.restype = None
+        read_env()
+        stop_workers()
+        restarted = True
+    return restarted
 
 
 def blas_idle() -> str:

@@ -249,3 +249,22 @@ def test_every_kernel_line_has_its_own_colour_and_marker(monkeypatch: pytest.Mon
     styles = [(tuple(line.get_color()), line.get_marker()) for line in figures[0].axes[0].get_lines()
               if str(line.get_label()).startswith("k")]
     assert len(styles) == 45 and len(set(styles)) == 45
+
+
+def test_import_order_runs_each_arrangement_every_round_and_reports_medians(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks import import_order
+
+    seen: list[tuple[str, str | None]] = []
+
+    def fake_run(first: str, spin: str | None, data_dir: str) -> dict[str, object]:
+        seen.append((first, spin))
+        return {"mlp": len(seen), "cnn": 10.0 * len(seen), "blas_idle": f"{first} {spin}"}
+
+    monkeypatch.setattr(import_order, "_run", fake_run)
+    result = import_order.compare(3, "unused")
+    assert seen == list(import_order.ARRANGEMENTS.values()) * 3  # every round runs each arrangement in turn
+    numpy_first = result["arrangements"]["numpy first"]
+    assert numpy_first["mlp_s"] == [2, 5, 8] and numpy_first["mlp_median_s"] == 5
+    assert numpy_first["cnn_median_s"] == 50.0 and numpy_first["blas_idle"] == "numpy None"
+    assert result["arrangements"]["numpy first, default spin"]["blas_idle"] == "numpy 28"
