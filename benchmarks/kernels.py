@@ -170,6 +170,13 @@ def _col2im(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
     return Workload((cols, *scalars, x), cols.size, x.nbytes + cols.nbytes)
 
 
+def _weight_gradient(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
+    """A first convolution's: 3x3 windows of one channel (9 columns), 8 filters, ``n`` patch rows."""
+    rows = max(1, n // int(np.prod(CONV_WINDOW)))
+    patches, dz = _normal(backend, rng, (rows, 9)), _normal(backend, rng, (rows, 8))
+    return Workload((patches, dz, backend.empty((9, 8))), patches.size, patches.nbytes + dz.nbytes)
+
+
 def _max_pool(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
     """2x2 windows at stride 2."""
     x = _maps(backend, rng, max(1, n // int(np.prod(FEATURE_MAP))))
@@ -276,6 +283,7 @@ CASES: dict[str, tuple[str, Callable[..., Workload]]] = {
     "hue_histograms": ("hue_histograms", _hue_images),
     "im2col (3x3, stride 1, pad 1)": ("im2col", _im2col),
     "col2im (3x3, stride 1, pad 1)": ("col2im", _col2im),
+    "weight_gradient (9 x 8, a first convolution's)": ("weight_gradient", _weight_gradient),
     "max_pool (2x2, stride 2)": ("max_pool", _max_pool),
     "max_pool_backward (2x2, stride 2)": ("max_pool_backward", _max_pool_backward),
     "avg_pool (2x2, stride 2)": ("avg_pool", _avg_pool),

@@ -9,8 +9,9 @@ Layout: one subpackage per family of kernels, each holding the three versions si
     kernels/<family>/cuda.py       Numba CUDA versions for CuPy arrays; each device kernel declares its signature
                                    beside its body with ``@cuda_kernel(...)`` (``numba_cuda.py``)
 
-Families: activations, losses, optimizers, gather, windows (im2col/col2im), pooling (max and average pools),
-dropout (dropout and random shifts), batchnorm and hue. The kernel names are derived from the ``@kernel``
+Families: activations, losses, optimizers, gather, windows (im2col/col2im), products (a layer's weight gradient
+where the BLAS splits it badly), pooling (max and average pools), dropout (dropout and random shifts), batchnorm
+and hue. The kernel names are derived from the ``@kernel``
 registrations; a fused module implements a kernel by defining a function of the same name. ``sets.py`` builds the
 kernel sets from them: ``ReferenceKernels``, ``CpuKernels`` and ``CudaKernels`` (``cuda_set.py``, loaded only on
 the GPU). A kernel's argument check runs once, at the set's boundary, whichever version runs; a kernel that a

@@ -138,6 +138,7 @@ def test_quick_run_writes_sane_results(tmp_path: Path, shared_data: Path) -> Non
     assert _positive(peers["xpnet fused (cpu)"]["s_per_epoch"])
     assert _positive(peers["xpnet reference (cpu)"]["s_per_epoch"])
     assert 0 < peers["matrix products alone (cpu)"]["ratio_to_xpnet_fused"] < 1  # a bound below the whole step
+    assert 0 < peers["Adam updates alone (cpu)"]["ratio_to_xpnet_fused"] < 1  # a part of the step
     assert (peers["torch (cpu)"]["s_per_epoch"] is None) == (sections["peers"]["torch"] is None)
 
     mnist = sections["end_to_end"]["mnist"][0]
@@ -268,3 +269,13 @@ def test_import_order_runs_each_arrangement_every_round_and_reports_medians(
     assert numpy_first["mlp_s"] == [2, 5, 8] and numpy_first["mlp_median_s"] == 5
     assert numpy_first["cnn_median_s"] == 50.0 and numpy_first["blas_idle"] == "numpy None"
     assert result["arrangements"]["numpy first, default spin"]["blas_idle"] == "numpy 28"
+
+
+def test_kernel_ab_times_the_step_with_each_version_and_refuses_an_unknown_kernel(shared_data: Path) -> None:
+    from benchmarks import kernel_ab
+
+    result = kernel_ab.compare("weight_gradient", blocks=2, steps=2, data_dir=str(shared_data))
+    assert result["steps_each"] == 4 and result["fused_ms"] > 0 and result["reference_ms"] > 0
+    assert result["fused_over_reference"] == result["fused_ms"] / result["reference_ms"]
+    with pytest.raises(SystemExit):
+        kernel_ab.main(["no_such_kernel"])

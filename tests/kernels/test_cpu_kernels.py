@@ -160,3 +160,39 @@ def test_binary_cross_entropy_stays_finite_and_exact_for_extreme_logits(dtype):
         kernels.sigmoid_binary_cross_entropy(z, a, y, np.empty_like(z), stats[name])
     assert np.isfinite(stats["fused"]).all()
     np.testing.assert_allclose(stats["fused"], stats["reference"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("rows", "k", "f", "chunked"), [
+    (293, 9, 8, True),  # two full chunks of 128 rows and a last one of 37
+    (256, 9, 8, True),  # exactly two chunks
+    (255, 9, 8, False),  # fewer rows than two chunks: one product
+    (293, 16, 64, False),  # 1024 weights: too wide to chunk
+    (301, 3, 5, True),
+])
+def test_weight_gradient_in_chunks_equals_one_product(monkeypatch, dtype, rows, k, f, chunked):
+    from xpnet.kernels.products import cpu as products
+
+    monkeypatch.setattr(products, "CHUNK_PRODUCT", 128 * k * f)  # chunks of 128 rows, to keep the test small
+    assert (products.chunk_rows(k, f) == 128) and ((rows >= 256 and k * f < 1024) == chunked)
+    rng = np.random.default_rng(rows + k)
+    patches, dz = rng.standard_normal((rows, k)).astype(dtype), rng.standard_normal((rows, f)).astype(dtype)
+    out, expected = np.full((k, f), np.nan, dtype), np.empty((k, f), dtype)
+    cpu.weight_gradient(patches, dz, out)
+    reference.weight_gradient(patches, dz, expected)
+    _close(out, expected, dtype)
+    np.testing.assert_allclose(out, patches.astype(np.float64).T @ dz, rtol=TOL[dtype], atol=TOL[dtype] * rows)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_weight_gradient_of_the_first_convolution_at_its_training_size(dtype):
+    """The shape the chunks exist for (3x3 windows of one channel, 8 filters, batch 64 of 28 x 28), strided dz."""
+    rng = np.random.default_rng(1)
+    patches = rng.standard_normal((64 * 28 * 28, 9)).astype(dtype)
+    dz = _matrix(rng, (64 * 28 * 28, 8), dtype, contiguous=False)
+    out, expected = np.empty((9, 8), dtype), np.empty((9, 8), dtype)
+    cpu.weight_gradient(patches, dz, out)
+    reference.weight_gradient(patches, dz, expected)
+    exact = patches.astype(np.float64).T @ dz  # a sum of 50176 products: round-off grows with its square root
+    for result in (out, expected):
+        np.testing.assert_allclose(result, exact, rtol=TOL[dtype], atol=2 * TOL[dtype] * np.sqrt(len(dz)))

@@ -1,6 +1,7 @@
 """What Dense and Conv2D share: ``z = inputs @ W + b`` by a matmul, then one fused bias + activation kernel that
 also writes the activation's derivative for the backward pass; backward turns dL/da into dL/dz in place, sums the
-bias gradient on the way, and finishes with two matmuls (a convolution is this on im2col patch rows)."""
+bias gradient on the way, and finishes with the weight gradient and a matmul for dL/dx (a convolution is this on
+im2col patch rows)."""
 
 from __future__ import annotations
 
@@ -113,7 +114,7 @@ class AffineLayer(Layer):
         else:
             self.backend.kernels.activation_backward(dz, self._rows(ws.batch["d"]), self._rows(ws.batch["a"]),
                                                      self.code, dz, grads["b"])
-        xp.matmul(patches.T, dz, out=grads["W"])
+        self.backend.kernels.weight_gradient(patches, dz, grads["W"])
         return dz
 
     def settings(self) -> dict[str, Any]:

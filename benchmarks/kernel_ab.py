@@ -1,0 +1,68 @@
+"""One kernel's worth in a real training step: the quick CNN's step with the fused kernel against its reference.
+
+``python -m benchmarks.kernel_ab KERNEL [--blocks 40] [--steps 25] [--data-dir DIR]``: one process builds the quick
+CNN (``benchmarks.cnn.QUICK_RUN``, batch 64) and times training steps in blocks of ``--steps``, alternating between
+the CPU kernel set's ``KERNEL`` and the reference's (the other order every second block, after 3 untimed steps
+each), so both meet the same drift of a shared machine. Prints the median step of each and their ratio, with the
+thread setting (``XPNET_THREADS`` pins it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from xpnet.kernels.registry import kernels
+from xpnet.kernels.sets import ReferenceKernels
+
+from benchmarks.cnn import QUICK_RUN
+from benchmarks.config import make_config
+from benchmarks.threads import _mnist
+from xpnet import inputs, threads
+from xpnet.tasks import build_model
+
+
+def compare(kernel: str, blocks: int, steps: int, data_dir: str) -> dict[str, float | str]:
+    """Median milliseconds of a quick-CNN training step with the fused ``kernel`` and with its reference."""
+    threads.configure()
+    config = make_config(False, Path(data_dir), "cpu")
+    task = _mnist(config, QUICK_RUN["batch_size"])
+    backend = config.backend("cpu")
+    model = build_model("mnist", task, QUICK_RUN, backend)
+    workspace, stats = model.workspace(QUICK_RUN["batch_size"], backward=True), backend.zeros(2, np.float64)
+    x, y = inputs.device_data(model, task.x_train, task.y_train)
+    versions = {"fused": getattr(type(backend.kernels), kernel), "reference": getattr(ReferenceKernels, kernel)}
+    seconds: dict[str, list[float]] = {name: [] for name in versions}
+    for block in range(blocks):
+        for name in versions if block % 2 == 0 else reversed(versions):
+            setattr(backend.kernels, kernel, versions[name])
+            for _ in range(3):
+                model.train_step(x, y, workspace, stats)
+            for _ in range(steps):
+                started = time.perf_counter()
+                model.train_step(x, y, workspace, stats)
+                seconds[name].append(time.perf_counter() - started)
+    ms = {name: 1e3 * statistics.median(values) for name, values in seconds.items()}
+    return {"kernel": kernel, "threads": threads.describe(), "steps_each": blocks * steps,
+            "fused_ms": ms["fused"], "reference_ms": ms["reference"], "fused_over_reference": ms["fused"] / ms[
+                "reference"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.kernel_ab", description=__doc__.split("\n\n")[0])
+    parser.add_argument("kernel", choices=sorted(kernels()))
+    parser.add_argument("--blocks", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    args = parser.parse_args(argv)
+    print(json.dumps(compare(args.kernel, args.blocks, args.steps, args.data_dir)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
