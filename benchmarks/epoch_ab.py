@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.report import print_json
+
 MODELS = ("mlp", "cnn")
 MLP_SIZES = [784, 256, 128, 10]
 """The peers section's MLP: ReLU, softmax, Adam 1e-3, batch 128."""
@@ -101,12 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not (args.python_a and args.python_b):
         parser.error("give the two interpreters to compare")
-    result = compare(args.python_a, args.python_b, args.pairs, args.data_dir)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    print_json(compare(args.python_a, args.python_b, args.pairs, args.data_dir), args.out)
     return 0
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from benchmarks.epoch_ab import MODELS
 from benchmarks.machine import cpu_model
+from benchmarks.report import print_json
 from benchmarks.timing import load_average
 from xpnet.threads import BLAS_IDLE_ENV
 
@@ -79,11 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     parser.add_argument("--out", type=Path, help="write the comparison as JSON here too")
     args = parser.parse_args(argv)
-    text = json.dumps(compare(args.rounds, args.data_dir), indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    print_json(compare(args.rounds, args.data_dir), args.out)
     return 0
 
 

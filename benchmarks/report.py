@@ -204,6 +204,15 @@ def gpu_charts(section: dict[str, Any], folder: Path) -> list[Path]:
     return written
 
 
+def print_json(result: dict[str, Any], out: Path | None) -> None:
+    """Print a comparison tool's result as JSON, and write it to ``out`` too (atomically) when given."""
+    text = json.dumps(result, indent=2)
+    print(text)
+    if out:
+        with atomic_write(out, "w") as handle:
+            handle.write(text + "\n")
+
+
 CHARTS = {"kernels": kernel_chart, "training_step": training_chart, "distributed": distributed_chart}
 
 
