@@ -72,12 +72,14 @@ def start(hosts: two_hosts.TwoHosts, ranks: int, *args: str | Path, options: tup
     return Job(line, env)
 
 
-def finish(job: Job, timeout: float = TIMEOUT) -> tuple[str, str]:
-    """The job's output once its launcher has ended (killed, and the test failed, if it runs past ``timeout``)."""
+def finish(job: Job, timeout: float = TIMEOUT, hosts: two_hosts.TwoHosts | None = None) -> tuple[str, str]:
+    """The job's output once its launcher has ended (killed, and the test failed, if it runs past ``timeout``; with
+    ``hosts``, the failure says what still ran on them and where each thread waited)."""
     try:
         job.wait(timeout=timeout)
-        overran = False
+        overran, running = False, ""
     except subprocess.TimeoutExpired:
+        running = still_running(hosts) if hosts is not None else ""
         job.kill()
         job.wait()
         overran = True
@@ -85,20 +87,42 @@ def finish(job: Job, timeout: float = TIMEOUT) -> tuple[str, str]:
     job.out.close()
     job.err.close()
     if overran:
-        pytest.fail(f"the job ran past {timeout} s: {err[-3000:]}")
+        pytest.fail(f"the job ran past {timeout} s: {err[-3000:]}\nstill running:\n{running}")
     return out, err
+
+
+def mpi_rank(pid: int) -> str | None:
+    """The MPI rank process ``pid`` runs as (its ``PMI_RANK``), or None (not a rank, or gone)."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    return next((entry[len(b"PMI_RANK="):].decode() for entry in environ if entry.startswith(b"PMI_RANK=")), None)
 
 
 def rank_pid(hosts: two_hosts.TwoHosts, host: int, rank: int) -> int:
     """The pid of MPI rank ``rank`` among the processes on host ``host``."""
     for pid in hosts.pids(host):
-        try:
-            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if f"PMI_RANK={rank}".encode() in environ:
+        if mpi_rank(pid) == str(rank):
             return pid
     raise AssertionError(f"rank {rank} is not running on host {host}")
+
+
+def still_running(hosts: two_hosts.TwoHosts) -> str:
+    """A line for each process left on the hosts: its host, pid, MPI rank, and each thread's name, state and kernel
+    wait channel (where a job that overran stood)."""
+    lines = []
+    for index, host in enumerate(hosts.hosts):
+        for pid in hosts.pids(index):
+            threads = []
+            for task in sorted(Path(f"/proc/{pid}/task").glob("*")):
+                try:
+                    state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                    threads.append(f"{(task / 'comm').read_text().strip()}:{state}:{(task / 'wchan').read_text()}")
+                except OSError:
+                    continue
+            lines.append(f"{host.name} pid {pid} rank {mpi_rank(pid)}: {' '.join(threads)}")
+    return "\n".join(lines)
 
 
 def test_each_host_has_its_own_name_and_scratch_folder_and_ranks_talk_over_the_link(hosts) -> None:
@@ -147,7 +171,7 @@ def test_a_rank_killed_on_one_host_ends_the_job_naming_it_and_its_host(hosts, sh
     pid = rank_pid(hosts, 1, 3)
     killed = time.monotonic()
     os.kill(pid, signal.SIGKILL)
-    out, err = finish(process, 60)
+    out, err = finish(process, 60, hosts)
     assert process.returncode != 0 and time.monotonic() - killed < 60
     named = [line for line in err.splitlines() if line.startswith("xpnet: error:")]
     assert all("rank 3 on host xpnet-host-b stopped answering (its connection closed" in line for line in named), err
@@ -166,7 +190,7 @@ def test_a_host_whose_network_goes_down_ends_the_job_naming_a_rank_and_its_host(
     _wait_for((tmp_path / "ckpt", "checkpoint-e00001-*.npz"), process)
     cut = time.monotonic()
     hosts.cut(1)
-    _, err = finish(process, 60)
+    _, err = finish(process, 60, hosts)
     assert process.returncode != 0 and time.monotonic() - cut < 60, err
     errors = [line for line in err.splitlines() if line.startswith("xpnet: error:")]
     assert len(errors) == 1 and "rank 3 on host xpnet-host-b stopped answering" in errors[0], err
