@@ -16,26 +16,16 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 from xpnet.kernels.registry import kernels
 from xpnet.kernels.sets import ReferenceKernels
 
-from benchmarks.cnn import QUICK_RUN
-from benchmarks.config import make_config
-from benchmarks.threads import _mnist
-from xpnet import inputs, threads
-from xpnet.tasks import build_model
+from benchmarks.threads import quick_cnn_batch
+from xpnet import threads
 
 
 def compare(kernel: str, blocks: int, steps: int, data_dir: str) -> dict[str, float | str]:
     """Median milliseconds of a quick-CNN training step with the fused ``kernel`` and with its reference."""
-    threads.configure()
-    config = make_config(False, Path(data_dir), "cpu")
-    task = _mnist(config, QUICK_RUN["batch_size"])
-    backend = config.backend("cpu")
-    model = build_model("mnist", task, QUICK_RUN, backend)
-    workspace, stats = model.workspace(QUICK_RUN["batch_size"], backward=True), backend.zeros(2, np.float64)
-    x, y = inputs.device_data(model, task.x_train, task.y_train)
+    backend, model, workspace, stats, x, y = quick_cnn_batch(False, data_dir)
     versions = {"fused": getattr(type(backend.kernels), kernel), "reference": getattr(ReferenceKernels, kernel)}
     seconds: dict[str, list[float]] = {name: [] for name in versions}
     for block in range(blocks):

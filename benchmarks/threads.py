@@ -211,22 +211,30 @@ def epoch_worker(workload: str, implementation: str, mode: str, data_dir: str, e
     print(json.dumps({"seconds": seconds, "threads": threads}), flush=True)
 
 
-def profile_worker(mode: str, data_dir: str) -> None:
-    """Print as JSON the median milliseconds of each part of the quick CNN's training step."""
+def quick_cnn_batch(quick: bool, data_dir: str) -> tuple[Any, Any, Any, Any, Any, Any]:
+    """The quick CNN on the CPU with one training batch on the device, ready for ``model.train_step``: backend,
+    model, workspace, stats, flat x rows and y (the thread counts set from ``$XPNET_THREADS``: no ``Model.fit``
+    here to do it)."""
     from benchmarks.cnn import QUICK_RUN
     from xpnet import inputs, threads
-    from xpnet.layers import Phase
     from xpnet.tasks import build_model
 
-    threads.configure()  # $XPNET_THREADS: Numba's and BLAS's counts (no Model.fit here to do it)
-    config = make_config(mode == "quick", Path(data_dir), "cpu")
+    threads.configure()
+    config = make_config(quick, Path(data_dir), "cpu")
     task = _mnist(config, QUICK_RUN["batch_size"])
     backend = config.backend("cpu")
     model = build_model("mnist", task, QUICK_RUN, backend)
-    batch = QUICK_RUN["batch_size"]
-    workspace, stats = model.workspace(batch, backward=True), backend.zeros(2, dtype=np.float64)
-    flat, y = inputs.device_data(model, task.x_train, task.y_train)
-    x = flat.reshape(batch, *model.input_shape)
+    workspace = model.workspace(QUICK_RUN["batch_size"], backward=True)
+    x, y = inputs.device_data(model, task.x_train, task.y_train)
+    return backend, model, workspace, backend.zeros(2, dtype=np.float64), x, y
+
+
+def profile_worker(mode: str, data_dir: str) -> None:
+    """Print as JSON the median milliseconds of each part of the quick CNN's training step."""
+    from xpnet.layers import Phase
+
+    backend, model, workspace, stats, flat, y = quick_cnn_batch(mode == "quick", data_dir)
+    x = flat.reshape(len(flat), *model.input_shape)
     times: dict[str, list[float]] = {}
 
     def timed(part: str, work: Callable[[], Any]) -> Any:
