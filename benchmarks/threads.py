@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.config import REPO_ROOT, Config, make_config
+from benchmarks.placement import placement
 from benchmarks.timing import log
 
 WORKLOADS = ("mlp", "cnn")
@@ -91,8 +92,9 @@ def environment(threads: str) -> dict[str, str]:
 
 def measure(command: list[str], threads: str, loads: list[list[str]], settle: float) -> dict[str, Any]:
     """Run ``command`` (its JSON result line) while ``loads`` run, each load started ``settle`` s before it and
-    stopped right after it."""
+    stopped right after it; with whether the cores shared a cache just before and just after (no load running)."""
     env = environment(threads)
+    before = placement()["shared cache"]
     started = [subprocess.Popen(load, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                for load in loads]
     try:
@@ -104,7 +106,13 @@ def measure(command: list[str], threads: str, loads: list[list[str]], settle: fl
             process.wait()
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "shared cache": [before, placement()["shared cache"]]}
+
+
+def shared_probes(results: list[dict[str, Any]]) -> str | None:
+    """``7/8``: how many of the placement probes around ``results`` found one shared cache (None: one core)."""
+    probes = [shared for result in results for shared in result["shared cache"]]
+    return None if None in probes else f"{sum(probes)}/{len(probes)}"
 
 
 def run(config: Config) -> dict[str, Any]:
@@ -114,12 +122,14 @@ def run(config: Config) -> dict[str, Any]:
         for workload in workloads(config, condition):
             row: dict[str, Any] = {"condition": condition, "workload": workload}
             epochs = 1 if config.quick else EPOCHS[workload]
+            results = []
             for name, (implementation, threads) in candidates().items():
                 command = worker_command(workload, implementation, config, epochs)
-                result = measure(command, threads, loads(command), SETTLE_SECONDS[config.quick])
-                row[f"{name} s"] = result["seconds"]
+                results.append(measure(command, threads, loads(command), SETTLE_SECONDS[config.quick]))
+                row[f"{name} s"] = results[-1]["seconds"]
                 if threads == "auto":
-                    row["governed: threads at the end"] = result["threads"]
+                    row["governed: threads at the end"] = results[-1]["threads"]
+            row["one shared cache (probes)"] = shared_probes(results)
             fixed = [row[f"{name} s"] for name, (impl, threads) in candidates().items()
                      if impl == "xpnet" and threads != "auto"]
             governed, torch = row["xpnet auto (governed) s"], row[f"torch {cores()} threads s"]
@@ -143,8 +153,13 @@ def run(config: Config) -> dict[str, Any]:
         f"xpnet N threads: XPNET_THREADS=N (pinned); auto: the governor; torch: torch.set_num_threads({cores()})",
         "profile: medians over steps of the quick CNN at batch 64, each layer's forward and backward, the loss "
         "and the optimizer update",
+        "one shared cache (probes): of the placement probes (benchmarks/placement.py) just before and just after "
+        "each measurement of the row, with no load running, how many found the first two cores sharing a cache; "
+        "on a VM whose host runs the vCPUs on cores of separate caches, two threads run no faster than one",
     ]
-    return {"rows": rows, "cnn_step_profile": steps, "notes": notes}
+    return {"rows": rows, "cnn_step_profile": steps, "notes": notes,
+            "cnn_step_profile: one shared cache (probes)": {f"{p['threads']} threads": shared_probes([p])
+                                                            for p in profile}}
 
 
 # ------------------------------------------------------------------------------------------- worker processes

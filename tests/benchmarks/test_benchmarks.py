@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -176,6 +177,8 @@ def test_quick_run_writes_sane_results(tmp_path: Path, shared_data: Path) -> Non
     for row in contention["rows"]:
         assert all(_positive(value) for key, value in row.items() if key.endswith(" s"))
         assert row["governed: threads at the end"].endswith("(auto)")
+        # a placement probe before and after each of the 4 measurements (none on a single core)
+        assert re.fullmatch(r"[0-8]/8", row["one shared cache (probes)"] or "") or len(os.sched_getaffinity(0)) < 2
     profile = {row["part"]: row for row in contention["cnn_step_profile"]}
     assert "1 conv2d forward" in profile and "optimizer update" in profile
     assert all(_positive(value) for value in profile["whole step"].values() if isinstance(value, float))
@@ -279,3 +282,37 @@ def test_kernel_ab_times_the_step_with_each_version_and_refuses_an_unknown_kerne
     assert result["fused_over_reference"] == result["fused_ms"] / result["reference_ms"]
     with pytest.raises(SystemExit):
         kernel_ab.main(["no_such_kernel"])
+
+
+@pytest.mark.parametrize(("cross_ms", "shared"), [(0.045, True), (0.063, True), (0.065, False), (0.11, False)])
+def test_placement_calls_caches_separate_when_the_other_core_reads_much_slower(
+        monkeypatch: pytest.MonkeyPatch, cross_ms: float, shared: bool) -> None:
+    from benchmarks import placement
+
+    monkeypatch.setattr(placement.os, "sched_getaffinity", lambda pid: {5, 1, 3})
+    calls: list[tuple[int, int]] = []
+
+    def read(writer: int, reader: int, rounds: int = 15) -> dict[str, float]:
+        calls.append((writer, reader))
+        return {"local ms": 0.040, "cross ms": cross_ms}
+
+    monkeypatch.setattr(placement, "cross_core_read", read)
+    result = placement.placement()
+    assert calls == [(1, 3)] and result["cores"] == [1, 3] and result["shared cache"] is shared
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="the probe needs two usable cores")
+def test_placement_times_a_read_on_each_core() -> None:
+    from benchmarks import placement
+
+    result = placement.placement(rounds=3)
+    assert result["local ms"] > 0 and result["cross ms"] > 0 and isinstance(result["shared cache"], bool)
+    assert len(result["cores"]) == 2 and set(result["cores"]) <= os.sched_getaffinity(0)
+
+
+def test_placement_on_one_core_says_so_and_the_watch_exits_non_zero() -> None:
+    one_core = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+                "from benchmarks import placement; print(placement.placement()); placement.main(['--seconds', '1'])")
+    done = subprocess.run([sys.executable, "-c", one_core], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert "'shared cache': None" in done.stdout and "one usable core" in done.stdout
+    assert done.returncode != 0 and "nothing to measure, one usable core" in done.stderr
