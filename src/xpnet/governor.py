@@ -8,7 +8,9 @@ guessed.
 
 How: the trainer reports each step's seconds (``step_done``). After a few warm-up steps (compilation) the governor
 probes, and again ``first_interval`` seconds of training later, then twice that, and so on up to every ``interval``
-seconds (the first probes can be misled: kernels still loading, a count's first calls); sooner, but never within
+seconds (the first probes can be misled: kernels still loading, a count's first calls), the back-off starting again
+from ``first_interval`` whenever a probe changes the count (conditions are moving: a load started or stopped, or a
+virtual machine's host moved its vCPUs apart or together); sooner, but never within
 ``min_interval`` of the last probe, when the mean step time of the last ``window`` seconds moves by more than
 ``jump`` from what the chosen count gave. A probe times each candidate count (all threads, then halving down to 1;
 the current count first, the first step after each switch discarded) for at least ``window`` seconds and
@@ -182,7 +184,9 @@ class ThreadGovernor:
         self.baseline = self.results[best]
         self.recent.clear()
         self.probed_at = self.clock
-        if self.decisions:
+        if best != before:
+            self.gap = self.tuning.first_interval
+        elif self.decisions:
             self.gap = min(2 * self.gap, self.tuning.interval)
         self.decisions.append((self.clock, best))
 

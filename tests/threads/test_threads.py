@@ -264,6 +264,27 @@ def test_a_jump_in_step_time_probes_before_the_interval():
     assert gov.decisions[1][0] >= starts
 
 
+def test_a_changed_count_restarts_the_back_off():
+    """Two threads are fast, then slower than one for 6 s (a VM's host ran its vCPUs on cores without a shared
+    cache), then fast again. The jump moves the governor to one thread; that change restarts the probes' back-off
+    from first_interval, so two threads come back within about 8 s of training after the change, where the
+    backed-off interval of 10 s (the count unchanged since the start) would wait 10 s for the next probe."""
+    split_from, split_until = 12.0, 18.0
+
+    def placement(count: int, clock: float) -> float:
+        return 0.0020 if count == 2 and split_from <= clock < split_until else idle(count, clock)
+
+    gov = ThreadGovernor(2, [].append, Tuning())
+    drive(gov, placement, 30_000)
+    down = next(at for at, count in gov.decisions if count == 1)
+    assert split_from <= down < split_from + 0.5  # the jump, right away (the last probe was seconds before)
+    gaps = [b - a for (a, _), (b, _) in zip(gov.decisions, gov.decisions[1:], strict=False) if a >= down]
+    assert gaps[0] < Tuning().first_interval + 0.3  # the back-off starts again
+    back_up = next(at for at, count in gov.decisions if at > down and count == 2)
+    assert split_until <= back_up < down + 8.5
+    assert gov.count == 2
+
+
 def test_never_decides_faster_than_the_shortest_interval():
     """Under load that flips every few steps, decisions (and the settled count) change no faster than
     min_interval, and between probes the count does not move."""
