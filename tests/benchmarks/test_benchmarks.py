@@ -316,3 +316,18 @@ def test_placement_on_one_core_says_so_and_the_watch_exits_non_zero() -> None:
     done = subprocess.run([sys.executable, "-c", one_core], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert "'shared cache': None" in done.stdout and "one usable core" in done.stdout
     assert done.returncode != 0 and "nothing to measure, one usable core" in done.stderr
+
+
+def test_placement_steps_groups_only_rounds_whose_probes_agree(monkeypatch: pytest.MonkeyPatch,
+                                                              shared_data: Path) -> None:
+    from benchmarks import placement_steps
+
+    probes = iter([True, True, False, False, True, False])
+    monkeypatch.setattr(placement_steps, "placement", lambda: {"shared cache": next(probes), "cross ms": 0.05})
+    result = placement_steps.compare(rounds=3, steps=2, data_dir=str(shared_data))
+    assert [r["shared cache"] for r in result["rounds"]] == [[True, True], [False, False], [True, False]]
+    every = placement_steps.cores()
+    for name, index in (("one shared cache", 0), ("separate caches", 1)):
+        group, listed = result["by_placement"][name], result["rounds"][index]
+        assert group["rounds"] == 1 and group[f"{every} threads ms"] == listed[f"{every} threads ms"] > 0
+        assert group["speed-up"] == listed["1 thread ms"] / listed[f"{every} threads ms"]
