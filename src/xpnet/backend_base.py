@@ -46,6 +46,9 @@ class Backend(ABC):
     host_threads: ClassVar[bool] = False
     """Whether its compute runs on this process's CPU threads (Numba and BLAS), which ``xpnet.threads`` and the
     thread governor then size."""
+    inference_bytes: ClassVar[int] = 1 << 30
+    """What the layers' buffers of one inference pass (predict, evaluate) may take: the rows per pass follow from it
+    (``Model.inference_rows``), up to ``model.PREDICT_CHUNK``."""
 
     xp: ModuleType
     description: str

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from xpnet.distributed import Communicator
 
 PREDICT_CHUNK = 8192
-"""Rows per forward pass in predict and evaluate, bounding the memory they need."""
+"""The most rows per forward pass in predict and evaluate (fewer where the backend's ``inference_bytes`` says)."""
 
 
 @dataclass
@@ -128,6 +128,7 @@ class Model:
         self.trainer: Trainer | None = None
         """The trainer of the current (or latest) ``fit``: its ``position`` says where training stands."""
         self._workspaces: dict[tuple[int, bool], ModelWorkspace] = {}
+        self._inference_row_bytes: int | None = None
         self._first_trainable = next((i for i, layer in enumerate(self.layers) if layer.parameter_count), None)
         self._bind_buffers()
         self._initialize()
@@ -448,13 +449,21 @@ class Model:
             self.trainer = Trainer(self, x, y, options)
             return self.trainer.run()
 
+    def inference_rows(self) -> int:
+        """Rows per inference pass: as many as the backend's ``inference_bytes`` of layer buffers hold (a CNN's patch
+        matrices take tens of KB a row, an MLP's activations a few KB), at least 1 and at most PREDICT_CHUNK."""
+        if self._inference_row_bytes is None:
+            one_row = [layer.workspace(1, False, False).batch.values() for layer in self.layers]
+            self._inference_row_bytes = sum(buffer.nbytes for buffers in one_row for buffer in buffers)
+        return max(1, min(PREDICT_CHUNK, self.backend.inference_bytes // max(1, self._inference_row_bytes)))
+
     def _forward_in_chunks(self, x_dev: Any) -> Iterator[tuple[int, int, ModelWorkspace, Any]]:
-        """Inference passes over ``x_dev`` in chunks of at most PREDICT_CHUNK rows: (first row, end row, workspace,
+        """Inference passes over ``x_dev`` in chunks of ``inference_rows`` rows: (first row, end row, workspace,
         output)."""
-        n = x_dev.shape[0]
-        workspace = self.workspace(min(n, PREDICT_CHUNK), backward=False)
-        for lo in range(0, n, PREDICT_CHUNK):
-            hi = min(n, lo + PREDICT_CHUNK)
+        n, rows = x_dev.shape[0], self.inference_rows()
+        workspace = self.workspace(min(n, rows), backward=False)
+        for lo in range(0, n, rows):
+            hi = min(n, lo + rows)
             chunk = workspace.first(hi - lo)
             yield lo, hi, chunk, self.forward(x_dev[lo:hi], chunk, Phase(training=False, step=self.step))
 

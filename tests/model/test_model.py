@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from xpnet import ConfigError, DataError, DeviceError, TrainingError
+from xpnet import model as model_module
 from xpnet.builders import from_layer_dicts, mlp
-from xpnet.layers import Dense
+from xpnet.layers import Conv2D, Dense, Flatten, MaxPool2D
 from xpnet.model import Model
 
 
@@ -84,6 +85,28 @@ def test_large_inputs_are_predicted_in_chunks(monkeypatch):
     chunked = model.predict_proba(x)
     monkeypatch.setattr("xpnet.model.PREDICT_CHUNK", 1000)
     np.testing.assert_allclose(chunked, model.predict_proba(x), rtol=1e-6)
+
+
+def test_inference_passes_fit_the_backends_budget(monkeypatch):
+    """A pass's rows follow from the layer buffers a row needs: the CPU's 16 MiB hold 79 rows of this CNN (its
+    patch matrices and activations take 211,216 bytes a row) where 8192 rows would take 1.7 GB; an MLP's passes take
+    thousands of rows, a tiny one PREDICT_CHUNK; evaluation gives the same answer at any size of pass."""
+    cnn = Model([Conv2D(8, 3, activation="relu", padding="same", input_shape=(28, 28, 1)), MaxPool2D(2),
+                 Conv2D(32, 3, activation="relu", padding="same"), MaxPool2D(2), Flatten(), Dense(128, "relu"),
+                 Dense(10, "softmax")], "categorical_crossentropy", seed=0, device="cpu")
+    # float32 and int32: each convolution's patches (9 and 72 columns) and z and a, each pool's output and argmax
+    per_row = 4 * (28 * 28 * (9 + 2 * 8) + 2 * 14 * 14 * 8 + 14 * 14 * (72 + 2 * 32) + 2 * 7 * 7 * 32
+                   + 2 * 128 + 2 * 10)
+    assert cnn.inference_rows() == (16 << 20) // per_row == 79
+    mlp_rows = mlp([784, 256, 128, 10], seed=0, device="cpu").inference_rows()
+    assert mlp_rows == (16 << 20) // (4 * 2 * (256 + 128 + 10)) == 5322  # z and a of each layer
+    assert mlp([4, 5, 3], seed=0, device="cpu").inference_rows() == model_module.PREDICT_CHUNK
+    x = np.random.default_rng(0).random((200, 28, 28, 1), dtype=np.float32)
+    labels = np.arange(200) % 10
+    whole = cnn.evaluate(x, labels)
+    monkeypatch.setattr(type(cnn.backend), "inference_bytes", per_row * 3)  # passes of 3 rows, the last of 2
+    assert cnn.inference_rows() == 3
+    assert cnn.evaluate(x, labels) == pytest.approx(whole, rel=1e-6)
 
 
 def test_layer_dicts_and_short_form_build_the_same_network():
