@@ -129,7 +129,8 @@ def run(config: Config) -> dict[str, Any]:
                 row[f"{name} s"] = results[-1]["seconds"]
                 if threads == "auto":
                     row["governed: threads at the end"] = results[-1]["threads"]
-            row["one shared cache (probes)"] = shared_probes(results)
+            probes = [shared_probes([result]) for result in results]
+            row["one shared cache (probes)"] = None if None in probes else " ".join(probes)
             fixed = [row[f"{name} s"] for name, (impl, threads) in candidates().items()
                      if impl == "xpnet" and threads != "auto"]
             governed, torch = row["xpnet auto (governed) s"], row[f"torch {cores()} threads s"]
@@ -153,12 +154,13 @@ def run(config: Config) -> dict[str, Any]:
         f"xpnet N threads: XPNET_THREADS=N (pinned); auto: the governor; torch: torch.set_num_threads({cores()})",
         "profile: medians over steps of the quick CNN at batch 64, each layer's forward and backward, the loss "
         "and the optimizer update",
-        "one shared cache (probes): of the placement probes (benchmarks/placement.py) just before and just after "
-        "each measurement of the row, with no load running, how many found the first two cores sharing a cache; "
-        "on a VM whose host runs the vCPUs on cores of separate caches, two threads run no faster than one",
+        "one shared cache (probes): for each measurement of the row in turn, how many of the two placement probes "
+        "(benchmarks/placement.py) just before and just after it, with no load running, found the first two cores "
+        "sharing a cache; on a VM whose host runs the vCPUs on cores of separate caches, two threads run no faster "
+        "than one",
     ]
     return {"rows": rows, "cnn_step_profile": steps, "notes": notes,
-            "cnn_step_profile: one shared cache (probes)": {f"{p['threads']} threads": shared_probes([p])
+            "cnn_step_profile: one shared cache (probes)": {f"{p['threads']} thread": shared_probes([p])
                                                             for p in profile}}
 
 
