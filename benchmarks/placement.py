@@ -2,8 +2,8 @@
 other has just written, against the writer reading it back itself.
 
 Why: a virtual machine's vCPUs run on whichever host cores the host picks, and it moves them. On the 2-core AMD
-EPYC VM the two vCPUs share an L3 cache for a while (the other core reads the data in 0.035-0.05 ms, as fast as the
-writer), then sit in two (0.10-0.12 ms, fetched over the chip's fabric), for seconds at a time. In the second
+EPYC VM the two vCPUs share an L3 cache for a while (the other core reads the data in 0.045-0.06 ms, as fast as the
+writer), then sit in two (0.08-0.13 ms, fetched over the chip's fabric), for seconds at a time. In the second
 placement every kernel whose threads read what the other thread wrote (each layer reads the previous layer's
 output) pays that fabric, and a two-thread training step runs no faster than on one thread. The threads section
 records the placement before and after each measurement, so that a slow figure can be told apart from a slow
