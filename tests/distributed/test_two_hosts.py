@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_helpers import xpnet
+from process_helpers import thread_states
 from test_distributed import ENV, TIMEOUT, _train, _wait_for, needs_mpi, one_process, relative_error
 
 from benchmarks import two_hosts
@@ -111,18 +112,8 @@ def rank_pid(hosts: two_hosts.TwoHosts, host: int, rank: int) -> int:
 def still_running(hosts: two_hosts.TwoHosts) -> str:
     """A line for each process left on the hosts: its host, pid, MPI rank, and each thread's name, state and kernel
     wait channel (where a job that overran stood)."""
-    lines = []
-    for index, host in enumerate(hosts.hosts):
-        for pid in hosts.pids(index):
-            threads = []
-            for task in sorted(Path(f"/proc/{pid}/task").glob("*")):
-                try:
-                    state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
-                    threads.append(f"{(task / 'comm').read_text().strip()}:{state}:{(task / 'wchan').read_text()}")
-                except OSError:
-                    continue
-            lines.append(f"{host.name} pid {pid} rank {mpi_rank(pid)}: {' '.join(threads)}")
-    return "\n".join(lines)
+    return "\n".join(f"{host.name} pid {pid} rank {mpi_rank(pid)}: {thread_states(pid)}"
+                     for index, host in enumerate(hosts.hosts) for pid in hosts.pids(index))
 
 
 def test_each_host_has_its_own_name_and_scratch_folder_and_ranks_talk_over_the_link(hosts) -> None:

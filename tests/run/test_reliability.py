@@ -24,6 +24,7 @@ from cli_helpers import xpnet
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from process_helpers import thread_states
 
 from xpnet.archive import CHECKPOINT_NAME as NAME
 from xpnet.backend import get_backend
@@ -103,11 +104,16 @@ def _checkpointed(line: str) -> int | None:
 
 
 def _run_to_end(server: KillServer, directory: Path, epochs: int, resume: bool) -> None:
-    server.train(directory, epochs, resume)
+    pid = server.train(directory, epochs, resume)
     lines = []
     while not lines or not lines[-1].startswith("exited"):
         line = server.next_line(120)
-        assert line is not None, lines
+        if line is None:  # stuck: say where it stood, and end it so that the server takes the next command
+            stood = thread_states(pid)
+            os.kill(pid, signal.SIGKILL)
+            while (line := server.next_line(60)) is not None and not line.startswith("exited"):
+                pass
+            pytest.fail(f"training child {pid} wrote nothing for 120 s after {lines[-3:]}; its threads: {stood}")
         lines.append(line)
     assert lines[-2:] == [f"done {epochs}", "exited 0"], lines
 
