@@ -129,6 +129,10 @@ class Backend(ABC):
         """Copy a device array to a NumPy array."""
         return np.asarray(x)
 
+    def copy_from_host(self, out: Any, values: Any) -> None:
+        """Copy host ``values`` into the device array ``out`` (same shape), in place: one host-to-device copy."""
+        out[...] = values
+
     def synchronize(self) -> None:  # noqa: B027 (a no-op unless overridden, on purpose)
         """Wait for queued device work (nothing to wait for on the CPU)."""
 

@@ -194,6 +194,9 @@ class CupyBackend(Backend):
     def to_host(self, x: Any) -> np.ndarray:
         return x.get() if hasattr(x, "get") else np.asarray(x)
 
+    def copy_from_host(self, out: Any, values: Any) -> None:
+        out.set(np.ascontiguousarray(values, dtype=out.dtype))  # CuPy 14 refuses host arrays in item assignment
+
     def synchronize(self) -> None:
         self.xp.cuda.get_current_stream().synchronize()
 

@@ -151,7 +151,7 @@ class GraphStep:
         xp = model.backend.xp
         self.idx[:rows] = order[lo:hi] if order is not None else xp.arange(lo, hi)
         model.step += 1
-        self.hyper[:] = model.optimizer.hyper_values(model.step, progress)  # one host-to-device copy
+        model.backend.copy_from_host(self.hyper, model.optimizer.hyper_values(model.step, progress))
 
         def run() -> None:
             self._body(x, y, rows, workspace, stats)

@@ -71,3 +71,11 @@ def test_gpu_backend_round_trip():
     np.testing.assert_array_equal(backend.to_host(device_array * 2), np.arange(5.0) * 2)
     assert type(backend.kernels).__name__ == "CudaKernels"
     assert get_backend("auto").name == "gpu"
+
+
+def test_copy_from_host_fills_the_device_array_in_place():
+    backend = get_backend("cpu", "float32", seed=0)
+    out = backend.zeros(2, dtype=np.float64)
+    before = out
+    backend.copy_from_host(out, np.array([0.5, 7.0]))
+    assert out is before and out.tolist() == [0.5, 7.0]
