@@ -9,6 +9,11 @@
 #                                             `python3 -m benchmarks --sections gpu` under a timeout, and leaves
 #                                             <machine>/results.{json,md}, the charts and device_run.log in $OUT
 #
+# Wheels in .whl/ (git-ignored; carry it) are installed first, ahead of the machine's packages. The image's NumPy 2.5
+# has no np.row_stack, which numba-cuda 0.30.4 registers, so the GPU is unusable there: carry a NumPy 2.4 wheel
+# (python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp
+#  --platform manylinux_2_28_x86_64 -d .whl 'numpy>=2.4,<2.5'), as the cuda extras require.
+#
 # The section bounds each of its parts (benchmarks/gpu.py: 450 s from the start of Python); LIMIT_S (default 500)
 # bounds the whole Python run, charts included. Numba's low-occupancy warnings are off (one per small launch). Exit status: the benchmark's (0 ok, 1 a part failed, 2 no usable
 # GPU, 124 killed at LIMIT_S), or 3 when the install failed.
@@ -36,6 +41,12 @@ device_run() {
   fi
   cd "$ROOT" || return 1
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  if compgen -G "$ROOT/.whl/*.whl" > /dev/null; then  # carried wheels replace the machine's versions of theirs
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site "$ROOT"/.whl/*.whl ||
+      { echo "device_run.sh: installing the carried wheels failed"; return 3; }
+    export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+    echo "carried wheels: $(cd "$ROOT/.whl" && echo *.whl)"
+  fi
   python3 -m pip install -q -e . --no-deps --no-build-isolation || { echo "device_run.sh: pip install failed"; return 3; }
   python3 -m xpnet info
   export XPNET_DATA=/tmp/xpnet-data PYTHONUNBUFFERED=1 NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS=0
