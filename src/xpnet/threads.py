@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from xpnet import scheduling
 from xpnet.errors import ConfigError
 
 THREADS_ENV = "XPNET_THREADS"
@@ -179,7 +180,7 @@ class ThreadPools:
                 layer = f"first available of {', '.join(numba.config.THREADING_LAYER_PRIORITY)}"
             layer += " (not started)"
         return (f"BLAS {blas}, idle workers: {blas_idle()}; Numba threading layer {layer}, pool of "
-                f"{numba.config.NUMBA_NUM_THREADS}")
+                f"{numba.config.NUMBA_NUM_THREADS}; scheduler slice: {scheduling.slice_status()}")
 
 
 _setting: ThreadSetting | None = None
@@ -192,6 +193,7 @@ def configure(value: str | int | None = None, communicator: Any = None) -> Threa
     global _setting
     _setting = parse_setting(value, node_ranks(communicator))
     pools().set(_setting.count)
+    scheduling.shorten_slices()
     return _setting
 
 
