@@ -19,13 +19,13 @@ from pathlib import Path
 from xpnet.kernels.registry import kernels
 from xpnet.kernels.sets import ReferenceKernels
 
-from benchmarks.threads import quick_cnn_batch
+from benchmarks.threads import training_batch
 from xpnet import threads
 
 
 def compare(kernel: str, blocks: int, steps: int, data_dir: str) -> dict[str, float | str]:
     """Median milliseconds of a quick-CNN training step with the fused ``kernel`` and with its reference."""
-    backend, model, workspace, stats, x, y = quick_cnn_batch(False, data_dir)
+    backend, model, workspace, stats, x, y = training_batch("cnn", False, data_dir)
     versions = {"fused": getattr(type(backend.kernels), kernel), "reference": getattr(ReferenceKernels, kernel)}
     seconds: dict[str, list[float]] = {name: [] for name in versions}
     for block in range(blocks):

@@ -18,13 +18,13 @@ from typing import Any
 
 from benchmarks.placement import placement
 from benchmarks.report import print_json
-from benchmarks.threads import cores, quick_cnn_batch
+from benchmarks.threads import cores, training_batch
 from xpnet import threads
 
 
 def compare(rounds: int, steps: int, data_dir: str) -> dict[str, Any]:
     """Every round's probes and median step milliseconds on every core and on one; medians by placement."""
-    backend, model, workspace, stats, x, y = quick_cnn_batch(False, data_dir)
+    backend, model, workspace, stats, x, y = training_batch("cnn", False, data_dir)
     every = cores()
 
     def median_step(count: int) -> float:

@@ -228,21 +228,28 @@ def epoch_worker(workload: str, implementation: str, mode: str, data_dir: str, e
     print(json.dumps({"seconds": seconds, "threads": threads}), flush=True)
 
 
-def quick_cnn_batch(quick: bool, data_dir: str) -> tuple[Any, Any, Any, Any, Any, Any]:
-    """The quick CNN on the CPU with one training batch on the device, ready for ``model.train_step``: backend,
-    model, workspace, stats, flat x rows and y (the thread counts set from ``$XPNET_THREADS``: no ``Model.fit``
-    here to do it)."""
+def training_batch(workload: str, quick: bool, data_dir: str) -> tuple[Any, Any, Any, Any, Any, Any]:
+    """The MLP (batch 128) or the quick CNN (batch 64) on the CPU with one training batch on the device, ready for
+    ``model.train_step``: backend, model, workspace, stats, flat x rows and y (the thread counts set from
+    ``$XPNET_THREADS``: no ``Model.fit`` here to do it)."""
     from benchmarks.cnn import QUICK_RUN
+    from benchmarks.peers import BATCH, LR, SIZES
     from xpnet import inputs, threads
+    from xpnet.builders import mlp
     from xpnet.tasks import build_model
 
     threads.configure()
     config = make_config(quick, Path(data_dir), "cpu")
-    task = _mnist(config, QUICK_RUN["batch_size"])
     backend = config.backend("cpu")
-    model = build_model("mnist", task, QUICK_RUN, backend)
-    workspace = model.workspace(QUICK_RUN["batch_size"], backward=True)
-    x, y = inputs.device_data(model, task.x_train, task.y_train)
+    if workload == "mlp":
+        task = _mnist(config, BATCH)
+        model, batch, labels = mlp(SIZES, optimizer="adam", lr=LR, backend=backend), BATCH, np.eye(
+            SIZES[-1], dtype=np.float32)[task.y_train]
+    else:
+        task = _mnist(config, QUICK_RUN["batch_size"])
+        model, batch, labels = build_model("mnist", task, QUICK_RUN, backend), QUICK_RUN["batch_size"], task.y_train
+    workspace = model.workspace(batch, backward=True)
+    x, y = inputs.device_data(model, task.x_train, labels)
     return backend, model, workspace, backend.zeros(2, dtype=np.float64), x, y
 
 
@@ -250,7 +257,7 @@ def profile_worker(mode: str, data_dir: str) -> None:
     """Print as JSON the median milliseconds of each part of the quick CNN's training step."""
     from xpnet.layers import Phase
 
-    backend, model, workspace, stats, flat, y = quick_cnn_batch(mode == "quick", data_dir)
+    backend, model, workspace, stats, flat, y = training_batch("cnn", mode == "quick", data_dir)
     x = flat.reshape(len(flat), *model.input_shape)
     times: dict[str, list[float]] = {}
 

@@ -332,3 +332,33 @@ def test_placement_steps_groups_only_rounds_whose_probes_agree(monkeypatch: pyte
         group, listed = result["by_placement"][name], result["rounds"][index]
         assert group["rounds"] == 1 and group[f"{every} threads ms"] == listed[f"{every} threads ms"] > 0
         assert group["speed-up"] == listed["1 thread ms"] / listed[f"{every} threads ms"]
+
+
+def test_sched_slice_alternates_the_settings_in_one_process(monkeypatch: pytest.MonkeyPatch,
+                                                            shared_data: Path) -> None:
+    from benchmarks import sched_slice
+    from xpnet import scheduling
+
+    applied: list[int | None] = []
+    monkeypatch.setattr(scheduling, "apply_slice", applied.append)
+    result = sched_slice.alternate("mlp", rounds=3, steps=2, data_dir=str(shared_data))
+    # threads.configure() asks first; then each pair in turn starts with the other setting
+    assert applied == [100, 100, None, None, 100, 100, None]
+    assert result["short slices ms"] > 0 and result["kernel's slices ms"] > 0
+    low, high = result["ratio range"]
+    assert 0 < low <= result["ratio median"] <= high
+
+
+def test_sched_slice_runs_a_worker_beside_each_load(monkeypatch: pytest.MonkeyPatch, shared_data: Path) -> None:
+    from benchmarks import sched_slice
+
+    every = sched_slice.loads("cnn", str(shared_data))
+    assert list(every) == ["nothing", "a low-priority PyTorch training", "two nice -n 19 busy processes",
+                           "one busy process", "a second copy of the same training"]
+    assert all(command[:3] == ["nice", "-n", "19"] for command in every["two nice -n 19 busy processes"])
+    assert every["a second copy of the same training"][0][-5:-3] == ["cnn", "xpnet"]
+    monkeypatch.setattr(sched_slice, "loads", lambda workload, data_dir: {"one busy process": [sched_slice.BUSY]})
+    monkeypatch.setattr(sched_slice, "cores", lambda: 1)
+    rows = sched_slice.measure(["mlp"], rounds=2, steps=2, data_dir=str(shared_data))["rows"]
+    assert [(row["workload"], row["load"], row["threads"]) for row in rows] == [("mlp", "one busy process", 1)]
+    assert rows[0]["short slices ms"] > 0 and len(rows[0]["shared cache"]) == 2
