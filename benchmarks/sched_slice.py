@@ -1,9 +1,10 @@
 """The compute threads' short scheduler slices (``xpnet.scheduling``) against the kernel's, beside each load.
 
-``python -m benchmarks.sched_slice [--rounds 10] [--steps 100] [--data-dir DIR] [--out FILE]``: for each load
-(``LOADS``: none, the threads section's low-priority PyTorch training, two ``nice -n 19`` busy loops, one busy
-process at normal priority) and for every core and one thread, one worker process builds the quick CNN (batch 64)
-and times ``--rounds`` pairs of blocks of ``--steps`` steps, one block with ``$XPNET_SCHED_SLICE``'s slice and one
+``python -m benchmarks.sched_slice [--workloads mlp,cnn] [--rounds 10] [--steps 100] [--data-dir DIR] [--out
+FILE]``: for each workload (the MLP at batch 128, the quick CNN at batch 64), at every core and at one thread, and
+beside each load of ``loads`` (nothing, the threads section's low-priority PyTorch training, two ``nice -n 19`` busy
+loops, one busy process at normal priority, a second copy of the same training), one worker process times
+``--rounds`` pairs of blocks of ``--steps`` training steps, one block with ``$XPNET_SCHED_SLICE``'s slice and one
 with the kernel's, in alternating order. Both settings share the process, the host's placement of the vCPUs and
 the load's phase; the result is each setting's median step and the median (range) of the pairs' ratios.
 """

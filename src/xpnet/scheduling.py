@@ -13,8 +13,9 @@ steps alternately with each setting in one process, 10 pairs): the quick CNN's s
 5.81 ms beside a ``nice -n 19`` PyTorch training, 4.70 instead of 6.19 ms beside two ``nice -n 19`` busy loops;
 idle, beside a busy process at normal priority, and on one thread, the same within the noise.
 
-Threads started later inherit the slice from the thread that starts them. Only the fair policies (``SCHED_OTHER``,
-``SCHED_BATCH``) are changed, and each thread keeps its policy and nice value.
+Threads started later inherit the slice from the thread that starts them, and so do processes the training
+starts. Only the fair policies (``SCHED_OTHER``, ``SCHED_BATCH``) are changed, and each thread keeps its policy
+and nice value.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def _set_thread_slice(libc: ctypes.CDLL, set_call: int, get_call: int, tid: int,
     """Give thread ``tid`` the slice, keeping its policy and nice value; the slice it then has (0: the kernel
     keeps no custom slices), or None where the thread is gone or not on a fair policy."""
     buffer = ctypes.create_string_buffer(ATTR.size)
+
     def get() -> bool:
         return libc.syscall(ctypes.c_long(get_call), ctypes.c_long(tid), buffer, ctypes.c_long(ATTR.size),
                             ctypes.c_long(0)) == 0
@@ -115,5 +117,5 @@ def apply_slice(microseconds: int | None) -> str:
 
 
 def slice_status() -> str:
-    """What ``shorten_slices`` last did, for ``xpnet info``."""
+    """What ``apply_slice`` last did, for ``xpnet info``."""
     return _status or "the kernel's (not asked yet)"
