@@ -49,8 +49,10 @@ PROBE = textwrap.dedent("""
             except FileNotFoundError:  # a thread that ended since the listing
                 pass
         return found
-    before = sched(threading.get_native_id())
     from xpnet import threads, scheduling
+    # a known start: the kernel's slices, or a short one as if inherited (the test process passes its own on)
+    scheduling.apply_slice(250 if setup == "inherited" else None)
+    before = sched(threading.get_native_id())
     threads.configure()
     later = []
     worker = threading.Thread(target=lambda: later.append(sched(threading.get_native_id())))
@@ -63,7 +65,7 @@ PROBE = textwrap.dedent("""
 def probe(setup: str, **environ: str) -> dict:
     """Each thread's slice, policy and nice value in a fresh process, before and after ``threads.configure()``."""
     done = subprocess.run([sys.executable, "-c", PROBE, setup], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **environ})
+                          env={**{k: v for k, v in os.environ.items() if k != scheduling.SLICE_ENV}, **environ})
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -88,11 +90,13 @@ def test_every_thread_gets_the_slice_and_keeps_its_nice_value():
 
 
 @needs_custom_slices
-def test_a_chosen_slice_is_granted_and_off_leaves_the_kernels():
+def test_a_chosen_slice_is_granted_and_off_gives_back_the_kernels():
     assert {thread["slice"] for thread in probe("plain", XPNET_SCHED_SLICE="400")["after"]} == {400_000}
-    untouched = probe("plain", XPNET_SCHED_SLICE="off")
-    assert {thread["slice"] for thread in untouched["after"]} == {untouched["before"]["slice"]}
-    assert untouched["status"] == "the kernel's (XPNET_SCHED_SLICE=off)"
+    reset = probe("inherited", XPNET_SCHED_SLICE="off")
+    assert reset["before"]["slice"] == 250_000
+    kernels = {thread["slice"] for thread in reset["after"]}
+    assert len(kernels) == 1 and kernels.pop() > 250_000  # the kernel's base slice again, on every thread
+    assert reset["status"] == "the kernel's (XPNET_SCHED_SLICE=off)"
 
 
 @needs_custom_slices
