@@ -13,13 +13,12 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 from xpnet.kernels.registry import kernels
 from xpnet.kernels.sets import ReferenceKernels
 
-from benchmarks.threads import training_batch
+from benchmarks.threads import step_seconds, training_batch
 from xpnet import threads
 
 
@@ -31,12 +30,7 @@ def compare(kernel: str, blocks: int, steps: int, data_dir: str) -> dict[str, fl
     for block in range(blocks):
         for name in versions if block % 2 == 0 else reversed(versions):
             setattr(backend.kernels, kernel, versions[name])
-            for _ in range(3):
-                model.train_step(x, y, workspace, stats)
-            for _ in range(steps):
-                started = time.perf_counter()
-                model.train_step(x, y, workspace, stats)
-                seconds[name].append(time.perf_counter() - started)
+            seconds[name] += step_seconds(model, workspace, stats, x, y, steps, warmup=3)
     ms = {name: 1e3 * statistics.median(values) for name, values in seconds.items()}
     return {"kernel": kernel, "threads": threads.describe(), "steps_each": blocks * steps,
             "fused_ms": ms["fused"], "reference_ms": ms["reference"], "fused_over_reference": ms["fused"] / ms[

@@ -18,7 +18,7 @@ from typing import Any
 
 from benchmarks.placement import placement
 from benchmarks.report import print_json
-from benchmarks.threads import cores, training_batch
+from benchmarks.threads import cores, step_seconds, training_batch
 from xpnet import threads
 
 
@@ -28,15 +28,8 @@ def compare(rounds: int, steps: int, data_dir: str) -> dict[str, Any]:
     every = cores()
 
     def median_step(count: int) -> float:
-        threads.pools().set(count)
-        for _ in range(5):  # the count's first steps wake its threads
-            model.train_step(x, y, workspace, stats)
-        seconds = []
-        for _ in range(steps):
-            started = time.perf_counter()
-            model.train_step(x, y, workspace, stats)
-            seconds.append(time.perf_counter() - started)
-        return 1e3 * statistics.median(seconds)
+        threads.pools().set(count)  # its first 5 steps wake its threads
+        return 1e3 * statistics.median(step_seconds(model, workspace, stats, x, y, steps, warmup=5))
 
     listed = []
     for _ in range(rounds):

@@ -25,8 +25,9 @@ from benchmarks.report import print_json
 from benchmarks.threads import (
     BUSY,
     SETTLE_SECONDS,
-    _low_priority_torch,
     cores,
+    low_priority_torch,
+    step_seconds,
     training_batch,
     worker_command,
 )
@@ -37,7 +38,7 @@ def loads(workload: str, data_dir: str) -> dict[str, list[list[str]]]:
     """Load name -> the commands run beside a measurement of ``workload``."""
     config = make_config(False, Path(data_dir), "cpu")
     nice_busy = ["nice", "-n", "19", *BUSY]
-    return {"nothing": [], "a low-priority PyTorch training": _low_priority_torch(config)([]),
+    return {"nothing": [], "a low-priority PyTorch training": low_priority_torch(config)([]),
             "two nice -n 19 busy processes": [nice_busy, nice_busy], "one busy process": [BUSY],
             "a second copy of the same training": [worker_command(workload, "xpnet", config, 1_000_000)]}
 
@@ -49,19 +50,14 @@ def alternate(workload: str, rounds: int, steps: int, data_dir: str) -> dict[str
 
     backend, model, workspace, stats, x, y = training_batch(workload, False, data_dir)
     short = scheduling.requested_slice_us()
-    for _ in range(20):
-        model.train_step(x, y, workspace, stats)
+    step_seconds(model, workspace, stats, x, y, 0, warmup=20)
     seconds: dict[bool, list[float]] = {True: [], False: []}
     ratios = []
     for round_ in range(rounds):
         medians = {}
         for on in (True, False) if round_ % 2 == 0 else (False, True):
             scheduling.apply_slice(short if on else None)
-            block = []
-            for _ in range(steps):
-                started = time.perf_counter()
-                model.train_step(x, y, workspace, stats)
-                block.append(time.perf_counter() - started)
+            block = step_seconds(model, workspace, stats, x, y, steps)
             medians[on], seconds[on] = statistics.median(block), seconds[on] + block
         ratios.append(medians[True] / medians[False])
     return {"short slices ms": 1e3 * statistics.median(seconds[True]),

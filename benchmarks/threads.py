@@ -65,7 +65,7 @@ def _second_training(command: list[str]) -> list[list[str]]:
     return [command[:-1] + ["1000000"]]  # the same training, epochs without end (stopped after the measurement)
 
 
-def _low_priority_torch(config: Config) -> Callable[[list[str]], list[list[str]]]:
+def low_priority_torch(config: Config) -> Callable[[list[str]], list[list[str]]]:
     torch = ["nice", "-n", "19", "env", f"XPNET_THREADS={cores()}", *worker_command("mlp", "torch", config, 1000000)]
     return lambda command: [torch]  # on every core, whatever the measured command's count
 
@@ -75,7 +75,7 @@ def conditions(config: Config) -> dict[str, Callable[[list[str]], list[list[str]
     training loads, which check the harness's every kind of load but busy loops)."""
     every = {"idle": lambda command: [], "one busy process": lambda command: [BUSY],
              "two busy processes": lambda command: [BUSY, BUSY], "a second copy of the same training": _second_training,
-             "a low-priority PyTorch training": _low_priority_torch(config)}
+             "a low-priority PyTorch training": low_priority_torch(config)}
     return {name: loads for name, loads in every.items() if not config.quick or name not in QUICK_SKIPS}
 
 
@@ -251,6 +251,19 @@ def training_batch(workload: str, quick: bool, data_dir: str) -> tuple[Any, Any,
     workspace = model.workspace(batch, backward=True)
     x, y = inputs.device_data(model, task.x_train, labels)
     return backend, model, workspace, backend.zeros(2, dtype=np.float64), x, y
+
+
+def step_seconds(model: Any, workspace: Any, stats: Any, x: Any, y: Any, steps: int, warmup: int = 0) -> list[float]:
+    """Seconds of each of ``steps`` training steps on one batch (``training_batch``'s), after ``warmup`` untimed
+    steps (a thread count's or a kernel's first calls)."""
+    for _ in range(warmup):
+        model.train_step(x, y, workspace, stats)
+    seconds = []
+    for _ in range(steps):
+        started = time.perf_counter()
+        model.train_step(x, y, workspace, stats)
+        seconds.append(time.perf_counter() - started)
+    return seconds
 
 
 def profile_worker(mode: str, data_dir: str) -> None:
