@@ -177,6 +177,14 @@ def _weight_gradient(backend: Backend, rng: np.random.Generator, n: int) -> Work
     return Workload((patches, dz, backend.empty((9, 8))), patches.size, patches.nbytes + dz.nbytes)
 
 
+def _product(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
+    """A second convolution's forward product: 3x3 windows of 8 channels (72 columns), 32 filters, ``n`` patch
+    entries."""
+    patches = _normal(backend, rng, (max(1, n // 72), 72))
+    out = backend.empty((len(patches), 32))
+    return Workload((patches, _normal(backend, rng, (72, 32)), out), patches.size, patches.nbytes + out.nbytes)
+
+
 def _max_pool(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
     """2x2 windows at stride 2."""
     x = _maps(backend, rng, max(1, n // int(np.prod(FEATURE_MAP))))
@@ -284,6 +292,7 @@ CASES: dict[str, tuple[str, Callable[..., Workload]]] = {
     "im2col (3x3, stride 1, pad 1)": ("im2col", _im2col),
     "col2im (3x3, stride 1, pad 1)": ("col2im", _col2im),
     "weight_gradient (9 x 8, a first convolution's)": ("weight_gradient", _weight_gradient),
+    "product (72 x 32 weights, a second convolution's)": ("product", _product),
     "max_pool (2x2, stride 2)": ("max_pool", _max_pool),
     "max_pool_backward (2x2, stride 2)": ("max_pool_backward", _max_pool_backward),
     "avg_pool (2x2, stride 2)": ("avg_pool", _avg_pool),

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from xpnet.kernels import RELU, sets  # noqa: F401  (sets imports every family, which registers the twins)
 from xpnet.kernels.numba_cpu import TWINS, row_blocks
+from xpnet.kernels.products import cpu as products
 from xpnet.kernels.scalar import dropout_constants, shift_constants
 
 from benchmarks.timing import Candidate, interleave, load_average, log
@@ -166,6 +167,19 @@ def _gather(n: int, rng: np.random.Generator) -> tuple:
     return out, src, rng.permutation(len(src))[:len(out)]
 
 
+def _product_chunks(n: int, rng: np.random.Generator) -> tuple:
+    """A second convolution's forward product (3x3 windows of 8 channels, 32 filters) on about n patch entries."""
+    a, b = _rows(n, rng, 72), rng.standard_normal((72, 32)).astype(F32)
+    return a, b, np.empty((len(a), 32), F32), products.CHUNK_PRODUCT // b.size
+
+
+def _weight_gradient_chunks(n: int, rng: np.random.Generator) -> tuple:
+    """The same convolution's weight gradient, its partial results one chunk each."""
+    patches, chunk = _rows(n, rng, 72), products.CHUNK_PRODUCT // (72 * 32)
+    dz = rng.standard_normal((len(patches), 32)).astype(F32)
+    return patches, dz, np.empty((-(-len(patches) // chunk), 72, 32), F32), chunk
+
+
 def _hue(n: int, rng: np.random.Generator) -> tuple:
     images = rng.random(_images(n, rng, 3).shape).astype(F32)
     return images, np.zeros((len(images), 16))
@@ -205,6 +219,8 @@ CASES: dict[str, Callable[[int, np.random.Generator], tuple]] = {
     "optimizers.rmsprop": lambda n, rng: (*_regularized(n, rng, 5, positive=(2,)), 1.0, 1e-3, 0.99, 1e-8, 1e-4, 0.9,
                                           1),
     "gather.gather_rows": _gather,
+    "products.product_chunks": _product_chunks,
+    "products.weight_gradient_chunks": _weight_gradient_chunks,
     "hue.hue_histograms": _hue,
 }
 """Arguments of each twin at about ``n`` elements of its first argument (the size its switch looks at)."""

@@ -278,8 +278,9 @@ def test_import_order_runs_each_arrangement_every_round_and_reports_medians(
 def test_kernel_ab_times_the_step_with_each_version_and_refuses_an_unknown_kernel(shared_data: Path) -> None:
     from benchmarks import kernel_ab
 
-    result = kernel_ab.compare("weight_gradient", blocks=2, steps=2, data_dir=str(shared_data))
-    assert result["steps_each"] == 4 and result["fused_ms"] > 0 and result["reference_ms"] > 0
+    result = kernel_ab.compare(["weight_gradient", "product"], blocks=2, steps=2, data_dir=str(shared_data))
+    assert result["kernels"] == ["weight_gradient", "product"] and result["steps_each"] == 4
+    assert result["fused_ms"] > 0 and result["reference_ms"] > 0
     assert result["fused_over_reference"] == result["fused_ms"] / result["reference_ms"]
     with pytest.raises(SystemExit):
         kernel_ab.main(["no_such_kernel"])

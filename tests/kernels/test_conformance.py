@@ -132,6 +132,7 @@ CASES: dict[str, Callable[[np.random.Generator, Any], Case]] = {
     "batch_norm_backward": lambda rng, dtype: (
         [_normal(rng, dtype, 9, 3), _normal(rng, dtype, 9, 3), _positive(rng, dtype, 3), _positive(rng, dtype, 3),
          _empty(dtype, 9, 3), _empty(dtype, 3), _empty(dtype, 3)], (4, 5, 6)),
+    "product": lambda rng, dtype: ([_normal(rng, dtype, 7, 5), _normal(rng, dtype, 5, 3), _empty(dtype, 7, 3)], (2,)),
     "weight_gradient": lambda rng, dtype: ([_normal(rng, dtype, 7, 5), _normal(rng, dtype, 7, 3), _empty(dtype, 5, 3)],
                                            (2,)),
     "hue_histograms": lambda rng, dtype: ([rng.integers(0, 256, (2, 3, 4, 3), dtype=np.uint8), 12], (RESULT,)),

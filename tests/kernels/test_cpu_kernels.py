@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from xpnet.kernels import ACTIVATIONS, SOFTMAX
+from xpnet.kernels.products import cpu as products_cpu
 from xpnet.kernels.sets import CpuKernels, ReferenceKernels
 
 cpu = CpuKernels()
@@ -162,19 +163,38 @@ def test_binary_cross_entropy_stays_finite_and_exact_for_extreme_logits(dtype):
     np.testing.assert_allclose(stats["fused"], stats["reference"], rtol=1e-6)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize(("rows", "k", "f", "chunked"), [
-    (293, 9, 8, True),  # two full chunks of 128 rows and a last one of 37
-    (256, 9, 8, True),  # exactly two chunks
-    (255, 9, 8, False),  # fewer rows than two chunks: one product
-    (293, 16, 64, False),  # 1024 weights: too wide to chunk
-    (301, 3, 5, True),
-])
-def test_weight_gradient_in_chunks_equals_one_product(monkeypatch, dtype, rows, k, f, chunked):
-    from xpnet.kernels.products import cpu as products
+def _chunked_product_cases(fewest: int) -> list[tuple[int, int, int, bool]]:
+    """(rows, K, F, chunked) around the switch, with ``CHUNK_PRODUCT`` set to 128 * ``fewest``: chunks of 128 rows
+    for a K x F of ``fewest`` entries, and too few rows per chunk for a wider one."""
+    return [
+        (293, 4, fewest // 4, True),  # two full chunks of 128 rows and a last one of 37
+        (256, 4, fewest // 4, True),  # exactly two chunks
+        (255, 4, fewest // 4, False),  # fewer rows than two chunks: one product
+        (301, 1, fewest, True),
+        (4001, 16, 16, False),  # 256 entries: chunks of fewer rows than the fewest worth it
+    ]
 
-    monkeypatch.setattr(products, "CHUNK_PRODUCT", 128 * k * f)  # chunks of 128 rows, to keep the test small
-    assert (products.chunk_rows(k, f) == 128) and ((rows >= 256 and k * f < 1024) == chunked)
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("contiguous", [True, False])
+@pytest.mark.parametrize(("rows", "k", "f", "chunked"), _chunked_product_cases(products_cpu.PRODUCT_MIN_ROWS))
+def test_product_in_row_chunks_equals_one_product(monkeypatch, dtype, contiguous, rows, k, f, chunked):
+    monkeypatch.setattr(products_cpu, "CHUNK_PRODUCT", 128 * products_cpu.PRODUCT_MIN_ROWS)
+    assert bool(products_cpu.chunk_rows(rows, k, f, products_cpu.PRODUCT_MIN_ROWS)) == chunked
+    rng = np.random.default_rng(rows + k)
+    a = _matrix(rng, (rows, k), dtype, contiguous)
+    b = _matrix(rng, (f, k), dtype, contiguous).T  # a layer's W.T: not C-contiguous
+    out, expected = np.full((rows, f), np.nan, dtype)[:, ::-1], np.empty((rows, f), dtype)
+    cpu.product(a, b, out)
+    reference.product(a, b, expected)
+    np.testing.assert_allclose(out, expected, rtol=TOL[dtype], atol=TOL[dtype] * np.sqrt(k))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("rows", "k", "f", "chunked"), _chunked_product_cases(products_cpu.WEIGHT_GRADIENT_MIN_ROWS))
+def test_weight_gradient_in_chunks_equals_one_product(monkeypatch, dtype, rows, k, f, chunked):
+    monkeypatch.setattr(products_cpu, "CHUNK_PRODUCT", 128 * products_cpu.WEIGHT_GRADIENT_MIN_ROWS)
+    assert bool(products_cpu.chunk_rows(rows, k, f, products_cpu.WEIGHT_GRADIENT_MIN_ROWS)) == chunked
     rng = np.random.default_rng(rows + k)
     patches, dz = rng.standard_normal((rows, k)).astype(dtype), rng.standard_normal((rows, f)).astype(dtype)
     out, expected = np.full((k, f), np.nan, dtype), np.empty((k, f), dtype)
@@ -185,14 +205,23 @@ def test_weight_gradient_in_chunks_equals_one_product(monkeypatch, dtype, rows, 
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_weight_gradient_of_the_first_convolution_at_its_training_size(dtype):
-    """The shape the chunks exist for (3x3 windows of one channel, 8 filters, batch 64 of 28 x 28), strided dz."""
+@pytest.mark.parametrize(("name", "rows", "k", "f"), [
+    ("first", 64 * 28 * 28, 9, 8),  # 3x3 windows of one channel, 8 filters, batch 64 of 28 x 28
+    ("second", 64 * 14 * 14, 72, 32),  # 3x3 windows of 8 channels, 32 filters, batch 64 of 14 x 14
+])
+def test_the_quick_cnn_convolutions_products_at_their_training_size(dtype, name, rows, k, f):
+    """The shapes the chunks exist for, each product chunked, with a strided dz and a layer's transposed W."""
+    assert products_cpu.chunk_rows(rows, k, f, products_cpu.WEIGHT_GRADIENT_MIN_ROWS), name
     rng = np.random.default_rng(1)
-    patches = rng.standard_normal((64 * 28 * 28, 9)).astype(dtype)
-    dz = _matrix(rng, (64 * 28 * 28, 8), dtype, contiguous=False)
-    out, expected = np.empty((9, 8), dtype), np.empty((9, 8), dtype)
-    cpu.weight_gradient(patches, dz, out)
-    reference.weight_gradient(patches, dz, expected)
-    exact = patches.astype(np.float64).T @ dz  # a sum of 50176 products: round-off grows with its square root
-    for result in (out, expected):
-        np.testing.assert_allclose(result, exact, rtol=TOL[dtype], atol=2 * TOL[dtype] * np.sqrt(len(dz)))
+    patches, w = rng.standard_normal((rows, k)).astype(dtype), rng.standard_normal((k, f)).astype(dtype)
+    dz = _matrix(rng, (rows, f), dtype, contiguous=False)
+    exact = {"z": patches.astype(np.float64) @ w, "dx": dz.astype(np.float64) @ w.T.astype(np.float64),
+             "dW": patches.astype(np.float64).T @ dz}
+    for kernels in (cpu, reference):
+        z, dx, dw = np.empty((rows, f), dtype), np.empty((rows, k), dtype), np.empty((k, f), dtype)
+        kernels.product(patches, w, z)
+        kernels.product(dz, w.T, dx)
+        kernels.weight_gradient(patches, dz, dw)
+        for result, key, terms in ((z, "z", k), (dx, "dx", f), (dw, "dW", rows)):
+            # a sum of ``terms`` products: round-off grows with its square root
+            np.testing.assert_allclose(result, exact[key], rtol=TOL[dtype], atol=2 * TOL[dtype] * np.sqrt(terms))

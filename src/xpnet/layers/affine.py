@@ -1,7 +1,7 @@
-"""What Dense and Conv2D share: ``z = inputs @ W + b`` by a matmul, then one fused bias + activation kernel that
-also writes the activation's derivative for the backward pass; backward turns dL/da into dL/dz in place, sums the
-bias gradient on the way, and finishes with the weight gradient and a matmul for dL/dx (a convolution is this on
-im2col patch rows)."""
+"""What Dense and Conv2D share: ``z = inputs @ W + b`` by a matrix product (the ``product`` kernel), then one fused
+bias + activation kernel that also writes the activation's derivative for the backward pass; backward turns dL/da
+into dL/dz in place, sums the bias gradient on the way, and finishes with the weight gradient and a product for
+dL/dx (a convolution is this on im2col patch rows)."""
 
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ class AffineLayer(Layer):
     def affine_forward(self, patches: Any, ws: Workspace) -> Any:
         """f(patches @ W + b) into ``ws``'s ``a``, keeping z (and f'(z) when ``ws`` has room for it)."""
         z, d = self._rows(ws.batch["z"]), ws.batch.get("d")
-        self.backend.xp.matmul(patches, self.params["W"], out=z)
+        self.backend.kernels.product(patches, self.params["W"], z)
         self.backend.kernels.bias_activation(z, self.params["b"], self.code, self.alpha, self._rows(ws.batch["a"]),
                                              None if d is None else self._rows(d))
         return ws.batch["a"]

@@ -1,7 +1,7 @@
 """Conv2D: a 2-D convolution over channels-last (NHWC) inputs, as im2col patch rows through the Dense machinery.
 
 Forward: ``im2col`` copies each output position's receptive field into one row of ``cols`` (rows x KH*KW*C), a
-matmul with ``W`` (KH*KW*C x filters) gives every position's pre-activation, and the fused bias + activation kernel
+product with ``W`` (KH*KW*C x filters) gives every position's pre-activation, and the fused bias + activation kernel
 finishes. Backward: dL/dz in place, ``dW = cols.T @ dz``, ``db`` summed on the way; the patch gradients
 ``dz @ W.T`` overwrite ``cols`` (no longer needed) and ``col2im`` adds them back into the input's shape.
 """
@@ -88,7 +88,7 @@ class Conv2D(AffineLayer):
         dz = self.affine_backward(patches, dy, ws)
         if not need_dx:
             return None
-        self.backend.xp.matmul(dz, self.params["W"].T, out=patches)
+        self.backend.kernels.product(dz, self.params["W"].T, patches)
         self.backend.kernels.col2im(ws.batch["cols"], *self.strides, *self.pads, ws.batch["dx"])
         return ws.batch["dx"]
 

@@ -58,7 +58,7 @@ class Dense(AffineLayer):
         dz = self.affine_backward(ws.input, dy, ws)
         if not need_dx:
             return None
-        self.backend.xp.matmul(dz, self.params["W"].T, out=ws.batch["dx"])
+        self.backend.kernels.product(dz, self.params["W"].T, ws.batch["dx"])
         return ws.batch["dx"]
 
     def settings(self) -> dict[str, Any]:
