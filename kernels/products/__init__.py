@@ -4,21 +4,28 @@ rows, a small weight matrix), forward, backward and for the weight gradient."""
 from __future__ import annotations
 
 
+def _check_matrices(kernel: str, operands: dict, expected: tuple, rule: str) -> None:
+    """Refuse ``operands`` (name: (array, role)) unless all are matrices whose shapes are ``expected`` (in order)."""
+    shapes = tuple(array.shape for array, _ in operands.values())
+    if shapes != expected or any(len(shape) != 2 for shape in shapes):
+        described = ", ".join(f"{name} {role}" for name, (_, role) in operands.items())
+        given = ", ".join(str(shape) for shape in shapes)
+        raise ValueError(f"{kernel} works on {described}, not {given}: {rule}")
+
+
 def check_product(a, b, out) -> None:
     """Refuse shapes that disagree: a (rows, K), b (K, F), out (rows, F)."""
-    if a.ndim != 2 or b.ndim != 2 or out.ndim != 2:
-        raise ValueError(f"product works on a (rows, K), b (K, F) and out (rows, F), not {a.shape}, {b.shape} and "
-                         f"{out.shape}")
-    if a.shape[1] != b.shape[0] or out.shape != (a.shape[0], b.shape[1]):
-        raise ValueError(f"a {a.shape}, b {b.shape} and out {out.shape} disagree: out must be (a's rows, b's "
-                         f"columns) and a's columns must be b's rows")
+    rows, k = a.shape if a.ndim == 2 else (-1, -1)
+    f = b.shape[1] if b.ndim == 2 else -1
+    _check_matrices("product", {"a": (a, "(rows, K)"), "b": (b, "(K, F)"), "out": (out, "(rows, F)")},
+                    ((rows, k), (k, f), (rows, f)), "out must be (a's rows, b's columns) and a's columns b's rows")
 
 
 def check_weight_gradient(patches, dz, out) -> None:
     """Refuse shapes that disagree: patches (rows, K), dz (rows, F), out (K, F)."""
-    if patches.ndim != 2 or dz.ndim != 2 or out.ndim != 2:
-        raise ValueError(f"weight_gradient works on patches (rows, K), dz (rows, F) and out (K, F), not "
-                         f"{patches.shape}, {dz.shape} and {out.shape}")
-    if patches.shape[0] != dz.shape[0] or out.shape != (patches.shape[1], dz.shape[1]):
-        raise ValueError(f"patches {patches.shape}, dz {dz.shape} and out {out.shape} disagree: out must be "
-                         f"(patches' columns, dz's columns) and the two inputs must have the same rows")
+    rows, k = patches.shape if patches.ndim == 2 else (-1, -1)
+    f = dz.shape[1] if dz.ndim == 2 else -1
+    _check_matrices("weight_gradient",
+                    {"patches": (patches, "(rows, K)"), "dz": (dz, "(rows, F)"), "out": (out, "(K, F)")},
+                    ((rows, k), (rows, f), (k, f)),
+                    "out must be (patches' columns, dz's columns) and the two inputs must have the same rows")

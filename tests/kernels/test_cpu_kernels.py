@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from xpnet.kernels import ACTIVATIONS, SOFTMAX
@@ -225,3 +227,17 @@ def test_the_quick_cnn_convolutions_products_at_their_training_size(dtype, name,
         for result, key, terms in ((z, "z", k), (dx, "dx", f), (dw, "dW", rows)):
             # a sum of ``terms`` products: round-off grows with its square root
             np.testing.assert_allclose(result, exact[key], rtol=TOL[dtype], atol=2 * TOL[dtype] * np.sqrt(terms))
+
+
+@pytest.mark.parametrize(("kernel", "shapes", "named"), [
+    ("product", ((5, 3), (4, 2), (5, 2)), "a (rows, K), b (K, F), out (rows, F), not (5, 3), (4, 2), (5, 2)"),
+    ("product", ((5,), (3, 2), (5, 2)), "not (5,), (3, 2), (5, 2)"),
+    ("product", ((5, 3), (3, 2), (5, 3)), "out must be (a's rows, b's columns)"),
+    ("weight_gradient", ((5, 3), (4, 2), (3, 2)), "the two inputs must have the same rows"),
+    ("weight_gradient", ((5, 3), (5, 2), (2, 3)),
+     "patches (rows, K), dz (rows, F), out (K, F), not (5, 3), (5, 2), (2, 3)"),
+])
+def test_the_products_refuse_shapes_that_disagree_and_name_them(kernel, shapes, named):
+    for kernels in (cpu, reference):
+        with pytest.raises(ValueError, match=re.escape(named)):
+            getattr(kernels, kernel)(*(np.zeros(shape, np.float32) for shape in shapes))
