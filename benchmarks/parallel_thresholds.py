@@ -168,16 +168,18 @@ def _gather(n: int, rng: np.random.Generator) -> tuple:
 
 
 def _product_chunks(n: int, rng: np.random.Generator) -> tuple:
-    """A second convolution's forward product (3x3 windows of 8 channels, 32 filters) on about n patch entries."""
+    """A second convolution's forward product (3x3 windows of 8 channels, 32 filters) on about n patch entries; the
+    first argument, whose size the switch looks at, is the chunks' first rows."""
     a, b = _rows(n, rng, 72), rng.standard_normal((72, 32)).astype(F32)
-    return a, b, np.empty((len(a), 32), F32), products.CHUNK_PRODUCT // b.size
+    starts = np.arange(0, len(a), products.CHUNK_PRODUCT // b.size, dtype=np.int64)
+    return starts, a, b, np.empty((len(a), 32), F32)
 
 
 def _weight_gradient_chunks(n: int, rng: np.random.Generator) -> tuple:
     """The same convolution's weight gradient, its partial results one chunk each."""
-    patches, chunk = _rows(n, rng, 72), products.CHUNK_PRODUCT // (72 * 32)
+    starts, patches, _, _ = _product_chunks(n, rng)
     dz = rng.standard_normal((len(patches), 32)).astype(F32)
-    return patches, dz, np.empty((-(-len(patches) // chunk), 72, 32), F32), chunk
+    return starts, patches, dz, np.empty((len(starts), 72, 32), F32)
 
 
 def _hue(n: int, rng: np.random.Generator) -> tuple:

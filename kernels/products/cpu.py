@@ -21,15 +21,17 @@ from ..numba_cpu import contiguous_output, serial_and_parallel, write_back
 
 CHUNK_PRODUCT = 2**18
 """Multiply-adds per chunk: OpenBLAS runs every product this small on the calling thread (it threads only above
-65536 x GEMM_MULTITHREAD_THRESHOLD = 262144), in its small-matrix kernel where it has one (AVX-512 machines);
+65536 x GEMM_MULTITHREAD_THRESHOLD, 4 unless built otherwise: 262144), in its small-matrix kernel where it has one;
 chunks of about 1e6 ran as fast and chunks of 1.5e6 twice as slow, packed (2-core AMD EPYC VM, 2026-12-05)."""
 
-PRODUCT_MIN_ROWS = 16
+PRODUCT_MIN_ROWS = 28
 WEIGHT_GRADIENT_MIN_ROWS = 64
-"""The fewest rows per chunk worth chunking: with fewer, the weight matrix is too wide and the product stays whole.
-Forward chunks won from 14 rows (6272 x 288 by 288 x 64: 2.10 / 1.05 ms against 2.35 / 1.19 ms on one / two
-threads); weight-gradient chunks won at 56 rows and lost at 32 (25088 x 256 by 32: 8.1 against 6.2 ms on one
-thread), since each of them writes a partial result of the weights' size (2-core AMD EPYC VM, 2026-12-05)."""
+"""The fewest rows per chunk worth chunking: with fewer, the weight matrix is too wide and the product stays whole
+(2-core AMD EPYC VM, 2026-12-05, one / two threads). Forward chunks won from 28 rows (6272 x 576 by 576 x 16: 1.21 /
+0.60 ms against 1.59 / 0.78 ms), and chunks of 20 rows lost on two threads where the output was wide (a narrow Dense
+layer's dL/dx, 1000 x 16 by 16 x 784: 0.22 against 0.18 ms). Weight-gradient chunks won at 56 rows and lost at 32
+(25088 x 256 by 32: 8.1 against 6.2 ms on one thread), since each of them writes a partial result of the weights'
+size."""
 
 
 def chunk_rows(rows: int, k: int, f: int, fewest: int) -> int:
@@ -39,33 +41,40 @@ def chunk_rows(rows: int, k: int, f: int, fewest: int) -> int:
     return chunk if chunk >= fewest and rows >= 2 * chunk else 0
 
 
-def _product_chunks(a, b, out, chunk):
-    """out = a @ b, chunk by chunk of rows (C-contiguous operands)."""
-    rows = a.shape[0]
-    for c in prange((rows + chunk - 1) // chunk):
-        lo = c * chunk
-        hi = min(lo + chunk, rows)
-        np.dot(a[lo:hi], b, out[lo:hi])
+def _product_chunks(starts, a, b, out):
+    """out = a @ b, chunk by chunk of rows: chunk c from row starts[c] to the next start (C-contiguous operands)."""
+    rows, chunks = a.shape[0], starts.shape[0]
+    for c in prange(chunks):
+        hi = starts[c + 1] if c + 1 < chunks else rows
+        np.dot(a[starts[c]:hi], b, out[starts[c]:hi])
 
 
-def _weight_gradient_chunks(patches, dz, partial, chunk):
-    """partial[c] = patches[rows of chunk c].T @ dz[the same rows] (C-contiguous operands)."""
-    rows = patches.shape[0]
-    for c in prange(partial.shape[0]):
-        lo = c * chunk
-        hi = min(lo + chunk, rows)
-        np.dot(patches[lo:hi].T, dz[lo:hi], partial[c])
+def _weight_gradient_chunks(starts, patches, dz, partial):
+    """partial[c] = patches[rows of chunk c].T @ dz[the same rows], chunks as in ``_product_chunks``."""
+    rows, chunks = patches.shape[0], starts.shape[0]
+    for c in prange(chunks):
+        hi = starts[c + 1] if c + 1 < chunks else rows
+        np.dot(patches[starts[c]:hi].T, dz[starts[c]:hi], partial[c])
 
 
-# Parallel from these sizes of the first argument: measured by `python -m benchmarks.parallel_thresholds
-# --threads 2 --only products.product_chunks products.weight_gradient_chunks` on Numba's TBB pool, 2-core AMD EPYC VM,
-# 2026-12-05 22:29, nothing else running (load average 0.4), on a second convolution's shapes (72 x 32 weights).
-PRODUCT_CHUNKS_PARALLEL_MIN = 31_608
-WEIGHT_GRADIENT_CHUNKS_PARALLEL_MIN = 31_608
+# Parallel from these many chunks (the size of the first argument, the chunks' first rows; every chunk but the last
+# holds about CHUNK_PRODUCT multiply-adds, so the count measures the work), 2-core AMD EPYC VM, 2026-12-05, nothing
+# else running (load average 0.4-0.5). The product's: `python -m benchmarks.parallel_thresholds --threads 2 --only
+# products.product_chunks products.weight_gradient_chunks` (23:30 and 23:31, 4 in both). The weight gradient's
+# crossed at 389 and 123 chunks of the second convolution's shape in those runs, and at 39 timed directly, all noisy
+# below 0.1 ms; but 14 chunks of the first convolution's (3640 rows of 9 by 8) took 0.074 ms in parallel against
+# 0.120 ms serial, and the quick CNN's step gained from both weight gradients in parallel (`benchmarks.kernel_ab`).
+PRODUCT_CHUNKS_PARALLEL_MIN = 4
+WEIGHT_GRADIENT_CHUNKS_PARALLEL_MIN = 14
 
 _product_kernel = serial_and_parallel(_product_chunks, PRODUCT_CHUNKS_PARALLEL_MIN)
 
 _weight_gradient_kernel = serial_and_parallel(_weight_gradient_chunks, WEIGHT_GRADIENT_CHUNKS_PARALLEL_MIN)
+
+
+def _starts(rows: int, chunk: int):
+    """The first row of every chunk."""
+    return np.arange(0, rows, chunk, dtype=np.int64)
 
 
 def product(a, b, out) -> None:
@@ -75,7 +84,7 @@ def product(a, b, out) -> None:
         np.matmul(a, b, out=out)
         return
     result = contiguous_output(out)
-    _product_kernel(np.ascontiguousarray(a), np.ascontiguousarray(b), result, chunk)
+    _product_kernel(_starts(a.shape[0], chunk), np.ascontiguousarray(a), np.ascontiguousarray(b), result)
     write_back(out, result)
 
 
@@ -87,6 +96,7 @@ def weight_gradient(patches, dz, out) -> None:
     if not chunk:
         np.matmul(patches.T, dz, out=out)
         return
-    partial = np.empty(((rows + chunk - 1) // chunk, k, dz.shape[1]), out.dtype)
-    _weight_gradient_kernel(np.ascontiguousarray(patches), np.ascontiguousarray(dz), partial, chunk)
+    starts = _starts(rows, chunk)
+    partial = np.empty((len(starts), k, dz.shape[1]), out.dtype)
+    _weight_gradient_kernel(starts, np.ascontiguousarray(patches), np.ascontiguousarray(dz), partial)
     np.sum(partial, axis=0, out=out)
