@@ -150,8 +150,10 @@ class Communicator:
         self.comm.Barrier()
 
     def any(self, flag: bool) -> bool:
-        """True on every rank when ``flag`` is true on any."""
-        return bool(self.comm.allreduce(bool(flag), op=self.mpi.LOR))
+        """True on every rank when ``flag`` is true on any. A sum of buffers, as every collective here: mpi4py's
+        pickled ``allreduce`` keeps the GIL while it waits, so a rank waiting there for a dead one would keep its
+        heartbeat thread from ending the job."""
+        return bool(self.sum_host(np.array([float(flag)]))[0] > 0)
 
     # ------------------------------------------------------------------------------------------------- checks
     def check_same(self, parts: Mapping[str, Any]) -> None:

@@ -95,3 +95,16 @@ def test_a_killed_rank_is_reported_at_once_and_a_silent_one_after_the_silence(se
                 os.kill(pid, signal.SIGKILL)
         out, _ = process.communicate(timeout=60)
     assert "lost" not in out
+
+
+@needs_mpi
+def test_a_rank_waiting_in_any_collective_lets_its_heartbeat_thread_run() -> None:
+    """Rank 0 waits a second in each of the Communicator's collectives for rank 1; a thread of its own must keep
+    waking meanwhile (a collective that kept the GIL, as mpi4py's pickled ``allreduce`` does, left about 1 wake
+    of 100: a rank killed then hung the job, its watcher starved)."""
+    result = subprocess.run([MPIEXEC, "-n", "2", sys.executable, str(Path(__file__).with_name("collectives_target.py")),
+                             "1.0"], capture_output=True, text=True, env=ENV, timeout=120)
+    assert result.returncode == 0, result.stderr
+    ticks = dict(line.split() for line in result.stdout.splitlines())
+    assert sorted(ticks) == ["allreduce_mean", "any", "barrier", "check_same", "sum_host"], result.stdout
+    assert all(int(count) >= 20 for count in ticks.values()), ticks
