@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.config import REPO_ROOT, Config, make_config
+from benchmarks.peers import torch_version
 from benchmarks.placement import placement
 from benchmarks.timing import log
 
@@ -49,10 +50,12 @@ def cores() -> int:
     return usable_cores()
 
 
-def candidates() -> dict[str, tuple[str, str]]:
-    """Name -> (implementation, $XPNET_THREADS) of everything timed under each condition."""
-    return {"xpnet 1 thread": ("xpnet", "1"), f"xpnet {cores()} threads": ("xpnet", str(cores())),
-            "xpnet auto (governed)": ("xpnet", "auto"), f"torch {cores()} threads": ("torch", str(cores()))}
+def candidates(torch: bool) -> dict[str, tuple[str, str]]:
+    """Name -> (implementation, $XPNET_THREADS) of everything timed under each condition (PyTorch when
+    ``torch``: it imports here)."""
+    xpnet = {"xpnet 1 thread": ("xpnet", "1"), f"xpnet {cores()} threads": ("xpnet", str(cores())),
+             "xpnet auto (governed)": ("xpnet", "auto")}
+    return {**xpnet, f"torch {cores()} threads": ("torch", str(cores()))} if torch else xpnet
 
 
 def worker_command(workload: str, implementation: str, config: Config, epochs: int) -> list[str]:
@@ -70,12 +73,14 @@ def low_priority_torch(config: Config) -> Callable[[list[str]], list[list[str]]]
     return lambda command: [torch]  # on every core, whatever the measured command's count
 
 
-def conditions(config: Config) -> dict[str, Callable[[list[str]], list[list[str]]]]:
+def conditions(config: Config, torch: bool) -> dict[str, Callable[[list[str]], list[list[str]]]]:
     """Condition name -> the load commands to run beside a measurement's command (quick mode: idle and the two
-    training loads, which check the harness's every kind of load but busy loops)."""
+    training loads, which check the harness's every kind of load but busy loops; the PyTorch load when
+    ``torch``)."""
     every = {"idle": lambda command: [], "one busy process": lambda command: [BUSY],
-             "two busy processes": lambda command: [BUSY, BUSY], "a second copy of the same training": _second_training,
-             "a low-priority PyTorch training": low_priority_torch(config)}
+             "two busy processes": lambda command: [BUSY, BUSY], "a second copy of the same training": _second_training}
+    if torch:
+        every["a low-priority PyTorch training"] = low_priority_torch(config)
     return {name: loads for name, loads in every.items() if not config.quick or name not in QUICK_SKIPS}
 
 
@@ -117,13 +122,13 @@ def shared_probes(results: list[dict[str, Any]]) -> str | None:
 
 def run(config: Config) -> dict[str, Any]:
     """Every candidate on every workload under every condition; then the CNN step's profile."""
-    rows = []
-    for condition, loads in conditions(config).items():
+    rows, torch = [], torch_version() is not None
+    for condition, loads in conditions(config, torch).items():
         for workload in workloads(config, condition):
             row: dict[str, Any] = {"condition": condition, "workload": workload}
             epochs = 1 if config.quick else EPOCHS[workload]
             results = []
-            for name, (implementation, threads) in candidates().items():
+            for name, (implementation, threads) in candidates(torch).items():
                 command = worker_command(workload, implementation, config, epochs)
                 results.append(measure(command, threads, loads(command), SETTLE_SECONDS[config.quick]))
                 row[f"{name} s"] = results[-1]["seconds"]
@@ -131,11 +136,12 @@ def run(config: Config) -> dict[str, Any]:
                     row["governed: threads at the end"] = results[-1]["threads"]
             probes = [shared_probes([result]) for result in results]
             row["one shared cache (probes)"] = None if None in probes else " ".join(probes)
-            fixed = [row[f"{name} s"] for name, (impl, threads) in candidates().items()
+            fixed = [row[f"{name} s"] for name, (impl, threads) in candidates(torch).items()
                      if impl == "xpnet" and threads != "auto"]
-            governed, torch = row["xpnet auto (governed) s"], row[f"torch {cores()} threads s"]
+            governed = row["xpnet auto (governed) s"]
             row["governed / best fixed"] = governed / min(fixed)
-            row["governed / torch"] = governed / torch
+            if torch:
+                row["governed / torch"] = governed / row[f"torch {cores()} threads s"]
             rows.append(row)
             log(f"threads: {row}")
     profile = [{"threads": count, **measure([sys.executable, "-m", "benchmarks.threads", "profile",
@@ -159,6 +165,8 @@ def run(config: Config) -> dict[str, Any]:
         "sharing a cache; on a VM whose host runs the vCPUs on cores of separate caches, two threads run no faster "
         "than one",
     ]
+    if not torch:
+        notes.append("PyTorch absent (not importable): no PyTorch candidate, load or governed / torch ratio")
     return {"rows": rows, "cnn_step_profile": steps, "notes": notes,
             "cnn_step_profile: one shared cache (probes)": {f"{p['threads']} thread": shared_probes([p])
                                                             for p in profile}}

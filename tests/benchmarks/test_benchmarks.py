@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 from xpnet.kernels.registry import kernels as declared_kernels
 
-from benchmarks import distributed, machine, report, training_step
+from benchmarks import distributed, machine, report, threads, training_step
 from benchmarks.__main__ import earlier_sections
+from benchmarks.config import make_config
 from benchmarks.kernels import CASES
+from benchmarks.peers import torch_version
 from xpnet.cli import main as xpnet_main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -170,15 +172,17 @@ def test_quick_run_writes_sane_results(tmp_path: Path, shared_data: Path) -> Non
     assert all(_positive(row["images_per_s"]) for row in data["images"])
     assert all(_positive(row["resident_s"]) and _positive(row["streamed_s"]) for row in data["epochs"])
 
-    contention = sections["threads"]  # quick: idle (MLP, CNN), then the MLP beside a second copy and PyTorch
+    # quick: idle (MLP, CNN), then the MLP beside a second copy and (when it imports) PyTorch
+    contention, torch = sections["threads"], torch_version() is not None
     assert [(row["condition"], row["workload"]) for row in contention["rows"]] == [
-        ("idle", "mlp"), ("idle", "cnn"), ("a second copy of the same training", "mlp"),
-        ("a low-priority PyTorch training", "mlp")]
+        ("idle", "mlp"), ("idle", "cnn"), ("a second copy of the same training", "mlp")] + (
+        [("a low-priority PyTorch training", "mlp")] if torch else [])
     for row in contention["rows"]:
         assert all(_positive(value) for key, value in row.items() if key.endswith(" s"))
         assert row["governed: threads at the end"].endswith("(auto)")
-        # a placement probe before and after each of the 4 measurements (none on a single core)
-        assert (re.fullmatch(r"([0-2]/2 ){3}[0-2]/2", row["one shared cache (probes)"])
+        assert ("governed / torch" in row) == torch
+        # a placement probe before and after each measurement (3 or 4 of them; none on a single core)
+        assert (re.fullmatch(rf"([0-2]/2 ){{{2 + torch}}}[0-2]/2", row["one shared cache (probes)"])
                 or len(os.sched_getaffinity(0)) < 2)
     profile = {row["part"]: row for row in contention["cnn_step_profile"]}
     assert "1 conv2d forward" in profile and "optimizer update" in profile
@@ -215,6 +219,23 @@ def test_a_missing_pytorch_is_noted_with_the_bench_extra(monkeypatch: pytest.Mon
     monkeypatch.setitem(sys.modules, "torch", None)
     notes = missing_peer_notes()
     assert len(notes) == 1 and "PyTorch absent" in notes[0] and "'.[bench]'" in notes[0]
+
+
+def test_without_pytorch_the_threads_section_times_xpnet_alone_and_says_so(monkeypatch: pytest.MonkeyPatch,
+                                                                           tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)
+    measured: list[tuple[list[str], list[list[str]]]] = []
+
+    def measure(command: list[str], count: str, loads: list[list[str]], settle: float) -> dict:
+        measured.append((command, loads))
+        return {"seconds": 1.0, "threads": f"{count} (auto)", "ms": {"whole step": 1.0}, "shared cache": [True, True]}
+
+    monkeypatch.setattr(threads, "measure", measure)
+    section = threads.run(make_config(True, tmp_path, "cpu"))
+    assert not [command for command, loads in measured for line in (command, *loads) if "torch" in line]
+    assert [row["condition"] for row in section["rows"]] == ["idle", "idle", "a second copy of the same training"]
+    assert not [key for row in section["rows"] for key in row if "torch" in key]
+    assert any(note.startswith("PyTorch absent") for note in section["notes"])
 
 
 def _captured_figure(monkeypatch: pytest.MonkeyPatch) -> list:
