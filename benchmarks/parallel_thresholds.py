@@ -31,6 +31,8 @@ from xpnet.fileio import atomic_write
 SIZES = tuple(int(10 ** (e / 2)) for e in range(6, 15))
 """1e3 to 1e7 elements, half a decade apart."""
 F32 = np.float32
+TINY = float(np.finfo(F32).tiny)
+"""The optimizers' floor for their moments (``kernels.scalar.normal_or_zero``)."""
 CHANNELS = 8
 
 
@@ -211,15 +213,15 @@ CASES: dict[str, Callable[[int, np.random.Generator], tuple]] = {
         _loss(n, rng, False)),
     "losses.squared_error": lambda n, rng: _loss(n, rng, True),
     "optimizers.sgd": lambda n, rng: (*_vectors(n, rng, 2), 1e-3),
-    "optimizers.momentum": lambda n, rng: (*_vectors(n, rng, 3), 1e-3, 0.9),
+    "optimizers.momentum": lambda n, rng: (*_vectors(n, rng, 3), 1e-3, 0.9, TINY),
     "optimizers.adam": lambda n, rng: (*_vectors(n, rng, 2), np.zeros(n, F32), np.zeros(n, F32), 1e-3, 0.9, 0.999,
-                                       1e-8, 0.5),
+                                       1e-8, 0.5, TINY),
     "optimizers.sgd_regularized": lambda n, rng: (*_regularized(n, rng, 2), 1.0, 1e-3, 1e-4),
-    "optimizers.momentum_regularized": lambda n, rng: (*_regularized(n, rng, 3), 1.0, 1e-3, 0.9, 1e-4, 1),
+    "optimizers.momentum_regularized": lambda n, rng: (*_regularized(n, rng, 3), 1.0, 1e-3, 0.9, 1e-4, 1, TINY),
     "optimizers.adam_regularized": lambda n, rng: (*_regularized(n, rng, 4, positive=(3,)), 1.0, 1e-3, 0.9, 0.999,
-                                                   1e-8, 0.5, 1e-4, 1e-5),
+                                                   1e-8, 0.5, 1e-4, 1e-5, TINY),
     "optimizers.rmsprop": lambda n, rng: (*_regularized(n, rng, 5, positive=(2,)), 1.0, 1e-3, 0.99, 1e-8, 1e-4, 0.9,
-                                          1),
+                                          1, TINY),
     "gather.gather_rows": _gather,
     "products.product_chunks": _product_chunks,
     "products.weight_gradient_chunks": _weight_gradient_chunks,

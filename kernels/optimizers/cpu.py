@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import prange
 
 from .. import scalar
@@ -11,9 +12,9 @@ from ..numba_cpu import jit, serial_and_parallel
 
 _clip_scale = jit(inline="always")(scalar.clip_scale)
 _regularized_gradient = jit(inline="always")(scalar.regularized_gradient)
-_momentum_at = jit(inline="always")(scalar.momentum_at)
-_adam_at = jit(inline="always")(scalar.adam_at)
-_rmsprop_at = jit(inline="always")(scalar.rmsprop_at)
+_normal_or_zero = jit(inline="always")(scalar.normal_or_zero)
+_momentum_at, _adam_at, _rmsprop_at = (jit(inline="always")(scalar.with_helpers(at, normal_or_zero=_normal_or_zero))
+                                       for at in (scalar.momentum_at, scalar.adam_at, scalar.rmsprop_at))
 
 
 def _sgd(p, g, lr):
@@ -22,20 +23,19 @@ def _sgd(p, g, lr):
         p[i] -= lr_t * g[i]
 
 
-def _momentum(p, g, v, lr, mu):
+def _momentum(p, g, v, lr, mu, tiny):
     t = p.dtype.type
-    lr_t = t(lr)
-    mu_t = t(mu)
+    lr_t, mu_t, tiny_t = t(lr), t(mu), t(tiny)
     for i in prange(p.shape[0]):
-        _momentum_at(p, v, i, g[i], lr_t, mu_t, False)
+        _momentum_at(p, v, i, g[i], lr_t, mu_t, False, tiny_t)
 
 
-def _adam(p, g, m, v, step_size, beta1, beta2, eps, bc2_sqrt):
+def _adam(p, g, m, v, step_size, beta1, beta2, eps, bc2_sqrt, tiny):
     t = p.dtype.type
     b1, b2, c1, c2 = t(beta1), t(beta2), t(1.0 - beta1), t(1.0 - beta2)
-    step, eps_t, inv_bc2 = t(step_size), t(eps), t(1.0 / bc2_sqrt)
+    step, eps_t, inv_bc2, tiny_t = t(step_size), t(eps), t(1.0 / bc2_sqrt), t(tiny)
     for i in prange(p.shape[0]):
-        _adam_at(p, m, v, i, p[i], g[i], step, b1, b2, c1, c2, eps_t, inv_bc2)
+        _adam_at(p, m, v, i, p[i], g[i], step, b1, b2, c1, c2, eps_t, inv_bc2, tiny_t)
 
 
 # Parallel from these sizes of the first argument: measured by `python -m benchmarks.parallel_thresholds
@@ -60,12 +60,12 @@ def sgd_update(p, g, lr: float) -> None:
 
 def momentum_update(p, g, v, lr: float, mu: float) -> None:
     """v = mu * v + g; p -= lr * v (PyTorch's convention)."""
-    _momentum_kernel(p, g, v, lr, mu)
+    _momentum_kernel(p, g, v, lr, mu, np.finfo(p.dtype).tiny)
 
 
 def adam_update(p, g, m, v, step_size: float, beta1: float, beta2: float, eps: float, bc2_sqrt: float) -> None:
     """Adam in one pass: see ``reference.adam_update`` for the meaning of the scalars."""
-    _adam_kernel(p, g, m, v, step_size, beta1, beta2, eps, bc2_sqrt)
+    _adam_kernel(p, g, m, v, step_size, beta1, beta2, eps, bc2_sqrt, np.finfo(p.dtype).tiny)
 
 
 # --- regularised updates: decay mask d, global-norm clipping from the device scalar norm_sq ------------------------
@@ -87,31 +87,31 @@ def _sgd_regularized(p, g, d, norm_sq, clip, lr, l2):
         p[i] -= lr_t * _regularized_gradient(p, g, d, i, s, l2_t)
 
 
-def _momentum_regularized(p, g, v, d, norm_sq, clip, lr, mu, l2, nesterov):
+def _momentum_regularized(p, g, v, d, norm_sq, clip, lr, mu, l2, nesterov, tiny):
     t = p.dtype.type
-    s, lr_t, mu_t, l2_t = t(_clip_scale(norm_sq, clip)), t(lr), t(mu), t(l2)
+    s, lr_t, mu_t, l2_t, tiny_t = t(_clip_scale(norm_sq, clip)), t(lr), t(mu), t(l2), t(tiny)
     for i in prange(p.shape[0]):
-        _momentum_at(p, v, i, _regularized_gradient(p, g, d, i, s, l2_t), lr_t, mu_t, nesterov)
+        _momentum_at(p, v, i, _regularized_gradient(p, g, d, i, s, l2_t), lr_t, mu_t, nesterov, tiny_t)
 
 
-def _adam_regularized(p, g, m, v, d, norm_sq, clip, step_size, beta1, beta2, eps, bc2_sqrt, l2, decay):
+def _adam_regularized(p, g, m, v, d, norm_sq, clip, step_size, beta1, beta2, eps, bc2_sqrt, l2, decay, tiny):
     t = p.dtype.type
     s = t(_clip_scale(norm_sq, clip))
     b1, b2, c1, c2 = t(beta1), t(beta2), t(1.0 - beta1), t(1.0 - beta2)
-    step, eps_t, inv_bc2 = t(step_size), t(eps), t(1.0 / bc2_sqrt)
+    step, eps_t, inv_bc2, tiny_t = t(step_size), t(eps), t(1.0 / bc2_sqrt), t(tiny)
     l2_t, decay_t, one = t(l2), t(decay), t(1.0)
     for i in prange(p.shape[0]):
         gi = _regularized_gradient(p, g, d, i, s, l2_t)
-        _adam_at(p, m, v, i, p[i] * (one - decay_t * d[i]), gi, step, b1, b2, c1, c2, eps_t, inv_bc2)
+        _adam_at(p, m, v, i, p[i] * (one - decay_t * d[i]), gi, step, b1, b2, c1, c2, eps_t, inv_bc2, tiny_t)
 
 
-def _rmsprop(p, g, sq, buf, avg, d, norm_sq, clip, lr, alpha, eps, l2, mu, centered):
+def _rmsprop(p, g, sq, buf, avg, d, norm_sq, clip, lr, alpha, eps, l2, mu, centered, tiny):
     t = p.dtype.type
     s, lr_t, a, c = t(_clip_scale(norm_sq, clip)), t(lr), t(alpha), t(1.0 - alpha)
-    eps_t, l2_t, mu_t = t(eps), t(l2), t(mu)
+    eps_t, l2_t, mu_t, tiny_t = t(eps), t(l2), t(mu), t(tiny)
     for i in prange(p.shape[0]):
         gi = _regularized_gradient(p, g, d, i, s, l2_t)
-        _rmsprop_at(p, sq, buf, avg, i, gi, lr_t, a, c, eps_t, mu_t, centered)
+        _rmsprop_at(p, sq, buf, avg, i, gi, lr_t, a, c, eps_t, mu_t, centered, tiny_t)
 
 
 # Each regularised update takes its plain update's threshold (measured: the same or lower). RMSprop's serial
@@ -137,19 +137,21 @@ def sgd_regularized_update(p, g, d, norm_sq, clip: float, lr: float, l2: float) 
 def momentum_regularized_update(p, g, v, d, norm_sq, clip: float, lr: float, mu: float, l2: float,
                                 nesterov: int) -> None:
     """See ``reference.momentum_regularized_update``."""
-    _momentum_regularized_kernel(p, g, v, d, norm_sq, clip, lr, mu, l2, bool(nesterov))
+    _momentum_regularized_kernel(p, g, v, d, norm_sq, clip, lr, mu, l2, bool(nesterov), np.finfo(p.dtype).tiny)
 
 
 def adam_regularized_update(p, g, m, v, d, norm_sq, clip: float, step_size: float, beta1: float, beta2: float,
                             eps: float, bc2_sqrt: float, l2: float, decay: float) -> None:
     """See ``reference.adam_regularized_update``."""
-    _adam_regularized_kernel(p, g, m, v, d, norm_sq, clip, step_size, beta1, beta2, eps, bc2_sqrt, l2, decay)
+    _adam_regularized_kernel(p, g, m, v, d, norm_sq, clip, step_size, beta1, beta2, eps, bc2_sqrt, l2, decay,
+                             np.finfo(p.dtype).tiny)
 
 
 def rmsprop_update(p, g, sq, buf, avg, d, norm_sq, clip: float, lr: float, alpha: float, eps: float, l2: float,
                    mu: float, centered: int) -> None:
     """See ``reference.rmsprop_update``."""
-    _rmsprop_kernel(p, g, sq, buf, avg, d, norm_sq, clip, lr, alpha, eps, l2, mu, bool(centered))
+    _rmsprop_kernel(p, g, sq, buf, avg, d, norm_sq, clip, lr, alpha, eps, l2, mu, bool(centered),
+                    np.finfo(p.dtype).tiny)
 
 
 @jit

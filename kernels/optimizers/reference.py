@@ -6,6 +6,13 @@ from .. import array_module
 from ..registry import kernel
 
 
+def _normal_or_zero(moment) -> None:
+    """Zero, in place, the entries of ``moment`` below its dtype's smallest normal number (``scalar.normal_or_zero``
+    says why: a decayed moment never goes subnormal)."""
+    xp = array_module(moment)
+    xp.copyto(moment, 0, where=xp.abs(moment) < xp.finfo(moment.dtype).tiny)
+
+
 @kernel()
 def sgd_update(p, g, lr: float) -> None:
     """p -= lr * g."""
@@ -17,6 +24,7 @@ def momentum_update(p, g, v, lr: float, mu: float) -> None:
     """v = mu * v + g; p -= lr * v (PyTorch's convention)."""
     v *= mu
     v += g
+    _normal_or_zero(v)
     p -= lr * v
 
 
@@ -30,8 +38,10 @@ def adam_update(p, g, m, v, step_size: float, beta1: float, beta2: float, eps: f
     xp = array_module(p)
     m *= beta1
     m += (1 - beta1) * g
+    _normal_or_zero(m)
     v *= beta2
     v += (1 - beta2) * g * g
+    _normal_or_zero(v)
     p -= step_size * m / (xp.sqrt(v) / bc2_sqrt + eps)
 
 
@@ -94,6 +104,7 @@ def momentum_regularized_update(p, g, v, d, norm_sq, clip: float, lr: float, mu:
     gr = _regularized_gradient(p, g, d, norm_sq, clip, l2)
     v *= mu
     v += gr
+    _normal_or_zero(v)
     p -= lr * (gr + mu * v) if nesterov else lr * v
 
 
@@ -107,8 +118,10 @@ def adam_regularized_update(p, g, m, v, d, norm_sq, clip: float, step_size: floa
     p *= 1 - decay * d
     m *= beta1
     m += (1 - beta1) * gr
+    _normal_or_zero(m)
     v *= beta2
     v += (1 - beta2) * gr * gr
+    _normal_or_zero(v)
     p -= step_size * m / (xp.sqrt(v) / bc2_sqrt + eps)
 
 
@@ -123,15 +136,18 @@ def rmsprop_update(p, g, sq, buf, avg, d, norm_sq, clip: float, lr: float, alpha
     gr = _regularized_gradient(p, g, d, norm_sq, clip, l2)
     sq *= alpha
     sq += (1 - alpha) * gr * gr
+    _normal_or_zero(sq)
     if centered:
         avg *= alpha
         avg += (1 - alpha) * gr
+        _normal_or_zero(avg)
         denominator = xp.sqrt(sq - avg * avg) + eps
     else:
         denominator = xp.sqrt(sq) + eps
     if mu > 0:
         buf *= mu
         buf += gr / denominator
+        _normal_or_zero(buf)
         p -= lr * buf
     else:
         p -= lr * gr / denominator

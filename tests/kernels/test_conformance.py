@@ -181,6 +181,32 @@ def test_a_missing_kernel_falls_back_to_the_reference(set_name: str, name: str) 
     assert_same(run(lacking, name, np.float64), run(ReferenceKernels(), name, np.float64), np.float64)
 
 
+MOMENTS = {"momentum_update": ((2,), None), "momentum_update_hyper": ((2,), None), "adam_update": ((2, 3), None),
+           "adam_update_hyper": ((2, 3), None), "momentum_regularized_update": ((2,), 3),
+           "adam_regularized_update": ((2, 3), 4), "rmsprop_update": ((2, 3, 4), 5)}
+"""Each optimizer update that keeps moments: their argument indices, and its decay mask's (zeroed: no L2 term)."""
+
+
+@pytest.mark.parametrize("name", sorted(MOMENTS))
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("set_name", SETS)
+def test_a_moment_that_decays_below_the_smallest_normal_number_becomes_zero(set_name: str, dtype: Any,
+                                                                            name: str) -> None:
+    """With a zero gradient every moment decays: those just above the smallest normal number fall below it and
+    become exactly zero, never subnormal (``kernels.scalar.normal_or_zero``); a large one decays as usual."""
+    args, _ = CASES[name](np.random.default_rng(0), dtype)
+    moments, mask = MOMENTS[name]
+    args[1][:] = 0
+    if mask is not None:
+        args[mask][:] = 0
+    for k in moments:
+        args[k][:] = np.finfo(dtype).tiny * dtype(1.0001)
+        args[k][0] = 0.5
+    getattr(SETS[set_name](), name)(*args)
+    for k in moments:
+        assert 0.4 < args[k][0] < 0.5 and not args[k][1:].any(), (k, args[k])
+
+
 def test_the_fused_sets_implement_what_their_families_define() -> None:
     assert CpuKernels().implementation("im2col") == "cpu" and CudaKernels().implementation("im2col") == "cuda"
     assert ReferenceKernels.overridden == frozenset(kernels())
