@@ -327,13 +327,15 @@ def copy_bandwidth(config: Config, backend: Backend, elements: int | None = None
 def case_row(backend: Backend, functions: dict[str, Callable[..., Any]], label: str, n: int,
              rng: np.random.Generator, copy_gb_per_s: float, min_seconds: float | None, repeats: int) -> dict[str, Any]:
     """One case at ``n`` elements: fused and reference times interleaved, bandwidth, share of copy bandwidth.
-    Each sample lasts at least ``min_seconds``; None: one call per sample (the CUDA simulator's rehearsal)."""
+    Each sample lasts at least ``min_seconds`` after a warm-up round; None: one call per sample and no warm-up (the
+    CUDA simulator's rehearsal, whose timings mean nothing and whose slowest kernels take seconds a call)."""
     work = CASES[label][1](backend, rng, n)
     candidates = {mode: Candidate(lambda f=f: f(*work.args), backend.synchronize) for mode, f in functions.items()}
     for candidate in candidates.values():
         if min_seconds is not None:
             candidate.calibrate(min_seconds)
-    times = {mode: Stats.of(s).median for mode, s in interleave(candidates, repeats).items()}
+    samples = interleave(candidates, repeats, warmup=0 if min_seconds is None else 1)
+    times = {mode: Stats.of(s).median for mode, s in samples.items()}
     row = {"device": backend.name, "kernel": label, "elements": work.elements, "bytes": work.moved}
     for mode, seconds in times.items():
         gbs = work.moved / seconds / 1e9
