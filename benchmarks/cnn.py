@@ -132,7 +132,7 @@ def convolution_rows(config: Config, task: Any) -> list[dict[str, Any]]:
             layer.backward(dy, ws, need_dx)
 
         seconds = Stats.of(interleave({"conv": Candidate(step)}, config.repeats, config.warmup)["conv"]).median
-        patch_rows, fan_in = batch * math.prod(layer.output_shape[:2]), layer.fan_in
+        patch_rows, fan_in = batch * math.prod(layer.conv_shape[:2]), layer.fan_in
         matmuls = 3 if need_dx else 2
         flops = 2 * patch_rows * fan_in * layer.units * matmuls
         sgemm = _sgemm_gflops(config, patch_rows, fan_in, layer.units)

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from xpnet.errors import ConfigError
-from xpnet.layers import Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D, RandomShift, Reshape, layer_from_config
+from xpnet.layers import Conv2D, Dense, Dropout, Flatten, Layer, RandomShift, Reshape, layer_from_config
 from xpnet.model import Model
 
 DENSE_KEYS = {"input_dim", "output_dim", "activation", "bias", "init", "init_scale", "alpha"}
@@ -81,15 +81,16 @@ def cnn(
     **model_options: Any,
 ) -> Model:
     """A small convolutional classifier for flat image rows: per entry of ``filters``, a 3x3 ReLU convolution
-    ("same" padding) and a 2x2 max-pool; then a ``dense``-unit ReLU layer (with ``dropout`` before and after it)
-    and a softmax output. ``shift`` > 0 puts a RandomShift of up to that many pixels first, after the Reshape:
-    training images move at random, which augments the data."""
+    ("same" padding) with a 2x2 max-pool (one Conv2D layer that pools before its activation); then a
+    ``dense``-unit ReLU layer (with ``dropout`` before and after it) and a softmax output. ``shift`` > 0 puts a
+    RandomShift of up to that many pixels first, after the Reshape: training images move at random, which augments
+    the data."""
     input_shape = tuple(input_shape)
     layers: list[Layer] = [Reshape(input_shape)]
     if shift:
         layers.append(RandomShift(shift))
     for count in filters:
-        layers += [Conv2D(count, 3, padding="same", activation="relu"), MaxPool2D(2)]
+        layers.append(Conv2D(count, 3, padding="same", activation="relu", max_pool=2))
     layers.append(Flatten())
     if dropout:
         layers.append(Dropout(dropout))

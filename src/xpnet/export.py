@@ -111,10 +111,12 @@ def _conv2d(graph: _Graph, layer: Conv2D, name: str) -> None:
     (kh, kw), (height, width, channels) = layer.kernel_size, layer.input_shape
     weights = graph.host(layer.params["W"]).reshape(kh, kw, channels, layer.filters).transpose(3, 2, 0, 1)
     ends = [max((out - 1) * stride + window - size - begin, 0) for out, stride, window, size, begin in
-            zip(layer.output_shape[:2], layer.strides, layer.kernel_size, (height, width), layer.pads, strict=True)]
+            zip(layer.conv_shape[:2], layer.strides, layer.kernel_size, (height, width), layer.pads, strict=True)]
     graph.apply("Conv", f"{name}/conv", graph.constant(f"{name}/W", weights), *_bias(graph, layer, name),
                 kernel_shape=[kh, kw], strides=list(layer.strides), pads=[*layer.pads, *ends])
     _activation(graph, layer, name)
+    if layer.max_pool is not None:
+        graph.apply("MaxPool", f"{name}/maxpool", kernel_shape=list(layer.max_pool), strides=list(layer.max_pool))
 
 
 def _max_pool(graph: _Graph, layer: MaxPool2D, name: str) -> None:

@@ -35,6 +35,7 @@ from xpnet.data.mnist import load_mnist
 from xpnet.errors import ExportError
 from xpnet.export import ACTIVATION_OPS, OPSET, to_onnx
 from xpnet.layers import LAYER_TYPES
+from xpnet.layers.conv import NEVER_DECREASING
 from xpnet.serialization import load_model, save_model
 from xpnet.tasks import mnist as mnist_task
 
@@ -134,6 +135,16 @@ def test_every_activation(activation: str, tmp_path: Path) -> None:
     conv = Sequential([Reshape((5, 4, 3)), Conv2D(4, 3, padding="same", activation=activation, alpha=0.3),
                        Flatten()], input_shape=60, loss="mse", seed=1, device="cpu")
     assert_exports_exactly(conv, random_rows(conv), tmp_path / "conv.onnx")
+
+
+@pytest.mark.parametrize("activation", NEVER_DECREASING)
+def test_a_convolution_that_max_pools_becomes_conv_activation_maxpool(activation: str, tmp_path: Path) -> None:
+    """Conv2D(max_pool=...) pools before its activation; the export pools after it, as ONNX models are written."""
+    model = Sequential([Reshape((7, 5, 3)), Conv2D(4, 3, padding="same", activation=activation, alpha=0.3,
+                                                   max_pool=(2, 3)), Flatten()], input_shape=105, loss="mse", seed=1,
+                       device="cpu")
+    model.set_parameters(np.random.default_rng(3).normal(size=model.parameter_count))
+    assert_exports_exactly(model, random_rows(model), tmp_path / "conv-pool.onnx")
 
 
 @pytest.mark.parametrize(("kernel", "strides", "padding", "bias"), [

@@ -156,6 +156,21 @@ def test_stacked_convolutions_pooling_and_input_gradients(kernel_mode):
 
 
 @pytest.mark.parametrize("kernel_mode", ["fused", "reference"])
+@pytest.mark.parametrize(("activation", "pool"), [("relu", 2), ("leaky_relu", (2, 3)), ("sigmoid", (3, 1)),
+                                                  ("tanh", 2), ("identity", (1, 2))])
+def test_convolutions_that_max_pool_before_their_activation(kernel_mode, activation, pool):
+    """Conv2D(max_pool=...) on odd sizes (the pool drops the last row or column), two of them stacked: the first
+    one's gradients pass back through the second one's scatter and col2im."""
+    layers = [Reshape((7, 7, 2), input_shape=98),
+              Conv2D(3, 3, padding="same", activation=activation, alpha=0.2, max_pool=pool),
+              Conv2D(2, 1, activation="sigmoid", max_pool=(1, 2)), Flatten(), Dense(2, "sigmoid")]
+    model = Model(layers, "bce", dtype="float64", seed=13, device="cpu", kernel_mode=kernel_mode)
+    rng = np.random.default_rng(14)
+    _move_off_kinks(model, rng)
+    _check(model, rng.standard_normal((3, 98)), (rng.random((3, 2)) > 0.5).astype(float))
+
+
+@pytest.mark.parametrize("kernel_mode", ["fused", "reference"])
 def test_overlapping_pools(kernel_mode):
     layers = [Conv2D(2, 2, activation="relu", input_shape=(6, 6, 1)), MaxPool2D(3, strides=2), Flatten(),
               Dense(2, "identity")]

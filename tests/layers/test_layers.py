@@ -70,7 +70,8 @@ def test_glorot_counts_a_convolutions_window_in_its_fan_out(init):
 
 def test_every_layer_round_trips_through_its_config():
     layers = [Reshape((6, 6, 2)), RandomShift((1, 2), seed=4), Conv2D(3, (3, 2), (1, 2), "same", "tanh", bias=False),
-              BatchNorm(0.9, 1e-4), MaxPool2D(2, 1), Dropout(0.3, seed=5), Flatten(), Dense(4, "leaky_relu", alpha=0.2)]
+              BatchNorm(0.9, 1e-4), MaxPool2D(2, 1), Dropout(0.3, seed=5), Conv2D(2, 1, activation="relu", max_pool=2),
+              Flatten(), Dense(4, "leaky_relu", alpha=0.2)]
     model = Sequential(layers, "mse", input_shape=72, device="cpu", seed=1)
     for layer in model.layers:
         again = layer_from_config(layer.config())
@@ -96,6 +97,31 @@ def test_the_new_layers_save_load_and_predict_the_same(tmp_path):
     np.testing.assert_array_equal(loaded.predict_proba(x), model.predict_proba(x))
 
 
+@pytest.mark.parametrize("kernel_mode", ["fused", "reference"])
+@pytest.mark.parametrize(("activation", "pool"), [("relu", 2), ("leaky_relu", (3, 2)), ("tanh", (2, 1))])
+def test_a_convolution_that_max_pools_equals_conv2d_then_maxpool2d(kernel_mode, activation, pool):
+    """Pooling before the activation gives Conv2D + MaxPool2D's outputs and, a summation order aside, gradients;
+    the pool drops the odd last row and column as MaxPool2D does, and the summary names the pool."""
+    def build(fused: bool) -> Sequential:
+        conv = Conv2D(4, 3, padding="same", activation=activation, alpha=0.3, max_pool=pool if fused else None)
+        return Sequential([Reshape((7, 9, 2)), conv, *([] if fused else [MaxPool2D(pool)]), Flatten(),
+                           Dense(3, "softmax")], input_shape=126, device="cpu", seed=2, dtype="float64",
+                          kernel_mode=kernel_mode)
+
+    fused, separate = build(True), build(False)
+    assert fused.layers[1].output_shape == separate.layers[2].output_shape
+    assert f"max-pool {fused.layers[1].max_pool[0]}x{fused.layers[1].max_pool[1]}" in fused.summary(print_fn=None)
+    rng = np.random.default_rng(3)
+    fused.buffer[0][:] = separate.buffer[0][:] = rng.standard_normal(fused.buffer[0].size)
+    x, y = rng.standard_normal((5, 126)), np.eye(3)[rng.integers(0, 3, 5)]
+    np.testing.assert_array_equal(fused.predict_proba(x), separate.predict_proba(x))
+    gradients = []
+    for model in (fused, separate):
+        model.compute_gradients(x, y, model.workspace(5, backward=True), np.zeros(2), True)
+        gradients.append(model.buffer[1].copy())
+    np.testing.assert_allclose(*gradients, rtol=1e-12, atol=1e-15)
+
+
 def test_state_is_its_own_buffer_saved_with_the_model(tmp_path):
     model = Sequential([Dense(3, input_dim=2), BatchNorm(), Dense(2, "softmax")], device="cpu", seed=0)
     assert model.parameter_count == 2 * 3 + 3 + 3 + 3 + 3 * 2 + 2 and model.state_count == 6
@@ -111,6 +137,12 @@ def test_state_is_its_own_buffer_saved_with_the_model(tmp_path):
     (lambda: Conv2D(8, 3, padding="full"), "padding must be one of valid, same"),
     (lambda: Conv2D(8, (3, 3, 3)), "one integer or (height, width)"),
     (lambda: MaxPool2D(0), "pool_size must be a positive integer"),
+    (lambda: Conv2D(8, 3, max_pool=0), "Conv2D max_pool must be a positive integer"),
+    (lambda: Conv2D(8, 3, activation="softmax", max_pool=2),
+     "equals pooling after it only for an activation that never decreases"),
+    (lambda: Conv2D(8, 3, activation="leaky_relu", alpha=-0.5, max_pool=2), "not leaky_relu with alpha -0.5"),
+    (lambda: Sequential([Conv2D(8, 3, max_pool=(1, 2)), Flatten(), Dense(2, "softmax")], input_shape=(4, 3, 1)),
+     "layer 0 (conv2d): the 1x2 max_pool is larger than the convolution's 2x1 output"),
     (lambda: AvgPool2D(2, strides=0), "AvgPool2D strides must be a positive integer"),
     (lambda: Activation("swish"), "unknown activation 'swish'"),
     (lambda: Activation("relu", alpha=float("nan")), "alpha (the leaky-ReLU slope) must be a finite number"),

@@ -99,22 +99,30 @@ class AffineLayer(Layer):
 
     def affine_forward(self, patches: Any, ws: Workspace) -> Any:
         """f(patches @ W + b) into ``ws``'s ``a``, keeping z (and f'(z) when ``ws`` has room for it)."""
-        z, d = self._rows(ws.batch["z"]), ws.batch.get("d")
-        self.backend.kernels.product(patches, self.params["W"], z)
-        self.backend.kernels.bias_activation(z, self.params["b"], self.code, self.alpha, self._rows(ws.batch["a"]),
-                                             None if d is None else self._rows(d))
+        self.backend.kernels.product(patches, self.params["W"], self._rows(ws.batch["z"]))
+        return self.activate(ws)
+
+    def activate(self, ws: Workspace) -> Any:
+        """z += b, a = f(z) and f'(z) (when ``ws`` has room for it), all in ``ws``'s buffers; returns a."""
+        d = ws.batch.get("d")
+        self.backend.kernels.bias_activation(self._rows(ws.batch["z"]), self.params["b"], self.code, self.alpha,
+                                             self._rows(ws.batch["a"]), None if d is None else self._rows(d))
         return ws.batch["a"]
 
     def affine_backward(self, patches: Any, dy: Any, ws: Workspace) -> Any:
         """dL/dz from dL/da ``dy`` (in place), then the bias and weight gradients; returns dL/dz as rows."""
-        xp, grads = self.backend.xp, self.grads
+        dz = self.deactivate(dy, ws)
+        self.backend.kernels.weight_gradient(patches, dz, self.grads["W"])
+        return dz
+
+    def deactivate(self, dy: Any, ws: Workspace) -> Any:
+        """dL/dz from dL/da ``dy`` (in place) and the bias gradient, its column sums; returns dL/dz as rows."""
         dz = self._rows(dy)
         if self.fused_with_loss:  # the loss already gave dL/dz
-            xp.sum(dz, axis=0, out=grads["b"])
+            self.backend.xp.sum(dz, axis=0, out=self.grads["b"])
         else:
             self.backend.kernels.activation_backward(dz, self._rows(ws.batch["d"]), self._rows(ws.batch["a"]),
-                                                     self.code, dz, grads["b"])
-        self.backend.kernels.weight_gradient(patches, dz, grads["W"])
+                                                     self.code, dz, self.grads["b"])
         return dz
 
     def settings(self) -> dict[str, Any]:
