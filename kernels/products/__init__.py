@@ -14,7 +14,10 @@ def _check_matrices(kernel: str, operands: dict, expected: tuple, rule: str) -> 
 
 
 def check_product(a, b, out) -> None:
-    """Refuse shapes that disagree: a (rows, K), b (K, F), out (rows, F)."""
+    """Refuse shapes that disagree: a (rows, K), b (K, F), out (rows, F). (The first test passes good shapes in
+    a fraction of a microsecond: every step makes several products.)"""
+    if a.ndim == b.ndim == out.ndim == 2 and out.shape == (a.shape[0], b.shape[1]) and a.shape[1] == b.shape[0]:
+        return
     rows, k = a.shape if a.ndim == 2 else (-1, -1)
     f = b.shape[1] if b.ndim == 2 else -1
     _check_matrices("product", {"a": (a, "(rows, K)"), "b": (b, "(K, F)"), "out": (out, "(rows, F)")},
@@ -22,7 +25,10 @@ def check_product(a, b, out) -> None:
 
 
 def check_weight_gradient(patches, dz, out) -> None:
-    """Refuse shapes that disagree: patches (rows, K), dz (rows, F), out (K, F)."""
+    """Refuse shapes that disagree: patches (rows, K), dz (rows, F), out (K, F) (good shapes pass the first test)."""
+    if (patches.ndim == dz.ndim == out.ndim == 2 and out.shape == (patches.shape[1], dz.shape[1])
+            and patches.shape[0] == dz.shape[0]):
+        return
     rows, k = patches.shape if patches.ndim == 2 else (-1, -1)
     f = dz.shape[1] if dz.ndim == 2 else -1
     _check_matrices("weight_gradient",
