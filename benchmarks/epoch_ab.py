@@ -4,7 +4,7 @@
 must import the xpnet under test (its checkout's virtual environment). For every pair, A then B (then B then A on
 the next pair, so neither always runs second) each start a fresh process that loads MNIST, compiles its kernels on a
 few batches, and times one epoch of each model in that process (``--child`` mode, which prints JSON). Only the
-public API is used (``xpnet.load_mnist``, ``xpnet.mlp``, ``xpnet.Sequential``, ``fit``), so any two versions compare.
+public API is used (``xpnet.load_mnist``, ``xpnet.mlp``, ``xpnet.cnn``, ``fit``), so any two versions compare.
 The report is the median of each model's epoch seconds and the median of the pairwise B/A ratios.
 """
 
@@ -29,16 +29,15 @@ CNN_BATCH = 64
 
 
 def _build(name: str) -> tuple[Any, int]:
+    """The model and its batch size; the CNN as the library's own builder makes it (``xpnet.cnn``), so each
+    checkout trains the network its users get (since Conv2D's ``max_pool``, one layer per conv + pool stage)."""
     import xpnet
-    from xpnet import Conv2D, Dense, Flatten, MaxPool2D, Reshape, Sequential
 
     if name == "mlp":
         return xpnet.mlp(MLP_SIZES, activation="relu", output_activation="softmax", optimizer="adam", lr=1e-3,
                          device="cpu", seed=0), 128
-    layers = [Reshape((28, 28, 1)), Conv2D(8, 3, padding="same", activation="relu"), MaxPool2D(2),
-              Conv2D(32, 3, padding="same", activation="relu"), MaxPool2D(2), Flatten(),
-              Dense(128, activation="relu"), Dense(10, activation="softmax")]
-    return Sequential(layers, input_shape=784, optimizer="adam", lr=5e-3, device="cpu", seed=0), CNN_BATCH
+    return xpnet.cnn((28, 28, 1), 10, filters=(8, 32), dense=128, optimizer="adam", lr=5e-3, device="cpu",
+                     seed=0), CNN_BATCH
 
 
 def child(data_dir: str) -> dict[str, float]:
