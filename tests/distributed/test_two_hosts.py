@@ -153,12 +153,15 @@ def assert_resumes_as_one_process(args: list[str]) -> None:
 
 @pytest.mark.parametrize("cleanup", ["launcher", "xpnet"])
 def test_a_rank_killed_on_one_host_ends_the_job_naming_it_and_its_host(hosts, shared_data, tmp_path, cleanup):
-    """By default MPICH's launcher ends the job the moment a rank dies, naming its pid and host (and the rank
+    """By default MPICH's launcher ends the job the moment a rank dies, naming a pid and the host (and the rank
     watching it may name it too, if it is quick enough); with ``-disable-auto-cleanup`` the launcher leaves that to
-    xpnet, whose heartbeats name the rank and host in one line."""
+    xpnet, whose heartbeats name the rank and host in one line. The launcher names the first process of that host
+    that it found ended badly: mostly the killed rank, but sometimes the host's other rank, which its cleanup has
+    killed by then (seen once in CI: rank 3 killed, rank 2 named)."""
     args = _train(shared_data, tmp_path, "--quiet", "--epochs", "5")
     process = start(hosts, 4, *args, options=("-disable-auto-cleanup",) if cleanup == "xpnet" else ())
     _wait_for((tmp_path / "ckpt", "checkpoint-e00001-*.npz"), process)
+    host_b_ranks = {rank_pid(hosts, 1, rank) for rank in (2, 3)}
     pid = rank_pid(hosts, 1, 3)
     killed = time.monotonic()
     os.kill(pid, signal.SIGKILL)
@@ -169,9 +172,10 @@ def test_a_rank_killed_on_one_host_ends_the_job_naming_it_and_its_host(hosts, sh
     if cleanup == "xpnet":
         assert len(named) == 1, out + err
         assert "Traceback" not in err
-    else:  # MPICH's Hydra names the process by pid and host file name, on stdout
-        assert [line for line in out.splitlines() if str(pid) in line] == [
-            f"=   PID {pid} RUNNING AT {hosts.hosts[1].name}"], out + err
+    else:  # MPICH's Hydra names a process of host B by pid and host file name, on stdout
+        named_by_launcher = [line for line in out.splitlines() if line.startswith("=   PID ")]
+        expected = [[f"=   PID {ended} RUNNING AT {hosts.hosts[1].name}"] for ended in sorted(host_b_ranks)]
+        assert named_by_launcher in expected, out + err
     assert_resumes_as_one_process(args)
 
 
