@@ -161,8 +161,8 @@ def test_a_rank_killed_on_one_host_ends_the_job_naming_it_and_its_host(hosts, sh
     args = _train(shared_data, tmp_path, "--quiet", "--epochs", "5")
     process = start(hosts, 4, *args, options=("-disable-auto-cleanup",) if cleanup == "xpnet" else ())
     _wait_for((tmp_path / "ckpt", "checkpoint-e00001-*.npz"), process)
-    host_b_ranks = {rank_pid(hosts, 1, rank) for rank in (2, 3)}
-    pid = rank_pid(hosts, 1, 3)
+    host_b_ranks = {rank: rank_pid(hosts, 1, rank) for rank in (2, 3)}
+    pid = host_b_ranks[3]
     killed = time.monotonic()
     os.kill(pid, signal.SIGKILL)
     out, err = finish(process, 60, hosts)
@@ -174,7 +174,7 @@ def test_a_rank_killed_on_one_host_ends_the_job_naming_it_and_its_host(hosts, sh
         assert "Traceback" not in err
     else:  # MPICH's Hydra names a process of host B by pid and host file name, on stdout
         named_by_launcher = [line for line in out.splitlines() if line.startswith("=   PID ")]
-        expected = [[f"=   PID {ended} RUNNING AT {hosts.hosts[1].name}"] for ended in sorted(host_b_ranks)]
+        expected = [[f"=   PID {ended} RUNNING AT {hosts.hosts[1].name}"] for ended in host_b_ranks.values()]
         assert named_by_launcher in expected, out + err
     assert_resumes_as_one_process(args)
 

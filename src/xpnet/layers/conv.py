@@ -92,7 +92,7 @@ class Conv2D(AffineLayer):
         self.conv_shape = (oh, ow, self.units)
         if self.max_pool is None:
             return self.conv_shape
-        (ph, pw) = self.max_pool
+        ph, pw = self.max_pool
         if ph > oh or pw > ow:
             raise ConfigError(f"the {ph}x{pw} max_pool is larger than the convolution's {oh}x{ow} output")
         return (oh // ph, ow // pw, self.units)
