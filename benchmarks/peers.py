@@ -7,6 +7,7 @@ all of them alike. PyTorch is optional: without it the peer is reported missing.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -112,28 +113,74 @@ def xpnet_epoch(config: Config, device: str, mode: str, x: np.ndarray, y: np.nda
                      backend.synchronize)
 
 
+def _step_products(backend: Any, rows: int, rng: np.random.Generator) -> list[tuple[Any, Any, Any]]:
+    """The MLP step's 8 matrix products for a batch of ``rows``, in the order a step runs them, as (left, right,
+    out) on random data in preallocated buffers: each layer's forward product, then from the last layer down its
+    weight gradient and (all but the first layer) its input gradient."""
+    xp = backend.xp
+    forward, backward = [], []
+    for fan_in, units in zip(SIZES[:-1], SIZES[1:], strict=True):
+        a, w, dz = (backend.asarray(rng.standard_normal(shape).astype(np.float32))
+                    for shape in ((rows, fan_in), (fan_in, units), (rows, units)))
+        out, dw, da = (xp.empty(shape, np.float32) for shape in ((rows, units), (fan_in, units), (rows, fan_in)))
+        forward.append((a, w, out))
+        layer = [(a.T, dz, dw)]
+        if fan_in != SIZES[0]:  # the first layer's input needs no gradient
+            layer.append((dz, w.T, da))
+        backward.insert(0, layer)
+    return forward + [product for layer in backward for product in layer]
+
+
+def _batches(samples: int) -> list[int]:
+    """The batch sizes of an epoch over ``samples``: full batches, then the remainder."""
+    return [BATCH] * (samples // BATCH) + ([samples % BATCH] if samples % BATCH else [])
+
+
 def gemm_bound_epoch(config: Config, device: str, samples: int) -> Candidate:
-    """The matrix products alone of one epoch of the MLP's training steps, on random data in preallocated buffers:
-    per layer the forward product and the weight gradient, and the input gradient for every layer but the first.
-    No implementation of this step on this BLAS can take less; an epoch's time over it says what the rest costs."""
+    """The matrix products alone of one epoch of the MLP's training steps, each product run for every batch in a
+    row (its operands stay in cache). No implementation of this step on this BLAS can take less; an epoch's time
+    over it says what the rest costs."""
     backend = config.backend(device, "fused")
-    xp, rng = backend.xp, np.random.default_rng(0)
-    batches = [BATCH] * (samples // BATCH) + ([samples % BATCH] if samples % BATCH else [])
-    products = []
-    for rows in sorted(set(batches)):
-        for fan_in, units in zip(SIZES[:-1], SIZES[1:], strict=True):
-            a, w, dz = (backend.asarray(rng.standard_normal(shape).astype(np.float32))
-                        for shape in ((rows, fan_in), (fan_in, units), (rows, units)))
-            out, dw, da = (xp.empty(shape, np.float32) for shape in ((rows, units), (fan_in, units), (rows, fan_in)))
-            count = batches.count(rows)
-            products += [(count, a, w, out), (count, a.T, dz, dw)]
-            if fan_in != SIZES[0]:  # the first layer's input needs no gradient
-                products.append((count, dz, w.T, da))
+    xp, rng, batches = backend.xp, np.random.default_rng(0), _batches(samples)
+    runs = [(batches.count(rows), product) for rows in sorted(set(batches))
+            for product in _step_products(backend, rows, rng)]
 
     def epoch() -> None:
-        for count, left, right, out in products:
+        for count, (left, right, out) in runs:
             for _ in range(count):
                 xp.matmul(left, right, out=out)
+
+    return Candidate(epoch, backend.synchronize)
+
+
+def _adam_pass(backend: Any) -> Callable[[int], None]:
+    """One Adam update of the MLP's flat parameter, gradient and moment buffers (fixed random gradients), as a
+    function of the step number."""
+    model = mlp(SIZES, optimizer="adam", lr=LR, backend=backend)
+    params, grads, moments = model.buffer[0], model.buffer[1], model.buffer[2:]
+    grads[...] = backend.asarray(np.random.default_rng(0).standard_normal(grads.shape).astype(np.float32) * 1e-3)
+
+    def update(step: int) -> None:
+        model.optimizer.update(backend.kernels, params, grads, moments, step, 0.0, model.decay_targets)
+
+    return update
+
+
+def step_floor_epoch(config: Config, device: str, samples: int) -> Candidate:
+    """The products and the Adam pass of every step, in a step's order: per batch the 8 products, then one update
+    of the flat parameters. What a step that updates after its products cannot go below, with each product's
+    operands as cold as a step leaves them, and the update reading moments the products pushed out of cache."""
+    backend = config.backend(device, "fused")
+    xp, rng = backend.xp, np.random.default_rng(0)
+    steps = {rows: _step_products(backend, rows, rng) for rows in set(_batches(samples))}
+    order = [steps[rows] for rows in _batches(samples)]
+    update = _adam_pass(backend)
+
+    def epoch() -> None:
+        for step, products in enumerate(order, 1):
+            for left, right, out in products:
+                xp.matmul(left, right, out=out)
+            update(step)
 
     return Candidate(epoch, backend.synchronize)
 
@@ -142,14 +189,11 @@ def optimizer_epoch(config: Config, device: str, samples: int) -> Candidate:
     """The Adam updates alone of one epoch of the MLP: one fused pass over the flat parameter, gradient and moment
     buffers per batch. Together with the products alone, what any step that updates after its backward pass costs."""
     backend = config.backend(device, "fused")
-    model = mlp(SIZES, optimizer="adam", lr=LR, backend=backend)
-    params, grads, moments = model.buffer[0], model.buffer[1], model.buffer[2:]
-    grads[...] = backend.asarray(np.random.default_rng(0).standard_normal(grads.shape).astype(np.float32) * 1e-3)
-    steps = -(-samples // BATCH)
+    update, steps = _adam_pass(backend), len(_batches(samples))
 
     def epoch() -> None:
         for step in range(1, steps + 1):
-            model.optimizer.update(backend.kernels, params, grads, moments, step, 0.0, model.decay_targets)
+            update(step)
 
     return Candidate(epoch, backend.synchronize)
 
@@ -168,6 +212,7 @@ def run(config: Config) -> dict[str, Any]:
             candidates[f"xpnet {mode} ({device})"] = xpnet_epoch(config, device, mode, x, one_hot)
         candidates[f"matrix products alone ({device})"] = gemm_bound_epoch(config, device, len(x))
         candidates[f"Adam updates alone ({device})"] = optimizer_epoch(config, device, len(x))
+        candidates[f"products and Adam in step order ({device})"] = step_floor_epoch(config, device, len(x))
         if version:
             peer = TorchPeer(x, labels.astype(np.int64), TORCH_DEVICES[device])
             candidates[f"torch ({device})"] = Candidate(peer.epoch, peer.sync)
@@ -184,6 +229,8 @@ def run(config: Config) -> dict[str, Any]:
     notes = ["matrix products alone: the step's 8 products (3 forward, 3 weight gradients, 2 input gradients) "
              "for every batch of an epoch, nothing else: the bound no implementation on this BLAS can beat",
              "Adam updates alone: the optimizer's pass over the 235,146 parameters for every batch of an epoch",
+             "products and Adam in step order: per batch the 8 products as a step orders them, then the Adam pass: "
+             "the floor of any step that updates after its products, with the caches as a step leaves them",
              f"{len(x)} training samples, batch {BATCH}, {'-'.join(map(str, SIZES))}, Adam lr {LR}, float32; "
              "same data on the same device, each implementation shuffles its own batch order"]
     if version:

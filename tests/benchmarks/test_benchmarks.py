@@ -142,6 +142,7 @@ def test_quick_run_writes_sane_results(tmp_path: Path, shared_data: Path) -> Non
     assert _positive(peers["xpnet reference (cpu)"]["s_per_epoch"])
     assert 0 < peers["matrix products alone (cpu)"]["ratio_to_xpnet_fused"] < 1  # a bound below the whole step
     assert 0 < peers["Adam updates alone (cpu)"]["ratio_to_xpnet_fused"] < 1  # a part of the step
+    assert 0 < peers["products and Adam in step order (cpu)"]["ratio_to_xpnet_fused"] < 1  # the step's floor
     assert (peers["torch (cpu)"]["s_per_epoch"] is None) == (sections["peers"]["torch"] is None)
 
     mnist = sections["end_to_end"]["mnist"][0]
