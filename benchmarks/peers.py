@@ -171,9 +171,9 @@ def step_floor_epoch(config: Config, device: str, samples: int) -> Candidate:
     of the flat parameters. What a step that updates after its products cannot go below, with each product's
     operands as cold as a step leaves them, and the update reading moments the products pushed out of cache."""
     backend = config.backend(device, "fused")
-    xp, rng = backend.xp, np.random.default_rng(0)
-    steps = {rows: _step_products(backend, rows, rng) for rows in set(_batches(samples))}
-    order = [steps[rows] for rows in _batches(samples)]
+    xp, rng, batches = backend.xp, np.random.default_rng(0), _batches(samples)
+    steps = {rows: _step_products(backend, rows, rng) for rows in set(batches)}
+    order = [steps[rows] for rows in batches]
     update = _adam_pass(backend)
 
     def epoch() -> None:
