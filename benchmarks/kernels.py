@@ -199,6 +199,21 @@ def _max_pool_backward(backend: Backend, rng: np.random.Generator, n: int) -> Wo
     return Workload((out, argmax, *sizes, x), x.size, x.nbytes + out.nbytes + argmax.nbytes)
 
 
+def _max_pool_activation(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
+    """2x2 windows side by side, then bias + ReLU, writing z, a, d and the argmax."""
+    x, *_, out, argmax = _max_pool(backend, rng, n).args
+    a, d, b = backend.empty(out.shape), backend.empty(out.shape), _normal(backend, rng, (out.shape[-1],))
+    return Workload((x, 2, 2, b, RELU, 0.0, out, a, d, argmax), x.size,
+                    x.nbytes + 3 * out.nbytes + argmax.nbytes)
+
+
+def _max_pool_activation_backward(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
+    x, *sizes, b, relu, alpha, z, a, d, argmax = _max_pool_activation(backend, rng, n).args
+    backend.kernels.max_pool_activation(x, *sizes, b, relu, alpha, z, a, d, argmax)
+    da, db = _normal(backend, rng, z.shape), backend.empty(b.shape)
+    return Workload((da, d, argmax, *sizes, x, db), x.size, x.nbytes + 2 * z.nbytes + argmax.nbytes)
+
+
 def _avg_pool(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
     """2x2 windows at stride 2."""
     x = _maps(backend, rng, max(1, n // int(np.prod(FEATURE_MAP))))
@@ -295,6 +310,8 @@ CASES: dict[str, tuple[str, Callable[..., Workload]]] = {
     "product (72 x 32 weights, a second convolution's)": ("product", _product),
     "max_pool (2x2, stride 2)": ("max_pool", _max_pool),
     "max_pool_backward (2x2, stride 2)": ("max_pool_backward", _max_pool_backward),
+    "max_pool_activation (2x2, ReLU)": ("max_pool_activation", _max_pool_activation),
+    "max_pool_activation_backward (2x2, ReLU)": ("max_pool_activation_backward", _max_pool_activation_backward),
     "avg_pool (2x2, stride 2)": ("avg_pool", _avg_pool),
     "avg_pool_backward (2x2, stride 2)": ("avg_pool_backward", _avg_pool_backward),
     "global_avg_pool": ("global_avg_pool", _global_avg_pool),

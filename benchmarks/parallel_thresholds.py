@@ -71,6 +71,13 @@ def _max_pool(n: int, rng: np.random.Generator) -> tuple:
     return out, np.empty(out.shape, np.int32), x, 2, 2, 2, 2
 
 
+def _max_pool_activation(n: int, rng: np.random.Generator) -> tuple:
+    """The fused 2x2 pool + bias + ReLU: z, a, d and argmax of about ``n`` elements each."""
+    z, x = _pool(n, rng)
+    return (z, np.empty_like(z), np.empty_like(z), np.empty(z.shape, np.int32), x,
+            rng.standard_normal(CHANNELS).astype(F32), RELU, 0.0, 2, 2)
+
+
 def _pool_gradient(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """dx of about ``n`` elements and the 2x2 pool's output gradient."""
     out, x = _pool(n // 4, rng)
@@ -80,6 +87,14 @@ def _pool_gradient(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
 def _max_pool_backward(n: int, rng: np.random.Generator) -> tuple:
     dx, dout = _pool_gradient(n, rng)
     return dx, dout, rng.integers(0, 4, dout.shape).astype(np.int32), 2, 2, 2, 2
+
+
+def _max_pool_activation_backward(n: int, rng: np.random.Generator) -> tuple:
+    """Its backward: dx of about ``n`` elements."""
+    dx, da = _pool_gradient(n, rng)
+    windows = da.size // CHANNELS
+    return (dx, da, rng.random(da.shape).astype(F32), rng.integers(0, 4, da.shape).astype(np.int32), 2, 2,
+            np.empty(CHANNELS, F32), np.empty((row_blocks(windows), CHANNELS), F32))
 
 
 def _avg_pool_backward(n: int, rng: np.random.Generator) -> tuple:
@@ -194,6 +209,8 @@ CASES: dict[str, Callable[[int, np.random.Generator], tuple]] = {
     "windows.col2im": _col2im,
     "pooling.max_pool": _max_pool,
     "pooling.max_pool_backward": _max_pool_backward,
+    "pooling.max_pool_activation": _max_pool_activation,
+    "pooling.max_pool_activation_backward": _max_pool_activation_backward,
     "pooling.avg_pool": lambda n, rng: (*_pool(n, rng), 2, 2, 2, 2),
     "pooling.avg_pool_backward": _avg_pool_backward,
     "pooling.global_avg_pool": lambda n, rng: (lambda x: (x, np.empty((len(x), x.shape[2]), F32)))(_pixels(n, rng)),

@@ -52,7 +52,7 @@ def _softmax_block(z, b, a, one, zero):
 
 
 @jit
-def _bias_activation_rows(z, b, activation, alpha, a, d, lo, hi):
+def bias_activation_rows(z, b, activation, alpha, a, d, lo, hi):
     """Rows lo..hi of ``_bias_activation``, as slices indexed from 0 (which vectorise twice as well as rows indexed
     from lo); a call of its own, because slices taken inside a prange loop trip Numba's parallel array analysis."""
     one = z.dtype.type(1.0)
@@ -78,13 +78,13 @@ def _bias_activation(z, b, activation, alpha, a, d):
     """z += b (in place); a = f(z); d = f'(z) unless d is None (softmax: d is not used); by blocks of rows."""
     n = z.shape[0]
     for k in prange((n + ROW_BLOCK - 1) // ROW_BLOCK):
-        _bias_activation_rows(z, b, activation, alpha, a, d, k * ROW_BLOCK, min((k + 1) * ROW_BLOCK, n))
+        bias_activation_rows(z, b, activation, alpha, a, d, k * ROW_BLOCK, min((k + 1) * ROW_BLOCK, n))
 
 
 @jit
 def _derivative_rows(dz, da, d, acc):
     """dz = da * d over a block of rows, their column sums added to ``acc``: slices indexed from 0, in a call of
-    its own (as ``_bias_activation_rows``), vectorise where rows indexed from the block's start did not."""
+    its own (as ``bias_activation_rows``), vectorise where rows indexed from the block's start did not."""
     for i in range(dz.shape[0]):
         for j in range(dz.shape[1]):
             g = da[i, j] * d[i, j]

@@ -71,9 +71,10 @@ ROW_GROUPS = THREADS_PER_BLOCK // COLUMN_TILE
 """Threads down each column of a tile (a power of two): each sums every ROW_GROUPS-th row, then a tree adds them."""
 
 
-@cuda_kernel(lambda t: void(array(t, 2), array(t, 2), array(t, 2), array(t, 1), boolean))
-def _column_sums(da, d, dz, db, multiply):
-    """db = column sums of dz, where dz = da * d when ``multiply`` (written; dz may alias da), else dz is da.
+@cuda_kernel(lambda t: void(array(t, 2), array(t, 2), array(t, 2), array(t, 1), boolean, boolean))
+def _column_sums(da, d, dz, db, multiply, write):
+    """db = column sums of dz, where dz = da * d when ``multiply`` (written when ``write``, else dz is a stand-in
+    of da's shape; dz may alias da), else dz is da.
 
     A block per tile of COLUMN_TILE columns (grid-strided over the tiles), ROW_GROUPS threads down each column,
     summing in float64; the row groups' partial sums are added by a fixed tree in shared memory, so every run
@@ -89,7 +90,8 @@ def _column_sums(da, d, dz, db, multiply):
             for i in range(group, n, ROW_GROUPS):
                 if multiply:
                     g = da[i, j] * d[i, j]
-                    dz[i, j] = g
+                    if write:
+                        dz[i, j] = g
                     s += g
                 else:
                     s += da[i, j]
@@ -98,9 +100,11 @@ def _column_sums(da, d, dz, db, multiply):
             db[j] = total
 
 
-def _launch_column_sums(da, d, dz, db, multiply: bool) -> None:
+def launch_column_sums(da, d, dz, db, multiply: bool, write: bool = True) -> None:
+    """``_column_sums`` over (rows, columns) arrays: db = column sums of da * d (into dz too when ``write``)
+    when ``multiply``, else of da."""
     tiles = -(-dz.shape[1] // COLUMN_TILE)
-    _column_sums.launch(tiles * THREADS_PER_BLOCK, (da, d, dz, db), (multiply,))
+    _column_sums.launch(tiles * THREADS_PER_BLOCK, (da, d, dz, db), (multiply, write))
 
 
 @cuda_kernel(lambda t: void(array(t, 2), array(t, 2), array(t, 2)))
@@ -143,6 +147,6 @@ def activation_backward(da, d, a, activation: int, dz, db) -> None:
     """dz = da * f'(z) (softmax: dz = a * (da - sum(da * a))); db = column sums of dz."""
     if activation == SOFTMAX:
         _launch_rows(_softmax_backward_rows, dz.shape[0], (da, a, dz))
-        _launch_column_sums(dz, dz, dz, db, False)
+        launch_column_sums(dz, dz, dz, db, False)
     else:
-        _launch_column_sums(da, d, dz, db, True)
+        launch_column_sums(da, d, dz, db, True)

@@ -1,7 +1,11 @@
 """Pooling of NHWC batches: max pooling (with the argmax its backward needs) and average pooling over windows
-without padding, and global average pooling of every image to one value per channel."""
+without padding, global average pooling of every image to one value per channel, and a max pool fused with the
+bias + activation after it (Conv2D's ``max_pool``: side-by-side windows, an activation that never decreases)."""
 
 from __future__ import annotations
+
+from .. import SOFTMAX
+from ..activations import check_activation
 
 
 def check_pool(x_shape: tuple, out_shape: tuple, pool_h: int, pool_w: int, stride_h: int, stride_w: int) -> None:
@@ -27,6 +31,25 @@ def check_max_pool(x, pool_h: int, pool_w: int, stride_h: int, stride_w: int, ou
 def check_max_pool_backward(dout, argmax, pool_h: int, pool_w: int, stride_h: int, stride_w: int, dx) -> None:
     """``check_pool`` for max_pool_backward's arguments."""
     check_pool(dx.shape, dout.shape, pool_h, pool_w, stride_h, stride_w)
+
+
+def check_pooled_activation(activation: int) -> None:
+    """Refuse softmax (or an unknown code): the fused pool + activation kernels apply an elementwise activation."""
+    check_activation(activation)
+    if activation == SOFTMAX:
+        raise ValueError("the fused max pool + activation kernels take an elementwise activation, not softmax")
+
+
+def check_max_pool_activation(x, pool_h: int, pool_w: int, b, activation: int, alpha: float, z, a, d,
+                              argmax) -> None:
+    """``check_pool`` (windows as many apart as their size) and ``check_pooled_activation``."""
+    check_pool(x.shape, z.shape, pool_h, pool_w, pool_h, pool_w)
+    check_pooled_activation(activation)
+
+
+def check_max_pool_activation_backward(da, d, argmax, pool_h: int, pool_w: int, dx, db) -> None:
+    """``check_pool`` for the backward's dL/da and dx (windows as many apart as their size)."""
+    check_pool(dx.shape, da.shape, pool_h, pool_w, pool_h, pool_w)
 
 
 def check_avg_pool(x, pool_h: int, pool_w: int, stride_h: int, stride_w: int, out) -> None:

@@ -5,42 +5,47 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ..numba_cpu import contiguous_output, serial_and_parallel, write_back
+from ..activations.cpu import bias_activation_rows
+from ..numba_cpu import BLOCK_ROWS, contiguous_output, jit, row_blocks, serial_and_parallel, write_back
+
+
+@jit(inline="always")
+def _max_pool_row(of, af, xf, r, out_shape, in_shape, pool_h, pool_w, stride_h, stride_w):
+    """Output row r (image r // OH's row r % OH) of the flat pooled output ``of`` and its argmax ``af``: per window,
+    the channels' running max and argmax as selects over flat slices indexed from 0, which vectorise (a branch per
+    channel, or 4-D indexing, ran 2.5x slower)."""
+    _, oh, ow, c_ = out_shape
+    _, h_, w_, _ = in_shape
+    n = r // oh
+    h0 = (r - n * oh) * stride_h
+    for j in range(ow):
+        w0 = j * stride_w
+        o = (r * ow + j) * c_
+        best = of[o:o + c_]
+        where = af[o:o + c_]
+        s = ((n * h_ + h0) * w_ + w0) * c_
+        first = xf[s:s + c_]
+        for c in range(c_):
+            best[c] = first[c]
+            where[c] = 0
+        for p in range(pool_h):
+            for q in range(pool_w):
+                if p == 0 and q == 0:
+                    continue
+                s = ((n * h_ + h0 + p) * w_ + w0 + q) * c_
+                v = xf[s:s + c_]
+                k = np.int32(p * pool_w + q)
+                for c in range(c_):
+                    bigger = v[c] > best[c]
+                    best[c] = v[c] if bigger else best[c]
+                    where[c] = k if bigger else where[c]
 
 
 def _max_pool(out, argmax, x, pool_h, pool_w, stride_h, stride_w):
-    """Per window, the channels' running max and argmax as selects over flat slices indexed from 0, which
-    vectorise (a branch per channel, or 4-D indexing, ran 2.5x slower)."""
-    n_, oh, ow, c_ = out.shape
-    _, h_, w_, _ = x.shape
-    xf = x.reshape(-1)
-    of = out.reshape(-1)
-    af = argmax.reshape(-1)
-    for r in prange(n_ * oh):
-        n = r // oh
-        i = r - n * oh
-        h0 = i * stride_h
-        for j in range(ow):
-            w0 = j * stride_w
-            o = (r * ow + j) * c_
-            best = of[o:o + c_]
-            where = af[o:o + c_]
-            s = ((n * h_ + h0) * w_ + w0) * c_
-            first = xf[s:s + c_]
-            for c in range(c_):
-                best[c] = first[c]
-                where[c] = 0
-            for p in range(pool_h):
-                for q in range(pool_w):
-                    if p == 0 and q == 0:
-                        continue
-                    s = ((n * h_ + h0 + p) * w_ + w0 + q) * c_
-                    v = xf[s:s + c_]
-                    k = np.int32(p * pool_w + q)
-                    for c in range(c_):
-                        bigger = v[c] > best[c]
-                        best[c] = v[c] if bigger else best[c]
-                        where[c] = k if bigger else where[c]
+    """Each output row's windows (``_max_pool_row``), rows over threads."""
+    of, af, xf = out.reshape(-1), argmax.reshape(-1), x.reshape(-1)
+    for r in prange(out.shape[0] * out.shape[1]):
+        _max_pool_row(of, af, xf, r, out.shape, x.shape, pool_h, pool_w, stride_h, stride_w)
 
 
 def _max_pool_backward(dx, dout, argmax, pool_h, pool_w, stride_h, stride_w):
@@ -89,6 +94,11 @@ AVG_POOL_PARALLEL_MIN = 3_136
 AVG_POOL_BACKWARD_PARALLEL_MIN = 31_360
 GLOBAL_AVG_POOL_PARALLEL_MIN = 100_352
 GLOBAL_AVG_POOL_BACKWARD_PARALLEL_MIN = 100_352
+# The fused pool + activation's, by the same command with `--only pooling.max_pool_activation
+# pooling.max_pool_activation_backward pooling.max_pool pooling.max_pool_backward` on the 2-core Intel Xeon VM,
+# 2026-12-06 08:13 (load average 0.9): the same sizes as the plain pool's, which came out unchanged.
+MAX_POOL_ACTIVATION_PARALLEL_MIN = 9_408
+MAX_POOL_ACTIVATION_BACKWARD_PARALLEL_MIN = 31_360
 
 _max_pool_kernel = serial_and_parallel(_max_pool, MAX_POOL_PARALLEL_MIN)
 
@@ -112,6 +122,120 @@ def max_pool_backward(dout, argmax, pool_h: int, pool_w: int, stride_h: int, str
     result = contiguous_output(dx)
     _max_pool_backward_kernel(result, np.ascontiguousarray(dout), np.ascontiguousarray(argmax), pool_h, pool_w,
                               stride_h, stride_w)
+    write_back(dx, result)
+
+
+POOLED_ROW_BLOCK = 16
+"""Rows of pooled windows per block of ``_max_pool_activation`` (a row: one image's windows side by side)."""
+
+
+@jit
+def _max_pool_activation_rows(z, a, d, argmax, x, b, activation, alpha, pool_h, pool_w, lo, hi):
+    """Rows lo..hi of pooled windows: each window's max and argmax (``_max_pool_row``), then the rows' windows,
+    still in cache, get the bias and activation as ``bias_activation``'s blocks (the same code: the same values)."""
+    zf, wf, xf = z.reshape(-1), argmax.reshape(-1), x.reshape(-1)
+    for r in range(lo, hi):
+        _max_pool_row(zf, wf, xf, r, z.shape, x.shape, pool_h, pool_w, pool_h, pool_w)
+    windows = (-1, z.shape[3])
+    bias_activation_rows(z.reshape(windows), b, activation, alpha, a.reshape(windows),
+                         None if d is None else d.reshape(windows), lo * z.shape[2], hi * z.shape[2])
+
+
+def _max_pool_activation(z, a, d, argmax, x, b, activation, alpha, pool_h, pool_w):
+    """``max_pool`` and ``bias_activation`` in one pass, by blocks of ``POOLED_ROW_BLOCK`` rows of windows."""
+    rows = z.shape[0] * z.shape[1]
+    for k in prange((rows + POOLED_ROW_BLOCK - 1) // POOLED_ROW_BLOCK):
+        _max_pool_activation_rows(z, a, d, argmax, x, b, activation, alpha, pool_h, pool_w, k * POOLED_ROW_BLOCK,
+                                  min((k + 1) * POOLED_ROW_BLOCK, rows))
+
+
+@jit
+def _unpool_derivative_rows(dx, da, d, argmax, pool_h, pool_w, acc, lo, hi):
+    """Windows lo..hi (in order: window r is image r // (OH * OW)'s (r // OW) % OH, r % OW): dz = da * d is
+    written at each channel's argmax position and 0 at the window's others, and added to ``acc`` (window by window,
+    the order of ``activations.cpu._derivative_rows``, so db comes out the same)."""
+    _, oh, ow, c_ = da.shape
+    _, h_, w_, _ = dx.shape
+    zero = dx.dtype.type(0.0)
+    xf, gf, df, wf = dx.reshape(-1), da.reshape(-1), d.reshape(-1), argmax.reshape(-1)
+    for c in range(c_):
+        acc[c] = zero
+    for r in range(lo, hi):
+        n = r // (oh * ow)
+        i = (r // ow) % oh
+        j = r % ow
+        o = r * c_
+        g = gf[o:o + c_]
+        slope = df[o:o + c_]
+        where = wf[o:o + c_]
+        for c in range(c_):
+            acc[c] += g[c] * slope[c]
+        for p in range(pool_h):
+            for q in range(pool_w):
+                k = p * pool_w + q
+                s = ((n * h_ + i * pool_h + p) * w_ + j * pool_w + q) * c_
+                target = xf[s:s + c_]
+                for c in range(c_):
+                    target[c] = g[c] * slope[c] if where[c] == k else zero
+
+
+@jit
+def _zero_margin(image, covered_h, covered_w):
+    """Zero the rows and columns of one (H, W, C) image that no window covers."""
+    h_, w_, _ = image.shape
+    zero = image.dtype.type(0.0)
+    for hh in range(h_):
+        for ww in range(covered_w if hh < covered_h else 0, w_):
+            image[hh, ww, :] = zero
+
+
+def _max_pool_activation_backward(dx, da, d, argmax, pool_h, pool_w, db, partial):
+    """The windows in blocks of ``BLOCK_ROWS``, each summing its dz into its own row of ``partial``, added up in
+    order at the end (db does not depend on the thread count); the margin no window covers is zeroed first."""
+    n_, oh, ow, _ = da.shape
+    if dx.shape[1] > oh * pool_h or dx.shape[2] > ow * pool_w:
+        for n in prange(n_):
+            _zero_margin(dx[n], oh * pool_h, ow * pool_w)
+    windows = n_ * oh * ow
+    chunks = partial.shape[0]
+    for k in prange(chunks):
+        _unpool_derivative_rows(dx, da, d, argmax, pool_h, pool_w, partial[k], k * BLOCK_ROWS,
+                                min((k + 1) * BLOCK_ROWS, windows))
+    zero = db.dtype.type(0.0)
+    for c in range(db.shape[0]):
+        total = zero
+        for k in range(chunks):
+            total += partial[k, c]
+        db[c] = total
+
+
+_max_pool_activation_kernel = serial_and_parallel(_max_pool_activation, MAX_POOL_ACTIVATION_PARALLEL_MIN)
+_max_pool_activation_backward_kernel = serial_and_parallel(_max_pool_activation_backward,
+                                                           MAX_POOL_ACTIVATION_BACKWARD_PARALLEL_MIN)
+
+
+def max_pool_activation(x, pool_h: int, pool_w: int, b, activation: int, alpha: float, z, a, d, argmax) -> None:
+    """z = each side-by-side window's max + b; a = f(z); d = f'(z) unless d is None; argmax as ``max_pool``'s."""
+    if argmax.dtype != np.int32:
+        raise TypeError(f"max_pool_activation: argmax must be int32, not {argmax.dtype}")
+    results = [contiguous_output(z), contiguous_output(a), None if d is None else contiguous_output(d),
+               contiguous_output(argmax)]
+    _max_pool_activation_kernel(*results, np.ascontiguousarray(x), np.ascontiguousarray(b), activation, alpha,
+                                pool_h, pool_w)
+    for given, result in zip((z, a, d, argmax), results, strict=True):
+        if given is not None:
+            write_back(given, result)
+
+
+def max_pool_activation_backward(da, d, argmax, pool_h: int, pool_w: int, dx, db) -> None:
+    """dz = da * d; dx = dz at each window's argmax position, 0 elsewhere; db = the channels' sums of dz."""
+    if argmax.dtype != np.int32:
+        raise TypeError(f"max_pool_activation_backward: argmax must be int32, not {argmax.dtype}")
+    blocks = row_blocks(da.size // da.shape[-1])
+    partial = db.reshape(1, -1) if blocks == 1 else np.empty((blocks, db.shape[0]), db.dtype)
+    result = contiguous_output(dx)
+    _max_pool_activation_backward_kernel(result, np.ascontiguousarray(da), np.ascontiguousarray(d),
+                                         np.ascontiguousarray(argmax), pool_h, pool_w, db, partial)
     write_back(dx, result)
 
 

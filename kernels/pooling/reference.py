@@ -4,6 +4,7 @@ versions."""
 from __future__ import annotations
 
 from .. import array_module
+from ..activations.reference import bias_activation
 from ..registry import kernel
 from ..windows import window_slices
 from . import (
@@ -12,6 +13,8 @@ from . import (
     check_global_avg_pool,
     check_global_avg_pool_backward,
     check_max_pool,
+    check_max_pool_activation,
+    check_max_pool_activation_backward,
     check_max_pool_backward,
 )
 
@@ -46,6 +49,25 @@ def max_pool_backward(dout, argmax, pool_h: int, pool_w: int, stride_h: int, str
         for q in range(pool_w):
             total[window_slices(p, q, oh, ow, stride_h, stride_w)] += xp.where(argmax == p * pool_w + q, dout, 0)
     dx[...] = total
+
+
+@kernel(check=check_max_pool_activation)
+def max_pool_activation(x, pool_h: int, pool_w: int, b, activation: int, alpha: float, z, a, d, argmax) -> None:
+    """Conv2D's max pool and the bias + activation after it, on side-by-side windows (strides equal to the pool):
+    z = each window's max (``max_pool``, argmax with it) + b per channel; a = f(z); d = f'(z) unless d is None."""
+    max_pool(x, pool_h, pool_w, pool_h, pool_w, z, argmax)
+    channels = z.shape[-1]
+    bias_activation(z.reshape(-1, channels), b, activation, alpha, a.reshape(-1, channels),
+                    None if d is None else d.reshape(-1, channels))
+
+
+@kernel(check=check_max_pool_activation_backward)
+def max_pool_activation_backward(da, d, argmax, pool_h: int, pool_w: int, dx, db) -> None:
+    """The backward of ``max_pool_activation``: dz = da * d (pooled); dx = dz at each window's argmax position
+    and 0 elsewhere; db = the channels' sums of dz. da is left as it was."""
+    dz = da * d
+    db[...] = dz.reshape(-1, dz.shape[-1]).sum(axis=0)
+    max_pool_backward(dz, argmax, pool_h, pool_w, pool_h, pool_w, dx)
 
 
 @kernel(check=check_avg_pool)

@@ -110,6 +110,14 @@ CASES: dict[str, Callable[[np.random.Generator, Any], Case]] = {
     "max_pool_backward": lambda rng, dtype: (
         [_normal(rng, dtype, 2, 2, 2, 3), rng.integers(0, 4, (2, 2, 2, 3)).astype(np.int32), 2, 2, 2, 2,
          _empty(dtype, 2, 5, 4, 3)], (6,)),
+    "max_pool_activation": lambda rng, dtype: (
+        [_normal(rng, dtype, 2, 5, 7, 3), 2, 3, _normal(rng, dtype, 3), ACTIVATIONS["leaky_relu"], 0.1,
+         _empty(dtype, 2, 2, 2, 3), _empty(dtype, 2, 2, 2, 3), _empty(dtype, 2, 2, 2, 3),
+         np.full((2, 2, 2, 3), -1, np.int32)], (6, 7, 8, 9)),
+    "max_pool_activation_backward": lambda rng, dtype: (
+        [_normal(rng, dtype, 2, 2, 2, 3), _positive(rng, dtype, 2, 2, 2, 3),
+         rng.integers(0, 6, (2, 2, 2, 3)).astype(np.int32), 2, 3, _empty(dtype, 2, 5, 7, 3), _empty(dtype, 3)],
+        (5, 6)),
     "avg_pool": lambda rng, dtype: ([_normal(rng, dtype, 2, 5, 4, 3), 3, 2, 1, 2, _empty(dtype, 2, 3, 2, 3)], (5,)),
     "avg_pool_backward": lambda rng, dtype: (
         [_normal(rng, dtype, 2, 3, 2, 3), 3, 2, 1, 2, _empty(dtype, 2, 5, 4, 3)], (5,)),

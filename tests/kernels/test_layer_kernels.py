@@ -141,6 +141,30 @@ def run_max_pool_backward(kernels: ModuleType, dout: Any, where: Any, x_shape: t
     return dx
 
 
+ELEMENTWISE = [ACTIVATIONS[name] for name in ("identity", "sigmoid", "tanh", "relu", "leaky_relu")]
+"""The activations the fused max pool + activation kernels take (Conv2D's max_pool: those that never decrease)."""
+
+
+def run_max_pool_activation(kernels: ModuleType, x: Any, pool: tuple, b: Any, code: int,
+                            with_d: bool = True) -> tuple[Any, Any, Any, Any]:
+    """z, a, d (None without) and argmax of ``max_pool_activation`` on fresh outputs (NaN and -1 beforehand)."""
+    xp = array_module(x)
+    shape = _pool_shape(x.shape, (*pool, *pool))
+    z, a = xp.full(shape, np.nan, x.dtype), xp.full(shape, np.nan, x.dtype)
+    d = xp.full(shape, np.nan, x.dtype) if with_d else None
+    where = xp.full(shape, -1, np.int32)
+    kernels.max_pool_activation(x, *pool, b, code, 0.1, z, a, d, where)
+    return z, a, d, where
+
+
+def run_max_pool_activation_backward(kernels: ModuleType, da: Any, d: Any, where: Any, pool: tuple,
+                                     x_shape: tuple) -> tuple[Any, Any]:
+    xp = array_module(da)
+    dx, db = xp.full(x_shape, np.nan, da.dtype), xp.full(da.shape[-1], np.nan, da.dtype)
+    kernels.max_pool_activation_backward(da, d, where, *pool, dx, db)
+    return dx, db
+
+
 def run_dropout(kernels: ModuleType, x: Any, rate: float, seed: int, step: int) -> tuple[Any, Any]:
     xp = array_module(x)
     out, mask = xp.full(x.shape, np.nan, x.dtype), xp.full(x.shape, np.nan, x.dtype)
@@ -239,6 +263,30 @@ def run_avg_pools(kernels: Any, x: Any, dout: Any, dglobal: Any, case: tuple) ->
     kernels.global_avg_pool(x, outputs[2])
     kernels.global_avg_pool_backward(dglobal, outputs[3])
     return outputs
+
+
+MAX_POOL_ACTIVATION_POOLS = [(2, 2), (3, 2), (1, 3)]
+"""Side-by-side windows; on 7 x 5 images the first two leave a margin that no window covers."""
+
+
+@pytest.mark.parametrize("pool", MAX_POOL_ACTIVATION_POOLS)
+@pytest.mark.parametrize("code", ELEMENTWISE)
+def test_reference_max_pool_activation_is_the_pool_then_the_activation(pool, code):
+    """z = window max + b, a = f(z), d = f'(z) against the naive pool and finite differences of f; backward: dz =
+    da * d at the argmax positions (the naive unpool), db its channel sums."""
+    rng = np.random.default_rng(21)
+    x, b = rng.standard_normal((2, 7, 5, 3)), rng.standard_normal(3)
+    z, a, d, where = run_max_pool_activation(reference, x, pool, b, code)
+    pooled, naive_where = naive_max_pool(x, (*pool, *pool))
+    np.testing.assert_array_equal(where, naive_where)
+    np.testing.assert_allclose(z, pooled + b, rtol=1e-12)
+    h = 1e-6
+    shifted = [run_max_pool_activation(reference, x, pool, b + step, code)[1] for step in (h, -h)]
+    np.testing.assert_allclose(d, (shifted[0] - shifted[1]) / (2 * h), rtol=1e-5, atol=1e-7)
+    da = rng.standard_normal(z.shape)
+    dx, db = run_max_pool_activation_backward(reference, da, d, where, pool, x.shape)
+    np.testing.assert_allclose(dx, naive_max_pool_backward(da * d, where, x.shape, (*pool, *pool)), rtol=1e-12)
+    np.testing.assert_allclose(db, (da * d).sum(axis=(0, 1, 2)), rtol=1e-12)
 
 
 @pytest.mark.parametrize("case", POOL_CASES)
@@ -364,6 +412,42 @@ def test_cpu_max_pool_and_backward(dtype, case):
            run_max_pool_backward(reference, dout, where, x.shape, case), dtype, 9)
 
 
+@pytest.mark.parametrize("with_d", [True, False])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("pool", MAX_POOL_ACTIVATION_POOLS)
+@pytest.mark.parametrize("code", ELEMENTWISE)
+def test_cpu_max_pool_activation_is_the_two_passes_it_replaces_bit_for_bit(code, pool, dtype, with_d):
+    """The fused CPU kernels give what max_pool + bias_activation and activation_backward + max_pool_backward
+    give, to the bit (on non-contiguous inputs, with ties and a margin no window covers), and the reference's
+    values; 70 windows make two blocks of the bias gradient's sums."""
+    rng = np.random.default_rng(24)
+    x = rng.standard_normal((5, 7, 5, 3)).astype(dtype)
+    x[1, :, :, 2] = np.round(x[1, :, :, 2])  # ties
+    b = rng.standard_normal(3).astype(dtype)
+    fused = run_max_pool_activation(cpu, _strided(np, x), pool, _strided(np, b), code, with_d)
+    case = (*pool, *pool)
+    z, where = run_max_pool(cpu, x, case)
+    rows = (-1, 3)
+    a, d = np.empty_like(z), np.empty_like(z) if with_d else None
+    cpu.bias_activation(z.reshape(rows), b, code, 0.1, a.reshape(rows), None if d is None else d.reshape(rows))
+    for actual, expected in zip(fused, (z, a, d, where), strict=True):
+        np.testing.assert_array_equal(actual, expected)
+    for actual, expected in zip(fused, run_max_pool_activation(reference, x, pool, b, code, with_d), strict=True):
+        if expected is not None:
+            _close(actual, expected, dtype)
+    if not with_d:
+        return
+    da = rng.standard_normal(z.shape).astype(dtype)
+    dx, db = run_max_pool_activation_backward(cpu, _strided(np, da), _strided(np, d), where, pool, x.shape)
+    dz, expected_db = np.empty_like(da), np.empty(3, dtype)
+    cpu.activation_backward(da.reshape(rows), d.reshape(rows), a.reshape(rows), code, dz.reshape(rows), expected_db)
+    np.testing.assert_array_equal(dx, run_max_pool_backward(cpu, dz, where, x.shape, case))
+    np.testing.assert_array_equal(db, expected_db)
+    expected_dx, reference_db = run_max_pool_activation_backward(reference, da, d, where, pool, x.shape)
+    _close(dx, expected_dx, dtype)
+    _close(db, reference_db, dtype, 70)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1,), (7, 5), (3, 7, 5, 3), (2, 3, 1, 4, 5)])
 def test_cpu_dropout_is_the_reference_bit_for_bit(dtype, shape):
@@ -464,6 +548,27 @@ def check_cuda_windows(xp: ModuleType, rng: np.random.Generator, x_shape: tuple,
                case[0] * case[1])
 
 
+def check_cuda_max_pool_activation(xp: ModuleType, rng: np.random.Generator, x_shape: tuple, dtype: Any,
+                                   contiguous: bool = True) -> None:
+    """The fused max pool + activation and its backward of the CUDA set on ``xp`` arrays equal the reference, for
+    every activation they take, with d and without."""
+    put = (lambda v: xp.asarray(v.copy())) if contiguous else (lambda v: _strided(xp, v))
+    x, b = rng.standard_normal(x_shape).astype(dtype), rng.standard_normal(x_shape[-1]).astype(dtype)
+    for pool, code in itertools.product(MAX_POOL_ACTIVATION_POOLS, ELEMENTWISE):
+        expected = run_max_pool_activation(reference, x, pool, b, code)
+        for with_d in (True, False):
+            actual = run_max_pool_activation(gpu, put(x), pool, put(b), code, with_d)
+            for got, want in zip(actual, expected, strict=True):
+                if got is not None:
+                    _close(got, want, dtype)
+        _, _, d, where = expected
+        da = rng.standard_normal(d.shape).astype(dtype)
+        dx, db = run_max_pool_activation_backward(gpu, put(da), put(d), xp.asarray(where), pool, x_shape)
+        expected_dx, expected_db = run_max_pool_activation_backward(reference, da, d, where, pool, x_shape)
+        _close(dx, expected_dx, dtype)
+        _close(db, expected_db, dtype, d.size // d.shape[-1])
+
+
 def check_cuda_dropout(xp: ModuleType, x: np.ndarray, contiguous: bool = True) -> None:
     """CUDA masks and outputs equal the reference's and the CPU's bit for bit; the backward multiplies."""
     put = (lambda v: xp.asarray(v.copy())) if contiguous else (lambda v: _strided(xp, v))
@@ -482,6 +587,11 @@ def check_cuda_dropout(xp: ModuleType, x: np.ndarray, contiguous: bool = True) -
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_cuda_windows(dtype):
     check_cuda_windows(np, np.random.default_rng(10), SIM_X, dtype, SIM_CONV_CASES, SIM_POOL_CASES)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cuda_max_pool_activation(dtype):
+    check_cuda_max_pool_activation(np, np.random.default_rng(25), (2, 7, 5, 3), dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -529,6 +639,16 @@ def test_bad_shapes_and_rates_are_refused(name):
         kernels.max_pool(x, 2, 2, 2, 2, np.empty((2, 3, 3, 3)), np.empty((2, 3, 3, 3), np.int32))
     with pytest.raises(ValueError, match="reaches past"):
         kernels.max_pool_backward(np.empty((2, 3, 3, 3)), np.zeros((2, 3, 3, 3), np.int32), 2, 2, 2, 2, x)
+    pooled = np.empty((2, 3, 3, 3))
+    with pytest.raises(ValueError, match="reaches past"):
+        kernels.max_pool_activation(x, 2, 2, np.zeros(3), ACTIVATIONS["relu"], 0.0, pooled, pooled, pooled,
+                                    np.empty((2, 3, 3, 3), np.int32))
+    with pytest.raises(ValueError, match="reaches past"):
+        kernels.max_pool_activation_backward(pooled, pooled, np.zeros((2, 3, 3, 3), np.int32), 2, 2, x,
+                                             np.empty(3))
+    with pytest.raises(ValueError, match="not softmax"):
+        kernels.max_pool_activation(x, 2, 2, np.zeros(3), ACTIVATIONS["softmax"], 0.0, pooled[:, :2, :2],
+                                    pooled[:, :2, :2], None, np.empty((2, 2, 2, 3), np.int32))
     with pytest.raises(ValueError, match="disagree"):
         kernels.im2col(x, 1, 1, 0, 0, np.empty((2, 3, 2, 3, 3, 4)))
     with pytest.raises(ValueError, match="disagree"):
@@ -543,6 +663,13 @@ def test_argmax_must_be_int32(name):
     x = np.zeros((1, 4, 4, 2))
     with pytest.raises(TypeError, match="argmax must be int32"):
         KERNEL_SETS[name].max_pool(x, 2, 2, 2, 2, np.empty((1, 2, 2, 2)), np.empty((1, 2, 2, 2), np.int64))
+    pooled = np.empty((1, 2, 2, 2))
+    with pytest.raises(TypeError, match="argmax must be int32"):
+        KERNEL_SETS[name].max_pool_activation(x, 2, 2, np.zeros(2), ACTIVATIONS["relu"], 0.0, pooled, pooled, None,
+                                              np.empty((1, 2, 2, 2), np.int64))
+    with pytest.raises(TypeError, match="argmax must be int32"):
+        KERNEL_SETS[name].max_pool_activation_backward(pooled, pooled, np.empty((1, 2, 2, 2), np.int64), 2, 2, x,
+                                                       np.empty(2))
 
 
 # --- compiled for a real device, without one ------------------------------------------------------------------
@@ -598,6 +725,15 @@ def test_gpu_windows(dtype, contiguous):
     conv_cases = CONV_CASES + [(5, 5, 2, 2, 2, 2)]
     check_cuda_windows(cupy, np.random.default_rng(20), (8, 28, 27, 16), dtype, conv_cases, POOL_CASES,
                        contiguous)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("contiguous", (True, False))
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gpu_max_pool_activation(dtype, contiguous):
+    import cupy
+
+    check_cuda_max_pool_activation(cupy, np.random.default_rng(26), (8, 28, 27, 16), dtype, contiguous)
 
 
 @pytest.mark.gpu

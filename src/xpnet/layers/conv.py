@@ -7,9 +7,11 @@ finishes. Backward: dL/dz in place, ``dW = cols.T @ dz``, ``db`` summed on the w
 
 ``max_pool`` makes the layer Conv2D followed by MaxPool2D (windows of that size, as many apart), computed with the
 pool first: a bias added per channel and an activation that never decreases both keep each window's largest
-element the largest, so ``f(max(z) + b) == max(f(z + b))``, and the bias + activation pass and its backward run
-on a quarter of the values (2x2 windows) instead of all of them. Backward scatters dL/dz of each window's largest
-element into the product's output buffer, which then holds the full dL/dz.
+element the largest, so ``f(max(z) + b) == max(f(z + b))``, and the bias + activation and its backward run on a
+quarter of the values (2x2 windows) instead of all of them, inside the pool's kernels (``max_pool_activation``:
+each window's max, bias and activation while the window is in cache; ``max_pool_activation_backward``: dL/dz =
+dL/da * f'(z) computed where each window's largest element receives it). Backward scatters dL/dz of each window's
+largest element into the product's output buffer, which then holds the full dL/dz.
 """
 
 from __future__ import annotations
@@ -119,17 +121,17 @@ class Conv2D(AffineLayer):
         if self.max_pool is None:
             return self.affine_forward(self._patches(ws), ws)
         kernels.product(self._patches(ws), self.params["W"], self._rows(ws.batch["conv"]))
-        kernels.max_pool(ws.batch["conv"], *self.max_pool, *self.max_pool, ws.batch["z"], ws.batch["argmax"])
-        return self.activate(ws)
+        kernels.max_pool_activation(ws.batch["conv"], *self.max_pool, self.params["b"], self.code, self.alpha,
+                                    ws.batch["z"], ws.batch["a"], ws.batch.get("d"), ws.batch["argmax"])
+        return ws.batch["a"]
 
     def backward(self, dy: Any, ws: Workspace, need_dx: bool) -> Any:
         patches = self._patches(ws)
         if self.max_pool is None:
             dz = self.affine_backward(patches, dy, ws)
-        else:
-            self.deactivate(dy, ws)
-            self.backend.kernels.max_pool_backward(dy, ws.batch["argmax"], *self.max_pool, *self.max_pool,
-                                                   ws.batch["conv"])
+        else:  # never the output layer (a loss takes flat outputs), so never fused with the loss: ws has d
+            self.backend.kernels.max_pool_activation_backward(dy, ws.batch["d"], ws.batch["argmax"], *self.max_pool,
+                                                              ws.batch["conv"], self.grads["b"])
             dz = self._rows(ws.batch["conv"])
             self.backend.kernels.weight_gradient(patches, dz, self.grads["W"])
         if not need_dx:
