@@ -9,6 +9,7 @@ with a timeout and the namespaces are removed after each test, so nothing here c
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -157,7 +158,9 @@ def test_a_rank_killed_on_one_host_ends_the_job_naming_it_and_its_host(hosts, sh
     watching it may name it too, if it is quick enough); with ``-disable-auto-cleanup`` the launcher leaves that to
     xpnet, whose heartbeats name the rank and host in one line. The launcher names the first process of that host
     that it found ended badly: mostly the killed rank, but sometimes the host's other rank, which its cleanup has
-    killed by then (seen once in CI: rank 3 killed, rank 2 named)."""
+    killed by then (seen once in CI: rank 3 killed, rank 2 named). Or that other rank gets there first: its
+    Allreduce, copying from the killed rank's memory, fails and MPICH aborts the job from rank 2 with that error
+    stack, and the launcher then names no pid (seen once in CI)."""
     args = _train(shared_data, tmp_path, "--quiet", "--epochs", "5")
     process = start(hosts, 4, *args, options=("-disable-auto-cleanup",) if cleanup == "xpnet" else ())
     _wait_for((tmp_path / "ckpt", "checkpoint-e00001-*.npz"), process)
@@ -175,7 +178,9 @@ def test_a_rank_killed_on_one_host_ends_the_job_naming_it_and_its_host(hosts, sh
     else:  # MPICH's Hydra names a process of host B by pid and host file name, on stdout
         named_by_launcher = [line for line in out.splitlines() if line.startswith("=   PID ")]
         expected = [[f"=   PID {ended} RUNNING AT {hosts.hosts[1].name}"] for ended in host_b_ranks.values()]
-        assert named_by_launcher in expected, out + err
+        aborted_by_rank_2 = not named_by_launcher and re.search(r"Abort\(\d+\) on node \d+ \(rank 2 in comm 0\)",
+                                                                out + err)
+        assert named_by_launcher in expected or aborted_by_rank_2, out + err
     assert_resumes_as_one_process(args)
 
 
