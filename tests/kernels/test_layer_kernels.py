@@ -419,9 +419,9 @@ def test_cpu_max_pool_and_backward(dtype, case):
 def test_cpu_max_pool_activation_is_the_two_passes_it_replaces_bit_for_bit(code, pool, dtype, with_d):
     """The fused CPU kernels give what max_pool + bias_activation and activation_backward + max_pool_backward
     give, to the bit (on non-contiguous inputs, with ties and a margin no window covers), and the reference's
-    values; 70 windows make two blocks of the bias gradient's sums."""
+    values; 92 to 161 windows make two or three blocks of the bias gradient's sums."""
     rng = np.random.default_rng(24)
-    x = rng.standard_normal((5, 7, 5, 3)).astype(dtype)
+    x = rng.standard_normal((23, 7, 5, 3)).astype(dtype)
     x[1, :, :, 2] = np.round(x[1, :, :, 2])  # ties
     b = rng.standard_normal(3).astype(dtype)
     fused = run_max_pool_activation(cpu, _strided(np, x), pool, _strided(np, b), code, with_d)
@@ -445,7 +445,7 @@ def test_cpu_max_pool_activation_is_the_two_passes_it_replaces_bit_for_bit(code,
     np.testing.assert_array_equal(db, expected_db)
     expected_dx, reference_db = run_max_pool_activation_backward(reference, da, d, where, pool, x.shape)
     _close(dx, expected_dx, dtype)
-    _close(db, reference_db, dtype, 70)
+    _close(db, reference_db, dtype, da.size // 3)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
