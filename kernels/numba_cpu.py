@@ -95,3 +95,22 @@ def row_blocks(rows: int) -> int:
     """The blocks of a column reduction over ``rows`` rows: ``BLOCK_ROWS`` each (the last one shorter), at least
     one; the same for either twin and any thread count."""
     return max(1, -(-rows // BLOCK_ROWS))
+
+
+def block_partials(rows: int, out):
+    """Room for the partial column sums of ``rows`` rows into ``out`` (1-D): one row per block of ``row_blocks``;
+    with one block, ``out`` itself as a row (its sum in order is itself)."""
+    blocks = row_blocks(rows)
+    return out.reshape(1, -1) if blocks == 1 else np.empty((blocks, out.shape[0]), out.dtype)
+
+
+@jit(inline="always")
+def add_partials(partial, out):
+    """out[j] = the blocks' partial sums partial[k, j] added up in order from zero, in partial's dtype: the same
+    result for either twin and any thread count."""
+    zero = partial.dtype.type(0.0)
+    for j in range(out.shape[0]):
+        total = zero
+        for k in range(partial.shape[0]):
+            total += partial[k, j]
+        out[j] = total

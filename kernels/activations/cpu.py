@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 from numba import prange
 
 from .. import IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH
-from ..numba_cpu import BLOCK_ROWS, jit, row_blocks, serial_and_parallel
+from ..numba_cpu import BLOCK_ROWS, add_partials, block_partials, jit, serial_and_parallel
 from ..scalar import activate
 
 _activate = jit(inline="always")(activate)
@@ -119,11 +118,7 @@ def _activation_backward(dz, da, d, a, activation, db, partial):
                     acc[j] += g
         else:
             _derivative_rows(dz[lo:hi], da[lo:hi], d[lo:hi], acc)
-    for j in range(m):
-        total = zero
-        for c in range(chunks):
-            total += partial[c, j]
-        db[j] = total
+    add_partials(partial, db)
 
 
 # Parallel from these sizes of the first argument (z, dz): measured by `python -m benchmarks.parallel_thresholds
@@ -144,6 +139,5 @@ def bias_activation(z, b, activation: int, alpha: float, a, d) -> None:
 
 def activation_backward(da, d, a, activation: int, dz, db) -> None:
     """dz = da * f'(z) (softmax: dz = a * (da - sum(da * a))); db = column sums of dz."""
-    blocks = row_blocks(dz.shape[0])
-    partial = db.reshape(1, -1) if blocks == 1 else np.empty((blocks, dz.shape[1]), dz.dtype)
+    partial = block_partials(dz.shape[0], db)
     _activation_backward_kernel(dz, da, d, a, activation, db, partial)

@@ -11,7 +11,8 @@ from .. import SOFTMAX
 from ..numba_cuda import THREADS_PER_BLOCK, array, cuda_kernel, row_reduce
 from ..scalar import activate
 
-_activate = cuda.jit(device=True)(activate)
+activate_on_device = cuda.jit(device=True)(activate)
+"""``scalar.activate`` as a CUDA device function (the pooling family's fused kernel calls it too)."""
 
 
 @cuda_kernel(lambda t: void(array(t, 2), array(t, 1), array(t, 2), array(t, 2), int32, t, boolean))
@@ -25,7 +26,7 @@ def _bias_activation(z, b, d, a, activation, alpha, write_d):
         j = k - i * m
         v = z[i, j] + b[j]
         z[i, j] = v
-        f, df = _activate(activation, v, alpha, one, zero)
+        f, df = activate_on_device(activation, v, alpha, one, zero)
         a[i, j] = f
         if write_d:
             d[i, j] = df

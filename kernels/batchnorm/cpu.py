@@ -7,7 +7,7 @@ import math
 import numpy as np
 from numba import prange
 
-from ..numba_cpu import BLOCK_ROWS, row_blocks, serial_and_parallel
+from ..numba_cpu import BLOCK_ROWS, add_partials, row_blocks, serial_and_parallel
 
 
 def _column_sums_f64(x, other, partial, out):
@@ -26,11 +26,7 @@ def _column_sums_f64(x, other, partial, out):
             else:
                 for j in range(c):
                     acc[j] += np.float64(x[i, j]) * other[i, j]
-    for j in range(c):
-        total = 0.0
-        for k in range(chunks):
-            total += partial[k, j]
-        out[j] = total
+    add_partials(partial, out)
 
 
 def _squared_deviations_f64(x, mean, partial, out):
@@ -45,11 +41,7 @@ def _squared_deviations_f64(x, mean, partial, out):
             for j in range(c):
                 e = x[i, j] - mean[j]
                 acc[j] += e * e
-    for j in range(c):
-        total = 0.0
-        for k in range(chunks):
-            total += partial[k, j]
-        out[j] = total
+    add_partials(partial, out)
 
 
 def _normalise(y, xhat, x, gamma, beta, mean, inv):

@@ -6,7 +6,15 @@ import numpy as np
 from numba import prange
 
 from ..activations.cpu import bias_activation_rows
-from ..numba_cpu import BLOCK_ROWS, contiguous_output, jit, row_blocks, serial_and_parallel, write_back
+from ..numba_cpu import (
+    BLOCK_ROWS,
+    add_partials,
+    block_partials,
+    contiguous_output,
+    jit,
+    serial_and_parallel,
+    write_back,
+)
 
 
 @jit(inline="always")
@@ -201,12 +209,7 @@ def _max_pool_activation_backward(dx, da, d, argmax, pool_h, pool_w, db, partial
     for k in prange(chunks):
         _unpool_derivative_rows(dx, da, d, argmax, pool_h, pool_w, partial[k], k * BLOCK_ROWS,
                                 min((k + 1) * BLOCK_ROWS, windows))
-    zero = db.dtype.type(0.0)
-    for c in range(db.shape[0]):
-        total = zero
-        for k in range(chunks):
-            total += partial[k, c]
-        db[c] = total
+    add_partials(partial, db)
 
 
 _max_pool_activation_kernel = serial_and_parallel(_max_pool_activation, MAX_POOL_ACTIVATION_PARALLEL_MIN)
@@ -231,8 +234,7 @@ def max_pool_activation_backward(da, d, argmax, pool_h: int, pool_w: int, dx, db
     """dz = da * d; dx = dz at each window's argmax position, 0 elsewhere; db = the channels' sums of dz."""
     if argmax.dtype != np.int32:
         raise TypeError(f"max_pool_activation_backward: argmax must be int32, not {argmax.dtype}")
-    blocks = row_blocks(da.size // da.shape[-1])
-    partial = db.reshape(1, -1) if blocks == 1 else np.empty((blocks, db.shape[0]), db.dtype)
+    partial = block_partials(da.size // da.shape[-1], db)
     result = contiguous_output(dx)
     _max_pool_activation_backward_kernel(result, np.ascontiguousarray(da), np.ascontiguousarray(d),
                                          np.ascontiguousarray(argmax), pool_h, pool_w, db, partial)

@@ -7,11 +7,8 @@ from typing import Any
 import numpy as np
 from numba import boolean, cuda, int32, int64, void
 
-from ..activations.cuda import launch_column_sums
+from ..activations.cuda import activate_on_device, launch_column_sums
 from ..numba_cuda import array, cuda_kernel, require
-from ..scalar import activate
-
-_activate = cuda.jit(device=True)(activate)
 
 
 @cuda.jit(device=True)
@@ -89,7 +86,7 @@ def _max_pool_activation(x, b, z, d, a, argmax, activation, alpha, pool_h, pool_
         best, where = _window_max(x, n, i * pool_h, j * pool_w, c, pool_h, pool_w)
         v = best + b[c]
         z[n, i, j, c] = v
-        f, df = _activate(activation, v, alpha, one, zero)
+        f, df = activate_on_device(activation, v, alpha, one, zero)
         a[n, i, j, c] = f
         if write_d:
             d[n, i, j, c] = df
