@@ -23,6 +23,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 from typing import Any
@@ -66,9 +67,10 @@ def epoch_model(compute_ms: float, update_ms: float, parameters: int, bandwidth:
     return rows
 
 
-def _mpiexec() -> str | None:
-    """mpiexec beside this Python (a venv's, or the mpich wheel's), else on PATH."""
-    folders = [str(Path(sys.executable).parent), str(Path(sys.base_prefix) / "bin"), os.environ.get("PATH", "")]
+def mpiexec_path() -> str | None:
+    """mpiexec beside this Python (a venv's, or the mpich wheel's scripts), else on PATH."""
+    folders = [str(Path(sys.executable).parent), sysconfig.get_path("scripts"), str(Path(sys.base_prefix) / "bin"),
+               os.environ.get("PATH", "")]
     return shutil.which("mpiexec", path=os.pathsep.join(folders))
 
 
@@ -79,7 +81,7 @@ def mpi_missing() -> str | None:
         import mpi4py  # noqa: F401
     except ImportError:
         return "MPI absent (mpi4py does not import): pip install -e '.[mpi]'"
-    if _mpiexec() is None:
+    if mpiexec_path() is None:
         return "MPI absent (no mpiexec): pip install -e '.[mpi]'"
     return None
 
@@ -96,7 +98,7 @@ def mpi_job(ranks: int, module: str, *args: str, hosts: two_hosts.TwoHosts | Non
     line rank 0 prints last."""
     threads = dict.fromkeys(("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), "1")
     env = {**os.environ, **threads, "XPNET_DEVICE": "cpu"}
-    command = [_mpiexec(), "-n", str(ranks), sys.executable, "-m", module, *args]
+    command = [mpiexec_path(), "-n", str(ranks), sys.executable, "-m", module, *args]
     if hosts is not None:
         command, env = hosts.job(ranks, command[3:], env, per_host=max(1, ranks // 2))
     done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)

@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import sysconfig
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import numpy as np
 import pytest
 from cli_helpers import assert_clean_error, xpnet
 
-from benchmarks.distributed import mpi_missing
+from benchmarks.distributed import mpi_missing, mpiexec_path
 from xpnet import Dense, Dropout, Sequential
 from xpnet.distributed import launched_ranks
 from xpnet.errors import ConfigError
@@ -28,9 +27,7 @@ from xpnet.serialization import load_model
 from xpnet.trainer import check_shares
 
 HERE = Path(__file__).resolve().parent
-MPIEXEC = shutil.which("mpiexec", path=os.pathsep.join(
-    [str(Path(sys.executable).parent), sysconfig.get_path("scripts"), str(Path(sys.base_prefix) / "bin"),
-     os.environ.get("PATH", "")]))
+MPIEXEC = mpiexec_path()
 needs_mpi = pytest.mark.skipif(
     mpi_missing() is not None or MPIEXEC is None, reason=f"needs MPI: {mpi_missing() or 'no mpiexec'}")
 ENV = {**os.environ, "XPNET_DEVICE": "cpu", "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}

@@ -18,6 +18,7 @@ import pytest
 from cli_helpers import one_error, run
 from threadpoolctl import threadpool_info
 
+from benchmarks.distributed import mpi_missing, mpiexec_path
 from xpnet import governor, threads
 from xpnet.builders import mlp
 from xpnet.errors import ConfigError
@@ -81,6 +82,31 @@ def test_pools_set_blas_and_numba_together(restore_threads):
     pools.set(1)
     assert {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"} == {1}
     assert numba.get_num_threads() == 1
+
+
+RANK_THREADS = """
+import numba
+from threadpoolctl import threadpool_info
+from xpnet import threads
+setting = threads.configure()
+blas = sorted({lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"})
+print("rank threads", setting.count, numba.get_num_threads(), *blas)
+"""
+
+
+@pytest.mark.skipif(mpi_missing() is not None, reason=f"needs MPI: {mpi_missing()}")
+def test_ranks_on_one_machine_share_its_cores_without_thread_variables():
+    """``mpiexec -n 2`` with no thread variable set: each rank learns from the launcher that two ranks share the
+    machine and runs Numba and every BLAS library on its half of the cores (all the cores it may use where the
+    launcher bound it to fewer than the machine's)."""
+    env = {k: v for k, v in os.environ.items() if k not in (*threads.LIMIT_VARIABLES, threads.THREADS_ENV)}
+    done = subprocess.run([mpiexec_path(), "-n", "2", sys.executable, "-c", RANK_THREADS], capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    usable = threads.usable_cores()
+    share = max(1, usable // 2) if usable >= (os.cpu_count() or 1) else usable
+    lines = [line for line in done.stdout.splitlines() if line.startswith("rank threads")]
+    assert lines == [f"rank threads {share} {share} {share}"] * 2, done.stdout
 
 
 LAYER_PROBE = """
