@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 
 import numba
@@ -54,14 +55,24 @@ def test_ranks_on_the_node_come_from_the_communicator_or_the_launcher():
 
 
 def test_setting_from_the_option_then_the_environment():
-    assert threads.parse_setting("3", environ={"XPNET_THREADS": "2"}) == threads.ThreadSetting(3, True, "--threads")
-    assert threads.parse_setting(None, environ={"XPNET_THREADS": "2"}) == threads.ThreadSetting(
+    assert threads.parse_setting("3", environ={"XPNET_THREADS": "2"}, cores=4) == threads.ThreadSetting(
+        3, True, "--threads")
+    assert threads.parse_setting(None, environ={"XPNET_THREADS": "2"}, cores=4) == threads.ThreadSetting(
         2, True, "$XPNET_THREADS")
     auto = threads.parse_setting(None, environ={"OMP_NUM_THREADS": "1"})
     assert auto == threads.ThreadSetting(1, False, "auto")
     assert threads.parse_setting("AUTO", environ={}).pinned is False
     assert auto.describe(1) == "1 of 1 thread (auto)"
     assert threads.ThreadSetting(2, True, "--threads").describe(2) == "2 threads (pinned by --threads)"
+
+
+def test_a_pinned_count_above_the_usable_cores_is_lowered_to_them_with_a_warning():
+    with pytest.warns(UserWarning, match=r"--threads 8 asks for more threads than the 2 cores .*: pinned at 2"):
+        assert threads.parse_setting("8", environ={}, cores=2) == threads.ThreadSetting(2, True, "--threads")
+    with pytest.warns(UserWarning, match=r"\$XPNET_THREADS 3 .* than the 1 core this process may use;"):
+        assert threads.parse_setting(None, environ={"XPNET_THREADS": "3"}, cores=1).count == 1
+    with pytest.warns(UserWarning, match=r"than the 1 core this process may use \(its share of 2 among 2 ranks\)"):
+        assert threads.parse_setting("2", ranks=2, environ={}, cores=2).count == 1
 
 
 @pytest.mark.parametrize("value", ["0", "-2", "two", "1.5", ""])
@@ -359,15 +370,31 @@ def test_the_trainer_reports_every_step(monkeypatch):
     assert len(seconds) == 10 and all(s > 0 for s in seconds)
 
 
-def test_train_names_the_thread_count_and_refuses_a_bad_one(tmp_path, capsys, restore_threads):
+def _tiny_npz(folder: Path) -> Path:
+    """A 40-sample, 3-feature, 2-class ``.npz`` for quick ``xpnet train npz`` runs."""
     rng = np.random.default_rng(0)
-    path = tmp_path / "arrays.npz"
+    path = folder / "arrays.npz"
     np.savez(path, x=rng.normal(size=(40, 3)), y=rng.integers(0, 2, 40))
+    return path
+
+
+def test_train_names_the_thread_count_and_refuses_a_bad_one(tmp_path, capsys, restore_threads):
+    path = _tiny_npz(tmp_path)
     code, out, err = run(capsys, "train", "npz", path, "--epochs", "1", "--hidden", "4", "--quiet", "--threads", "1")
     assert code == 0, err
     assert out.strip().endswith("fused kernels, 1 thread (pinned by --threads))")
     code, out, err = run(capsys, "train", "npz", path, "--epochs", "1", "--quiet", "--threads", "none")
     assert "--threads 'none': give a whole number of threads" in one_error(code, err)
+
+
+def test_train_notes_a_pinned_count_above_the_cores_and_runs_on_them(tmp_path, capsys, restore_threads):
+    path = _tiny_npz(tmp_path)
+    too_many = str(threads.usable_cores() + 1)
+    code, _, err = run(capsys, "train", "npz", path, "--epochs", "1", "--hidden", "4", "--quiet", "--threads",
+                       too_many)
+    assert code == 0, err
+    assert f"note: --threads {too_many} asks for more threads than the {threads.usable_cores()} core" in err
+    assert threads.pools().count == threads.usable_cores()
 
 
 BLAS_PROBE = """
