@@ -1,8 +1,9 @@
 """The one owner of the process's compute threads: Numba's kernels and the BLAS library's matrix products.
 
 ``--threads N`` or ``$XPNET_THREADS=N`` pins both pools at N threads. The default, ``auto``, gives them every core
-this process may use (its CPU affinity; fewer where ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``,
-``MKL_NUM_THREADS`` or ``NUMBA_NUM_THREADS`` ask for fewer), shared out among the MPI ranks on this machine, and
+this process may use (its CPU affinity and its container's CPU quota, ``xpnet.cpu_quota``; fewer where
+``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` or ``NUMBA_NUM_THREADS`` ask for fewer), shared
+out among the MPI ranks on this machine, and
 lets a ``ThreadGovernor`` (``xpnet.governor``) lower and raise the count during training to whatever is fastest
 while other work takes cores away.
 
@@ -12,6 +13,7 @@ reads it from the environment.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import warnings
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from xpnet import scheduling
+from xpnet.cpu_quota import cpu_quota
 from xpnet.errors import ConfigError
 
 THREADS_ENV = "XPNET_THREADS"
@@ -105,12 +108,16 @@ def node_ranks(communicator: Any = None, environ: Mapping[str, str] | None = Non
     return 1
 
 
-def auto_threads(cores: int, ranks: int, all_cores: int, environ: Mapping[str, str] | None = None) -> int:
+def auto_threads(cores: int, ranks: int, all_cores: int, environ: Mapping[str, str] | None = None,
+                 quota: float | None = None) -> int:
     """The ``auto`` count: ``cores`` usable, shared out among ``ranks`` ranks on the node (at least 1 each) unless
-    a launcher already bound each rank to its share (fewer usable cores than the machine's ``all_cores``), and no
-    more than a thread limit set in the environment."""
+    a launcher already bound each rank to its share (fewer usable cores than the machine's ``all_cores``); no more
+    than each rank's share of a cgroup CPU ``quota`` (``xpnet.cpu_quota``: the ranks of a container share its
+    quota), rounded up; and no more than a thread limit set in the environment."""
     environ = os.environ if environ is None else environ
     count = max(1, cores // ranks) if cores >= all_cores else cores
+    if quota is not None:
+        count = min(count, math.ceil(quota / ranks))
     limits = [int(environ[name]) for name in LIMIT_VARIABLES if environ.get(name, "").isdigit()]
     return max(1, min([count, *(limit for limit in limits if limit > 0)]))
 
@@ -132,29 +139,32 @@ class ThreadSetting:
 
 
 def parse_setting(value: str | int | None, ranks: int = 1, environ: Mapping[str, str] | None = None,
-                  cores: int | None = None) -> ThreadSetting:
+                  cores: int | None = None, quota: float | None = None) -> ThreadSetting:
     """The setting from ``--threads`` (``value``), else ``$XPNET_THREADS``, else ``auto``; ConfigError for anything
-    but ``auto`` or a whole number of at least 1.
+    but ``auto`` or a whole number of at least 1. ``cores`` and ``quota`` are the cores this process may use and
+    its cgroup CPU quota (default, with ``cores`` None: ``usable_cores()`` and ``cpu_quota()``).
 
-    A pinned count above this process's share of the cores (the ``cores`` it may use, default ``usable_cores()``,
-    shared among the ``ranks`` on the machine as ``auto`` shares them) is lowered to that share, with a warning: the
+    A pinned count above this process's share of the cores (shared among the ``ranks`` on the machine and within
+    the quota as ``auto`` shares them) is lowered to that share, with a warning: the
     threads beyond the cores wait for one another at every matrix product. On the 2-core Intel Xeon VM (2026-12-06)
     one epoch of ``xpnet train mnist`` took 1.1 s at ``--threads 2``, 18.0 s at 3 and 67 s at 8; two MPI ranks with
     ``--threads 2`` each took 19.1 s for it."""
     environ = os.environ if environ is None else environ
-    cores = usable_cores() if cores is None else cores
+    if cores is None:
+        cores, quota = usable_cores(), cpu_quota()
     source = "--threads"
     if value is None:
         value, source = environ.get(THREADS_ENV) or "auto", f"${THREADS_ENV}"
     text = str(value).strip().lower()
     if text == "auto":
-        return ThreadSetting(auto_threads(cores, ranks, os.cpu_count() or 1, environ), False, "auto")
+        return ThreadSetting(auto_threads(cores, ranks, os.cpu_count() or 1, environ, quota), False, "auto")
     if not text.isdigit() or int(text) < 1:
         raise ConfigError(f"{source} {value!r}: give a whole number of threads (at least 1) to pin the count, or "
                           f"auto (default: every core, lowered while other work takes cores)")
-    share = auto_threads(cores, ranks, os.cpu_count() or 1, {})
+    share = auto_threads(cores, ranks, os.cpu_count() or 1, {}, quota)
     if int(text) > share:
-        among = f" (its share of {cores} among {ranks} ranks)" if share < cores else ""
+        among = (f" (its share of {cores} among {ranks} ranks)" if ranks > 1 and share < cores else
+                 f" (a CPU quota of {quota:g})" if quota is not None and share < cores else "")
         warnings.warn(f"{source} {int(text)} asks for more threads than the {share} core{'' if share == 1 else 's'} "
                       f"this process may use{among}; threads beyond them would wait for one another at every matrix "
                       f"product (many times slower): pinned at {share}", stacklevel=2)
@@ -195,8 +205,10 @@ class ThreadPools:
             if layer == "default":
                 layer = f"first available of {', '.join(numba.config.THREADING_LAYER_PRIORITY)}"
             layer += " (not started)"
+        quota = cpu_quota()
         return (f"BLAS {blas}, idle workers: {blas_idle()}; Numba threading layer {layer}, pool of "
-                f"{numba.config.NUMBA_NUM_THREADS}; scheduler slice: {scheduling.slice_status()}")
+                f"{numba.config.NUMBA_NUM_THREADS}; scheduler slice: {scheduling.slice_status()}; cgroup CPU quota: "
+                + ("none" if quota is None else f"{quota:g} CPU{'' if quota == 1 else 's'}"))
 
 
 _setting: ThreadSetting | None = None
