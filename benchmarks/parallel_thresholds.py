@@ -178,10 +178,33 @@ def _regularized(n: int, rng: np.random.Generator, k: int, positive: tuple[int, 
     return [*vectors, (rng.random(n) < 0.8).astype(F32), np.array([4.0])]
 
 
+class FreshBatches:
+    """An argument that is a new one at every call: the next of ``batches`` prepared ones, in turn."""
+
+    def __init__(self, batches: np.ndarray) -> None:
+        self.batches, self.calls = batches, 0
+
+    def next(self) -> np.ndarray:
+        self.calls += 1
+        return self.batches[self.calls % len(self.batches)]
+
+
+TRAINING_ROWS = 60_000
+"""MNIST's training set: the source a batch is gathered from."""
+
+
 def _gather(n: int, rng: np.random.Generator) -> tuple:
     out = _rows(n, rng, 784)
     src = _rows(4 * out.size, rng, 784)
     return out, src, rng.permutation(len(src))[:len(out)]
+
+
+def _gather_from_training_set(n: int, rng: np.random.Generator) -> tuple:
+    """The calibration's gather: a batch of about ``n`` elements of 784-pixel rows from an MNIST-sized training set,
+    new random rows at every call as training draws them (not in cache, as a fixed batch is after its first call)."""
+    out = _rows(n, rng, 784)
+    src = _rows(TRAINING_ROWS * 784, rng, 784)
+    return out, src, FreshBatches(rng.integers(0, TRAINING_ROWS, (1024, len(out))))
 
 
 def _product_chunks(n: int, rng: np.random.Generator) -> tuple:
@@ -245,6 +268,9 @@ CASES: dict[str, Callable[[int, np.random.Generator], tuple]] = {
     "hue.hue_histograms": _hue,
 }
 """Arguments of each twin at about ``n`` elements of its first argument (the size its switch looks at)."""
+CALIBRATION_CASES: dict[str, Callable[[int, np.random.Generator], tuple]] = {
+    **CASES, "gather.gather_rows": _gather_from_training_set}
+"""What the calibration times: the cases, except where training's arguments are colder than a repeated case's."""
 
 
 def crossover(rows: list[dict[str, Any]]) -> int | None:
@@ -258,14 +284,16 @@ def crossover(rows: list[dict[str, Any]]) -> int | None:
 
 
 def _candidate(function: Callable, args: tuple) -> Candidate:
-    return Candidate(lambda: function(*args))
+    if not any(isinstance(arg, FreshBatches) for arg in args):
+        return Candidate(lambda: function(*args))
+    return Candidate(lambda: function(*(arg.next() if isinstance(arg, FreshBatches) else arg for arg in args)))
 
 
 def calibrate(name: str, rounds: int, min_seconds: float) -> dict[str, Any]:
     """One twin's timings at every size and its crossover."""
     twin, rng, rows = TWINS[name], np.random.default_rng(0), []
     for n in SIZES:
-        args = CASES[name](n, rng)
+        args = CALIBRATION_CASES[name](n, rng)
         candidates = {variant: _candidate(getattr(twin, variant), args) for variant in ("serial", "parallel")}
         for candidate in candidates.values():
             candidate.calibrate(min_seconds)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from xpnet.kernels.registry import kernels as declared_kernels
 
@@ -385,3 +386,17 @@ def test_sched_slice_runs_a_worker_beside_each_load(monkeypatch: pytest.MonkeyPa
     rows = sched_slice.measure(["mlp"], rounds=2, steps=2, data_dir=str(shared_data))["rows"]
     assert [(row["workload"], row["load"], row["threads"]) for row in rows] == [("mlp", "one busy process", 1)]
     assert rows[0]["short slices ms"] > 0 and len(rows[0]["shared cache"]) == 2
+
+
+def test_the_calibration_gathers_new_rows_at_every_call() -> None:
+    """Training draws each batch's rows anew, so the gather's switch is calibrated on fresh rows, not on one batch
+    that stays in cache after its first call."""
+    from benchmarks.parallel_thresholds import CALIBRATION_CASES, FreshBatches, _candidate
+
+    out, src, batches = CALIBRATION_CASES["gather.gather_rows"](784 * 4, np.random.default_rng(0))
+    assert isinstance(batches, FreshBatches) and src.shape == (60_000, 784)
+    seen = []
+    candidate = _candidate(lambda out, src, idx: seen.append(idx.copy()), (out, src, batches))
+    for _ in range(3):
+        candidate.run()
+    assert [list(idx) for idx in seen] == [list(batches.batches[k]) for k in (1, 2, 3)]
