@@ -3,9 +3,9 @@
 ``--threads N`` or ``$XPNET_THREADS=N`` pins both pools at N threads. The default, ``auto``, gives them every core
 this process may use (its CPU affinity and its container's CPU quota, ``xpnet.cpu_quota``; fewer where
 ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` or ``NUMBA_NUM_THREADS`` ask for fewer), shared
-out among the MPI ranks on this machine, and
-lets a ``ThreadGovernor`` (``xpnet.governor``) lower and raise the count during training to whatever is fastest
-while other work takes cores away.
+out among the MPI ranks on this machine, and lets a ``ThreadGovernor`` (``xpnet.governor``) lower and raise the
+count during training to whatever is fastest while other work takes cores away. A pinned count never exceeds what
+``auto`` would start from (``parse_setting``).
 
 The setting is process-wide: the command line sets it once (``configure``); a library user's first ``Model.fit``
 reads it from the environment.
@@ -145,10 +145,10 @@ def parse_setting(value: str | int | None, ranks: int = 1, environ: Mapping[str,
     its cgroup CPU quota (default, with ``cores`` None: ``usable_cores()`` and ``cpu_quota()``).
 
     A pinned count above this process's share of the cores (shared among the ``ranks`` on the machine and within
-    the quota as ``auto`` shares them) is lowered to that share, with a warning: the
-    threads beyond the cores wait for one another at every matrix product. On the 2-core Intel Xeon VM (2026-12-06)
-    one epoch of ``xpnet train mnist`` took 1.1 s at ``--threads 2``, 18.0 s at 3 and 67 s at 8; two MPI ranks with
-    ``--threads 2`` each took 19.1 s for it."""
+    the quota as ``auto`` shares them) is lowered to that share, with a warning: the threads beyond the cores wait
+    for one another at every matrix product. On the 2-core Intel Xeon VM (2026-12-06) one epoch of ``xpnet train
+    mnist`` took 1.1 s at ``--threads 2``, 18.0 s at 3 and 67 s at 8; two MPI ranks with ``--threads 2`` each took
+    19.1 s for it."""
     environ = os.environ if environ is None else environ
     if cores is None:
         cores, quota = usable_cores(), cpu_quota()
