@@ -22,6 +22,7 @@ from threadpoolctl import threadpool_info
 from benchmarks.distributed import mpi_missing, mpiexec_path
 from xpnet import governor, threads
 from xpnet.builders import mlp
+from xpnet.cpu_quota import cpu_quota
 from xpnet.errors import ConfigError
 from xpnet.governor import FixedThreads, ThreadGovernor, Tuning, candidates
 
@@ -95,6 +96,14 @@ def test_pools_set_blas_and_numba_together(restore_threads):
     assert numba.get_num_threads() == 1
 
 
+def _share(ranks: int) -> int:
+    """This machine's cores per rank of ``ranks`` on it: half of them each for two ranks (all the cores a rank may
+    use where it was bound to fewer than the machine's), within a container's CPU quota where there is one."""
+    usable, quota = threads.usable_cores(), cpu_quota()
+    share = max(1, usable // ranks) if usable >= (os.cpu_count() or 1) else usable
+    return share if quota is None else min(share, math.ceil(quota / ranks))
+
+
 RANK_THREADS = """
 import numba
 from threadpoolctl import threadpool_info
@@ -114,8 +123,7 @@ def test_ranks_on_one_machine_share_its_cores_without_thread_variables():
     done = subprocess.run([mpiexec_path(), "-n", "2", sys.executable, "-c", RANK_THREADS], capture_output=True,
                           text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
-    usable = threads.usable_cores()
-    share = max(1, usable // 2) if usable >= (os.cpu_count() or 1) else usable
+    share = _share(ranks=2)
     lines = [line for line in done.stdout.splitlines() if line.startswith("rank threads")]
     assert lines == [f"rank threads {share} {share} {share}"] * 2, done.stdout
 
@@ -389,12 +397,12 @@ def test_train_names_the_thread_count_and_refuses_a_bad_one(tmp_path, capsys, re
 
 def test_train_notes_a_pinned_count_above_the_cores_and_runs_on_them(tmp_path, capsys, restore_threads):
     path = _tiny_npz(tmp_path)
-    too_many = str(threads.usable_cores() + 1)
+    share = _share(ranks=1)
     code, _, err = run(capsys, "train", "npz", path, "--epochs", "1", "--hidden", "4", "--quiet", "--threads",
-                       too_many)
+                       str(share + 1))
     assert code == 0, err
-    assert f"note: --threads {too_many} asks for more threads than the {threads.usable_cores()} core" in err
-    assert threads.pools().count == threads.usable_cores()
+    assert f"note: --threads {share + 1} asks for more threads than the {share} core" in err
+    assert threads.pools().count == share
 
 
 BLAS_PROBE = """
