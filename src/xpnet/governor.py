@@ -17,7 +17,10 @@ the current count first, the first step after each switch discarded) for at leas
 ``probe_steps`` steps, and keeps the count with the lowest mean step time (without the longest step of its window: a
 one-off), staying with the current one unless another is faster by more than ``margin``. A count is dropped as soon
 as the time it has taken (its discarded first step included) passes twice what the best count so far needed for
-``probe_steps`` steps: it cannot win, and under contention its steps are the slow ones.
+``probe_steps`` steps: it cannot win, and under contention its steps are the slow ones. The very first step a count
+ever runs is left out of that time as well: it loads the kernels that count runs (Numba's serial twins, at one
+thread), about 45 ms on the 2-core Intel VM, which made one thread look hopeless in the first probe beside a busy
+process (15 ms a step against 5.5) and kept two threads, the slower count there, for seconds.
 
 Why means over a time window: beside a busy process the scheduler gives each thread its core in slices of several
 milliseconds, so a few 1 ms steps at all threads can all fall between the other process's slices and look fast
@@ -108,6 +111,7 @@ class ThreadGovernor:
         self.results: dict[int, float] = {}
         self.spent = 0.0  # seconds at the count under probe so far
         self.discard = False
+        self.loaded = {maximum}  # counts that have run a step (the warm-up steps run the first)
         self.baseline: float | None = None
         self.probed_at = 0.0
         self.gap = self.tuning.first_interval  # training seconds from a probe to the next: doubles up to interval
@@ -155,10 +159,13 @@ class ThreadGovernor:
         self.settled_count = self.count
 
     def _probe_step(self, seconds: float) -> None:
-        self.spent += seconds  # all this count's time, the discarded first step's too: under contention it is long
         if self.discard:
             self.discard = False
+            if self.count in self.loaded:  # the discarded first step counts: under contention it is long
+                self.spent += seconds
+            self.loaded.add(self.count)
         else:
+            self.spent += seconds  # all this count's time
             self.samples.add(seconds)
         best = min(self.results.values(), default=None)
         hopeless = best is not None and self.spent > 2 * best * self.tuning.probe_steps
