@@ -122,6 +122,11 @@ def auto_threads(cores: int, ranks: int, all_cores: int, environ: Mapping[str, s
     return max(1, min([count, *(limit for limit in limits if limit > 0)]))
 
 
+def counted(number: float, noun: str) -> str:
+    """``number noun`` in messages, the noun plural unless the number is 1: ``1 thread``, ``2 cores``, ``1.5 CPUs``."""
+    return f"{number:g} {noun}{'' if number == 1 else 's'}"
+
+
 @dataclass(frozen=True)
 class ThreadSetting:
     """What the user asked for: ``count`` threads, ``pinned`` (a number was given) or governed up to ``count``
@@ -134,8 +139,8 @@ class ThreadSetting:
     def describe(self, in_use: int) -> str:
         """A short phrase for result lines: ``2 threads (pinned)`` or ``1 of 2 threads (auto)``."""
         if self.pinned:
-            return f"{self.count} thread{'' if self.count == 1 else 's'} (pinned by {self.source})"
-        return f"{in_use} of {self.count} thread{'' if self.count == 1 else 's'} (auto)"
+            return f"{counted(self.count, 'thread')} (pinned by {self.source})"
+        return f"{in_use} of {counted(self.count, 'thread')} (auto)"
 
 
 def parse_setting(value: str | int | None, ranks: int = 1, environ: Mapping[str, str] | None = None,
@@ -165,7 +170,7 @@ def parse_setting(value: str | int | None, ranks: int = 1, environ: Mapping[str,
     if int(text) > share:
         among = (f" (its share of {cores} among {ranks} ranks)" if ranks > 1 and share < cores else
                  f" (a CPU quota of {quota:g})" if quota is not None and share < cores else "")
-        warnings.warn(f"{source} {int(text)} asks for more threads than the {share} core{'' if share == 1 else 's'} "
+        warnings.warn(f"{source} {int(text)} asks for more threads than the {counted(share, 'core')} "
                       f"this process may use{among}; threads beyond them would wait for one another at every matrix "
                       f"product (many times slower): pinned at {share}", stacklevel=2)
         return ThreadSetting(share, True, source)
@@ -208,7 +213,7 @@ class ThreadPools:
         quota = cpu_quota()
         return (f"BLAS {blas}, idle workers: {blas_idle()}; Numba threading layer {layer}, pool of "
                 f"{numba.config.NUMBA_NUM_THREADS}; scheduler slice: {scheduling.slice_status()}; cgroup CPU quota: "
-                + ("none" if quota is None else f"{quota:g} CPU{'' if quota == 1 else 's'}"))
+                + ("none" if quota is None else counted(quota, "CPU")))
 
 
 _setting: ThreadSetting | None = None

@@ -97,11 +97,9 @@ def test_pools_set_blas_and_numba_together(restore_threads):
 
 
 def _share(ranks: int) -> int:
-    """This machine's cores per rank of ``ranks`` on it: half of them each for two ranks (all the cores a rank may
-    use where it was bound to fewer than the machine's), within a container's CPU quota where there is one."""
-    usable, quota = threads.usable_cores(), cpu_quota()
-    share = max(1, usable // ranks) if usable >= (os.cpu_count() or 1) else usable
-    return share if quota is None else min(share, math.ceil(quota / ranks))
+    """This machine's cores per rank of ``ranks`` on it, within a container's CPU quota where there is one (as
+    ``auto`` counts them, with no thread variable)."""
+    return threads.auto_threads(threads.usable_cores(), ranks, os.cpu_count() or 1, {}, cpu_quota())
 
 
 RANK_THREADS = """
