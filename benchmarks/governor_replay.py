@@ -24,6 +24,7 @@ import json
 import statistics
 import sys
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +113,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="short traces (a check of the tool, not a figure)")
     parser.add_argument("--out", type=Path, help="also write the traces and the results here as JSON")
     args = parser.parse_args(argv)
-    log(f"governor replay: load average {load_average()}")
+    started, load = datetime.now(timezone.utc).isoformat(timespec="seconds"), load_average()
+    log(f"governor replay: load average {load}")
     traces = record(args.data_dir, args.workload, args.rounds, args.quick)
     results = {}
     for condition, by_count in traces.items():
@@ -124,9 +126,11 @@ def main(argv: list[str] | None = None) -> None:
               f"{ {k: round(v, 2) for k, v in results[condition]['mean step ms'].items()} }", flush=True)
     if args.out:
         with atomic_write(args.out, "w") as handle:
-            json.dump({"workload": args.workload, "load average": load_average(), "results": results, "traces": {
-                condition: {str(count): t for count, t in by_count.items()} for condition, by_count in traces.items()
-            }}, handle)
+            json.dump({"command": " ".join(["python -m benchmarks.governor_replay", *sys.argv[1:]]),
+                       "started": started, "load average at start": load, "workload": args.workload,
+                       "results": results, "traces (step seconds)": {
+                           condition: {str(count): [round(s, 6) for s in t] for count, t in by_count.items()}
+                           for condition, by_count in traces.items()}}, handle)
 
 
 if __name__ == "__main__":
