@@ -42,6 +42,11 @@ TRACE_STEPS = {"mlp": 1500, "cnn": 938}
 """Steps per trace: about one epoch of each (the quick CNN's 938 batches of 64)."""
 
 
+def trace_steps(workload: str, quick: bool) -> int:
+    """Steps per trace, and per replayed run: a tenth in quick mode."""
+    return TRACE_STEPS[workload] // (10 if quick else 1)
+
+
 def trace_worker(workload: str, mode: str, data_dir: str, steps: str) -> None:
     """Print as JSON the seconds of ``steps`` training steps at ``$XPNET_THREADS`` (after 20 untimed ones)."""
     _, model, workspace, stats, x, y = threads.training_batch(workload, mode == "quick", data_dir)
@@ -52,9 +57,8 @@ def trace_worker(workload: str, mode: str, data_dir: str, steps: str) -> None:
 def record(data_dir: Path, workload: str, rounds: int, quick: bool = False) -> dict[str, dict[int, list[float]]]:
     """Load name -> thread count -> its step seconds over ``rounds`` traces (in the order they ran)."""
     config = make_config(quick, data_dir, "cpu")
-    steps = TRACE_STEPS[workload] // (10 if quick else 1)
     command = [sys.executable, "-m", "benchmarks.governor_replay", "trace", workload, "quick" if quick else "full",
-               str(data_dir), str(steps)]
+               str(data_dir), str(trace_steps(workload, quick))]
     counts = sorted({1, threads.cores()})
     traces: dict[str, dict[int, list[float]]] = {}
     for condition, loads in threads.conditions(config, threads.torch_version() is not None).items():
@@ -70,11 +74,10 @@ def record(data_dir: Path, workload: str, rounds: int, quick: bool = False) -> d
     return traces
 
 
-def governed_seconds(traces: dict[int, np.ndarray], steps: int, rng: np.random.Generator,
+def governed_seconds(traces: dict[int, np.ndarray], ends: dict[int, np.ndarray], steps: int, rng: np.random.Generator,
                      governor: Callable[[int], ThreadGovernor]) -> tuple[float, dict[int, int]]:
-    """One governed run of ``steps`` steps on ``traces`` (count -> step seconds) from a random start: its seconds
-    and how many steps ran at each count."""
-    ends = {count: np.cumsum(t) for count, t in traces.items()}
+    """One governed run of ``steps`` steps on ``traces`` (count -> step seconds; ``ends``: their running sums, when
+    each step ended) from a random start: its seconds and how many steps ran at each count."""
     offsets = {count: rng.uniform(0.0, float(e[-1])) for count, e in ends.items()}
     gov = governor(max(traces))
     clock, at = 0.0, dict.fromkeys(traces, 0)
@@ -95,8 +98,9 @@ def replay(traces: dict[int, list[float]], trials: int, steps: int, seed: int = 
     mean) in median, 90th percentile and maximum, the share of steps at each count, each count's mean step."""
     arrays = {count: np.asarray(t) for count, t in traces.items()}
     best = min(float(t.mean()) for t in arrays.values()) * steps
+    ends = {count: np.cumsum(t) for count, t in arrays.items()}
     rng = np.random.default_rng(seed)
-    runs = [governed_seconds(arrays, steps, rng, governor) for _ in range(trials)]
+    runs = [governed_seconds(arrays, ends, steps, rng, governor) for _ in range(trials)]
     ratios = np.array([seconds for seconds, _ in runs]) / best
     return {"governed / best fixed": {"median": float(np.median(ratios)), "p90": float(np.percentile(ratios, 90)),
                                       "max": float(ratios.max())},
@@ -118,8 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     traces = record(args.data_dir, args.workload, args.rounds, args.quick)
     results = {}
     for condition, by_count in traces.items():
-        steps = TRACE_STEPS[args.workload] // (10 if args.quick else 1)
-        results[condition] = replay(by_count, args.trials, steps)
+        results[condition] = replay(by_count, args.trials, trace_steps(args.workload, args.quick))
         ratio = results[condition]["governed / best fixed"]
         print(f"{condition}: governed / best fixed median {ratio['median']:.3f}, p90 {ratio['p90']:.3f}, max "
               f"{ratio['max']:.3f}; share of steps {results[condition]['share of steps']}; mean step ms "
