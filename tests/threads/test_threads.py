@@ -103,26 +103,28 @@ def _share(ranks: int) -> int:
 
 
 RANK_THREADS = """
+import os, sys
 import numba
 from threadpoolctl import threadpool_info
 from xpnet import threads
 setting = threads.configure()
 blas = sorted({lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"})
-print("rank threads", setting.count, numba.get_num_threads(), *blas)
+with open(os.path.join(sys.argv[1], f"{os.getpid()}.txt"), "w") as out:  # a file each: the launcher interleaves stdout
+    print("rank threads", setting.count, numba.get_num_threads(), *blas, file=out)
 """
 
 
 @pytest.mark.skipif(mpi_missing() is not None, reason=f"needs MPI: {mpi_missing()}")
-def test_ranks_on_one_machine_share_its_cores_without_thread_variables():
+def test_ranks_on_one_machine_share_its_cores_without_thread_variables(tmp_path):
     """``mpiexec -n 2`` with no thread variable set: each rank learns from the launcher that two ranks share the
     machine and runs Numba and every BLAS library on its half of the cores (all the cores it may use where the
     launcher bound it to fewer than the machine's)."""
     env = {k: v for k, v in os.environ.items() if k not in (*threads.LIMIT_VARIABLES, threads.THREADS_ENV)}
-    done = subprocess.run([mpiexec_path(), "-n", "2", sys.executable, "-c", RANK_THREADS], capture_output=True,
-                          text=True, timeout=120, env=env)
+    done = subprocess.run([mpiexec_path(), "-n", "2", sys.executable, "-c", RANK_THREADS, str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     share = _share(ranks=2)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("rank threads")]
+    lines = [path.read_text().strip() for path in sorted(tmp_path.glob("*.txt"))]
     assert lines == [f"rank threads {share} {share} {share}"] * 2, done.stdout
 
 
