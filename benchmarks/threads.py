@@ -38,6 +38,10 @@ WARMUP_SAMPLES = 1024
 SETTLE_SECONDS = {True: 0.5, False: 3.0}
 """How long a load runs before a measurement starts (quick, full): a training load gets past its imports."""
 PROFILE_STEPS = {True: 3, False: 40}
+ROUNDS = {True: 1, False: 3}
+"""Rounds of every candidate per row (quick, full): one epoch process is one sample of a VM whose speed drifts by up
+to 2x within minutes (the idle CNN's two-thread speed-up read 1.58x, 1.84x and 1.93x in three rounds of one minute on
+the 2-core Intel VM, 2026-12-06), so a cell is the median of its rounds."""
 QUICK_SKIPS = ("one busy process", "two busy processes")
 BUSY = [sys.executable, "-c", "while 1: pass"]
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
@@ -120,30 +124,45 @@ def shared_probes(results: list[dict[str, Any]]) -> str | None:
     return None if None in probes else f"{sum(probes)}/{len(probes)}"
 
 
+def measure_row(config: Config, condition: str, workload: str, loads: Callable[[list[str]], list[list[str]]],
+                torch: bool) -> dict[str, Any]:
+    """Every candidate on ``workload`` beside ``loads``, in ``ROUNDS`` rounds that each run every candidate once
+    (so the VM's drift over minutes reaches every candidate alike): each candidate's median seconds and its rounds'
+    seconds, and the governed epoch's ratios of medians to the best fixed count and to PyTorch."""
+    row: dict[str, Any] = {"condition": condition, "workload": workload}
+    epochs = 1 if config.quick else EPOCHS[workload]
+    chosen = candidates(torch)
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in chosen}
+    for _ in range(ROUNDS[config.quick]):
+        for name, (implementation, threads) in chosen.items():
+            command = worker_command(workload, implementation, config, epochs)
+            results[name].append(measure(command, threads, loads(command), SETTLE_SECONDS[config.quick]))
+    for name, measured in results.items():
+        row[f"{name} s"] = statistics.median(result["seconds"] for result in measured)
+        row[f"{name} s (rounds)"] = [result["seconds"] for result in measured]
+    row["governed: threads at the end"] = [result["threads"] for result in results["xpnet auto (governed)"]]
+    probes = [shared_probes(measured) for measured in results.values()]
+    row["one shared cache (probes)"] = None if None in probes else " ".join(probes)
+    fixed = [row[f"{name} s"] for name, (implementation, threads) in chosen.items()
+             if implementation == "xpnet" and threads != "auto"]
+    governed = row["xpnet auto (governed) s"]
+    row["governed / best fixed"] = governed / min(fixed)
+    row["governed / best fixed (rounds)"] = [
+        auto / min(seconds) for auto, *seconds in zip(row["xpnet auto (governed) s (rounds)"], *(
+            row[f"{name} s (rounds)"] for name, (implementation, threads) in chosen.items()
+            if implementation == "xpnet" and threads != "auto"), strict=True)]
+    if torch:
+        row["governed / torch"] = governed / row[f"torch {cores()} threads s"]
+    return row
+
+
 def run(config: Config) -> dict[str, Any]:
     """Every candidate on every workload under every condition; then the CNN step's profile."""
     rows, torch = [], torch_version() is not None
     for condition, loads in conditions(config, torch).items():
         for workload in workloads(config, condition):
-            row: dict[str, Any] = {"condition": condition, "workload": workload}
-            epochs = 1 if config.quick else EPOCHS[workload]
-            results = []
-            for name, (implementation, threads) in candidates(torch).items():
-                command = worker_command(workload, implementation, config, epochs)
-                results.append(measure(command, threads, loads(command), SETTLE_SECONDS[config.quick]))
-                row[f"{name} s"] = results[-1]["seconds"]
-                if threads == "auto":
-                    row["governed: threads at the end"] = results[-1]["threads"]
-            probes = [shared_probes([result]) for result in results]
-            row["one shared cache (probes)"] = None if None in probes else " ".join(probes)
-            fixed = [row[f"{name} s"] for name, (impl, threads) in candidates(torch).items()
-                     if impl == "xpnet" and threads != "auto"]
-            governed = row["xpnet auto (governed) s"]
-            row["governed / best fixed"] = governed / min(fixed)
-            if torch:
-                row["governed / torch"] = governed / row[f"torch {cores()} threads s"]
-            rows.append(row)
-            log(f"threads: {row}")
+            rows.append(measure_row(config, condition, workload, loads, torch))
+            log(f"threads: {rows[-1]}")
     profile = [{"threads": count, **measure([sys.executable, "-m", "benchmarks.threads", "profile",
                                              "quick" if config.quick else "full", str(config.data_dir)],
                                             str(count), [], 0)} for count in sorted({1, cores()})]
@@ -155,15 +174,18 @@ def run(config: Config) -> dict[str, Any]:
         f"workload ({', '.join(f'{w}: {EPOCHS[w]}' for w in WORKLOADS)} epochs of MNIST in full mode), each "
         f"measurement its own process after a warm-up epoch of {WARMUP_SAMPLES} samples; loads started "
         f"{SETTLE_SECONDS[config.quick]} s before and stopped after each measurement",
+        f"each row: {ROUNDS[config.quick]} round(s), each running every candidate once in turn; a candidate's "
+        "seconds are the median of its rounds (all of them under '... s (rounds)'); the ratios are ratios of "
+        "medians (each round's under '... (rounds)')",
         "busy process: python -c 'while 1: pass'; second copy: the same command without end; low-priority "
         "PyTorch training: the MLP in PyTorch on every core under nice -n 19",
         f"xpnet N threads: XPNET_THREADS=N (pinned); auto: the governor; torch: torch.set_num_threads({cores()})",
         "profile: medians over steps of the quick CNN at batch 64, each layer's forward and backward, the loss "
         "and the optimizer update",
-        "one shared cache (probes): for each measurement of the row in turn, how many of the two placement probes "
-        "(benchmarks/placement.py) just before and just after it, with no load running, found the first two cores "
-        "sharing a cache; on a VM whose host runs the vCPUs on cores of separate caches, two threads run no faster "
-        "than one",
+        "one shared cache (probes): for each candidate of the row in turn, how many of the placement probes "
+        "(benchmarks/placement.py) just before and just after each of its measurements, with no load running, "
+        "found the first two cores sharing a cache; on a VM whose host runs the vCPUs on cores of separate "
+        "caches, two threads run no faster than one",
     ]
     if not torch:
         notes.append("PyTorch absent (not importable): no PyTorch candidate, load or governed / torch ratio")

@@ -181,7 +181,7 @@ def test_quick_run_writes_sane_results(tmp_path: Path, shared_data: Path) -> Non
         [("a low-priority PyTorch training", "mlp")] if torch else [])
     for row in contention["rows"]:
         assert all(_positive(value) for key, value in row.items() if key.endswith(" s"))
-        assert row["governed: threads at the end"].endswith("(auto)")
+        assert [end[-6:] for end in row["governed: threads at the end"]] == ["(auto)"]  # quick: one round
         assert ("governed / torch" in row) == torch
         # a placement probe before and after each measurement (3 or 4 of them; none on a single core)
         assert (re.fullmatch(rf"([0-2]/2 ){{{2 + torch}}}[0-2]/2", row["one shared cache (probes)"])
@@ -238,6 +238,33 @@ def test_without_pytorch_the_threads_section_times_xpnet_alone_and_says_so(monke
     assert [row["condition"] for row in section["rows"]] == ["idle", "idle", "a second copy of the same training"]
     assert not [key for row in section["rows"] for key in row if "torch" in key]
     assert any(note.startswith("PyTorch absent") for note in section["notes"])
+
+
+def test_threads_rows_take_each_candidates_median_over_alternating_rounds(monkeypatch: pytest.MonkeyPatch,
+                                                                         tmp_path: Path) -> None:
+    """Full mode: every candidate runs once a round, in turn, so drift reaches all of them; cells are medians."""
+    monkeypatch.setitem(sys.modules, "torch", None)
+    order: list[str] = []
+    seconds = {"1": [5.0, 9.0, 6.0], str(threads.cores()): [3.0, 2.0, 8.0], "auto": [4.0, 3.0, 2.5]}
+
+    def measure(command: list[str], count: str, loads: list[list[str]], settle: float) -> dict:
+        if command[3] == "profile":
+            return {"ms": {"whole step": 1.0}, "shared cache": [True, True]}
+        order.append(count)
+        taken = sum(1 for earlier in order if earlier == count) - 1
+        return {"seconds": seconds[count][taken % 3], "threads": f"{count} (auto)", "shared cache": [True, False]}
+
+    monkeypatch.setattr(threads, "measure", measure)
+    monkeypatch.setattr(threads, "conditions", lambda config, torch: {"idle": lambda command: []})
+    monkeypatch.setattr(threads, "workloads", lambda config, condition: ("cnn",))
+    row = threads.run(make_config(False, tmp_path, "cpu"))["rows"][0]
+    every = str(threads.cores())
+    assert order == ["1", every, "auto"] * threads.ROUNDS[False] and threads.ROUNDS[False] == 3
+    assert row["xpnet 1 thread s"] == 6.0 and row["xpnet 1 thread s (rounds)"] == [5.0, 9.0, 6.0]
+    assert row["xpnet auto (governed) s"] == 3.0 and row["governed / best fixed"] == 3.0 / min(6.0, 3.0)
+    assert row["governed / best fixed (rounds)"] == [4.0 / 3.0, 3.0 / 2.0, 2.5 / 6.0]
+    assert row["governed: threads at the end"] == ["auto (auto)"] * 3
+    assert row["one shared cache (probes)"] == "3/6 3/6 3/6"
 
 
 def _captured_figure(monkeypatch: pytest.MonkeyPatch) -> list:
