@@ -13,19 +13,17 @@ from ``first_interval`` whenever a probe changes the count (conditions are movin
 virtual machine's host moved its vCPUs apart or together); sooner, but never within ``min_interval`` of the last
 probe, when the mean step time of the last ``window`` seconds moves by more than ``jump`` from what the chosen count
 gave. A probe prices the settled count by its own steps since the last probe (up to the last ``history`` seconds of
-them; timed afresh after a jump, or where they cover less than a window), then times each other candidate count,
-fewest threads first (``candidates``: all threads halved down to 1, timed from 1 up; the first step after each
-switch discarded), for at least ``window`` seconds and ``probe_steps`` steps, at the mean step time without the
-longest step of its window (a one-off). It keeps the cheapest count, a count's price being its step time raised by
-``doubling_gain`` for every doubling of threads (twice the threads must be that much faster: otherwise their cores
-are left to the other work, the fair share), and stays with the settled count unless another is cheaper by more than
-``margin``. A count is dropped as soon as the time it has taken (its discarded first step included) passes twice
-what the best count so far needed for ``probe_steps`` steps, priced at all it took: it cannot win, and under
-contention its steps are the slow ones. Fewest threads first because the risk is lopsided: contention makes a step
-on all threads 10 to 16 times slower (quick CNN and MLP beside two busy loops, 2-core Intel VM), while fewer threads
-than the best count cost at most their share of the cores (1.3-1.8x on an idle machine), so the cheap risk sets the
-bar that drops the expensive one early. Timed first, one thread's very first step (which loads its kernels, Numba's
-serial twins: about 45 ms on the Intel VM) has no best count to be held against.
+them; timed afresh after a jump, or where they cover less than a window), then times each other candidate count
+(all threads, then halving down to 1; the first step after each switch discarded) for at least ``window`` seconds
+and ``probe_steps`` steps, at the mean step time without the longest step of its window (a one-off). It keeps the
+cheapest count, a count's price being its step time raised by ``doubling_gain`` for every doubling of threads (twice
+the threads must be that much faster: otherwise their cores are left to the other work, the fair share), and stays
+with the settled count unless another is cheaper by more than ``margin``. A count is dropped as soon as the time it
+has taken (its discarded first step included) passes twice what the best count so far needed for ``probe_steps``
+steps, priced at all it took: it cannot win, and under contention its steps are the slow ones. The very first step a
+count ever runs is left out of that time: it loads the kernels that count runs (Numba's serial twins, at one
+thread), about 45 ms on the 2-core Intel VM, which made one thread look hopeless in the first probe beside a busy
+process (15 ms a step against 5.5).
 
 Why means over time, and the settled count's own steps: beside a busy process the scheduler gives each thread its
 core in slices of several milliseconds, so a few 1 ms steps at all threads can all fall between the other
@@ -66,11 +64,11 @@ class Tuning:
 
 
 def candidates(maximum: int) -> list[int]:
-    """The counts a probe tries, in its order: ``maximum`` halved down to 1, fewest first (8 -> 1, 2, 4, 8)."""
+    """The counts a probe tries: ``maximum``, then halving down to 1 (8 -> 8, 4, 2, 1)."""
     counts = [maximum]
     while counts[-1] > 1:
         counts.append(counts[-1] // 2)
-    return counts[::-1]
+    return counts
 
 
 class StepWindow:
@@ -124,6 +122,7 @@ class ThreadGovernor:
         self.results: dict[int, float] = {}
         self.spent, self.spent_steps = 0.0, 0  # seconds (and steps) at the count under probe so far
         self.discard = False
+        self.loaded = {maximum}  # counts that have run a step (the warm-up steps run the first)
         self.baseline: float | None = None
         self.probed_at = 0.0
         self.gap = tuning.first_interval  # training seconds from a probe to the next: doubles up to interval
@@ -166,23 +165,26 @@ class ThreadGovernor:
             self.discard = True  # the first step on a new count pays for waking its threads
 
     def _start_probe(self, evidence: StepWindow | None) -> None:
-        """Time every candidate count, fewest threads first; the settled one is priced by ``evidence`` (its own
-        steps since the last probe) where that covers a window, else timed like the others."""
-        self.queue = candidates(self.maximum)
+        """Time every candidate count; the settled one is priced by ``evidence`` (its own steps since the last
+        probe) where that covers a window, else timed like the others."""
+        self.queue = [self.count, *(c for c in candidates(self.maximum) if c != self.count)]
         self.results, self.discard, self.spent, self.spent_steps = {}, False, 0.0, 0
         self.samples.clear()
         self.settled_count = self.count
         if evidence is not None and evidence.full:
-            self.results[self.count] = evidence.mean
-            self.queue.remove(self.count)
-        self._switch(self.queue[0])
+            self.results[self.queue.pop(0)] = evidence.mean
+            self._switch(self.queue[0])
 
     def _probe_step(self, seconds: float) -> None:
-        self.spent += seconds  # all this count's time: its discarded first step too, under contention a long one
-        self.spent_steps += 1
         if self.discard:
             self.discard = False
+            if self.count in self.loaded:  # the discarded first step counts: under contention it is long
+                self.spent += seconds
+                self.spent_steps += 1
+            self.loaded.add(self.count)
         else:
+            self.spent += seconds  # all this count's time
+            self.spent_steps += 1
             self.samples.add(seconds)
         best = min(self.results.values(), default=None)
         hopeless = best is not None and self.spent > 2 * best * self.tuning.probe_steps
