@@ -14,7 +14,9 @@ to run beside the same load. This tool gives the distribution instead:
   kernels cost to load on its first step is left out (the governor forgives it).
 
 Printed and written (``--out``) per load: governed / best fixed count in median, 90th percentile and maximum, the
-share of steps at each count, and each count's mean step.
+share of steps at each count, and each count's mean step. ``--traces FILE`` replays the traces of a file that
+``--out`` wrote instead of recording new ones: a change to the governor is compared on the very steps its
+predecessor met (``benchmarks/results/*/governor_replay_*.json`` keep them).
 """
 
 from __future__ import annotations
@@ -108,30 +110,62 @@ def replay(traces: dict[int, list[float]], trials: int, steps: int, seed: int = 
             "mean step ms": {str(count): 1e3 * float(t.mean()) for count, t in arrays.items()}}
 
 
+TRACES = "traces (step seconds)"
+"""The key of the traces in a file that ``--out`` wrote: load name -> thread count -> step seconds."""
+
+
+def saved_traces(path: Path) -> tuple[str, dict[str, dict[int, list[float]]], str]:
+    """The workload, the traces and when they were recorded, from a file that ``--out`` wrote; ValueError naming
+    the file if it is not one."""
+    try:
+        saved = json.loads(path.read_text())
+        traces = {condition: {int(count): [float(s) for s in steps] for count, steps in by_count.items()}
+                  for condition, by_count in saved[TRACES].items()}
+        workload, recorded = saved["workload"], str(saved.get("traces recorded", saved.get("started")))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise ValueError(f"{path}: not a trace file written by --out ({type(error).__name__}: {error})") from None
+    if workload not in threads.WORKLOADS or not traces or not all(
+            by_count and all(by_count.values()) for by_count in traces.values()):
+        raise ValueError(f"{path}: not a trace file written by --out (workload {workload!r}, or a load without "
+                         "steps)")
+    return workload, traces, recorded
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, required=True, help="the folder holding MNIST (../shared/data)")
+    parser.add_argument("--data-dir", type=Path, help="the folder holding MNIST (../shared/data), to record traces")
+    parser.add_argument("--traces", type=Path, help="replay the traces of this file (written by --out) instead")
     parser.add_argument("--workload", choices=threads.WORKLOADS, default="cnn")
     parser.add_argument("--rounds", type=int, default=2, help="traces per count and load (default 2)")
     parser.add_argument("--trials", type=int, default=300, help="governed runs replayed per load (default 300)")
     parser.add_argument("--quick", action="store_true", help="short traces (a check of the tool, not a figure)")
     parser.add_argument("--out", type=Path, help="also write the traces and the results here as JSON")
     args = parser.parse_args(argv)
+    if (args.data_dir is None) == (args.traces is None):
+        parser.error("give --data-dir to record traces, or --traces FILE to replay saved ones")
     started, load = datetime.now(timezone.utc).isoformat(timespec="seconds"), load_average()
     log(f"governor replay: load average {load}")
-    traces = record(args.data_dir, args.workload, args.rounds, args.quick)
+    if args.traces:
+        try:
+            workload, traces, recorded = saved_traces(args.traces)
+        except ValueError as error:
+            parser.error(str(error))
+    else:
+        workload, traces = args.workload, record(args.data_dir, args.workload, args.rounds, args.quick)
+        recorded = started
     results = {}
     for condition, by_count in traces.items():
-        results[condition] = replay(by_count, args.trials, trace_steps(args.workload, args.quick))
+        results[condition] = replay(by_count, args.trials, trace_steps(workload, args.quick))
         ratio = results[condition]["governed / best fixed"]
         print(f"{condition}: governed / best fixed median {ratio['median']:.3f}, p90 {ratio['p90']:.3f}, max "
               f"{ratio['max']:.3f}; share of steps {results[condition]['share of steps']}; mean step ms "
               f"{ {k: round(v, 2) for k, v in results[condition]['mean step ms'].items()} }", flush=True)
     if args.out:
         with atomic_write(args.out, "w") as handle:
-            json.dump({"command": " ".join(["python -m benchmarks.governor_replay", *sys.argv[1:]]),
-                       "started": started, "load average at start": load, "workload": args.workload,
-                       "results": results, "traces (step seconds)": {
+            json.dump({"command": " ".join(["python -m benchmarks.governor_replay",
+                                            *(sys.argv[1:] if argv is None else argv)]),
+                       "started": started, "load average at start": load, "workload": workload,
+                       "traces recorded": recorded, "results": results, TRACES: {
                            condition: {str(count): [round(s, 6) for s in t] for count, t in by_count.items()}
                            for condition, by_count in traces.items()}}, handle)
 

@@ -43,3 +43,42 @@ def test_a_trace_worker_prints_its_step_seconds(shared_data: Path) -> None:
     assert done.returncode == 0, done.stderr
     steps = json.loads(done.stdout.strip().splitlines()[-1])["steps"]
     assert len(steps) == 4 and all(0 < s < 5 for s in steps)
+
+
+def _trace_file(path: Path, traces: dict) -> Path:
+    path.write_text(json.dumps({"workload": "cnn", "started": "2026-12-06T13:40:22+00:00",
+                                governor_replay.TRACES: traces}))
+    return path
+
+
+def test_saved_traces_replay_without_recording(tmp_path: Path) -> None:
+    """``--traces`` replays a file that ``--out`` wrote (here a made-up one: two threads 10x slower) on the
+    governor as it is now, and writes the same traces again with when they were recorded."""
+    saved = _trace_file(tmp_path / "traces.json", {"two busy processes": {"1": [0.010] * 200, "2": [0.100] * 200}})
+    governor_replay.main(["--traces", str(saved), "--trials", "3", "--out", str(tmp_path / "out.json")])
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert out["workload"] == "cnn" and out["traces recorded"] == "2026-12-06T13:40:22+00:00"
+    assert out[governor_replay.TRACES] == json.loads(saved.read_text())[governor_replay.TRACES]
+    assert out["command"].endswith(f"--traces {saved} --trials 3 --out {tmp_path / 'out.json'}")
+    result = out["results"]["two busy processes"]  # a quick CNN epoch's steps: the warm-up and the probes' few
+    assert result["share of steps"]["1"] > 0.95 and 1.0 < result["governed / best fixed"]["max"] < 1.25
+
+
+@pytest.mark.parametrize("content", ["not json", json.dumps({"workload": "cnn"}),
+                                     json.dumps({"workload": "rnn", governor_replay.TRACES: {"idle": {"1": [0.1]}}}),
+                                     json.dumps({"workload": "cnn", governor_replay.TRACES: {"idle": {"1": []}}})])
+def test_a_file_that_is_not_a_trace_file_is_refused_by_name(tmp_path: Path, content: str,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    with pytest.raises(SystemExit) as stopped:
+        governor_replay.main(["--traces", str(bad)])
+    assert stopped.value.code == 2
+    assert f"{bad}: not a trace file written by --out" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arguments", [[], ["--data-dir", "data", "--traces", "t.json"]])
+def test_either_records_or_replays_saved_traces(arguments: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        governor_replay.main(arguments)
+    assert "give --data-dir to record traces, or --traces FILE to replay saved ones" in capsys.readouterr().err
