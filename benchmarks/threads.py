@@ -143,14 +143,13 @@ def measure_row(config: Config, condition: str, workload: str, loads: Callable[[
     row["governed: threads at the end"] = [result["threads"] for result in results["xpnet auto (governed)"]]
     probes = [shared_probes(measured) for measured in results.values()]
     row["one shared cache (probes)"] = None if None in probes else " ".join(probes)
-    fixed = [row[f"{name} s"] for name, (implementation, threads) in chosen.items()
+    fixed = [name for name, (implementation, threads) in chosen.items()
              if implementation == "xpnet" and threads != "auto"]
     governed = row["xpnet auto (governed) s"]
-    row["governed / best fixed"] = governed / min(fixed)
+    row["governed / best fixed"] = governed / min(row[f"{name} s"] for name in fixed)
     row["governed / best fixed (rounds)"] = [
         auto / min(seconds) for auto, *seconds in zip(row["xpnet auto (governed) s (rounds)"], *(
-            row[f"{name} s (rounds)"] for name, (implementation, threads) in chosen.items()
-            if implementation == "xpnet" and threads != "auto"), strict=True)]
+            row[f"{name} s (rounds)"] for name in fixed), strict=True)]
     if torch:
         row["governed / torch"] = governed / row[f"torch {cores()} threads s"]
     return row
