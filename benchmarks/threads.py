@@ -42,7 +42,9 @@ ROUNDS = {True: 1, False: 3}
 """Rounds of every candidate per row (quick, full): one epoch process is one sample of a VM whose speed drifts by up
 to 2x within minutes (the idle CNN's two-thread speed-up read 1.58x, 1.84x and 1.93x in three rounds of one minute on
 the 2-core Intel VM, 2026-12-06), so a cell is the median of its rounds."""
-QUICK_SKIPS = ("one busy process", "two busy processes")
+QUICK_SKIPS = ("one busy process", "two busy processes", "a low-priority PyTorch training")
+"""Conditions quick mode leaves out: the busy loops, and the PyTorch load, whose worker the idle rows' PyTorch
+candidate already runs (the second copy stays, for the harness's loads)."""
 BUSY = [sys.executable, "-c", "while 1: pass"]
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
                     "XPNET_THREADS")
@@ -78,9 +80,8 @@ def low_priority_torch(config: Config) -> Callable[[list[str]], list[list[str]]]
 
 
 def conditions(config: Config, torch: bool) -> dict[str, Callable[[list[str]], list[list[str]]]]:
-    """Condition name -> the load commands to run beside a measurement's command (quick mode: idle and the two
-    training loads, which check the harness's every kind of load but busy loops; the PyTorch load when
-    ``torch``)."""
+    """Condition name -> the load commands to run beside a measurement's command (quick mode: idle and the second
+    copy, ``QUICK_SKIPS``; the PyTorch load when ``torch``)."""
     every = {"idle": lambda command: [], "one busy process": lambda command: [BUSY],
              "two busy processes": lambda command: [BUSY, BUSY], "a second copy of the same training": _second_training}
     if torch:

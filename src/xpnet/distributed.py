@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import hashlib
 import json
+import math
 import os
 import signal
 import sys
@@ -44,8 +45,30 @@ and its abort request from different pipes, and once it has the request it ends 
 
 HEARTBEAT_SECONDS, SILENCE_SECONDS = 1.0, 30.0
 """Every rank sends a heartbeat to the next each second; one whose connection closes without a goodbye is lost at
-once, one not heard from for 30 s is declared lost (longer than any pause a busy rank's own thread could take,
-shorter than TCP's minutes of retrying); either way the job is aborted."""
+once, one not heard from for 30 s (``$XPNET_SILENCE_SECONDS``) is declared lost (longer than any pause a busy rank's
+own thread could take, shorter than TCP's minutes of retrying); either way the job is aborted."""
+SILENCE_ENV = "XPNET_SILENCE_SECONDS"
+MIN_SILENCE_SECONDS = 5 * HEARTBEAT_SECONDS
+"""The shortest silence accepted: a few missed heartbeats, so that one late beat never ends a job."""
+
+
+def silence_seconds(environ: Mapping[str, str] | None = None) -> float:
+    """How long a rank may go unheard before it is declared lost: ``$XPNET_SILENCE_SECONDS``, else
+    ``SILENCE_SECONDS``. Hosts known to pause for longer (heavy swapping, live migration) raise it; a job that must
+    give up on a lost host sooner lowers it. ConfigError for anything but a number of seconds from
+    ``MIN_SILENCE_SECONDS``."""
+    environ = os.environ if environ is None else environ
+    text = environ.get(SILENCE_ENV, "").strip()
+    if not text:
+        return SILENCE_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds >= MIN_SILENCE_SECONDS):
+        raise ConfigError(f"${SILENCE_ENV} {text!r}: give the seconds a rank may go unheard before the job is "
+                          f"aborted, at least {MIN_SILENCE_SECONDS:g} (unset: {SILENCE_SECONDS:g})")
+    return seconds
 
 INSTALL_HINT = "pip install 'xpnet[mpi]' (mpi4py and the mpich wheel; a system MPI is used when present)"
 
@@ -95,6 +118,7 @@ class Communicator:
     """
 
     def __init__(self) -> None:
+        silence = silence_seconds()  # a bad setting is refused before MPI starts
         from mpi4py import MPI
 
         self.mpi = MPI
@@ -113,7 +137,7 @@ class Communicator:
         self._heartbeat: Heartbeat | None = None
         # a lost rank is reported from the heartbeat thread, whose MPI_Abort may meet a step's Allreduce
         if self.size > 1 and MPI.Query_thread() == MPI.THREAD_MULTIPLE:
-            self._heartbeat = Heartbeat(self.comm, self._lost, HEARTBEAT_SECONDS, SILENCE_SECONDS)
+            self._heartbeat = Heartbeat(self.comm, self._lost, HEARTBEAT_SECONDS, silence)
             atexit.register(self.close)
 
     def where(self, rank: int) -> str:

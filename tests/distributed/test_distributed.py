@@ -20,7 +20,7 @@ from cli_helpers import assert_clean_error, xpnet
 
 from benchmarks.distributed import mpi_missing, mpiexec_path
 from xpnet import Dense, Dropout, Sequential
-from xpnet.distributed import launched_ranks
+from xpnet.distributed import SILENCE_ENV, SILENCE_SECONDS, launched_ranks, silence_seconds
 from xpnet.errors import ConfigError
 from xpnet.layers import Phase
 from xpnet.serialization import load_model
@@ -35,10 +35,11 @@ ENV = {**os.environ, "XPNET_DEVICE": "cpu", "NUMBA_NUM_THREADS": "1", "OMP_NUM_T
 TIMEOUT = 240
 
 
-def mpiexec(ranks: int, *args: str | Path, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
-    """``mpiexec -n RANKS python ARGS``, captured, with a timeout."""
+def mpiexec(ranks: int, *args: str | Path, timeout: float = TIMEOUT,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``mpiexec -n RANKS python ARGS``, captured, with a timeout (``env`` added to the ranks' environment)."""
     return subprocess.run([MPIEXEC, "-n", str(ranks), sys.executable, *map(str, args)], capture_output=True,
-                          text=True, env=ENV, timeout=timeout)
+                          text=True, env={**ENV, **(env or {})}, timeout=timeout)
 
 
 def relative_error(a: np.ndarray, b: np.ndarray) -> float:
@@ -76,6 +77,17 @@ def test_shares_must_be_equal_and_the_hint_names_a_batch_size_that_works() -> No
     assert info.value.hint == "try --batch-size 99"
     with pytest.raises(ConfigError, match=r"the 60000 training samples cannot .* by 7 ranks: .* \(such as 6\)"):
         check_shares(60000, 700, 7)
+
+
+def test_the_silence_before_a_rank_is_declared_lost_is_30_seconds_unless_set() -> None:
+    assert silence_seconds({}) == silence_seconds({SILENCE_ENV: " "}) == SILENCE_SECONDS == 30
+    assert silence_seconds({SILENCE_ENV: "12.5"}) == 12.5 and silence_seconds({SILENCE_ENV: "5"}) == 5
+
+
+@pytest.mark.parametrize("text", ["soon", "4.9", "-30", "nan", "inf"])
+def test_a_silence_that_is_not_a_number_of_seconds_from_5_is_refused_by_name(text) -> None:
+    with pytest.raises(ConfigError, match=rf"^\$XPNET_SILENCE_SECONDS '{text}': give the seconds .* at least 5 "):
+        silence_seconds({SILENCE_ENV: text})
 
 
 def test_distributed_without_mpi4py_is_a_clear_error(shared_data, tmp_path) -> None:
@@ -185,6 +197,13 @@ def test_ctrl_c_stops_every_rank_and_resume_works_with_the_same_ranks_or_one_pro
 def test_batch_sizes_the_ranks_cannot_share_are_refused_on_every_rank(shared_data, tmp_path) -> None:
     result = mpiexec(2, *_train(shared_data, tmp_path, "--batch-size", "999"))
     assert_clean_error(result, "batches of 999 samples cannot be shared equally by 2 ranks", "--batch-size 1000")
+    assert not (tmp_path / "ckpt").exists() and not (tmp_path / "model.npz").exists()
+
+
+@needs_mpi
+def test_a_bad_silence_setting_stops_every_rank_before_training(shared_data, tmp_path) -> None:
+    result = mpiexec(2, *_train(shared_data, tmp_path), env={SILENCE_ENV: "soon"})
+    assert_clean_error(result, "$XPNET_SILENCE_SECONDS 'soon'", "at least 5")
     assert not (tmp_path / "ckpt").exists() and not (tmp_path / "model.npz").exists()
 
 

@@ -3,28 +3,39 @@
 Starting Python, NumPy and Numba's cached kernels costs over a second a process, too slow for dozens of kills;
 so this process imports and warms everything once, then forks one training run per command read from stdin:
 
-    train DIR EPOCHS fresh|resume   fork a child running ``run_training`` with a checkpoint every epoch in DIR
-    quit                            exit
+    train DIR EPOCHS fresh|resume [K BYTES]
+        fork a child running ``run_training`` with a checkpoint every epoch in DIR; with K and BYTES, the child
+        stops itself (SIGSTOP) in its K-th checkpoint write once BYTES bytes of it are in the temporary file
+    quit
+        exit
 
 It prints ``started PID`` for each child, then ``exited STATUS`` once the child is gone (``-9`` after
-SIGKILL). The child prints ``writing E`` just before it writes the checkpoint of epoch E, ``epoch E
-checkpointed`` once it is written, and ``done E`` when training has finished. Every line is written at once.
+SIGKILL). The child prints ``epoch E checkpointed`` once the checkpoint of epoch E is written, ``stopped``
+just before it stops in the middle of a checkpoint write (for the test to kill it there, at a byte of its
+choosing however busy the machine is), and ``done E`` when training has finished. Every line is written at once.
 """
 
 from __future__ import annotations
 
+import faulthandler
+import itertools
 import os
+import signal
 import sys
 import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
+import xpnet.archive as archive
 import xpnet.run as cli_run
 from xpnet.backend import get_backend
 from xpnet.builders import mlp
 from xpnet.checkpoint import save_checkpoint
+from xpnet.fileio import atomic_write
 from xpnet.model import Model
 from xpnet.tasks import TaskData
 from xpnet.trainer import History
@@ -53,20 +64,57 @@ def build() -> Model:
 
 
 def marked_save(directory: str | Path, model: Model, history: History, settings: dict[str, Any]) -> Path:
-    """``save_checkpoint`` with markers around the write, for the test to time its kills by."""
-    epoch = model.position.epoch
-    say(f"writing {epoch}")
+    """``save_checkpoint``, saying when the checkpoint is written."""
     path = save_checkpoint(directory, model, history, settings)
-    say(f"epoch {epoch} checkpointed")
+    say(f"epoch {model.position.epoch} checkpointed")
     return path
 
 
-def child(directory: str, epochs: int, resume: bool) -> None:
-    """One training run, as ``xpnet train --checkpoint-dir DIR [--resume]`` does it."""
+class StoppingFile:
+    """A checkpoint's temporary file that stops this process once ``stop_at`` bytes are in it (after saying
+    ``stopped``); everything else is the file's own."""
+
+    def __init__(self, handle: IO[bytes], stop_at: int) -> None:
+        self.handle, self.stop_at = handle, stop_at
+
+    def write(self, data: bytes) -> int:
+        cut = self.stop_at - self.handle.tell()
+        if 0 <= cut < len(data):
+            self.handle.write(data[:cut])
+            self.handle.flush()
+            say("stopped")
+            os.kill(os.getpid(), signal.SIGSTOP)
+            self.handle.write(data[cut:])
+            return len(data)
+        return self.handle.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.handle, name)
+
+
+def stopping_writes(write: int, stop_at: int) -> Callable[..., Any]:
+    """``atomic_write`` for the archive module: its ``write``-th file (a checkpoint) stops at byte ``stop_at``."""
+    writes = itertools.count(1)
+
+    @contextmanager
+    def atomic(path: str | Path, mode: str = "wb") -> Iterator[IO[bytes]]:
+        with atomic_write(path, mode) as handle:
+            yield StoppingFile(handle, stop_at) if next(writes) == write else handle
+
+    return atomic
+
+
+def child(directory: str, epochs: int, resume: bool, stop: list[int]) -> None:
+    """One training run, as ``xpnet train --checkpoint-dir DIR [--resume]`` does it, stopping in a checkpoint write
+    where ``stop`` ([K, BYTES], or empty) says; SIGUSR1 prints every thread's Python stack to stderr (for the test
+    to say where a stuck child stood)."""
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     cli_run.save_checkpoint = marked_save
+    if stop:
+        archive.atomic_write = stopping_writes(*stop)
     settings = {"task": "kill", "epochs": epochs, "batch_size": 32, "seed": 7}
-    result = cli_run.run_training(task(), build, settings, checkpoint_dir=directory, resume=resume, given={"epochs"},
-                                   backend=BACKEND, verbose=0, log=lambda message: None)
+    result = cli_run.run_training(task(), build, settings, checkpoint_dir=directory, resume=resume,
+                                  given={"epochs"}, backend=BACKEND, verbose=0, log=lambda message: None)
     say(f"done {result.model.position.epoch}")
 
 
@@ -83,7 +131,7 @@ def main() -> None:
         if pid == 0:
             status = 0
             try:
-                child(args[0], int(args[1]), args[2] == "resume")
+                child(args[0], int(args[1]), args[2] == "resume", [int(arg) for arg in args[3:]])
             except BaseException:
                 traceback.print_exc()
                 status = 1
