@@ -146,6 +146,11 @@ def _gather_rows(backend: Backend, rng: np.random.Generator, n: int) -> Workload
     return Workload((src, idx, out), src.size, 2 * src.nbytes + idx.nbytes)
 
 
+def _count_nonfinite(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
+    x = _normal(backend, rng, (max(1, n // MNIST_PIXELS), MNIST_PIXELS))
+    return Workload((x, backend.xp.zeros(1, dtype=np.int64)), x.size, x.nbytes)
+
+
 def _hue_images(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
     count = max(1, n // int(np.prod(IMAGE_SHAPE)))
     images = backend.asarray(rng.integers(0, 256, (count, *IMAGE_SHAPE), dtype=np.uint8))
@@ -303,6 +308,7 @@ CASES: dict[str, tuple[str, Callable[..., Workload]]] = {
     "rmsprop_update": ("rmsprop_update", _regularized_rmsprop),
     "max_norm": ("max_norm", _max_norm),
     "gather_rows": ("gather_rows", _gather_rows),
+    "count_nonfinite": ("count_nonfinite", _count_nonfinite),
     "hue_histograms": ("hue_histograms", _hue_images),
     "im2col (3x3, stride 1, pad 1)": ("im2col", _im2col),
     "col2im (3x3, stride 1, pad 1)": ("col2im", _col2im),

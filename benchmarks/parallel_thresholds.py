@@ -263,6 +263,7 @@ CASES: dict[str, Callable[[int, np.random.Generator], tuple]] = {
     "optimizers.rmsprop": lambda n, rng: (*_regularized(n, rng, 5, positive=(2,)), 1.0, 1e-3, 0.99, 1e-8, 1e-4, 0.9,
                                           1, TINY),
     "gather.gather_rows": _gather,
+    "finite.count_nonfinite": lambda n, rng: (_rows(n, rng, 784), np.zeros(1, np.int64)),
     "products.product_chunks": _product_chunks,
     "products.weight_gradient_chunks": _weight_gradient_chunks,
     "hue.hue_histograms": _hue,

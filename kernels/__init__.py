@@ -11,13 +11,13 @@ Layout: one subpackage per family of kernels, each holding the three versions si
 
 Families: activations, losses, optimizers, gather, windows (im2col/col2im), products (a layer's weight gradient
 where the BLAS splits it badly), pooling (max and average pools, and a max pool fused with the activation after it),
-dropout (dropout and random shifts), batchnorm and hue. The kernel names are derived from the ``@kernel``
-registrations; a fused module implements a kernel by defining a function of the same name. ``sets.py`` builds the
-kernel sets from them: ``ReferenceKernels``, ``CpuKernels`` and ``CudaKernels`` (``cuda_set.py``, loaded only on the
-GPU). A kernel's argument check runs once, at the set's boundary, whichever version runs; a kernel that a fused set
-lacks falls back to the reference. ``numba_cpu.py`` and ``numba_cuda.py`` hold what every family's CPU and CUDA
-versions share (compile options, launching), ``scalar.py`` the per-element math written once and compiled for both
-devices.
+dropout (dropout and random shifts), batchnorm, hue, and finite (NaN and infinite entries of input data). The kernel
+names are derived from the ``@kernel`` registrations; a fused module implements a kernel by defining a function of
+the same name. ``sets.py`` builds the kernel sets from them: ``ReferenceKernels``, ``CpuKernels`` and
+``CudaKernels`` (``cuda_set.py``, loaded only on the GPU). A kernel's argument check runs once, at the set's
+boundary, whichever version runs; a kernel that a fused set lacks falls back to the reference. ``numba_cpu.py`` and
+``numba_cuda.py`` hold what every family's CPU and CUDA versions share (compile options, launching), ``scalar.py``
+the per-element math written once and compiled for both devices.
 
 Adding a kernel: declare it in its family's ``reference.py`` (``@kernel(check=...)``, the check in the family's
 ``__init__.py`` taking the kernel's arguments); define a function of the same name in ``cpu.py`` and/or ``cuda.py``

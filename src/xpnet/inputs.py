@@ -53,8 +53,11 @@ def features(model: Model, x: Any, what: str = "x") -> Any:
     if getattr(x, "dtype", None) is not None and x.dtype.kind not in "fiub":
         raise DataError(f"{what} has dtype {x.dtype}; expected numbers")
     device_x = backend.xp.ascontiguousarray(backend.asarray(x, dtype=model.dtype)).reshape(shape[0], -1)
-    if not bool(backend.xp.isfinite(device_x).all()):
-        raise DataError(f"{what} contains NaN or infinite values; clean or impute them before training")
+    count = backend.xp.zeros(1, dtype=np.int64)
+    backend.kernels.count_nonfinite(device_x, count)
+    if (bad := int(count[0])) > 0:
+        raise DataError(f"{what} contains {bad} NaN or infinite value{'' if bad == 1 else 's'}; clean or impute "
+                        "them before training")
     return device_x
 
 

@@ -43,6 +43,12 @@ def _empty(dtype: Any, *shape: int) -> np.ndarray:
     return np.full(shape, np.nan, dtype)
 
 
+def _with_nonfinite(x: np.ndarray) -> np.ndarray:
+    """``x`` with an infinity of each sign, a NaN and the largest finite value (which is no infinity)."""
+    x[1, 2], x[4, 0], x[6, 4], x[0, 0] = np.inf, -np.inf, np.nan, np.finfo(x.dtype).max
+    return x
+
+
 def _activation(name: str) -> Callable[[np.random.Generator, Any], Case]:
     def case(rng: np.random.Generator, dtype: Any) -> Case:
         z = _normal(rng, dtype, 7, 5)
@@ -100,6 +106,8 @@ CASES: dict[str, Callable[[np.random.Generator, Any], Case]] = {
         (0, 2, 3, 4)),
     "max_norm": lambda rng, dtype: ([_normal(rng, dtype, 6, 4) * np.array([1, 2, 0.1, 3], dtype), 1.5], (0,)),
     "softmax_cross_entropy_smoothed": lambda rng, dtype: ([*_classifier_loss("softmax")(rng, dtype)[0], 0.1], (3, 4)),
+    "count_nonfinite": lambda rng, dtype: (
+        [_with_nonfinite(_normal(rng, dtype, 7, 5)), np.array([-1], np.int64)], (1,)),
     "gather_rows": lambda rng, dtype: (
         [_normal(rng, dtype, 6, 3), np.array([4, 0, 4, 2], np.int64), _empty(dtype, 4, 3)], (2,)),
     "im2col": lambda rng, dtype: ([_normal(rng, dtype, 2, 5, 4, 3), 1, 2, 1, 1, _empty(dtype, 2, 5, 3, 3, 2, 3)], (5,)),
