@@ -190,6 +190,25 @@ def _product(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
     return Workload((patches, _normal(backend, rng, (72, 32)), out), patches.size, patches.nbytes + out.nbytes)
 
 
+def _convolution(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
+    """A convolution's forward pass: the maps' 3x3 windows (stride 1, padding 1), then their product with weights
+    for 32 filters; ``n`` window entries."""
+    x, *window, cols = _im2col(backend, rng, n).args
+    k = int(np.prod(CONV_WINDOW)) * FEATURE_MAP[2]
+    out = backend.empty((cols.size // k, 32))
+    return Workload((x, _normal(backend, rng, (k, 32)), *window, cols, out), cols.size,
+                    x.nbytes + 2 * cols.nbytes + out.nbytes)
+
+
+def _convolution_backward(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
+    """Its backward pass: the weight gradient, dL/dz @ W.T into the windows and those added back into dL/dx."""
+    x, w, *window, cols, out = _convolution(backend, rng, n).args
+    cols[...] = _normal(backend, rng, cols.shape)
+    dz = _normal(backend, rng, out.shape)
+    return Workload((cols, dz, w, *window, backend.empty(w.shape), x), cols.size,
+                    3 * cols.nbytes + 2 * dz.nbytes + x.nbytes)
+
+
 def _max_pool(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
     """2x2 windows at stride 2."""
     x = _maps(backend, rng, max(1, n // int(np.prod(FEATURE_MAP))))
@@ -314,6 +333,8 @@ CASES: dict[str, tuple[str, Callable[..., Workload]]] = {
     "col2im (3x3, stride 1, pad 1)": ("col2im", _col2im),
     "weight_gradient (9 x 8, a first convolution's)": ("weight_gradient", _weight_gradient),
     "product (72 x 32 weights, a second convolution's)": ("product", _product),
+    "convolution (3x3 windows, 32 filters)": ("convolution", _convolution),
+    "convolution_backward (3x3 windows, 32 filters)": ("convolution_backward", _convolution_backward),
     "max_pool (2x2, stride 2)": ("max_pool", _max_pool),
     "max_pool_backward (2x2, stride 2)": ("max_pool_backward", _max_pool_backward),
     "max_pool_activation (2x2, ReLU)": ("max_pool_activation", _max_pool_activation),

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 from xpnet.kernels import RELU, sets  # noqa: F401  (sets imports every family, which registers the twins)
+from xpnet.kernels.convolution import cpu as convolution
 from xpnet.kernels.numba_cpu import TWINS, row_blocks
 from xpnet.kernels.products import cpu as products
 from xpnet.kernels.scalar import dropout_constants, shift_constants
@@ -222,6 +223,29 @@ def _weight_gradient_chunks(n: int, rng: np.random.Generator) -> tuple:
     return starts, patches, dz, np.empty((len(starts), 72, 32), F32)
 
 
+FILTERS = 32
+
+
+def _convolution(n: int, rng: np.random.Generator) -> tuple:
+    """A second convolution's forward pass (3x3 same-padded windows of 8 channels, 32 filters) on an input of about
+    ``n`` elements, blocked as the kernel's wrapper blocks it."""
+    x = _images(n, rng)
+    cols = np.empty((*x.shape[:3], 3, 3, CHANNELS), F32)
+    weights = rng.standard_normal((9 * CHANNELS, FILTERS)).astype(F32)
+    per_block, chunk, _ = convolution.blocking(len(x), x.shape[1] * x.shape[2], 9 * CHANNELS, FILTERS)
+    return x, weights, cols, np.empty((cols.size // (9 * CHANNELS), FILTERS), F32), per_block, chunk, 1, 1, 1, 1
+
+
+def _convolution_backward(n: int, rng: np.random.Generator) -> tuple:
+    """Its backward pass, on windows of about ``n`` elements (nine per input element)."""
+    x, weights, cols, out, per_block, chunk, *window = _convolution(n // 9, rng)
+    cols[...] = rng.standard_normal(cols.shape)
+    chunks = convolution.blocking(len(x), x.shape[1] * x.shape[2], 9 * CHANNELS, FILTERS)[2]
+    partial = np.empty((-(-len(x) // per_block) * chunks, *weights.shape), F32)
+    return (cols, rng.standard_normal(out.shape).astype(F32), np.ascontiguousarray(weights.T), partial,
+            np.empty_like(x), per_block, chunk, *window)
+
+
 def _hue(n: int, rng: np.random.Generator) -> tuple:
     images = rng.random(_images(n, rng, 3).shape).astype(F32)
     return images, np.zeros((len(images), 16))
@@ -266,6 +290,8 @@ CASES: dict[str, Callable[[int, np.random.Generator], tuple]] = {
     "finite.count_nonfinite": lambda n, rng: (_rows(n, rng, 784), np.zeros(1, np.int64)),
     "products.product_chunks": _product_chunks,
     "products.weight_gradient_chunks": _weight_gradient_chunks,
+    "convolution.convolution": _convolution,
+    "convolution.convolution_backward": _convolution_backward,
     "hue.hue_histograms": _hue,
 }
 """Arguments of each twin at about ``n`` elements of its first argument (the size its switch looks at)."""

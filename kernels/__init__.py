@@ -10,7 +10,8 @@ Layout: one subpackage per family of kernels, each holding the three versions si
                                    beside its body with ``@cuda_kernel(...)`` (``numba_cuda.py``)
 
 Families: activations, losses, optimizers, gather, windows (im2col/col2im), products (a layer's weight gradient
-where the BLAS splits it badly), pooling (max and average pools, and a max pool fused with the activation after it),
+where the BLAS splits it badly), convolution (a Conv2D layer's windows and products, block by block of images on
+the CPU), pooling (max and average pools, and a max pool fused with the activation after it),
 dropout (dropout and random shifts), batchnorm, hue, and finite (NaN and infinite entries of input data). The kernel
 names are derived from the ``@kernel`` registrations; a fused module implements a kernel by defining a function of
 the same name. ``sets.py`` builds the kernel sets from them: ``ReferenceKernels``, ``CpuKernels`` and

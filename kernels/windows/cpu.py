@@ -64,25 +64,15 @@ ONE_CHANNEL_BLOCKS = 64
 """Blocks of output rows a one-channel im2col is split into (each a call of ``_im2col_one_channel``)."""
 
 
-def _im2col(cols, x, stride_h, stride_w, pad_top, pad_left):
-    """im2col on C-contiguous arrays. For each window row (n, i, j, p) the valid q form one run of x's row that is
-    contiguous in both arrays, copied as one flat loop of (q_hi - q_lo) * C elements; the rest is zeroed. The
-    runs are copied between slices indexed from 0, which vectorises (offset indexing ran five times slower). One
-    channel makes runs of a few elements: ``_im2col_one_channel`` copies those by taps, in blocks of rows."""
-    n_, h_, w_, c_ = x.shape
-    _, oh, ow, kh, kw, _ = cols.shape
-    xf = x.reshape(-1)
-    cf = cols.reshape(-1)
-    zero = cols.dtype.type(0.0)
+@jit(inline="always")
+def _im2col_run_rows(cf, xf, first, last, h_, w_, c_, oh, ow, kh, kw, stride_h, stride_w, pad_top, pad_left):
+    """Output rows ``first`` to ``last`` (image n, row i) of an im2col of several channels. For each window row
+    (n, i, j, p) the valid q form one run of x's row that is contiguous in both arrays, copied as one flat loop of
+    (q_hi - q_lo) * C elements; the rest is zeroed. The runs are copied between slices indexed from 0, which
+    vectorises (offset indexing ran five times slower)."""
+    zero = cf.dtype.type(0.0)
     row = kw * c_
-    if c_ == 1:
-        rows = n_ * oh
-        blocks = min(rows, ONE_CHANNEL_BLOCKS)
-        for b in prange(blocks):
-            _im2col_one_channel(cf, xf, b * rows // blocks, (b + 1) * rows // blocks, h_, w_, oh, ow, kh, kw,
-                                stride_h, stride_w, pad_top, pad_left)
-        return
-    for r in prange(n_ * oh):
+    for r in range(first, last):
         n = r // oh
         i = r - n * oh
         for j in range(ow):
@@ -108,16 +98,42 @@ def _im2col(cols, x, stride_h, stride_w, pad_top, pad_left):
                     d[t] = zero
 
 
-def _col2im(cols, dx, stride_h, stride_w, pad_top, pad_left):
-    """col2im on C-contiguous arrays: dx zeroed, then every valid run of cols added back (as in ``_im2col``);
-    parallel over images, which own disjoint parts of dx."""
-    n_, h_, w_, c_ = dx.shape
+@jit
+def im2col_rows(cf, xf, first, last, h_, w_, c_, oh, ow, kh, kw, stride_h, stride_w, pad_top, pad_left):
+    """Output rows ``first`` to ``last`` (image n, row i: ``r = n * OH + i``) of an im2col from the flat x ``xf``
+    (N, H, W, C) into the flat cols ``cf`` (N, OH, OW, KH, KW, C): by runs of channels, or by taps for one
+    channel. A call of its own, for every caller that owns a block of rows (``_im2col``, the convolution kernels)."""
+    if c_ == 1:
+        _im2col_one_channel(cf, xf, first, last, h_, w_, oh, ow, kh, kw, stride_h, stride_w, pad_top, pad_left)
+    else:
+        _im2col_run_rows(cf, xf, first, last, h_, w_, c_, oh, ow, kh, kw, stride_h, stride_w, pad_top, pad_left)
+
+
+def _im2col(cols, x, stride_h, stride_w, pad_top, pad_left):
+    """im2col on C-contiguous arrays: each row of windows over threads for several channels
+    (``_im2col_run_rows``), ``ONE_CHANNEL_BLOCKS`` blocks of rows for one (``_im2col_one_channel``)."""
+    n_, h_, w_, c_ = x.shape
     _, oh, ow, kh, kw, _ = cols.shape
-    xf = dx.reshape(-1)
+    xf = x.reshape(-1)
     cf = cols.reshape(-1)
-    zero = dx.dtype.type(0.0)
+    rows = n_ * oh
+    if c_ == 1:
+        blocks = min(rows, ONE_CHANNEL_BLOCKS)
+        for b in prange(blocks):
+            _im2col_one_channel(cf, xf, b * rows // blocks, (b + 1) * rows // blocks, h_, w_, oh, ow, kh, kw,
+                                stride_h, stride_w, pad_top, pad_left)
+        return
+    for r in prange(rows):
+        _im2col_run_rows(cf, xf, r, r + 1, h_, w_, c_, oh, ow, kh, kw, stride_h, stride_w, pad_top, pad_left)
+
+
+@jit(inline="always")
+def col2im_images(cf, xf, first, last, h_, w_, c_, oh, ow, kh, kw, stride_h, stride_w, pad_top, pad_left):
+    """Images ``first`` to ``last`` of a col2im: each image of the flat dx ``xf`` zeroed, then every valid run of
+    the flat cols ``cf`` added back (as in ``_im2col_run_rows``). Images own disjoint parts of dx."""
+    zero = xf.dtype.type(0.0)
     image = h_ * w_ * c_
-    for n in prange(n_):
+    for n in range(first, last):
         mine = xf[n * image:(n + 1) * image]
         for t in range(image):
             mine[t] = zero
@@ -136,6 +152,16 @@ def _col2im(cols, dx, stride_h, stride_w, pad_top, pad_left):
                     target = mine[dst + lo:dst + hi]
                     for t in range(run.shape[0]):
                         target[t] += run[t]
+
+
+def _col2im(cols, dx, stride_h, stride_w, pad_top, pad_left):
+    """col2im on C-contiguous arrays, parallel over images (``col2im_images``)."""
+    n_, h_, w_, c_ = dx.shape
+    _, oh, ow, kh, kw, _ = cols.shape
+    xf = dx.reshape(-1)
+    cf = cols.reshape(-1)
+    for n in prange(n_):
+        col2im_images(cf, xf, n, n + 1, h_, w_, c_, oh, ow, kh, kw, stride_h, stride_w, pad_top, pad_left)
 
 
 # Parallel from these sizes of the first argument: measured by `python -m benchmarks.parallel_thresholds

@@ -151,6 +151,12 @@ CASES: dict[str, Callable[[np.random.Generator, Any], Case]] = {
     "product": lambda rng, dtype: ([_normal(rng, dtype, 7, 5), _normal(rng, dtype, 5, 3), _empty(dtype, 7, 3)], (2,)),
     "weight_gradient": lambda rng, dtype: ([_normal(rng, dtype, 7, 5), _normal(rng, dtype, 7, 3), _empty(dtype, 5, 3)],
                                            (2,)),
+    "convolution": lambda rng, dtype: (
+        [_normal(rng, dtype, 2, 5, 4, 3), _normal(rng, dtype, 18, 4), 1, 2, 1, 1, _empty(dtype, 2, 5, 3, 3, 2, 3),
+         _empty(dtype, 30, 4)], (6, 7)),
+    "convolution_backward": lambda rng, dtype: (
+        [_normal(rng, dtype, 2, 5, 3, 3, 2, 3), _normal(rng, dtype, 30, 4), _normal(rng, dtype, 18, 4), 1, 2, 1, 1,
+         _empty(dtype, 18, 4), _empty(dtype, 2, 5, 4, 3)], (0, 7, 8)),
     "hue_histograms": lambda rng, dtype: ([rng.integers(0, 256, (2, 3, 4, 3), dtype=np.uint8), 12], (RESULT,)),
 }
 

@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 from xpnet.kernels import ACTIVATIONS, SOFTMAX
+from xpnet.kernels.convolution import cpu as convolution_cpu
 from xpnet.kernels.products import cpu as products_cpu
 from xpnet.kernels.sets import CpuKernels, ReferenceKernels
 
@@ -241,3 +242,45 @@ def test_the_products_refuse_shapes_that_disagree_and_name_them(kernel, shapes, 
     for kernels in (cpu, reference):
         with pytest.raises(ValueError, match=re.escape(named)):
             getattr(kernels, kernel)(*(np.zeros(shape, np.float32) for shape in shapes))
+
+
+CONVOLUTION_CASES = [  # x (N, H, W, C), window, strides, pads, filters
+    ((5, 7, 6, 3), (3, 3), (1, 1), (1, 1), 5),
+    ((3, 9, 8, 2), (3, 2), (2, 1), (0, 1), 4),
+    ((4, 6, 5, 1), (3, 3), (1, 2), (1, 0), 3),  # one channel: the im2col by taps
+]
+
+
+def _window_rows(x_shape, window, strides, pads) -> tuple[int, int]:
+    return tuple((size + 2 * pad - k) // stride + 1
+                 for size, k, stride, pad in zip(x_shape[1:3], window, strides, pads, strict=True))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("chunk_rows", [1, 7, 40, 10_000])  # several chunks an image, one, several images a block
+@pytest.mark.parametrize(("x_shape", "window", "strides", "pads", "filters"), CONVOLUTION_CASES)
+def test_convolution_by_blocks_of_images_equals_the_reference(monkeypatch, request, dtype, parallel, chunk_rows,
+                                                              x_shape, window, strides, pads, filters):
+    """The fused forward and backward passes against im2col, the products and col2im in turn, with the blocks and
+    chunks set by ``CHUNK_PRODUCT``: odd sizes, strides and pads, a last block of fewer images."""
+    if parallel:
+        request.getfixturevalue("parallel_kernels")
+    k = window[0] * window[1] * x_shape[3]
+    monkeypatch.setattr(convolution_cpu, "CHUNK_PRODUCT", chunk_rows * k * filters)
+    oh, ow = _window_rows(x_shape, window, strides, pads)
+    per_block, chunk, chunks = convolution_cpu.blocking(x_shape[0], oh * ow, k, filters)
+    assert chunk == chunk_rows and (per_block == 1 or chunks == 1)
+    rng = np.random.default_rng(chunk_rows)
+    x, w = rng.standard_normal(x_shape).astype(dtype), rng.standard_normal((k, filters)).astype(dtype)
+    dz = rng.standard_normal((x_shape[0] * oh * ow, filters)).astype(dtype)
+    results = []
+    for kernels in (cpu, reference):
+        cols = np.full((x_shape[0], oh, ow, *window, x_shape[3]), np.nan, dtype)
+        out, dw, dx = np.full(dz.shape, np.nan, dtype), np.full(w.shape, np.nan, dtype), np.full(x_shape, np.nan, dtype)
+        kernels.convolution(x, w, *strides, *pads, cols, out)
+        results.append([cols.copy(), out])
+        kernels.convolution_backward(cols, dz, w, *strides, *pads, dw, dx)
+        results[-1] += [cols, dw, dx]
+    for actual, expected in zip(*results, strict=True):
+        np.testing.assert_allclose(actual, expected, rtol=TOL[dtype], atol=TOL[dtype] * 10)

@@ -1,7 +1,7 @@
-"""What Dense and Conv2D share: ``z = inputs @ W + b`` by a matrix product (the ``product`` kernel), then one fused
-bias + activation kernel that also writes the activation's derivative for the backward pass; backward turns dL/da
-into dL/dz in place, sums the bias gradient on the way, and finishes with the weight gradient and a product for
-dL/dx (a convolution is this on im2col patch rows)."""
+"""What Dense and Conv2D share: ``z = inputs @ W + b`` by a matrix product (a Dense layer's ``product`` kernel, a
+convolution's ``convolution`` on its windows), then one fused bias + activation kernel that also writes the
+activation's derivative for the backward pass; backward turns dL/da into dL/dz in place, sums the bias gradient on
+the way, and finishes with the weight gradient and a product for dL/dx."""
 
 from __future__ import annotations
 

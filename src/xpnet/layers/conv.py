@@ -117,27 +117,27 @@ class Conv2D(AffineLayer):
 
     def forward(self, x: Any, ws: Workspace, phase: Phase) -> Any:
         kernels = self.backend.kernels
-        kernels.im2col(x, *self.strides, *self.pads, ws.batch["cols"])
+        out = ws.batch["z"] if self.max_pool is None else ws.batch["conv"]
+        kernels.convolution(x, self.params["W"], *self.strides, *self.pads, ws.batch["cols"], self._rows(out))
         if self.max_pool is None:
-            return self.affine_forward(self._patches(ws), ws)
-        kernels.product(self._patches(ws), self.params["W"], self._rows(ws.batch["conv"]))
+            return self.activate(ws)
         kernels.max_pool_activation(ws.batch["conv"], *self.max_pool, self.params["b"], self.code, self.alpha,
                                     ws.batch["z"], ws.batch["a"], ws.batch.get("d"), ws.batch["argmax"])
         return ws.batch["a"]
 
     def backward(self, dy: Any, ws: Workspace, need_dx: bool) -> Any:
-        patches = self._patches(ws)
+        kernels = self.backend.kernels
         if self.max_pool is None:
-            dz = self.affine_backward(patches, dy, ws)
+            dz = self.deactivate(dy, ws)
         else:  # never the output layer (a loss takes flat outputs), so never fused with the loss: ws has d
-            self.backend.kernels.max_pool_activation_backward(dy, ws.batch["d"], ws.batch["argmax"], *self.max_pool,
-                                                              ws.batch["conv"], self.grads["b"])
+            kernels.max_pool_activation_backward(dy, ws.batch["d"], ws.batch["argmax"], *self.max_pool,
+                                                 ws.batch["conv"], self.grads["b"])
             dz = self._rows(ws.batch["conv"])
-            self.backend.kernels.weight_gradient(patches, dz, self.grads["W"])
         if not need_dx:
+            kernels.weight_gradient(self._patches(ws), dz, self.grads["W"])
             return None
-        self.backend.kernels.product(dz, self.params["W"].T, patches)
-        self.backend.kernels.col2im(ws.batch["cols"], *self.strides, *self.pads, ws.batch["dx"])
+        kernels.convolution_backward(ws.batch["cols"], dz, self.params["W"], *self.strides, *self.pads,
+                                     self.grads["W"], ws.batch["dx"])
         return ws.batch["dx"]
 
     def settings(self) -> dict[str, Any]:
