@@ -114,7 +114,7 @@ def convolution_backward(cols, dz, weights, stride_h: int, stride_w: int, pad_to
     per_block, chunk, chunks = _shape_blocking(cols, dz.shape[1])
     blocks = -(-cols.shape[0] // per_block)
     partial = np.empty((blocks * chunks, *dw.shape), dw.dtype)
-    results = [contiguous_output(cols), contiguous_output(dx)]
+    results = [np.ascontiguousarray(cols), contiguous_output(dx)]  # cols is read, then overwritten
     _convolution_backward_kernel(results[0], np.ascontiguousarray(dz), np.ascontiguousarray(weights.T), partial,
                                  results[1], per_block, chunk, stride_h, stride_w, pad_top, pad_left)
     np.sum(partial, axis=0, out=dw)

@@ -256,14 +256,21 @@ def _window_rows(x_shape, window, strides, pads) -> tuple[int, int]:
                  for size, k, stride, pad in zip(x_shape[1:3], window, strides, pads, strict=True))
 
 
+def _nan_array(shape, dtype, contiguous):
+    """An array of NaN, or a strided view of a bigger one when not ``contiguous``."""
+    if contiguous:
+        return np.full(shape, np.nan, dtype)
+    return np.full((*shape[:-1], 2 * shape[-1]), np.nan, dtype)[..., ::2]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize(("parallel", "contiguous"), [(False, True), (True, True), (True, False)])
 @pytest.mark.parametrize("chunk_rows", [1, 7, 40, 10_000])  # several chunks an image, one, several images a block
 @pytest.mark.parametrize(("x_shape", "window", "strides", "pads", "filters"), CONVOLUTION_CASES)
-def test_convolution_by_blocks_of_images_equals_the_reference(monkeypatch, request, dtype, parallel, chunk_rows,
-                                                              x_shape, window, strides, pads, filters):
+def test_convolution_by_blocks_of_images_equals_the_reference(monkeypatch, request, dtype, parallel, contiguous,
+                                                              chunk_rows, x_shape, window, strides, pads, filters):
     """The fused forward and backward passes against im2col, the products and col2im in turn, with the blocks and
-    chunks set by ``CHUNK_PRODUCT``: odd sizes, strides and pads, a last block of fewer images."""
+    chunks set by ``CHUNK_PRODUCT``: odd sizes, strides and pads, a last block of fewer images, strided outputs."""
     if parallel:
         request.getfixturevalue("parallel_kernels")
     k = window[0] * window[1] * x_shape[3]
@@ -276,8 +283,9 @@ def test_convolution_by_blocks_of_images_equals_the_reference(monkeypatch, reque
     dz = rng.standard_normal((x_shape[0] * oh * ow, filters)).astype(dtype)
     results = []
     for kernels in (cpu, reference):
-        cols = np.full((x_shape[0], oh, ow, *window, x_shape[3]), np.nan, dtype)
-        out, dw, dx = np.full(dz.shape, np.nan, dtype), np.full(w.shape, np.nan, dtype), np.full(x_shape, np.nan, dtype)
+        cols = _nan_array((x_shape[0], oh, ow, *window, x_shape[3]), dtype, contiguous)
+        out, dx = _nan_array(dz.shape, dtype, contiguous), _nan_array(x_shape, dtype, contiguous)
+        dw = _nan_array(w.shape, dtype, contiguous)
         kernels.convolution(x, w, *strides, *pads, cols, out)
         results.append([cols.copy(), out])
         kernels.convolution_backward(cols, dz, w, *strides, *pads, dw, dx)
