@@ -265,16 +265,27 @@ def _nan_array(shape, dtype, contiguous):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("parallel", "contiguous"), [(False, True), (True, True), (True, False)])
-@pytest.mark.parametrize("chunk_rows", [1, 7, 40, 10_000])  # several chunks an image, one, several images a block
+@pytest.mark.parametrize(("chunk_rows", "fewest"), [
+    (1, 1), (7, 1), (40, 1), (10_000, 1),  # by blocks: several chunks an image, one, several images a block
+    (7, 8),  # chunks too narrow to be worth it: the windows and products kernels in turn
+])
 @pytest.mark.parametrize(("x_shape", "window", "strides", "pads", "filters"), CONVOLUTION_CASES)
 def test_convolution_by_blocks_of_images_equals_the_reference(monkeypatch, request, dtype, parallel, contiguous,
-                                                              chunk_rows, x_shape, window, strides, pads, filters):
+                                                              chunk_rows, fewest, x_shape, window, strides, pads,
+                                                              filters):
     """The fused forward and backward passes against im2col, the products and col2im in turn, with the blocks and
-    chunks set by ``CHUNK_PRODUCT``: odd sizes, strides and pads, a last block of fewer images, strided outputs."""
+    chunks set by ``CHUNK_PRODUCT`` and the fewest rows worth a chunk: odd sizes, strides and pads, a last block of
+    fewer images, strided outputs."""
     if parallel:
         request.getfixturevalue("parallel_kernels")
     k = window[0] * window[1] * x_shape[3]
     monkeypatch.setattr(convolution_cpu, "CHUNK_PRODUCT", chunk_rows * k * filters)
+    monkeypatch.setattr(convolution_cpu, "PRODUCT_MIN_ROWS", fewest)
+    monkeypatch.setattr(convolution_cpu, "WEIGHT_GRADIENT_MIN_ROWS", fewest)
+    ran = []
+    for name in ("_convolution_kernel", "_convolution_backward_kernel"):
+        kernel = getattr(convolution_cpu, name)
+        monkeypatch.setattr(convolution_cpu, name, lambda *args, kernel=kernel: ran.append(kernel(*args)))
     oh, ow = _window_rows(x_shape, window, strides, pads)
     per_block, chunk, chunks = convolution_cpu.blocking(x_shape[0], oh * ow, k, filters)
     assert chunk == chunk_rows and (per_block == 1 or chunks == 1)
@@ -290,5 +301,15 @@ def test_convolution_by_blocks_of_images_equals_the_reference(monkeypatch, reque
         results.append([cols.copy(), out])
         kernels.convolution_backward(cols, dz, w, *strides, *pads, dw, dx)
         results[-1] += [cols, dw, dx]
+    assert len(ran) == (2 if chunk_rows >= fewest else 0)
     for actual, expected in zip(*results, strict=True):
         np.testing.assert_allclose(actual, expected, rtol=TOL[dtype], atol=TOL[dtype] * 10)
+
+
+def test_a_convolution_with_weights_too_wide_for_useful_chunks_runs_the_kernels_in_turn():
+    """576 x 128 weights (a Keras tutorial's second convolution) make chunks of 3 rows: such passes run as the windows
+    and products kernels in turn, whose product is one BLAS call; the quick CNN's run by blocks."""
+    assert convolution_cpu.blocking(32, 11 * 11, 576, 128)[1] < convolution_cpu.PRODUCT_MIN_ROWS
+    for k, f, image_rows in ((9, 8, 28 * 28), (72, 32, 14 * 14)):
+        chunk = convolution_cpu.blocking(64, image_rows, k, f)[1]
+        assert chunk >= convolution_cpu.WEIGHT_GRADIENT_MIN_ROWS >= convolution_cpu.PRODUCT_MIN_ROWS
