@@ -36,14 +36,15 @@ def check_convolution_backward(cols, dz, weights, stride_h: int, stride_w: int, 
 
 def convolve(im2col: Callable, product: Callable, x, weights, stride_h: int, stride_w: int, pad_top: int,
              pad_left: int, cols, out) -> None:
-    """``convolution`` as a set's ``im2col`` followed by its ``product`` (the reference, and the CUDA set)."""
+    """``convolution`` as a set's ``im2col`` followed by its ``product``: the reference, the CUDA version, and the
+    CPU version where the weights are too wide for its blocks."""
     im2col(x, stride_h, stride_w, pad_top, pad_left, cols)
     product(patch_rows(cols), weights, out)
 
 
 def convolve_backward(weight_gradient: Callable, product: Callable, col2im: Callable, cols, dz, weights,
                       stride_h: int, stride_w: int, pad_top: int, pad_left: int, dw, dx) -> None:
-    """``convolution_backward`` as a set's ``weight_gradient``, ``product`` and ``col2im`` in turn."""
+    """``convolution_backward`` as a set's ``weight_gradient``, ``product`` and ``col2im`` in turn (as ``convolve``)."""
     patches = patch_rows(cols)
     weight_gradient(patches, dz, dw)
     product(dz, weights.T, patches)
