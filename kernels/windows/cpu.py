@@ -102,7 +102,8 @@ def _im2col_run_rows(cf, xf, first, last, h_, w_, c_, oh, ow, kh, kw, stride_h, 
 def im2col_rows(cf, xf, first, last, h_, w_, c_, oh, ow, kh, kw, stride_h, stride_w, pad_top, pad_left):
     """Output rows ``first`` to ``last`` (image n, row i: ``r = n * OH + i``) of an im2col from the flat x ``xf``
     (N, H, W, C) into the flat cols ``cf`` (N, OH, OW, KH, KW, C): by runs of channels, or by taps for one
-    channel. A call of its own, for every caller that owns a block of rows (``_im2col``, the convolution kernels)."""
+    channel: for the convolution kernels, whose blocks of images each call it once. ``_im2col`` calls the two helpers
+    itself, the run copies inlined into its loop over rows (through this call, 3-7% slower on two threads)."""
     if c_ == 1:
         _im2col_one_channel(cf, xf, first, last, h_, w_, oh, ow, kh, kw, stride_h, stride_w, pad_top, pad_left)
     else:
