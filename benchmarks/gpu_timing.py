@@ -60,7 +60,7 @@ def mnist_epoch(run: GpuRun, result: dict[str, Any]) -> None:
     else:
         candidates["xpnet graph"], graphed = graphed
     for mode in ("fused", "reference"):
-        candidates[f"xpnet {mode}"] = peers.xpnet_epoch(config, run.device, mode, x, one_hot)
+        candidates[f"xpnet {mode}"] = peers.xpnet_epoch(config, run.device, mode, x, one_hot, graph="off")
     if peers.torch_version() is None:
         missing["torch eager"] = missing["torch cuda graphs"] = "PyTorch is not installed"
     else:
@@ -197,7 +197,7 @@ def _graph_step_times(run: GpuRun, steps: int) -> dict[str, Any]:
     y = backend.asarray(np.eye(peers.SIZES[-1], dtype=np.float32)[rng.integers(0, peers.SIZES[-1], 4 * peers.BATCH)])
     order = backend.asarray(rng.permutation(4 * peers.BATCH))
     workspace, stats = model.workspace(peers.BATCH, backward=True), backend.zeros(2, dtype=np.float64)
-    step = graph_step.GraphStep(model, graph_step.CupyGraphs(), peers.BATCH)
+    step = graph_step.GraphStep(model, graph_step.runtime_for(backend), peers.BATCH)
     with step.running():
         def one() -> None:
             step.step(x, y, order, 0, peers.BATCH, workspace, stats, 0.0)

@@ -71,6 +71,12 @@ def _backward_relu(backend: Backend, rng: np.random.Generator, n: int) -> Worklo
     return Workload((da, d, a, RELU, dz, backend.zeros(HIDDEN_WIDTH)), da.size, 3 * da.nbytes)
 
 
+def _bias_gradient(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
+    """The column sums of a last layer's dL/dz (rows of ``CLASSES``)."""
+    dz = _normal(backend, rng, (max(1, n // CLASSES), CLASSES))
+    return Workload((dz, backend.zeros(CLASSES)), dz.size, dz.nbytes)
+
+
 def _classifier_loss(output: Callable[[np.ndarray], np.ndarray]) -> Callable[..., Workload]:
     """A loss kernel's workload (z, a = output(z), y, dz, stats): reads three arrays, writes one."""
 
@@ -309,6 +315,7 @@ CASES: dict[str, tuple[str, Callable[..., Workload]]] = {
     "bias_activation (relu)": ("bias_activation", _bias_relu),
     "bias_activation (softmax)": ("bias_activation", _bias_softmax),
     "activation_backward (relu)": ("activation_backward", _backward_relu),
+    "bias_gradient (a last layer's)": ("bias_gradient", _bias_gradient),
     "softmax_cross_entropy": ("softmax_cross_entropy", _classifier_loss(_softmax)),
     "sigmoid_binary_cross_entropy": ("sigmoid_binary_cross_entropy", _classifier_loss(lambda z: 1 / (1 + np.exp(-z)))),
     "squared_error": ("squared_error", _squared_error),

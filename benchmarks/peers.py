@@ -104,12 +104,14 @@ def torch_version() -> str | None:
     return torch.__version__
 
 
-def xpnet_epoch(config: Config, device: str, mode: str, x: np.ndarray, y: np.ndarray) -> Candidate:
-    """One epoch of the MLP with ``mode`` kernels on ``device``, the data resident there."""
+def xpnet_epoch(config: Config, device: str, mode: str, x: np.ndarray, y: np.ndarray,
+                graph: str = "auto") -> Candidate:
+    """One epoch of the MLP with ``mode`` kernels on ``device``, the data resident there; ``graph`` as ``fit``'s
+    (auto: the step recorded and replayed where the kernels allow, as a user's run does)."""
     backend = config.backend(device, mode)
     model = mlp(SIZES, optimizer="adam", lr=LR, backend=backend)
     x_dev, y_dev = backend.asarray(x), backend.asarray(y)
-    return Candidate(lambda: model.fit(x_dev, y_dev, epochs=1, batch_size=BATCH, verbose=0, graph="off"),
+    return Candidate(lambda: model.fit(x_dev, y_dev, epochs=1, batch_size=BATCH, verbose=0, graph=graph),
                      backend.synchronize)
 
 

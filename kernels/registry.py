@@ -94,6 +94,8 @@ class KernelSet:
     variant: ClassVar[str] = ""
     overridden: ClassVar[frozenset[str]] = frozenset()
     """The kernels this set's variant implements (the rest fall back to the reference)."""
+    unchecked: ClassVar[dict[str, Callable[..., Any]]] = {}
+    """Every kernel by name as it runs once its check has passed (what a recorded step replays)."""
 
     def __init_subclass__(cls, variant: str | None = None, omit: Iterable[str] = (), **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -107,8 +109,9 @@ class KernelSet:
                 func = vars(module).get(name)
                 if spec.family == family and callable(func) and name not in omit:
                     own[name] = func
+        cls.unchecked = {name: own.get(name, spec.reference) for name, spec in declared.items()}
         for name, spec in declared.items():
-            setattr(cls, name, staticmethod(_checked(spec.check, own.get(name, spec.reference))))
+            setattr(cls, name, staticmethod(_checked(spec.check, cls.unchecked[name])))
         cls.overridden = frozenset(own)
 
     def compile(self, dtype: Any) -> None:

@@ -21,3 +21,10 @@ def check_bias_activation(z, b, activation: int, alpha: float, a, d) -> None:
 def check_activation_backward(da, d, a, activation: int, dz, db) -> None:
     """``check_activation`` for activation_backward's arguments."""
     check_activation(activation)
+
+
+def check_bias_gradient(dz, db) -> None:
+    """Refuse a bias gradient that is not one entry per column of ``dz``'s rows."""
+    if dz.ndim != 2 or db.shape != dz.shape[1:]:
+        raise ValueError(f"bias_gradient: dz of shape {dz.shape} has no column sums of shape {db.shape}; expected "
+                         f"dz as rows (2-D) and db of its columns' count")

@@ -6,7 +6,7 @@ from types import ModuleType
 
 from .. import IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH, array_module
 from ..registry import kernel
-from . import check_activation_backward, check_bias_activation
+from . import check_activation_backward, check_bias_activation, check_bias_gradient
 
 
 def _sigmoid(xp: ModuleType, z):
@@ -50,3 +50,10 @@ def activation_backward(da, d, a, activation: int, dz, db) -> None:
     else:
         dz[...] = da * d
     db[...] = dz.sum(axis=0)
+
+
+@kernel(check=check_bias_gradient)
+def bias_gradient(dz, db) -> None:
+    """db = column sums of dz: the bias gradient of a layer whose dL/dz a fused loss gave (one kernel call, so a
+    recorded step replays it; the fused sets keep this reference, a small reduction either way)."""
+    array_module(dz).sum(dz, axis=0, out=db)

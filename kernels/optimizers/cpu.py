@@ -68,6 +68,27 @@ def adam_update(p, g, m, v, step_size: float, beta1: float, beta2: float, eps: f
     _adam_kernel(p, g, m, v, step_size, beta1, beta2, eps, bc2_sqrt, np.finfo(p.dtype).tiny)
 
 
+# --- the plain updates with [lr, step] read from an array (a replayed step: ``xpnet.kernel_replay``) --------------
+# The scalars are computed from it in float64 as the optimizers compute them on the host (``Adam._scalars``), so a
+# replayed step updates exactly as an eager one.
+
+
+def sgd_update_hyper(p, g, hyper) -> None:
+    """``sgd_update`` with the learning rate in ``hyper[0]`` (float64 ``[lr, step]``)."""
+    sgd_update(p, g, float(hyper[0]))
+
+
+def momentum_update_hyper(p, g, v, hyper, mu: float) -> None:
+    """``momentum_update`` with the learning rate in ``hyper[0]``."""
+    momentum_update(p, g, v, float(hyper[0]), mu)
+
+
+def adam_update_hyper(p, g, m, v, hyper, beta1: float, beta2: float, eps: float) -> None:
+    """``adam_update`` with the learning rate and step in ``hyper`` (``[lr, step]``)."""
+    lr, step = float(hyper[0]), float(hyper[1])
+    adam_update(p, g, m, v, lr / (1 - beta1**step), beta1, beta2, eps, math.sqrt(1 - beta2**step))
+
+
 # --- regularised updates: decay mask d, global-norm clipping from the device scalar norm_sq ------------------------
 
 

@@ -48,7 +48,7 @@ def adam_update(p, g, m, v, step_size: float, beta1: float, beta2: float, eps: f
 @kernel()
 def adam_update_hyper(p, g, m, v, hyper, beta1: float, beta2: float, eps: float) -> None:
     """``adam_update`` with the learning rate and step read from device memory: ``hyper`` is a float64 array
-    ``[lr, step]`` (so a captured CUDA graph replays unchanged while they change); the bias corrections are
+    ``[lr, step]`` (so a recorded graph step replays unchanged while they change); the bias corrections are
     computed from them here, as ``Adam.update`` computes them on the host."""
     xp = array_module(p)
     lr, step = hyper[0], hyper[1]

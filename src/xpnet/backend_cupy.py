@@ -83,7 +83,7 @@ class CupyBackend(Backend):
 
     name = "gpu"
     readback_every = 50  # each read of the running loss waits for the queued steps: read it now and then
-    supports_graphs = True
+    graph_runtime = "CUDA graph step"
 
     @classmethod
     def problem(cls) -> str | None:

@@ -16,6 +16,7 @@ class NumpyBackend(Backend):
 
     name = "cpu"
     host_threads = True
+    graph_runtime = "kernel replay"
     readback_every = 1  # reading a host array costs nothing: the running loss is exact after every step
     # passes whose buffers stay in the caches: 8192 rows of a small CNN are 1.7 GB of patch matrices and activations,
     # faulted into memory on the first pass (1.3-1.6 s) and streamed through DRAM by every layer after it

@@ -62,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dtype", choices=DTYPES,
                        help="floating-point precision of parameters and computation (default float32)")
     train.add_argument("--graph", choices=GRAPH_SETTINGS, default="auto",
-                       help="replay each training step as a captured CUDA graph, checked against an eager step "
-                            "first: auto (default) on the GPU with fused kernels where the model allows, on, off")
+                       help="record the training step once and replay it (a CUDA graph on the GPU, its kernel calls "
+                            "on the CPU), checked against an eager step first: auto (default) with fused kernels "
+                            "where the model allows, on, off")
     train.add_argument("--epochs", type=int, help="passes over the training set (mnist: 10, fruits: 60)")
     train.add_argument("--batch-size", type=int, help="samples per step; 0 for full batch (mnist: 128, fruits: 32)")
     train.add_argument("--hidden", help="hidden layer sizes, comma-separated (mnist: 512,256; fruits: 150,60)")
@@ -325,7 +326,7 @@ def _train(args: argparse.Namespace, communicator: Any) -> int:
     print(f"{_accuracy(task.test_name, result.test)} after {epochs} epoch{'' if epochs == 1 else 's'} in "
           f"{result.seconds:.1f} s on {backend.name} ({backend.description}; {model.dtype.name}, "
           f"{backend.kernel_mode} kernels" + (f", {threads.describe()}" if backend.host_threads else "")
-          + (f", CUDA graph step {getattr(model.trainer, 'graph_status', 'off')})" if backend.supports_graphs
+          + (f", {backend.graph_runtime} {getattr(model.trainer, 'graph_status', 'off')})" if backend.graph_runtime
              else ")"))
     return 0
 

@@ -1,19 +1,23 @@
-"""One training step captured as a CUDA graph and replayed, checked once against an eager step.
+"""One training step recorded once and replayed, checked once against an eager step.
 
 A step is about a dozen kernel launches, each costing the host microseconds (Numba's launch path, CuPy's), so a
 small model's GPU step is bound by the host. A CUDA graph records the step's launches once and replays them with
-one call. The graph replays unchanged, so everything that differs between steps lives in device memory that the
-host rewrites before each replay, on the same stream: the batch's row indices (``idx``: the step gathers its
-batch from the resident training set through them) and the optimizer's ``[learning rate, step]`` (``hyper``: the
-``*_update_hyper`` kernels read them, Adam computing its bias corrections on the device). The short last batch of
-an epoch has its own graph.
+one call. On the CPU the Python between the kernels (the layers' passes, the kernels' checks) runs with caches the
+kernels have just filled and costs 10-20 us a kernel; ``xpnet.kernel_replay`` records the step's kernel calls once
+and replays them. A graph replays unchanged, so everything that differs between steps lives in arrays the
+host rewrites before each replay (on the device, on the same stream): the batch's row indices (``idx``: the step
+gathers its batch from the resident training set through them) and the optimizer's ``[learning rate, step]``
+(``hyper``: the ``*_update_hyper`` kernels read them, Adam computing its bias corrections from them). The short
+last batch of an epoch has its own graph.
 
 The first replay of each graph is checked: the step runs eagerly first (on the same batch, from the same
-parameters, moments, state and running totals), those results are kept aside, everything is put back, the step is
-captured and replayed, and the two results must agree within the dtype's tolerance. A mismatch or a capture error
-keeps the eager results, prints one line saying why, and the run continues with eager launches (the trainer's
-ordinary step). Only a backend whose class says ``supports_graphs`` (the CuPy one) with its fused kernels gets here;
-``GraphRuntime`` is what the driver needs from CUDA (``CupyGraphs``), so the driver is tested with a stand-in.
+parameters, moments, state and running totals), those results are kept aside, everything is put back, the
+workspace is filled with NaN (a replay that missed an operation must not find the eager pass's values there), the
+step is recorded and replayed, and the two results must agree within the dtype's tolerance. A mismatch or a
+recording error keeps the eager results, prints one line saying why, and the run continues with eager steps (the
+trainer's ordinary step). Only a backend
+whose class names a ``graph_runtime``, with its fused kernels, gets here; ``GraphRuntime`` is what the driver needs
+from it (``CupyGraphs``, ``KernelReplay``), so the driver is tested with a stand-in.
 """
 
 from __future__ import annotations
@@ -27,12 +31,13 @@ import numpy as np
 
 from xpnet.backend_base import one_line
 from xpnet.errors import ConfigError
+from xpnet.kernel_replay import KernelReplay
 
 if TYPE_CHECKING:
     from xpnet.model import Model, ModelWorkspace
 
 GRAPH_SETTINGS = ("auto", "on", "off")
-"""``Model.fit(graph=...)`` and ``--graph``: auto captures where it can (the GPU with fused kernels), on insists."""
+"""``Model.fit(graph=...)`` and ``--graph``: auto records and replays where it can (fused kernels), on insists."""
 
 TOLERANCE = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
 """Relative agreement the first replay must reach with the eager step (float64 atomics may sum in any order)."""
@@ -48,13 +53,13 @@ def graph_setting(value: Any) -> str:
 
 
 class GraphRuntime(Protocol):
-    """What the graph step needs from CUDA: a stream to run on, capture into a graph, replay."""
+    """What the graph step needs from the device: a context to run in, record into a graph, replay."""
 
     def running(self) -> contextlib.AbstractContextManager[None]:
         """Make the capture stream current for a whole run (every launch and copy of the run is ordered on it)."""
 
     def capture(self, step: Callable[[], None]) -> Any:
-        """The graph of what ``step`` launches (nothing runs while it is captured)."""
+        """The graph of what ``step`` launches (nothing runs while it is recorded)."""
 
     def launch(self, graph: Any) -> None:
         """Queue one replay of ``graph`` on the stream."""
@@ -100,8 +105,8 @@ class CupyGraphs:
 def graph_problem(model: Model, streamed: bool, data_parallel: bool) -> str | None:
     """Why ``model``'s steps cannot be captured as a graph, in a few words, or None when they can."""
     backend = model.backend
-    if not getattr(backend, "supports_graphs", False):
-        return f"the {backend.name} backend has no CUDA graphs"
+    if backend.graph_runtime is None:
+        return f"the {backend.name} backend has no graph step"
     if backend.kernel_mode != "fused":
         return f"{backend.kernel_mode} kernels launch eagerly"
     if streamed:
@@ -113,7 +118,16 @@ def graph_problem(model: Model, streamed: bool, data_parallel: bool) -> str | No
         return f"{', '.join(drawing)} draws new random numbers every step"
     if not model.optimizer.reads_rate_from_device:
         return f"{model.optimizer.describe()} has no update reading its rate from device memory"
+    if backend.graph_runtime == KernelReplay.name:
+        outside = [f"{layer.type_name} {layer.outside_kernels}" for layer in model.layers if layer.outside_kernels]
+        if outside:
+            return f"{', '.join(outside)} outside its kernels"
     return None
+
+
+def runtime_for(backend: Any) -> GraphRuntime:
+    """The backend's graph runtime: CUDA graphs on the GPU, the kernel replay on the CPU."""
+    return KernelReplay(backend) if backend.graph_runtime == KernelReplay.name else CupyGraphs()
 
 
 def notice(text: str) -> None:
@@ -158,7 +172,7 @@ class GraphStep:
 
         graph = self.graphs.get(rows)
         if graph is None:
-            self._first(rows, run, stats)
+            self._first(rows, run, workspace, stats)
         else:
             self.runtime.launch(graph)
         return True
@@ -181,17 +195,20 @@ class GraphStep:
         for target, value in zip((self.model.buffer, self.model.state, stats), values, strict=True):
             target[...] = value
 
-    def _first(self, rows: int, run: Callable[[], None], stats: Any) -> None:
-        """The first step of batches of ``rows`` rows: eager, then captured and replayed from the same start; the
-        graph is kept when the two agree, else the eager result stands and the graph step is off."""
+    def _first(self, rows: int, run: Callable[[], None], workspace: ModelWorkspace, stats: Any) -> None:
+        """The first step of batches of ``rows`` rows: eager (whatever a step sets up on first use exists before
+        it is recorded), then recorded and replayed from the same start, over a workspace filled with NaN first
+        (so what a replay misses cannot pass for the eager step's values); the graph is kept when the two agree,
+        else the eager result stands and the graph step is off."""
         before = self._values(stats)
         run()
         eager = self._values(stats)
         self._restore(before, stats)
+        _poison(workspace)
         try:
             graph = self.runtime.capture(run)
             self.runtime.launch(graph)
-        except Exception as exc:  # whatever CUDA, CuPy or Numba raise while capturing or replaying
+        except Exception as exc:  # whatever CUDA, CuPy or Numba raise while recording or replaying
             self._off(f"capturing the step failed ({one_line(exc)})", eager, stats)
             return
         differs = self._difference(eager, self._values(stats))
@@ -202,12 +219,13 @@ class GraphStep:
 
     def _difference(self, expected: list[Any], got: list[Any]) -> str | None:
         """Where ``got`` differs from ``expected`` beyond the dtype's tolerance, in a few words, or None."""
-        host = self.model.backend.to_host
+        xp = self.model.backend.xp
         tolerance = TOLERANCE.get(self.model.dtype, 1e-4)
         for name, want, have in zip(("parameters and moments", "state", "loss totals"), expected, got, strict=True):
-            want, have = host(want).astype(np.float64), host(have).astype(np.float64)
-            scale = float(np.abs(want).max()) if want.size else 0.0
-            error = float(np.abs(have - want).max()) if want.size else 0.0
+            if not want.size:
+                continue
+            scale = float(xp.abs(want).max())  # on the device, in the arrays' dtype: two numbers come back
+            error = float(xp.abs(have - want).max())
             if not error <= tolerance * max(scale, 1.0):  # NaN differs too
                 return f"{name} off by {error:.3g}"
         return None
@@ -217,22 +235,32 @@ class GraphStep:
         self._restore(eager, stats)
         self.graphs.clear()
         self.status = f"off ({why})"
-        self.notify(f"CUDA graph step off: {why}; training goes on with eager launches")
+        self.notify(f"{self.model.backend.graph_runtime} off: {why}; training goes on with eager steps")
+
+
+def _poison(workspace: ModelWorkspace) -> None:
+    """Fill every floating-point buffer of ``workspace`` with NaN (a step writes each before it reads it)."""
+    arrays = [workspace.x, workspace.y, workspace.dy]
+    for layer in workspace.layers:
+        arrays += [*layer.batch.values(), *layer.fixed.values()]
+    for array in arrays:
+        if array is not None and array.dtype.kind == "f":
+            array.fill(np.nan)
 
 
 def graph_step(model: Model, setting: Any, capacity: int, streamed: bool, data_parallel: bool,
-               runtime: Callable[[], GraphRuntime] | None = None) -> tuple[GraphStep | None, str]:
+               runtime: Callable[[Any], GraphRuntime] | None = None) -> tuple[GraphStep | None, str]:
     """The graph step a run uses for ``setting`` ("auto", "on", "off" or a bool), or None, with its status for
-    results ("on", "off", "off (why)"); ConfigError when "on" cannot be honoured. ``runtime`` makes the CUDA side
-    (default ``CupyGraphs``)."""
+    results ("on", "off", "off (why)"); ConfigError when "on" cannot be honoured. ``runtime`` makes the device side
+    from the backend (default ``runtime_for``)."""
     setting = graph_setting(setting)
     if setting == "off":
         return None, "off"
     problem = graph_problem(model, streamed, data_parallel)
     if problem is not None:
         if setting == "on":
-            raise ConfigError(f"graph=on: the training step cannot be a CUDA graph here: {problem}",
+            raise ConfigError(f"graph=on: the training step cannot be recorded and replayed here: {problem}",
                               hint="use graph auto or off (--graph auto)")
         return None, f"off ({problem})"
-    step = GraphStep(model, (runtime or CupyGraphs)(), capacity)
+    step = GraphStep(model, (runtime or runtime_for)(model.backend), capacity)
     return step, step.status

@@ -436,9 +436,9 @@ class Model:
         ``xpnet.checkpoint``), ``epochs`` counting from its start; ``self.position`` says where training stands.
         The learning rate, and its schedule, are the optimizer's. With a ``communicator`` (``xpnet.distributed``)
         this is one rank of a data-parallel run over the same ``x``, ``y``: each rank steps on its share of every
-        batch of ``batch_size`` rows. ``graph`` ("auto", "on", "off" or a bool) replays each step as a captured
-        CUDA graph (``xpnet.graph_step``): auto where it can (the GPU backend with fused kernels, no per-step
-        random layers, one process); ``self.trainer.graph_status`` says whether it did.
+        batch of ``batch_size`` rows. ``graph`` ("auto", "on", "off" or a bool) records one step and replays it
+        (``xpnet.graph_step``: a CUDA graph on the GPU, its kernel calls on the CPU): auto where it can (fused
+        kernels, no per-step random layers, one process); ``self.trainer.graph_status`` says whether it did.
         """
         options = FitOptions(epochs=epochs, batch_size=batch_size, validation_data=validation_data,
                              validation_split=validation_split, shuffle=shuffle, seed=seed, verbose=verbose,

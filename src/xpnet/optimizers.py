@@ -130,7 +130,7 @@ class Optimizer:
 
     def update_from_device(self, kernels: ModuleType, params: Any, grads: Any, moments: Any, hyper: Any) -> None:
         """``update`` with the learning rate and step read from ``hyper``, a float64 device array ``[lr, step]``
-        that the caller fills (``hyper_values``) before each step: what a captured CUDA graph replays."""
+        that the caller fills (``hyper_values``) before each step: what a recorded graph step replays."""
         raise NotImplementedError
 
     @property

@@ -136,7 +136,7 @@ def run_training(
     one), onto ``backend`` (the one the new model would have been built on). The optimizer gets the settings' base
     ``lr`` and ``schedule`` over ``epochs``. ``validation_split`` of the training set is held out (stratified,
     seeded) for the per-epoch validation figures; the test set is evaluated once, at the end. ``graph`` is
-    ``Model.fit``'s (CUDA graph steps: "auto", "on", "off").
+    ``Model.fit``'s (graph steps: "auto", "on", "off").
     ``log_csv`` names a CSV file each epoch's figures are appended to (``CSVLogger``; a resumed run continues it).
 
     With a ``communicator`` this is one rank of a data-parallel run (see ``xpnet.distributed``): every rank must

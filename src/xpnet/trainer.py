@@ -257,7 +257,7 @@ class Trainer:
             communicator.attach(backend)
         self.graph, self.graph_status = graph_step(model, options.graph, self.batch_size,
                                                    isinstance(self.x, ChunkedData), communicator is not None)
-        """The CUDA graph step (``xpnet.graph_step``) or None, and what results report of it ("on", "off (why)")."""
+        """The graph step (``xpnet.graph_step``) or None, and what results report of it ("on", "off (why)")."""
 
     def _identity(self) -> dict[str, Any]:
         """What every rank of a run must hold alike, for the check at its start."""

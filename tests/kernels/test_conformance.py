@@ -73,6 +73,7 @@ CASES: dict[str, Callable[[np.random.Generator, Any], Case]] = {
     "activation_backward": lambda rng, dtype: (
         [_normal(rng, dtype, 7, 5), _positive(rng, dtype, 7, 5), _positive(rng, dtype, 7, 5), ACTIVATIONS["relu"],
          _empty(dtype, 7, 5), _empty(dtype, 5)], (4, 5)),
+    "bias_gradient": lambda rng, dtype: ([_normal(rng, dtype, 7, 5), _empty(dtype, 5)], (1,)),
     "softmax_cross_entropy": _classifier_loss("softmax"),
     "sigmoid_binary_cross_entropy": _classifier_loss("sigmoid"),
     "squared_error": lambda rng, dtype: (

@@ -1,5 +1,6 @@
-"""The CUDA graph step (``xpnet.graph_step``): its device-memory inputs, the driver's capture -> check -> fallback
-logic with a stand-in for CUDA, the options, and (``gpu``-marked) real capture on a device."""
+"""The graph step (``xpnet.graph_step``): its device-memory inputs, the driver's capture -> check -> fallback
+logic with a stand-in runtime, the options, the CPU's kernel replay (``xpnet.kernel_replay``), and (``gpu``-marked)
+real CUDA capture on a device."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import GPU_PROBLEM
 from xpnet.kernels.cuda_set import CudaKernels
 from xpnet.kernels.numba_cuda import ViewCache
 from xpnet.kernels.sets import ReferenceKernels
@@ -17,7 +17,19 @@ from xpnet.kernels.sets import ReferenceKernels
 from xpnet import graph_step
 from xpnet.backend_numpy import NumpyBackend
 from xpnet.errors import ConfigError
-from xpnet.layers import Dense, Dropout
+from xpnet.kernel_replay import KernelReplay
+from xpnet.layers import (
+    Activation,
+    AvgPool2D,
+    BatchNorm,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool2D,
+    MaxPool2D,
+    Reshape,
+)
 from xpnet.model import Model
 from xpnet.optimizers import SGD, Adam, Momentum
 from xpnet.schedules import Cosine
@@ -76,10 +88,10 @@ def test_view_cache_reuses_views_and_tells_arrays_apart() -> None:
 
 
 # ------------------------------------------------------------------------ the driver, with a stand-in for CUDA
-class GraphHost(NumpyBackend):
-    """The CPU backend pretending to have CUDA graphs (the stand-in runtimes replay steps as Python calls)."""
+class NoGraphs(NumpyBackend):
+    """A CPU backend without a graph runtime."""
 
-    supports_graphs = True
+    graph_runtime = None
 
 
 class Replay:
@@ -121,7 +133,7 @@ class WrongReplay(Replay):
 MODELS: list[Model] = []
 
 
-def _model(kernel_mode: str = "fused", backend: type = GraphHost, layers: list | None = None) -> Model:
+def _model(kernel_mode: str = "fused", backend: type = NumpyBackend, layers: list | None = None) -> Model:
     backend_made = backend(np, "test host", np.dtype("float64"), kernel_mode, 3)
     model = Model(layers or [Dense(6, "relu", input_dim=4), Dense(3, "softmax")], optimizer=Adam(0.01),
                   backend=backend_made)
@@ -138,7 +150,7 @@ def _train(runtime: type[Replay] | None, monkeypatch: pytest.MonkeyPatch, graph:
            shuffle: bool = True) -> tuple[Model, Replay | None]:
     made: list[Replay] = []
     if runtime is not None:
-        monkeypatch.setattr(graph_step, "CupyGraphs", lambda: made.append(runtime()) or made[-1])
+        monkeypatch.setattr(graph_step, "runtime_for", lambda backend: made.append(runtime()) or made[-1])
     model = _model()
     model.fit(*_data(), epochs=2, batch_size=8, seed=1, verbose=0, graph=graph if runtime else "off",
               shuffle=shuffle)
@@ -166,20 +178,22 @@ def test_a_failed_or_wrong_graph_falls_back_to_eager(monkeypatch: pytest.MonkeyP
     eager, _ = _train(None, monkeypatch)
     fallen, used = _train(runtime, monkeypatch)
     assert fallen.trainer.graph_status == f"off ({why})"
-    assert capsys.readouterr().err == f"xpnet: CUDA graph step off: {why}; training goes on with eager launches\n"
+    assert capsys.readouterr().err == f"xpnet: kernel replay off: {why}; training goes on with eager steps\n"
     assert len(used.captured) == captures and used.launches == captures  # tried once, never again
     np.testing.assert_allclose(fallen.buffer, eager.buffer, rtol=1e-12, atol=1e-12)  # the eager result stood
 
 
 def test_graph_problems_name_what_prevents_a_graph(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(graph_step, "CupyGraphs", Replay)
+    monkeypatch.setattr(graph_step, "runtime_for", lambda backend: Replay())
     cases = {
-        "the cpu backend has no CUDA graphs": (_model(backend=NumpyBackend), False, False),
+        "the cpu backend has no graph step": (_model(backend=NoGraphs), False, False),
         "reference kernels launch eagerly": (_model("reference"), False, False),
         "streamed data changes its arrays every chunk": (_model(), True, False),
         "a data-parallel step reduces over the ranks between its launches": (_model(), False, True),
         "dropout draws new random numbers every step": (
             _model(layers=[Dense(6, "relu", input_dim=4), Dropout(0.5), Dense(3, "softmax")]), False, False),
+        "activation copies its input outside its kernels": (
+            _model(layers=[Dense(6, input_dim=4), Activation("relu"), Dense(3, "softmax")]), False, False),
     }
     for why, (model, streamed, parallel) in cases.items():
         assert graph_step.graph_step(model, "auto", 8, streamed, parallel) == (None, f"off ({why})")
@@ -194,6 +208,71 @@ def test_graph_problems_name_what_prevents_a_graph(monkeypatch: pytest.MonkeyPat
 def test_a_bad_graph_setting_is_one_clear_error(bad: Any) -> None:
     with pytest.raises(ConfigError, match="graph must be True, False or one of auto, on, off"):
         _model().fit(*_data(), epochs=1, verbose=0, graph=bad)
+
+
+# ------------------------------------------------------------------------------- the CPU's kernel replay
+def _cpu_model(layers: list, dtype: str, seed: int = 3) -> Model:
+    return Model(layers, optimizer=Adam(0.01, schedule=Cosine(2)), device="cpu", dtype=dtype, seed=seed,
+                 kernel_mode="fused")
+
+
+CPU_MODELS = {
+    "mlp": lambda: [Dense(13, "relu", input_dim=36), Dense(7, "tanh"), Dense(5, "softmax")],
+    "cnn": lambda: [Conv2D(4, 3, padding="same", activation="relu", input_shape=(6, 6, 1)), MaxPool2D(2), Flatten(),
+                    Dense(5, "softmax")],
+    "normalised": lambda: [Reshape((6, 6, 1), input_shape=36), Conv2D(3, 3, strides=2, activation="tanh"),
+                           BatchNorm(), AvgPool2D(1), Conv2D(4, 1, activation="leaky_relu"), GlobalAvgPool2D(),
+                           Dense(5, "softmax")],
+}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", sorted(CPU_MODELS))
+def test_a_kernel_replay_trains_as_eager_steps_bit_for_bit(name: str, dtype: str) -> None:
+    """Two epochs with a short last batch, replayed against eager steps: the same kernels on the same arrays, so
+    the same parameters, moments and losses, exactly."""
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal((45, 36)), rng.integers(0, 5, 45)
+    models = {}
+    for graph in ("on", "off"):
+        model = models[graph] = _cpu_model(CPU_MODELS[name](), dtype)
+        model.fit(x.reshape(-1, *model.input_shape), y, epochs=2, batch_size=8, seed=2, verbose=0, graph=graph)
+    assert models["on"].trainer.graph_status == "on" and models["off"].trainer.graph_status == "off"
+    assert np.array_equal(models["on"].buffer, models["off"].buffer)
+    assert np.array_equal(models["on"].state, models["off"].state)  # batch norm's running statistics
+    for metric in ("loss", "accuracy"):
+        assert models["on"].trainer.history.history[metric] == models["off"].trainer.history.history[metric]
+
+
+def test_recording_checks_each_call_and_runs_none() -> None:
+    backend = NumpyBackend.create(np.dtype("float64"), "fused", 0)
+    runtime = KernelReplay(backend)
+    p, g = np.zeros(5), np.ones(5)
+    kernels = backend.kernels
+    graph = runtime.capture(lambda: backend.kernels.sgd_update(p, g, 0.5))
+    assert backend.kernels is kernels and not p.any()  # recorded, not run; the kernel set is back
+    assert len(graph) == 1 and graph[0][0] is type(kernels).unchecked["sgd_update"]
+    for _ in range(2):
+        runtime.launch(graph)
+    assert np.all(p == -1.0)
+    with pytest.raises(ValueError, match="bias_gradient: dz of shape"):  # the kernel's own check, at recording
+        runtime.capture(lambda: backend.kernels.bias_gradient(np.zeros((4, 3)), np.zeros(4)))
+    assert backend.kernels is kernels
+
+
+def test_a_replay_that_misses_an_array_operation_is_caught(monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    """A layer that copies outside its kernels but does not say so: its first replay reads the NaN the workspace
+    was filled with, disagrees with the eager step, and the eager steps carry on."""
+    monkeypatch.setattr(Activation, "outside_kernels", None)
+    layers = lambda: [Dense(6, input_dim=4), Activation("tanh"), Dense(3, "softmax")]  # noqa: E731
+    models = {}
+    for graph in ("auto", "off"):
+        model = models[graph] = _cpu_model(layers(), "float64")
+        model.fit(*_data(), epochs=2, batch_size=8, seed=1, verbose=0, graph=graph)
+    assert models["auto"].trainer.graph_status.startswith("off (the captured step disagreed with the eager one")
+    assert "kernel replay off: the captured step disagreed" in capsys.readouterr().err
+    assert np.array_equal(models["auto"].buffer, models["off"].buffer)
 
 
 # ------------------------------------------------------------------------------------ on a real CUDA device
@@ -234,9 +313,3 @@ def test_a_replayed_graph_reads_its_inputs_from_device_memory_in_stream_order() 
             hyper[0] = rate
             runtime.launch(graph)
     assert np.all(p.get() == -7.0)
-
-
-@pytest.mark.skipif(GPU_PROBLEM is None, reason="checks the message on a machine without a GPU")
-def test_graph_on_without_a_gpu_says_why() -> None:
-    with pytest.raises(ConfigError, match="graph=on: .*the cpu backend has no CUDA graphs"):
-        Model([Dense(3, "softmax", input_dim=4)], device="cpu").fit(*_data(), epochs=1, verbose=0, graph="on")

@@ -427,7 +427,7 @@ def test_train_names_the_thread_count_and_refuses_a_bad_one(tmp_path, capsys, re
     path = _tiny_npz(tmp_path)
     code, out, err = run(capsys, "train", "npz", path, "--epochs", "1", "--hidden", "4", "--quiet", "--threads", "1")
     assert code == 0, err
-    assert out.strip().endswith("fused kernels, 1 thread (pinned by --threads))")
+    assert out.strip().endswith("fused kernels, 1 thread (pinned by --threads), kernel replay on)")
     code, out, err = run(capsys, "train", "npz", path, "--epochs", "1", "--quiet", "--threads", "none")
     assert "--threads 'none': give a whole number of threads" in one_error(code, err)
 

@@ -19,6 +19,7 @@ class Activation(Layer):
     """``Activation("relu", alpha=0.01)``: ``f(x)`` elementwise (softmax over the last axis); no parameters."""
 
     type_name = "activation"
+    outside_kernels = "copies its input"
 
     def __init__(self, activation: str, alpha: float = 0.01, *, input_shape: Any = None) -> None:
         super().__init__(input_shape=input_shape)

@@ -119,7 +119,7 @@ class AffineLayer(Layer):
         """dL/dz from dL/da ``dy`` (in place) and the bias gradient, its column sums; returns dL/dz as rows."""
         dz = self._rows(dy)
         if self.fused_with_loss:  # the loss already gave dL/dz
-            self.backend.xp.sum(dz, axis=0, out=self.grads["b"])
+            self.backend.kernels.bias_gradient(dz, self.grads["b"])
         else:
             self.backend.kernels.activation_backward(dz, self._rows(ws.batch["d"]), self._rows(ws.batch["a"]),
                                                      self.code, dz, self.grads["b"])

@@ -98,6 +98,9 @@ class Layer:
     type_name: ClassVar[str] = ""
     uses_step: ClassVar[bool] = False
     """Whether its forward pass reads ``Phase.step`` (random draws per step): such a step cannot replay as a graph."""
+    outside_kernels: ClassVar[str | None] = None
+    """What its training step does to arrays outside kernel calls, in a few words, or None: a kernel replay (the
+    CPU's graph step) repeats only the kernel calls, so such a layer steps eagerly there."""
     decayed: ClassVar[tuple[str, ...]] = ()
     """The parameters that weight decay and max-norm act on, each a (fan_in, units) matrix: the weights, never
     biases or normalisation parameters."""
