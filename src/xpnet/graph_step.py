@@ -15,9 +15,9 @@ parameters, moments, state and running totals), those results are kept aside, ev
 workspace is filled with NaN (a replay that missed an operation must not find the eager pass's values there), the
 step is recorded and replayed, and the two results must agree within the dtype's tolerance. A mismatch or a
 recording error keeps the eager results, prints one line saying why, and the run continues with eager steps (the
-trainer's ordinary step). Only a backend
-whose class names a ``graph_runtime``, with its fused kernels, gets here; ``GraphRuntime`` is what the driver needs
-from it (``CupyGraphs``, ``KernelReplay``), so the driver is tested with a stand-in.
+trainer's ordinary step). Only a backend whose class names a ``graph_runtime``, with its fused kernels, gets here;
+``GraphRuntime`` is what the driver needs from it (``CupyGraphs``, ``KernelReplay``), so the driver is tested with a
+stand-in.
 """
 
 from __future__ import annotations
