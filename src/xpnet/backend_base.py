@@ -41,9 +41,10 @@ class Backend(ABC):
     """The registry key, as ``--device`` and ``get_backend(device=)`` take it ("cpu", "gpu")."""
     readback_every: ClassVar[int] = 1
     """Training steps between reads of the running loss back to the host (each read waits for the device)."""
-    graph_runtime: ClassVar[str | None] = None
-    """How a training step is recorded once and replayed (``xpnet.graph_step``), as results name it: "CUDA graph
-    step" (its launches captured, the GPU), "kernel replay" (its kernel calls, the CPU), or None (eager steps)."""
+    graph_runtime: ClassVar[type | None] = None
+    """The class that records a training step once and replays it (``xpnet.graph_step.GraphRuntime``, made with the
+    backend): ``CupyGraphs`` (its launches captured, the GPU), ``KernelReplay`` (its kernel calls, the CPU), or None
+    (eager steps)."""
     host_threads: ClassVar[bool] = False
     """Whether its compute runs on this process's CPU threads (Numba and BLAS), which ``xpnet.threads`` and the
     thread governor then size."""

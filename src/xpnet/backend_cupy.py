@@ -12,6 +12,7 @@ import numpy as np
 
 from xpnet.backend_base import Backend, Unusable, one_line
 from xpnet.errors import DeviceError
+from xpnet.graph_step import CupyGraphs
 from xpnet.kernels.sets import KernelSet
 
 INSTALL = "pip install 'xpnet[cuda12]' or 'xpnet[cuda13]' (the driver's CUDA major version)"
@@ -83,7 +84,7 @@ class CupyBackend(Backend):
 
     name = "gpu"
     readback_every = 50  # each read of the running loss waits for the queued steps: read it now and then
-    graph_runtime = "CUDA graph step"
+    graph_runtime = CupyGraphs
 
     @classmethod
     def problem(cls) -> str | None:

@@ -8,6 +8,7 @@ import platform
 import numpy as np
 
 from xpnet.backend_base import Backend
+from xpnet.kernel_replay import KernelReplay
 from xpnet.kernels.sets import CpuKernels, KernelSet
 
 
@@ -16,7 +17,7 @@ class NumpyBackend(Backend):
 
     name = "cpu"
     host_threads = True
-    graph_runtime = "kernel replay"
+    graph_runtime = KernelReplay
     readback_every = 1  # reading a host array costs nothing: the running loss is exact after every step
     # passes whose buffers stay in the caches: 8192 rows of a small CNN are 1.7 GB of patch matrices and activations,
     # faulted into memory on the first pass (1.3-1.6 s) and streamed through DRAM by every layer after it

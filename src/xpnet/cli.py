@@ -326,7 +326,7 @@ def _train(args: argparse.Namespace, communicator: Any) -> int:
     print(f"{_accuracy(task.test_name, result.test)} after {epochs} epoch{'' if epochs == 1 else 's'} in "
           f"{result.seconds:.1f} s on {backend.name} ({backend.description}; {model.dtype.name}, "
           f"{backend.kernel_mode} kernels" + (f", {threads.describe()}" if backend.host_threads else "")
-          + (f", {backend.graph_runtime} {getattr(model.trainer, 'graph_status', 'off')})" if backend.graph_runtime
+          + (f", {backend.graph_runtime.name} {getattr(model.trainer, 'graph_status', 'off')})" if backend.graph_runtime
              else ")"))
     return 0
 

@@ -16,8 +16,8 @@ workspace is filled with NaN (a replay that missed an operation must not find th
 step is recorded and replayed, and the two results must agree within the dtype's tolerance. A mismatch or a
 recording error keeps the eager results, prints one line saying why, and the run continues with eager steps (the
 trainer's ordinary step). Only a backend whose class names a ``graph_runtime``, with its fused kernels, gets here;
-``GraphRuntime`` is what the driver needs from it (``CupyGraphs``, ``KernelReplay``), so the driver is tested with a
-stand-in.
+``GraphRuntime`` is what the driver needs from it (``CupyGraphs``, ``xpnet.kernel_replay.KernelReplay``), so the
+driver is tested with a stand-in.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import numpy as np
 
 from xpnet.backend_base import one_line
 from xpnet.errors import ConfigError
-from xpnet.kernel_replay import KernelReplay
 
 if TYPE_CHECKING:
     from xpnet.model import Model, ModelWorkspace
@@ -53,7 +52,13 @@ def graph_setting(value: Any) -> str:
 
 
 class GraphRuntime(Protocol):
-    """What the graph step needs from the device: a context to run in, record into a graph, replay."""
+    """What the graph step needs from the device: a context to run in, record into a graph, replay. A backend names
+    its runtime class (``Backend.graph_runtime``), made with the backend."""
+
+    name: str
+    """What results call it ("CUDA graph step", "kernel replay")."""
+    records_array_operations: bool
+    """Whether a recording holds the array operations a step makes outside kernel calls too."""
 
     def running(self) -> contextlib.AbstractContextManager[None]:
         """Make the capture stream current for a whole run (every launch and copy of the run is ordered on it)."""
@@ -72,10 +77,11 @@ class CupyGraphs:
     What the step allocates while captured comes from a memory pool of its own, kept with the graphs and used for
     nothing else, so no later allocation reuses memory a replay still writes."""
 
-    def __init__(self) -> None:
-        import cupy
+    name = "CUDA graph step"
+    records_array_operations = True  # stream capture takes CuPy's launches as well as the kernels'
 
-        self.cupy = cupy
+    def __init__(self, backend: Any) -> None:
+        cupy = self.cupy = backend.xp
         self.stream = cupy.cuda.Stream(non_blocking=True)
         self.pool = cupy.cuda.MemoryPool()
 
@@ -118,7 +124,7 @@ def graph_problem(model: Model, streamed: bool, data_parallel: bool) -> str | No
         return f"{', '.join(drawing)} draws new random numbers every step"
     if not model.optimizer.reads_rate_from_device:
         return f"{model.optimizer.describe()} has no update reading its rate from device memory"
-    if backend.graph_runtime == KernelReplay.name:
+    if not backend.graph_runtime.records_array_operations:
         outside = [f"{layer.type_name} {layer.outside_kernels}" for layer in model.layers if layer.outside_kernels]
         if outside:
             return f"{', '.join(outside)} outside its kernels"
@@ -127,7 +133,7 @@ def graph_problem(model: Model, streamed: bool, data_parallel: bool) -> str | No
 
 def runtime_for(backend: Any) -> GraphRuntime:
     """The backend's graph runtime: CUDA graphs on the GPU, the kernel replay on the CPU."""
-    return KernelReplay(backend) if backend.graph_runtime == KernelReplay.name else CupyGraphs()
+    return backend.graph_runtime(backend)
 
 
 def notice(text: str) -> None:
@@ -235,7 +241,7 @@ class GraphStep:
         self._restore(eager, stats)
         self.graphs.clear()
         self.status = f"off ({why})"
-        self.notify(f"{self.model.backend.graph_runtime} off: {why}; training goes on with eager steps")
+        self.notify(f"{self.model.backend.graph_runtime.name} off: {why}; training goes on with eager steps")
 
 
 def _poison(workspace: ModelWorkspace) -> None:

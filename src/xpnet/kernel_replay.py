@@ -53,7 +53,7 @@ class KernelReplay:
     """``GraphRuntime`` on the CPU: a graph is the step's recorded kernel calls, and a launch makes them."""
 
     name = "kernel replay"
-    """What results call this runtime (``Backend.graph_runtime``)."""
+    records_array_operations = False  # only what goes through the kernel set
 
     def __init__(self, backend: Any) -> None:
         self.backend = backend

@@ -14,7 +14,7 @@ from xpnet.kernels.cuda_set import CudaKernels
 from xpnet.kernels.numba_cuda import ViewCache
 from xpnet.kernels.sets import ReferenceKernels
 
-from xpnet import graph_step
+from xpnet import get_backend, graph_step
 from xpnet.backend_numpy import NumpyBackend
 from xpnet.errors import ConfigError
 from xpnet.kernel_replay import KernelReplay
@@ -302,7 +302,7 @@ def test_a_replayed_graph_reads_its_inputs_from_device_memory_in_stream_order() 
     import cupy
 
     kernels = CudaKernels()
-    runtime = graph_step.CupyGraphs()
+    runtime = graph_step.CupyGraphs(get_backend("gpu"))
     p = cupy.zeros(3 * 2**20 + 17, dtype=cupy.float32)  # > 2^20 elements: the grid-stride loop covers them
     g = cupy.ones_like(p)
     hyper = cupy.zeros(2, dtype=cupy.float64)
