@@ -215,6 +215,27 @@ def _convolution_backward(backend: Backend, rng: np.random.Generator, n: int) ->
                     3 * cols.nbytes + 2 * dz.nbytes + x.nbytes)
 
 
+def _pooled_convolution(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
+    """The same forward pass with a 2x2 max pool, bias and ReLU after it, block by block (Conv2D's max_pool)."""
+    x, w, *window, cols, out = _convolution(backend, rng, n).args
+    conv = out.reshape(*x.shape[:3], out.shape[1])
+    shape = (len(x), x.shape[1] // 2, x.shape[2] // 2, out.shape[1])
+    z, a, d = (backend.empty(shape) for _ in range(3))
+    argmax = backend.zeros(shape, dtype=np.int32)
+    return Workload((x, w, *window, cols, conv, 2, 2, _normal(backend, rng, (out.shape[1],)), RELU, 0.0, z, a, d,
+                     argmax), cols.size, x.nbytes + 2 * cols.nbytes + 2 * out.nbytes + 3 * z.nbytes + argmax.nbytes)
+
+
+def _pooled_convolution_backward(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
+    """Its backward pass: dL/dz from the pooled gradient, then the convolution's backward pass."""
+    args = _pooled_convolution(backend, rng, n).args
+    backend.kernels.pooled_convolution(*args)
+    x, w, *window, cols, conv, pool_h, pool_w, b, _, _, z, _, d, argmax = args
+    return Workload((_normal(backend, rng, z.shape), d, argmax, pool_h, pool_w, cols, w, *window, conv,
+                     backend.empty(b.shape), backend.empty(w.shape), x), cols.size,
+                    3 * cols.nbytes + 3 * conv.nbytes + x.nbytes + 3 * z.nbytes)
+
+
 def _max_pool(backend: Backend, rng: np.random.Generator, n: int) -> Workload:
     """2x2 windows at stride 2."""
     x = _maps(backend, rng, max(1, n // int(np.prod(FEATURE_MAP))))
@@ -342,6 +363,9 @@ CASES: dict[str, tuple[str, Callable[..., Workload]]] = {
     "product (72 x 32 weights, a second convolution's)": ("product", _product),
     "convolution (3x3 windows, 32 filters)": ("convolution", _convolution),
     "convolution_backward (3x3 windows, 32 filters)": ("convolution_backward", _convolution_backward),
+    "pooled_convolution (3x3 windows, 32 filters, 2x2 max pool, ReLU)": ("pooled_convolution", _pooled_convolution),
+    "pooled_convolution_backward (3x3 windows, 32 filters, 2x2 max pool, ReLU)": ("pooled_convolution_backward",
+                                                                                  _pooled_convolution_backward),
     "max_pool (2x2, stride 2)": ("max_pool", _max_pool),
     "max_pool_backward (2x2, stride 2)": ("max_pool_backward", _max_pool_backward),
     "max_pool_activation (2x2, ReLU)": ("max_pool_activation", _max_pool_activation),

@@ -246,6 +246,36 @@ def _convolution_backward(n: int, rng: np.random.Generator) -> tuple:
             np.empty_like(x), per_block, chunk, *window)
 
 
+def _pooled(x: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """The 2x2 max pool of a convolution of ``x`` with ``FILTERS`` filters: z, a, d, argmax (argmax random)."""
+    shape = (len(x), x.shape[1] // 2, x.shape[2] // 2, FILTERS)
+    z, a, d = (rng.random(shape).astype(F32) for _ in range(3))
+    return z, a, d, rng.integers(0, 4, shape).astype(np.int32)
+
+
+def _pooled_convolution(n: int, rng: np.random.Generator) -> tuple:
+    """The same forward pass with its 2x2 max pool, bias and ReLU after it, on an input of about ``n`` elements."""
+    x, weights, cols, out, per_block, chunk, *window = _convolution(n, rng)
+    return (x, weights, cols, out.reshape(*x.shape[:3], FILTERS), *_pooled(x, rng),
+            rng.standard_normal(FILTERS).astype(F32), RELU, 0.0, 2, 2, per_block, chunk, *window)
+
+
+def _pooled_convolution_backward(n: int, rng: np.random.Generator) -> tuple:
+    """Its backward pass, on windows of about ``n`` elements."""
+    cols, dz, weights_t, partial, dx, per_block, chunk, *window = _convolution_backward(n, rng)
+    z, _, d, argmax = _pooled(dx, rng)
+    blocks = -(-len(dx) // per_block)
+    return (cols, rng.standard_normal(z.shape).astype(F32), d, argmax, 2, 2, dz.reshape(*dx.shape[:3], FILTERS),
+            weights_t, np.empty((blocks, FILTERS), F32), np.empty(FILTERS, F32), partial, dx, per_block, chunk,
+            *window)
+
+
+def _pooled_weight_gradient(n: int, rng: np.random.Generator) -> tuple:
+    """The same in a first layer: neither the weights nor dx."""
+    args = _pooled_convolution_backward(n, rng)
+    return (*args[:7], *args[8:11], *args[12:14])
+
+
 def _hue(n: int, rng: np.random.Generator) -> tuple:
     images = rng.random(_images(n, rng, 3).shape).astype(F32)
     return images, np.zeros((len(images), 16))
@@ -292,6 +322,9 @@ CASES: dict[str, Callable[[int, np.random.Generator], tuple]] = {
     "products.weight_gradient_chunks": _weight_gradient_chunks,
     "convolution.convolution": _convolution,
     "convolution.convolution_backward": _convolution_backward,
+    "convolution.pooled_convolution": _pooled_convolution,
+    "convolution.pooled_convolution_backward": _pooled_convolution_backward,
+    "convolution.pooled_weight_gradient": _pooled_weight_gradient,
     "hue.hue_histograms": _hue,
 }
 """Arguments of each twin at about ``n`` elements of its first argument (the size its switch looks at)."""

@@ -12,6 +12,12 @@ chunks of the products family's fewest rows (``PRODUCT_MIN_ROWS`` forward, ``WEI
 576 x 128 weights make chunks of 3 rows, and a test training a Keras tutorial's CNN on them took 18.5 s
 instead of 3.8 s), the passes run as the
 windows and products kernels in turn, whose products are then one multithreaded BLAS call.
+
+A Conv2D layer's ``max_pool`` joins the same passes (``pooled_convolution`` and its backward): after a block's
+product, the block's pooled windows get their max, bias and activation; before a block's backward, its dL/dz is
+written from the pooled gradient; both with the pooling family's own row functions, so the values are those of the
+kernels in turn. A pool kernel of its own read at two threads what the other core had just written, and started
+only once the convolution's slower thread had ended.
 """
 
 from __future__ import annotations
@@ -19,12 +25,14 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ..numba_cpu import contiguous_output, jit, serial_and_parallel, write_back
+from ..numba_cpu import add_partials, contiguous_output, jit, serial_and_parallel, write_back
+from ..pooling import cpu as pooling
+from ..pooling.cpu import max_pool_activation_rows, unpool_derivative_rows, zero_margin
 from ..products import cpu as products
 from ..products.cpu import CHUNK_PRODUCT, PRODUCT_MIN_ROWS, WEIGHT_GRADIENT_MIN_ROWS
 from ..windows import cpu as windows
 from ..windows.cpu import col2im_images, im2col_rows
-from . import convolve, convolve_backward
+from . import convolve, convolve_backward, convolve_pooled, convolve_pooled_backward
 
 
 def blocking(images: int, image_rows: int, k: int, f: int) -> tuple[int, int, int]:
@@ -46,6 +54,13 @@ def _block_product(patches, weights, out, lo, hi, chunk):
 
 
 @jit
+def _block_weight_gradient(patches, dz, partial, lo, hi, chunk):
+    """For each chunk c of rows lo..hi: partial[c] = patches' rows.T @ dz's rows."""
+    for c, r in enumerate(range(lo, hi, chunk)):
+        np.dot(patches[r:min(r + chunk, hi)].T, dz[r:min(r + chunk, hi)], partial[c])
+
+
+@jit
 def _block_gradients(patches, dz, weights_t, partial, lo, hi, chunk):
     """For each chunk c of rows lo..hi: partial[c] = patches' rows.T @ dz's rows, then patches' rows = dz's rows @
     weights_t."""
@@ -55,37 +70,116 @@ def _block_gradients(patches, dz, weights_t, partial, lo, hi, chunk):
         np.dot(dz[r:e], weights_t, patches[r:e])
 
 
+@jit(inline="always")
+def _convolve_images(xf, weights, cf, patches, out, first, last, chunk, h_, w_, c_, oh, ow, kh, kw, stride_h, stride_w,
+                     pad_top, pad_left):
+    """Images first..last: their windows (``im2col_rows``), then their rows @ weights."""
+    im2col_rows(cf, xf, first * oh, last * oh, h_, w_, c_, oh, ow, kh, kw, stride_h, stride_w, pad_top, pad_left)
+    _block_product(patches, weights, out, first * oh * ow, last * oh * ow, chunk)
+
+
 def _convolution(x, weights, cols, out, per_block, chunk, stride_h, stride_w, pad_top, pad_left):
-    """Per block of ``per_block`` images: its windows (``im2col_rows``), then its rows @ weights."""
+    """Per block of ``per_block`` images: its windows, then its rows @ weights (``_convolve_images``)."""
     n_, h_, w_, c_ = x.shape
     _, oh, ow, kh, kw, _ = cols.shape
     xf, cf = x.reshape(-1), cols.reshape(-1)
     patches = cols.reshape((n_ * oh * ow, kh * kw * c_))
-    image_rows = oh * ow
     for b in prange((n_ + per_block - 1) // per_block):
         first = b * per_block
+        _convolve_images(xf, weights, cf, patches, out, first, min(n_, first + per_block), chunk, h_, w_, c_, oh,
+                         ow, kh, kw, stride_h, stride_w, pad_top, pad_left)
+
+
+def _pooled_convolution(x, weights, cols, conv, z, a, d, argmax, b, activation, alpha, pool_h, pool_w, per_block,
+                        chunk, stride_h, stride_w, pad_top, pad_left):
+    """Per block of ``per_block`` images: its convolution (``_convolve_images``) into conv, then, while those rows
+    are still in the core's cache, their pooled windows' max, bias and activation (the pooling family's rows of
+    ``max_pool_activation``: the same code, so the same values)."""
+    n_, h_, w_, c_ = x.shape
+    _, oh, ow, kh, kw, _ = cols.shape
+    xf, cf = x.reshape(-1), cols.reshape(-1)
+    patches = cols.reshape((n_ * oh * ow, kh * kw * c_))
+    out = conv.reshape((n_ * oh * ow, conv.shape[3]))
+    pooled_rows = z.shape[1]
+    for k in prange((n_ + per_block - 1) // per_block):
+        first = k * per_block
         last = min(n_, first + per_block)
-        im2col_rows(cf, xf, first * oh, last * oh, h_, w_, c_, oh, ow, kh, kw, stride_h, stride_w, pad_top, pad_left)
-        _block_product(patches, weights, out, first * image_rows, last * image_rows, chunk)
+        _convolve_images(xf, weights, cf, patches, out, first, last, chunk, h_, w_, c_, oh, ow, kh, kw, stride_h,
+                         stride_w, pad_top, pad_left)
+        max_pool_activation_rows(z, a, d, argmax, conv, b, activation, alpha, pool_h, pool_w, first * pooled_rows,
+                                  last * pooled_rows)
+
+
+@jit(inline="always")
+def _convolution_backward_images(cf, xf, patches, dz, weights_t, partial, first, last, chunk, h_, w_, c_, oh, ow, kh,
+                                 kw, stride_h, stride_w, pad_top, pad_left):
+    """Images first..last: their chunks' weight-gradient partials and dz @ weights.T into their rows
+    (``_block_gradients``), then those rows added back into the images (``col2im_images``)."""
+    _block_gradients(patches, dz, weights_t, partial, first * oh * ow, last * oh * ow, chunk)
+    col2im_images(cf, xf, first, last, h_, w_, c_, oh, ow, kh, kw, stride_h, stride_w, pad_top, pad_left)
 
 
 def _convolution_backward(cols, dz, weights_t, partial, dx, per_block, chunk, stride_h, stride_w, pad_top,
                           pad_left):
-    """Per block of ``per_block`` images: its chunks' weight-gradient partials and dz @ weights.T into its rows
-    (``_block_gradients``), then those rows added back into its images (``col2im_images``)."""
+    """Per block of ``per_block`` images: ``_convolution_backward_images``, each block into its own partials."""
     n_, h_, w_, c_ = dx.shape
     _, oh, ow, kh, kw, _ = cols.shape
     xf, cf = dx.reshape(-1), cols.reshape(-1)
     patches = cols.reshape((n_ * oh * ow, kh * kw * c_))
-    image_rows = oh * ow
+    blocks = (n_ + per_block - 1) // per_block
+    chunks = partial.shape[0] // blocks
+    for b in prange(blocks):
+        first = b * per_block
+        _convolution_backward_images(cf, xf, patches, dz, weights_t, partial[b * chunks:(b + 1) * chunks], first,
+                                     min(n_, first + per_block), chunk, h_, w_, c_, oh, ow, kh, kw, stride_h,
+                                     stride_w, pad_top, pad_left)
+
+
+@jit(inline="always")
+def _unpool_images(conv, da, d, argmax, pool_h, pool_w, acc, first, last):
+    """dL/dz of images first..last into conv from the pooled dL/da (the pooling family's rows of
+    ``max_pool_activation_backward``), the margin no window covers zeroed; their dz's channel sums into acc."""
+    _, ph, pw, _ = da.shape
+    if conv.shape[1] > ph * pool_h or conv.shape[2] > pw * pool_w:
+        for n in range(first, last):
+            zero_margin(conv[n], ph * pool_h, pw * pool_w)
+    unpool_derivative_rows(conv, da, d, argmax, pool_h, pool_w, acc, first * ph * pw, last * ph * pw)
+
+
+def _pooled_convolution_backward(cols, da, d, argmax, pool_h, pool_w, conv, weights_t, bias_partial, db, partial,
+                                 dx, per_block, chunk, stride_h, stride_w, pad_top, pad_left):
+    """Per block of ``per_block`` images: its dL/dz from the pooled gradient (``_unpool_images``), then, still in the
+    core's cache, ``_convolution_backward_images``; the blocks' bias partials added up in order at the end."""
+    n_, h_, w_, c_ = dx.shape
+    _, oh, ow, kh, kw, _ = cols.shape
+    xf, cf = dx.reshape(-1), cols.reshape(-1)
+    patches = cols.reshape((n_ * oh * ow, kh * kw * c_))
+    dz = conv.reshape((n_ * oh * ow, conv.shape[3]))
     blocks = (n_ + per_block - 1) // per_block
     chunks = partial.shape[0] // blocks
     for b in prange(blocks):
         first = b * per_block
         last = min(n_, first + per_block)
-        _block_gradients(patches, dz, weights_t, partial[b * chunks:(b + 1) * chunks], first * image_rows,
-                         last * image_rows, chunk)
-        col2im_images(cf, xf, first, last, h_, w_, c_, oh, ow, kh, kw, stride_h, stride_w, pad_top, pad_left)
+        _unpool_images(conv, da, d, argmax, pool_h, pool_w, bias_partial[b], first, last)
+        _convolution_backward_images(cf, xf, patches, dz, weights_t, partial[b * chunks:(b + 1) * chunks], first,
+                                     last, chunk, h_, w_, c_, oh, ow, kh, kw, stride_h, stride_w, pad_top, pad_left)
+    add_partials(bias_partial, db)
+
+
+def _pooled_weight_gradient(cols, da, d, argmax, pool_h, pool_w, conv, bias_partial, db, partial, per_block, chunk):
+    """``_pooled_convolution_backward`` of a first layer: per block, dL/dz and the weight-gradient partials only."""
+    n_, oh, ow, kh, kw, c_ = cols.shape
+    patches = cols.reshape((n_ * oh * ow, kh * kw * c_))
+    dz = conv.reshape((n_ * oh * ow, conv.shape[3]))
+    blocks = (n_ + per_block - 1) // per_block
+    chunks = partial.shape[0] // blocks
+    for b in prange(blocks):
+        first = b * per_block
+        last = min(n_, first + per_block)
+        _unpool_images(conv, da, d, argmax, pool_h, pool_w, bias_partial[b], first, last)
+        _block_weight_gradient(patches, dz, partial[b * chunks:(b + 1) * chunks], first * oh * ow, last * oh * ow,
+                               chunk)
+    add_partials(bias_partial, db)
 
 
 # Parallel from these sizes of the first argument (x forward, cols backward): `python -m
@@ -94,9 +188,20 @@ def _convolution_backward(cols, dz, weights_t, partial, dx, per_block, chunk, st
 # 1.51 forward (0.72 at 3e3 elements) and 1.60 backward (0.83 at 3e4); 1.8 to 2.1 from 3e5 elements on.
 CONVOLUTION_PARALLEL_MIN = 12_544
 CONVOLUTION_BACKWARD_PARALLEL_MIN = 112_896
+# The pooled passes' crossovers came out the same (`--only convolution.pooled_convolution
+# convolution.pooled_convolution_backward convolution.pooled_weight_gradient`, same VM, 2026-12-07 01:01, load
+# average 1.2): forward 0.81 at 3e3 and 1.63 at 1e4 elements, backward with dx 0.77 at 3e4 and 1.68 at 1e5, without
+# 0.71 and 1.47.
+POOLED_CONVOLUTION_PARALLEL_MIN = CONVOLUTION_PARALLEL_MIN
+POOLED_CONVOLUTION_BACKWARD_PARALLEL_MIN = CONVOLUTION_BACKWARD_PARALLEL_MIN
+POOLED_WEIGHT_GRADIENT_PARALLEL_MIN = CONVOLUTION_BACKWARD_PARALLEL_MIN
 
 _convolution_kernel = serial_and_parallel(_convolution, CONVOLUTION_PARALLEL_MIN)
 _convolution_backward_kernel = serial_and_parallel(_convolution_backward, CONVOLUTION_BACKWARD_PARALLEL_MIN)
+_pooled_convolution_kernel = serial_and_parallel(_pooled_convolution, POOLED_CONVOLUTION_PARALLEL_MIN)
+_pooled_convolution_backward_kernel = serial_and_parallel(_pooled_convolution_backward,
+                                                          POOLED_CONVOLUTION_BACKWARD_PARALLEL_MIN)
+_pooled_weight_gradient_kernel = serial_and_parallel(_pooled_weight_gradient, POOLED_WEIGHT_GRADIENT_PARALLEL_MIN)
 
 
 def _shape_blocking(cols, f: int) -> tuple[int, int, int]:
@@ -134,3 +239,58 @@ def convolution_backward(cols, dz, weights, stride_h: int, stride_w: int, pad_to
     np.sum(partial, axis=0, out=dw)
     write_back(cols, results[0])
     write_back(dx, results[1])
+
+
+def pooled_convolution(x, weights, stride_h: int, stride_w: int, pad_top: int, pad_left: int, cols, conv,
+                       pool_h: int, pool_w: int, b, activation: int, alpha: float, z, a, d, argmax) -> None:
+    """``convolution`` into conv and ``max_pool_activation`` of it, block by block of images (see
+    ``reference.pooled_convolution``)."""
+    per_block, chunk, _ = _shape_blocking(cols, weights.shape[1])
+    if chunk < PRODUCT_MIN_ROWS:
+        convolve_pooled(convolution, pooling.max_pool_activation, x, weights, stride_h, stride_w, pad_top, pad_left,
+                        cols, conv, pool_h, pool_w, b, activation, alpha, z, a, d, argmax)
+        return
+    pooling.require_int32("pooled_convolution", argmax)
+    given = (cols, conv, z, a, d, argmax)
+    results = [None if array is None else contiguous_output(array) for array in given]
+    _pooled_convolution_kernel(np.ascontiguousarray(x), np.ascontiguousarray(weights), *results,
+                               np.ascontiguousarray(b), activation, alpha, pool_h, pool_w, per_block, chunk, stride_h,
+                               stride_w, pad_top, pad_left)
+    _write_back_all(given, results)
+
+
+def pooled_convolution_backward(da, d, argmax, pool_h: int, pool_w: int, cols, weights, stride_h: int, stride_w: int,
+                                pad_top: int, pad_left: int, conv, db, dw, dx) -> None:
+    """``max_pool_activation_backward`` into conv and ``convolution_backward`` from it (its weight gradient alone
+    where dx is None), block by block of images; db adds the blocks' sums in order (see
+    ``reference.pooled_convolution_backward``)."""
+    per_block, chunk, chunks = _shape_blocking(cols, dw.shape[1])
+    if chunk < WEIGHT_GRADIENT_MIN_ROWS:
+        convolve_pooled_backward(pooling.max_pool_activation_backward, products.weight_gradient,
+                                 convolution_backward, da, d, argmax, pool_h, pool_w, cols, weights, stride_h,
+                                 stride_w, pad_top, pad_left, conv, db, dw, dx)
+        return
+    pooling.require_int32("pooled_convolution_backward", argmax)
+    blocks = -(-cols.shape[0] // per_block)
+    partial = np.empty((blocks * chunks, *dw.shape), dw.dtype)
+    bias_partial = np.empty((blocks, db.shape[0]), db.dtype)
+    pooled = (np.ascontiguousarray(da), np.ascontiguousarray(d), np.ascontiguousarray(argmax), pool_h, pool_w)
+    given = (cols, conv, db, dx)
+    results = [np.ascontiguousarray(cols), contiguous_output(conv), contiguous_output(db),
+               None if dx is None else contiguous_output(dx)]
+    if dx is None:
+        _pooled_weight_gradient_kernel(results[0], *pooled, results[1], bias_partial, results[2], partial, per_block,
+                                       chunk)
+    else:
+        _pooled_convolution_backward_kernel(results[0], *pooled, results[1], np.ascontiguousarray(weights.T),
+                                            bias_partial, results[2], partial, results[3], per_block, chunk,
+                                            stride_h, stride_w, pad_top, pad_left)
+    np.sum(partial, axis=0, out=dw)
+    _write_back_all(given, results)
+
+
+def _write_back_all(given, results) -> None:
+    """``write_back`` each given output (None: none) from its result."""
+    for array, result in zip(given, results, strict=True):
+        if array is not None:
+            write_back(array, result)

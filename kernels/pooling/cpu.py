@@ -114,11 +114,16 @@ _max_pool_kernel = serial_and_parallel(_max_pool, MAX_POOL_PARALLEL_MIN)
 _max_pool_backward_kernel = serial_and_parallel(_max_pool_backward, MAX_POOL_BACKWARD_PARALLEL_MIN)
 
 
+def require_int32(kernel: str, argmax) -> None:
+    """Refuse an argmax array that is not int32 (the kernels write window positions as int32)."""
+    if argmax.dtype != np.int32:
+        raise TypeError(f"{kernel}: argmax must be int32, not {argmax.dtype}")
+
+
 def max_pool(x, pool_h: int, pool_w: int, stride_h: int, stride_w: int, out, argmax) -> None:
     """out = the max of each pool_h x pool_w window (no padding); argmax (int32) = its p * pool_w + q, the
     first on ties."""
-    if argmax.dtype != np.int32:
-        raise TypeError(f"max_pool: argmax must be int32, not {argmax.dtype}")
+    require_int32("max_pool", argmax)
     results = [contiguous_output(out), contiguous_output(argmax)]
     _max_pool_kernel(*results, np.ascontiguousarray(x), pool_h, pool_w, stride_h, stride_w)
     write_back(out, results[0])
@@ -138,7 +143,7 @@ POOLED_ROW_BLOCK = 16
 
 
 @jit
-def _max_pool_activation_rows(z, a, d, argmax, x, b, activation, alpha, pool_h, pool_w, lo, hi):
+def max_pool_activation_rows(z, a, d, argmax, x, b, activation, alpha, pool_h, pool_w, lo, hi):
     """Rows lo..hi of pooled windows: each window's max and argmax (``_max_pool_row``), then the rows' windows,
     still in cache, get the bias and activation as ``bias_activation``'s blocks (the same code: the same values)."""
     zf, wf, xf = z.reshape(-1), argmax.reshape(-1), x.reshape(-1)
@@ -153,12 +158,12 @@ def _max_pool_activation(z, a, d, argmax, x, b, activation, alpha, pool_h, pool_
     """``max_pool`` and ``bias_activation`` in one pass, by blocks of ``POOLED_ROW_BLOCK`` rows of windows."""
     rows = z.shape[0] * z.shape[1]
     for k in prange((rows + POOLED_ROW_BLOCK - 1) // POOLED_ROW_BLOCK):
-        _max_pool_activation_rows(z, a, d, argmax, x, b, activation, alpha, pool_h, pool_w, k * POOLED_ROW_BLOCK,
+        max_pool_activation_rows(z, a, d, argmax, x, b, activation, alpha, pool_h, pool_w, k * POOLED_ROW_BLOCK,
                                   min((k + 1) * POOLED_ROW_BLOCK, rows))
 
 
 @jit
-def _unpool_derivative_rows(dx, da, d, argmax, pool_h, pool_w, acc, lo, hi):
+def unpool_derivative_rows(dx, da, d, argmax, pool_h, pool_w, acc, lo, hi):
     """Windows lo..hi (in order: window r is image r // (OH * OW)'s (r // OW) % OH, r % OW): dz = da * d is
     written at each channel's argmax position and 0 at the window's others, and added to ``acc`` (window by window,
     the order of ``activations.cpu._derivative_rows``, so db comes out the same)."""
@@ -188,7 +193,7 @@ def _unpool_derivative_rows(dx, da, d, argmax, pool_h, pool_w, acc, lo, hi):
 
 
 @jit
-def _zero_margin(image, covered_h, covered_w):
+def zero_margin(image, covered_h, covered_w):
     """Zero the rows and columns of one (H, W, C) image that no window covers."""
     h_, w_, _ = image.shape
     zero = image.dtype.type(0.0)
@@ -203,11 +208,11 @@ def _max_pool_activation_backward(dx, da, d, argmax, pool_h, pool_w, db, partial
     n_, oh, ow, _ = da.shape
     if dx.shape[1] > oh * pool_h or dx.shape[2] > ow * pool_w:
         for n in prange(n_):
-            _zero_margin(dx[n], oh * pool_h, ow * pool_w)
+            zero_margin(dx[n], oh * pool_h, ow * pool_w)
     windows = n_ * oh * ow
     chunks = partial.shape[0]
     for k in prange(chunks):
-        _unpool_derivative_rows(dx, da, d, argmax, pool_h, pool_w, partial[k], k * BLOCK_ROWS,
+        unpool_derivative_rows(dx, da, d, argmax, pool_h, pool_w, partial[k], k * BLOCK_ROWS,
                                 min((k + 1) * BLOCK_ROWS, windows))
     add_partials(partial, db)
 
@@ -219,8 +224,7 @@ _max_pool_activation_backward_kernel = serial_and_parallel(_max_pool_activation_
 
 def max_pool_activation(x, pool_h: int, pool_w: int, b, activation: int, alpha: float, z, a, d, argmax) -> None:
     """z = each side-by-side window's max + b; a = f(z); d = f'(z) unless d is None; argmax as ``max_pool``'s."""
-    if argmax.dtype != np.int32:
-        raise TypeError(f"max_pool_activation: argmax must be int32, not {argmax.dtype}")
+    require_int32("max_pool_activation", argmax)
     results = [contiguous_output(z), contiguous_output(a), None if d is None else contiguous_output(d),
                contiguous_output(argmax)]
     _max_pool_activation_kernel(*results, np.ascontiguousarray(x), np.ascontiguousarray(b), activation, alpha,
@@ -232,8 +236,7 @@ def max_pool_activation(x, pool_h: int, pool_w: int, b, activation: int, alpha: 
 
 def max_pool_activation_backward(da, d, argmax, pool_h: int, pool_w: int, dx, db) -> None:
     """dz = da * d; dx = dz at each window's argmax position, 0 elsewhere; db = the channels' sums of dz."""
-    if argmax.dtype != np.int32:
-        raise TypeError(f"max_pool_activation_backward: argmax must be int32, not {argmax.dtype}")
+    require_int32("max_pool_activation_backward", argmax)
     partial = block_partials(da.size // da.shape[-1], db)
     result = contiguous_output(dx)
     _max_pool_activation_backward_kernel(result, np.ascontiguousarray(da), np.ascontiguousarray(d),

@@ -158,6 +158,16 @@ CASES: dict[str, Callable[[np.random.Generator, Any], Case]] = {
     "convolution_backward": lambda rng, dtype: (
         [_normal(rng, dtype, 2, 5, 3, 3, 2, 3), _normal(rng, dtype, 30, 4), _normal(rng, dtype, 18, 4), 1, 2, 1, 1,
          _empty(dtype, 18, 4), _empty(dtype, 2, 5, 4, 3)], (0, 7, 8)),
+    "pooled_convolution": lambda rng, dtype: (
+        [_normal(rng, dtype, 2, 5, 4, 3), _normal(rng, dtype, 18, 4), 1, 2, 1, 1, _empty(dtype, 2, 5, 3, 3, 2, 3),
+         _empty(dtype, 2, 5, 3, 4), 2, 2, _normal(rng, dtype, 4), ACTIVATIONS["leaky_relu"], 0.1,
+         _empty(dtype, 2, 2, 1, 4), _empty(dtype, 2, 2, 1, 4), _empty(dtype, 2, 2, 1, 4),
+         np.full((2, 2, 1, 4), -1, np.int32)], (6, 7, 13, 14, 15, 16)),
+    "pooled_convolution_backward": lambda rng, dtype: (
+        [_normal(rng, dtype, 2, 2, 1, 4), _positive(rng, dtype, 2, 2, 1, 4),
+         rng.integers(0, 4, (2, 2, 1, 4)).astype(np.int32), 2, 2, _normal(rng, dtype, 2, 5, 3, 3, 2, 3),
+         _normal(rng, dtype, 18, 4), 1, 2, 1, 1, _empty(dtype, 2, 5, 3, 4), _empty(dtype, 4), _empty(dtype, 18, 4),
+         _empty(dtype, 2, 5, 4, 3)], (5, 11, 12, 13, 14)),
     "hue_histograms": lambda rng, dtype: ([rng.integers(0, 256, (2, 3, 4, 3), dtype=np.uint8), 12], (RESULT,)),
 }
 

@@ -313,3 +313,54 @@ def test_a_convolution_with_weights_too_wide_for_useful_chunks_runs_the_kernels_
     for k, f, image_rows in ((9, 8, 28 * 28), (72, 32, 14 * 14)):
         chunk = convolution_cpu.blocking(64, image_rows, k, f)[1]
         assert chunk >= convolution_cpu.WEIGHT_GRADIENT_MIN_ROWS >= convolution_cpu.PRODUCT_MIN_ROWS
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("parallel", "contiguous"), [(False, True), (True, True), (True, False)])
+@pytest.mark.parametrize(("chunk_rows", "fewest"), [(1, 1), (10_000, 1), (7, 8)])
+@pytest.mark.parametrize(("case", "pool", "need_dx"), [
+    (0, (2, 2), True), (0, (3, 2), False), (1, (3, 2), True),
+    (2, (2, 2), False),  # one channel, no dL/dx: a first layer, as the quick CNN's
+])
+def test_pooled_convolution_by_blocks_of_images_equals_the_reference(monkeypatch, request, dtype, parallel,
+                                                                     contiguous, chunk_rows, fewest, case, pool,
+                                                                     need_dx):
+    """The convolution with its max pool, bias and activation taken block by block (and the backward, with dx or
+    the weight gradient alone) against the convolution and pooling references in turn: blocks and chunks set as in
+    the convolution's test, pools that leave a margin, strided outputs, and the kernels in turn where chunks are too
+    narrow."""
+    x_shape, window, strides, pads, filters = CONVOLUTION_CASES[case]
+    if parallel:
+        request.getfixturevalue("parallel_kernels")
+    k = window[0] * window[1] * x_shape[3]
+    monkeypatch.setattr(convolution_cpu, "CHUNK_PRODUCT", chunk_rows * k * filters)
+    monkeypatch.setattr(convolution_cpu, "PRODUCT_MIN_ROWS", fewest)
+    monkeypatch.setattr(convolution_cpu, "WEIGHT_GRADIENT_MIN_ROWS", fewest)
+    ran = []
+    for name in ("_pooled_convolution_kernel", "_pooled_convolution_backward_kernel",
+                 "_pooled_weight_gradient_kernel"):
+        kernel = getattr(convolution_cpu, name)
+        monkeypatch.setattr(convolution_cpu, name, lambda *args, kernel=kernel, name=name: ran.append(name) or kernel(
+            *args))
+    oh, ow = _window_rows(x_shape, window, strides, pads)
+    pooled = (x_shape[0], oh // pool[0], ow // pool[1], filters)
+    rng = np.random.default_rng(chunk_rows + 10 * pool[0])
+    x, w = rng.standard_normal(x_shape).astype(dtype), rng.standard_normal((k, filters)).astype(dtype)
+    b, da = rng.standard_normal(filters).astype(dtype), rng.standard_normal(pooled).astype(dtype)
+    results = []
+    for kernels in (cpu, reference):
+        cols = _nan_array((x_shape[0], oh, ow, *window, x_shape[3]), dtype, contiguous)
+        conv = _nan_array((x_shape[0], oh, ow, filters), dtype, contiguous)
+        z, a, d = (_nan_array(pooled, dtype, contiguous) for _ in range(3))
+        argmax = np.full(pooled, -1, np.int32)
+        kernels.pooled_convolution(x, w, *strides, *pads, cols, conv, *pool, b, ACTIVATIONS["leaky_relu"], 0.1, z, a,
+                                   d, argmax)
+        results.append([cols.copy(), conv.copy(), z, a, d, argmax])
+        db, dw = _nan_array((filters,), dtype, contiguous), _nan_array(w.shape, dtype, contiguous)
+        dx = _nan_array(x_shape, dtype, contiguous) if need_dx else None
+        kernels.pooled_convolution_backward(da, d, argmax, *pool, cols, w, *strides, *pads, conv, db, dw, dx)
+        results[-1] += [cols, conv, db, dw] + ([dx] if need_dx else [])
+    backward = "_pooled_convolution_backward_kernel" if need_dx else "_pooled_weight_gradient_kernel"
+    assert ran == (["_pooled_convolution_kernel", backward] if chunk_rows >= fewest else [])
+    for actual, expected in zip(*results, strict=True):
+        np.testing.assert_allclose(actual, expected, rtol=TOL[dtype], atol=TOL[dtype] * 10)

@@ -11,7 +11,9 @@ element the largest, so ``f(max(z) + b) == max(f(z + b))``, and the bias + activ
 quarter of the values (2x2 windows) instead of all of them, inside the pool's kernels (``max_pool_activation``:
 each window's max, bias and activation while the window is in cache; ``max_pool_activation_backward``: dL/dz =
 dL/da * f'(z) computed where each window's largest element receives it). Backward scatters dL/dz of each window's
-largest element into the product's output buffer, which then holds the full dL/dz.
+largest element into the product's output buffer, which then holds the full dL/dz. Both passes are one kernel each
+(``pooled_convolution`` and its backward): on the CPU each block of images is convolved and pooled, or given its
+dL/dz and taken back through the convolution, by one thread while its rows are in that core's cache.
 """
 
 from __future__ import annotations
@@ -116,23 +118,24 @@ class Conv2D(AffineLayer):
         return ws.batch["cols"].reshape(-1, self.fan_in)
 
     def forward(self, x: Any, ws: Workspace, phase: Phase) -> Any:
-        kernels = self.backend.kernels
-        out = ws.batch["z"] if self.max_pool is None else ws.batch["conv"]
-        kernels.convolution(x, self.params["W"], *self.strides, *self.pads, ws.batch["cols"], self._rows(out))
+        kernels, batch = self.backend.kernels, ws.batch
         if self.max_pool is None:
+            kernels.convolution(x, self.params["W"], *self.strides, *self.pads, batch["cols"],
+                                self._rows(batch["z"]))
             return self.activate(ws)
-        kernels.max_pool_activation(ws.batch["conv"], *self.max_pool, self.params["b"], self.code, self.alpha,
-                                    ws.batch["z"], ws.batch["a"], ws.batch.get("d"), ws.batch["argmax"])
-        return ws.batch["a"]
+        kernels.pooled_convolution(x, self.params["W"], *self.strides, *self.pads, batch["cols"], batch["conv"],
+                                   *self.max_pool, self.params["b"], self.code, self.alpha, batch["z"], batch["a"],
+                                   batch.get("d"), batch["argmax"])
+        return batch["a"]
 
     def backward(self, dy: Any, ws: Workspace, need_dx: bool) -> Any:
-        kernels = self.backend.kernels
-        if self.max_pool is None:
-            dz = self.deactivate(dy, ws)
-        else:  # never the output layer (a loss takes flat outputs), so never fused with the loss: ws has d
-            kernels.max_pool_activation_backward(dy, ws.batch["d"], ws.batch["argmax"], *self.max_pool,
-                                                 ws.batch["conv"], self.grads["b"])
-            dz = self._rows(ws.batch["conv"])
+        kernels, batch = self.backend.kernels, ws.batch
+        if self.max_pool is not None:  # never the output layer (a loss takes flat outputs): ws has d
+            kernels.pooled_convolution_backward(dy, batch["d"], batch["argmax"], *self.max_pool, batch["cols"],
+                                                self.params["W"], *self.strides, *self.pads, batch["conv"],
+                                                self.grads["b"], self.grads["W"], batch["dx"] if need_dx else None)
+            return batch["dx"] if need_dx else None
+        dz = self.deactivate(dy, ws)
         if not need_dx:
             kernels.weight_gradient(self._patches(ws), dz, self.grads["W"])
             return None
