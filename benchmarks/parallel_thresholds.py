@@ -270,12 +270,6 @@ def _pooled_convolution_backward(n: int, rng: np.random.Generator) -> tuple:
             *window)
 
 
-def _pooled_weight_gradient(n: int, rng: np.random.Generator) -> tuple:
-    """The same in a first layer: neither the weights nor dx."""
-    args = _pooled_convolution_backward(n, rng)
-    return (*args[:7], *args[8:11], *args[12:14])
-
-
 def _hue(n: int, rng: np.random.Generator) -> tuple:
     images = rng.random(_images(n, rng, 3).shape).astype(F32)
     return images, np.zeros((len(images), 16))
@@ -324,7 +318,6 @@ CASES: dict[str, Callable[[int, np.random.Generator], tuple]] = {
     "convolution.convolution_backward": _convolution_backward,
     "convolution.pooled_convolution": _pooled_convolution,
     "convolution.pooled_convolution_backward": _pooled_convolution_backward,
-    "convolution.pooled_weight_gradient": _pooled_weight_gradient,
     "hue.hue_histograms": _hue,
 }
 """Arguments of each twin at about ``n`` elements of its first argument (the size its switch looks at)."""

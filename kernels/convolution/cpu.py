@@ -149,25 +149,8 @@ def _unpool_images(conv, da, d, argmax, pool_h, pool_w, acc, first, last):
 def _pooled_convolution_backward(cols, da, d, argmax, pool_h, pool_w, conv, weights_t, bias_partial, db, partial,
                                  dx, per_block, chunk, stride_h, stride_w, pad_top, pad_left):
     """Per block of ``per_block`` images: its dL/dz from the pooled gradient (``_unpool_images``), then, still in the
-    core's cache, ``_convolution_backward_images``; the blocks' bias partials added up in order at the end."""
-    n_, h_, w_, c_ = dx.shape
-    _, oh, ow, kh, kw, _ = cols.shape
-    xf, cf = dx.reshape(-1), cols.reshape(-1)
-    patches = cols.reshape((n_ * oh * ow, kh * kw * c_))
-    dz = conv.reshape((n_ * oh * ow, conv.shape[3]))
-    blocks = (n_ + per_block - 1) // per_block
-    chunks = partial.shape[0] // blocks
-    for b in prange(blocks):
-        first = b * per_block
-        last = min(n_, first + per_block)
-        _unpool_images(conv, da, d, argmax, pool_h, pool_w, bias_partial[b], first, last)
-        _convolution_backward_images(cf, xf, patches, dz, weights_t, partial[b * chunks:(b + 1) * chunks], first,
-                                     last, chunk, h_, w_, c_, oh, ow, kh, kw, stride_h, stride_w, pad_top, pad_left)
-    add_partials(bias_partial, db)
-
-
-def _pooled_weight_gradient(cols, da, d, argmax, pool_h, pool_w, conv, bias_partial, db, partial, per_block, chunk):
-    """``_pooled_convolution_backward`` of a first layer: per block, dL/dz and the weight-gradient partials only."""
+    core's cache, ``_convolution_backward_images`` (only the weight-gradient partials where dx is None: a first
+    layer); the blocks' bias partials added up in order at the end."""
     n_, oh, ow, kh, kw, c_ = cols.shape
     patches = cols.reshape((n_ * oh * ow, kh * kw * c_))
     dz = conv.reshape((n_ * oh * ow, conv.shape[3]))
@@ -177,8 +160,13 @@ def _pooled_weight_gradient(cols, da, d, argmax, pool_h, pool_w, conv, bias_part
         first = b * per_block
         last = min(n_, first + per_block)
         _unpool_images(conv, da, d, argmax, pool_h, pool_w, bias_partial[b], first, last)
-        _block_weight_gradient(patches, dz, partial[b * chunks:(b + 1) * chunks], first * oh * ow, last * oh * ow,
-                               chunk)
+        mine = partial[b * chunks:(b + 1) * chunks]
+        if dx is None:
+            _block_weight_gradient(patches, dz, mine, first * oh * ow, last * oh * ow, chunk)
+        else:
+            _convolution_backward_images(cols.reshape(-1), dx.reshape(-1), patches, dz, weights_t, mine, first, last,
+                                         chunk, dx.shape[1], dx.shape[2], c_, oh, ow, kh, kw, stride_h, stride_w,
+                                         pad_top, pad_left)
     add_partials(bias_partial, db)
 
 
@@ -189,19 +177,16 @@ def _pooled_weight_gradient(cols, da, d, argmax, pool_h, pool_w, conv, bias_part
 CONVOLUTION_PARALLEL_MIN = 12_544
 CONVOLUTION_BACKWARD_PARALLEL_MIN = 112_896
 # The pooled passes' crossovers came out the same (`--only convolution.pooled_convolution
-# convolution.pooled_convolution_backward convolution.pooled_weight_gradient`, same VM, 2026-12-07 01:01, load
-# average 1.2): forward 0.81 at 3e3 and 1.63 at 1e4 elements, backward with dx 0.77 at 3e4 and 1.68 at 1e5, without
-# 0.71 and 1.47.
+# convolution.pooled_convolution_backward`, same VM, 2026-12-07 01:01, load average 1.2): forward 0.81 at 3e3 and
+# 1.63 at 1e4 elements, backward 0.77 at 3e4 and 1.68 at 1e5.
 POOLED_CONVOLUTION_PARALLEL_MIN = CONVOLUTION_PARALLEL_MIN
 POOLED_CONVOLUTION_BACKWARD_PARALLEL_MIN = CONVOLUTION_BACKWARD_PARALLEL_MIN
-POOLED_WEIGHT_GRADIENT_PARALLEL_MIN = CONVOLUTION_BACKWARD_PARALLEL_MIN
 
 _convolution_kernel = serial_and_parallel(_convolution, CONVOLUTION_PARALLEL_MIN)
 _convolution_backward_kernel = serial_and_parallel(_convolution_backward, CONVOLUTION_BACKWARD_PARALLEL_MIN)
 _pooled_convolution_kernel = serial_and_parallel(_pooled_convolution, POOLED_CONVOLUTION_PARALLEL_MIN)
 _pooled_convolution_backward_kernel = serial_and_parallel(_pooled_convolution_backward,
                                                           POOLED_CONVOLUTION_BACKWARD_PARALLEL_MIN)
-_pooled_weight_gradient_kernel = serial_and_parallel(_pooled_weight_gradient, POOLED_WEIGHT_GRADIENT_PARALLEL_MIN)
 
 
 def _shape_blocking(cols, f: int) -> tuple[int, int, int]:
@@ -278,13 +263,9 @@ def pooled_convolution_backward(da, d, argmax, pool_h: int, pool_w: int, cols, w
     given = (cols, conv, db, dx)
     results = [np.ascontiguousarray(cols), contiguous_output(conv), contiguous_output(db),
                None if dx is None else contiguous_output(dx)]
-    if dx is None:
-        _pooled_weight_gradient_kernel(results[0], *pooled, results[1], bias_partial, results[2], partial, per_block,
-                                       chunk)
-    else:
-        _pooled_convolution_backward_kernel(results[0], *pooled, results[1], np.ascontiguousarray(weights.T),
-                                            bias_partial, results[2], partial, results[3], per_block, chunk,
-                                            stride_h, stride_w, pad_top, pad_left)
+    _pooled_convolution_backward_kernel(results[0], *pooled, results[1], np.ascontiguousarray(weights.T),
+                                        bias_partial, results[2], partial, results[3], per_block, chunk, stride_h,
+                                        stride_w, pad_top, pad_left)
     np.sum(partial, axis=0, out=dw)
     _write_back_all(given, results)
 

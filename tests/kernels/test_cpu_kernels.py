@@ -337,8 +337,7 @@ def test_pooled_convolution_by_blocks_of_images_equals_the_reference(monkeypatch
     monkeypatch.setattr(convolution_cpu, "PRODUCT_MIN_ROWS", fewest)
     monkeypatch.setattr(convolution_cpu, "WEIGHT_GRADIENT_MIN_ROWS", fewest)
     ran = []
-    for name in ("_pooled_convolution_kernel", "_pooled_convolution_backward_kernel",
-                 "_pooled_weight_gradient_kernel"):
+    for name in ("_pooled_convolution_kernel", "_pooled_convolution_backward_kernel"):
         kernel = getattr(convolution_cpu, name)
         monkeypatch.setattr(convolution_cpu, name, lambda *args, kernel=kernel, name=name: ran.append(name) or kernel(
             *args))
@@ -360,7 +359,7 @@ def test_pooled_convolution_by_blocks_of_images_equals_the_reference(monkeypatch
         dx = _nan_array(x_shape, dtype, contiguous) if need_dx else None
         kernels.pooled_convolution_backward(da, d, argmax, *pool, cols, w, *strides, *pads, conv, db, dw, dx)
         results[-1] += [cols, conv, db, dw] + ([dx] if need_dx else [])
-    backward = "_pooled_convolution_backward_kernel" if need_dx else "_pooled_weight_gradient_kernel"
-    assert ran == (["_pooled_convolution_kernel", backward] if chunk_rows >= fewest else [])
+    assert ran == (["_pooled_convolution_kernel", "_pooled_convolution_backward_kernel"] if chunk_rows >= fewest
+                   else [])
     for actual, expected in zip(*results, strict=True):
         np.testing.assert_allclose(actual, expected, rtol=TOL[dtype], atol=TOL[dtype] * 10)
