@@ -263,6 +263,23 @@ def _nan_array(shape, dtype, contiguous):
     return np.full((*shape[:-1], 2 * shape[-1]), np.nan, dtype)[..., ::2]
 
 
+def _blocked_kernels(monkeypatch, request, parallel: bool, chunk_product: int, fewest: int,
+                     names: tuple[str, ...]) -> list[str]:
+    """Set the convolution kernels' chunks (``CHUNK_PRODUCT``) and the fewest rows worth one, the parallel twins
+    when ``parallel``, and record which of the by-blocks kernels ``names`` run: the list they append to."""
+    if parallel:
+        request.getfixturevalue("parallel_kernels")
+    monkeypatch.setattr(convolution_cpu, "CHUNK_PRODUCT", chunk_product)
+    monkeypatch.setattr(convolution_cpu, "PRODUCT_MIN_ROWS", fewest)
+    monkeypatch.setattr(convolution_cpu, "WEIGHT_GRADIENT_MIN_ROWS", fewest)
+    ran: list[str] = []
+    for name in names:
+        kernel = getattr(convolution_cpu, name)
+        monkeypatch.setattr(convolution_cpu, name, lambda *args, kernel=kernel, name=name: (ran.append(name),
+                                                                                            kernel(*args)))
+    return ran
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("parallel", "contiguous"), [(False, True), (True, True), (True, False)])
 @pytest.mark.parametrize(("chunk_rows", "fewest"), [
@@ -276,16 +293,9 @@ def test_convolution_by_blocks_of_images_equals_the_reference(monkeypatch, reque
     """The fused forward and backward passes against im2col, the products and col2im in turn, with the blocks and
     chunks set by ``CHUNK_PRODUCT`` and the fewest rows worth a chunk: odd sizes, strides and pads, a last block of
     fewer images, strided outputs."""
-    if parallel:
-        request.getfixturevalue("parallel_kernels")
     k = window[0] * window[1] * x_shape[3]
-    monkeypatch.setattr(convolution_cpu, "CHUNK_PRODUCT", chunk_rows * k * filters)
-    monkeypatch.setattr(convolution_cpu, "PRODUCT_MIN_ROWS", fewest)
-    monkeypatch.setattr(convolution_cpu, "WEIGHT_GRADIENT_MIN_ROWS", fewest)
-    ran = []
-    for name in ("_convolution_kernel", "_convolution_backward_kernel"):
-        kernel = getattr(convolution_cpu, name)
-        monkeypatch.setattr(convolution_cpu, name, lambda *args, kernel=kernel: ran.append(kernel(*args)))
+    ran = _blocked_kernels(monkeypatch, request, parallel, chunk_rows * k * filters, fewest,
+                           ("_convolution_kernel", "_convolution_backward_kernel"))
     oh, ow = _window_rows(x_shape, window, strides, pads)
     per_block, chunk, chunks = convolution_cpu.blocking(x_shape[0], oh * ow, k, filters)
     assert chunk == chunk_rows and (per_block == 1 or chunks == 1)
@@ -330,17 +340,9 @@ def test_pooled_convolution_by_blocks_of_images_equals_the_reference(monkeypatch
     the convolution's test, pools that leave a margin, strided outputs, and the kernels in turn where chunks are too
     narrow."""
     x_shape, window, strides, pads, filters = CONVOLUTION_CASES[case]
-    if parallel:
-        request.getfixturevalue("parallel_kernels")
     k = window[0] * window[1] * x_shape[3]
-    monkeypatch.setattr(convolution_cpu, "CHUNK_PRODUCT", chunk_rows * k * filters)
-    monkeypatch.setattr(convolution_cpu, "PRODUCT_MIN_ROWS", fewest)
-    monkeypatch.setattr(convolution_cpu, "WEIGHT_GRADIENT_MIN_ROWS", fewest)
-    ran = []
-    for name in ("_pooled_convolution_kernel", "_pooled_convolution_backward_kernel"):
-        kernel = getattr(convolution_cpu, name)
-        monkeypatch.setattr(convolution_cpu, name, lambda *args, kernel=kernel, name=name: ran.append(name) or kernel(
-            *args))
+    names = ("_pooled_convolution_kernel", "_pooled_convolution_backward_kernel")
+    ran = _blocked_kernels(monkeypatch, request, parallel, chunk_rows * k * filters, fewest, names)
     oh, ow = _window_rows(x_shape, window, strides, pads)
     pooled = (x_shape[0], oh // pool[0], ow // pool[1], filters)
     rng = np.random.default_rng(chunk_rows + 10 * pool[0])
@@ -359,7 +361,6 @@ def test_pooled_convolution_by_blocks_of_images_equals_the_reference(monkeypatch
         dx = _nan_array(x_shape, dtype, contiguous) if need_dx else None
         kernels.pooled_convolution_backward(da, d, argmax, *pool, cols, w, *strides, *pads, conv, db, dw, dx)
         results[-1] += [cols, conv, db, dw] + ([dx] if need_dx else [])
-    assert ran == (["_pooled_convolution_kernel", "_pooled_convolution_backward_kernel"] if chunk_rows >= fewest
-                   else [])
+    assert ran == (list(names) if chunk_rows >= fewest else [])
     for actual, expected in zip(*results, strict=True):
         np.testing.assert_allclose(actual, expected, rtol=TOL[dtype], atol=TOL[dtype] * 10)
