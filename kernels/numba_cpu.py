@@ -91,6 +91,18 @@ def write_back(a, result) -> None:
         a[...] = result
 
 
+def contiguous_outputs(*arrays) -> list:
+    """``contiguous_output`` of each array (None, an output a kernel may go without, stays None)."""
+    return [None if a is None else contiguous_output(a) for a in arrays]
+
+
+def write_back_all(given, results) -> None:
+    """``write_back`` of each given output from its result of ``contiguous_outputs`` (None: nothing to write)."""
+    for a, result in zip(given, results, strict=True):
+        if a is not None:
+            write_back(a, result)
+
+
 def row_blocks(rows: int) -> int:
     """The blocks of a column reduction over ``rows`` rows: ``BLOCK_ROWS`` each (the last one shorter), at least
     one; the same for either twin and any thread count."""

@@ -25,7 +25,15 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ..numba_cpu import add_partials, contiguous_output, jit, serial_and_parallel, write_back
+from ..numba_cpu import (
+    add_partials,
+    contiguous_output,
+    contiguous_outputs,
+    jit,
+    serial_and_parallel,
+    write_back,
+    write_back_all,
+)
 from ..pooling import cpu as pooling
 from ..pooling.cpu import max_pool_activation_rows, unpool_derivative_rows, zero_margin
 from ..products import cpu as products
@@ -237,11 +245,11 @@ def pooled_convolution(x, weights, stride_h: int, stride_w: int, pad_top: int, p
         return
     pooling.require_int32("pooled_convolution", argmax)
     given = (cols, conv, z, a, d, argmax)
-    results = [None if array is None else contiguous_output(array) for array in given]
+    results = contiguous_outputs(*given)
     _pooled_convolution_kernel(np.ascontiguousarray(x), np.ascontiguousarray(weights), *results,
                                np.ascontiguousarray(b), activation, alpha, pool_h, pool_w, per_block, chunk, stride_h,
                                stride_w, pad_top, pad_left)
-    _write_back_all(given, results)
+    write_back_all(given, results)
 
 
 def pooled_convolution_backward(da, d, argmax, pool_h: int, pool_w: int, cols, weights, stride_h: int, stride_w: int,
@@ -261,17 +269,10 @@ def pooled_convolution_backward(da, d, argmax, pool_h: int, pool_w: int, cols, w
     bias_partial = np.empty((blocks, db.shape[0]), db.dtype)
     pooled = (np.ascontiguousarray(da), np.ascontiguousarray(d), np.ascontiguousarray(argmax), pool_h, pool_w)
     given = (cols, conv, db, dx)
-    results = [np.ascontiguousarray(cols), contiguous_output(conv), contiguous_output(db),
-               None if dx is None else contiguous_output(dx)]
+    results = [np.ascontiguousarray(cols), *contiguous_outputs(conv, db, dx)]  # cols is read, then overwritten
     _pooled_convolution_backward_kernel(results[0], *pooled, results[1], np.ascontiguousarray(weights.T),
                                         bias_partial, results[2], partial, results[3], per_block, chunk, stride_h,
                                         stride_w, pad_top, pad_left)
     np.sum(partial, axis=0, out=dw)
-    _write_back_all(given, results)
+    write_back_all(given, results)
 
-
-def _write_back_all(given, results) -> None:
-    """``write_back`` each given output (None: none) from its result."""
-    for array, result in zip(given, results, strict=True):
-        if array is not None:
-            write_back(array, result)

@@ -11,9 +11,11 @@ from ..numba_cpu import (
     add_partials,
     block_partials,
     contiguous_output,
+    contiguous_outputs,
     jit,
     serial_and_parallel,
     write_back,
+    write_back_all,
 )
 
 
@@ -225,13 +227,10 @@ _max_pool_activation_backward_kernel = serial_and_parallel(_max_pool_activation_
 def max_pool_activation(x, pool_h: int, pool_w: int, b, activation: int, alpha: float, z, a, d, argmax) -> None:
     """z = each side-by-side window's max + b; a = f(z); d = f'(z) unless d is None; argmax as ``max_pool``'s."""
     require_int32("max_pool_activation", argmax)
-    results = [contiguous_output(z), contiguous_output(a), None if d is None else contiguous_output(d),
-               contiguous_output(argmax)]
+    results = contiguous_outputs(z, a, d, argmax)
     _max_pool_activation_kernel(*results, np.ascontiguousarray(x), np.ascontiguousarray(b), activation, alpha,
                                 pool_h, pool_w)
-    for given, result in zip((z, a, d, argmax), results, strict=True):
-        if given is not None:
-            write_back(given, result)
+    write_back_all((z, a, d, argmax), results)
 
 
 def max_pool_activation_backward(da, d, argmax, pool_h: int, pool_w: int, dx, db) -> None:
