@@ -17,11 +17,13 @@ depends on the thread count.
 from __future__ import annotations
 
 import os
+import threading
 import types
 from collections.abc import Callable
 from functools import partial
 
 import numba
+import numba.np.ufunc.parallel as numba_parallel
 import numpy as np
 from numba import njit
 
@@ -48,9 +50,41 @@ TWINS: dict[str, Callable] = {}
 """Every serial/parallel pair as ``family.function`` (``windows.im2col``), for the calibration and the tests."""
 
 
+_counts = threading.local()
+"""Numba's thread count per calling thread, as ``set_threads`` last set it there."""
+
+
+def set_threads(count: int) -> int:
+    """Run the calling thread's parallel twins on ``count`` threads (capped at Numba's pool, ``NUMBA_NUM_THREADS``);
+    return the count set. ``xpnet.threads`` is its one caller."""
+    count = min(count, numba.config.NUMBA_NUM_THREADS)
+    numba.set_num_threads(count)
+    _counts.value = count
+    return count
+
+
 def threads_in_use() -> int:
-    """Numba's thread count for the calling thread (``xpnet.threads`` sets it)."""
-    return numba.get_num_threads()
+    """Numba's thread count for the calling thread: as ``set_threads`` set it, else Numba's own (read once per
+    thread). Every kernel call asks, and ``numba.get_num_threads`` from Python costs 0.6 us and takes Numba's
+    start-up lock (``_own_start_up_lock``); the recorded count costs 0.05 us and no lock."""
+    count = getattr(_counts, "value", None)
+    if count is None:
+        count = _counts.value = numba.get_num_threads()
+    return count
+
+
+def _own_start_up_lock() -> None:
+    """In a forked child, give Numba's thread-pool start-up lock back to Numba to create anew for this process.
+
+    Numba takes that lock at every Python-level thread call and cached parallel kernel load, and under the fork
+    start method it is a semaphore shared with the parent and every sibling. A semaphore has no owner: a process
+    killed while holding it (SIGKILL, the OOM killer) leaves the others hanging at their next thread call; the
+    SIGKILL test's fork server hung so once (2026-12-07), its next child stuck in ``numba.get_num_threads``. A lock
+    of each process's own still serialises its own threads' start-up, which is all that lock is for."""
+    numba_parallel._backend_init_process_lock = None
+
+
+os.register_at_fork(after_in_child=_own_start_up_lock)
 
 
 def serial_and_parallel(py_func: Callable, threshold: int) -> Callable:

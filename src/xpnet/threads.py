@@ -188,10 +188,11 @@ class ThreadPools:
     def set(self, count: int) -> None:
         """Run matrix products and Numba kernels on ``count`` threads from now on (every BLAS library loaded by
         then: they are looked up anew, about a millisecond, since SciPy or PyTorch may have brought their own)."""
-        import numba
         from threadpoolctl import ThreadpoolController
 
-        numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
+        from xpnet.kernels.numba_cpu import set_threads
+
+        set_threads(count)
         self.blas = [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
         for lib in self.blas:
             lib.set_num_threads(count)

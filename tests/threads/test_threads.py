@@ -7,6 +7,7 @@ import importlib.metadata
 import itertools
 import math
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -164,6 +165,53 @@ def test_parallel_kernels_run_on_tbb_where_installed_and_never_on_spinning_openm
     GNU OpenMP, whose spinning workers starve the BLAS threads; $NUMBA_THREADING_LAYER still chooses."""
     assert _layer_in_a_fresh_process() == ("tbb" if _tbb_installed() else "workqueue")
     assert _layer_in_a_fresh_process(NUMBA_THREADING_LAYER="workqueue") == "workqueue"
+
+
+FORK_PROBE = """
+import os, signal
+import numba.np.ufunc.parallel as numba_parallel
+import numpy as np
+from xpnet import threads
+from xpnet.kernels.numba_cpu import TWINS, threads_in_use
+
+def threads_and_a_kernel():
+    for count in (1, 2, 1):  # as the governor switches
+        threads.pools().set(count)
+    gather = TWINS["gather.gather_rows"]
+    out = np.empty((4, 3), np.float32)
+    gather(out, np.ones((4, 3), np.float32), np.arange(4))
+    assert out.sum() == 12 and threads_in_use() == 1
+
+threads_and_a_kernel()  # Numba's pool and its start-up lock exist before the forks
+child = os.fork()
+if child == 0:  # a child dies inside Numba's start-up lock, as a SIGKILL at a random moment may catch one
+    threads.pools().set(2)
+    numba_parallel._backend_init_process_lock.acquire()
+    os.kill(os.getpid(), signal.SIGKILL)
+os.waitpid(child, 0)
+sibling = os.fork()
+if sibling == 0:
+    threads_and_a_kernel()
+    os._exit(0)
+_, status = os.waitpid(sibling, 0)
+threads_and_a_kernel()
+print("sibling", os.waitstatus_to_exitcode(status), "parent 0")
+"""
+
+
+def test_a_forked_process_killed_in_numbas_start_up_lock_leaves_parent_and_siblings_running():
+    """Numba guards its thread calls with a semaphore that, under fork, the parent and every child share; a
+    child killed while holding it must not hang the others (each forked process gets a lock of its own)."""
+    probe = subprocess.Popen([sys.executable, "-c", FORK_PROBE], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, start_new_session=True)
+    try:
+        out, err = probe.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(probe.pid, signal.SIGKILL)  # the probe and its hung child
+        probe.communicate()
+        pytest.fail("the parent or a sibling hung at Numba's start-up lock that a killed child held")
+    assert probe.returncode == 0, err[-2000:]
+    assert out.split() == ["sibling", "0", "parent", "0"], out
 
 
 # ------------------------------------------------------------------------------------------------ governor
