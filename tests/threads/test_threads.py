@@ -169,18 +169,21 @@ def test_parallel_kernels_run_on_tbb_where_installed_and_never_on_spinning_openm
 
 FORK_PROBE = """
 import os, signal
+import numba
 import numba.np.ufunc.parallel as numba_parallel
 import numpy as np
 from xpnet import threads
 from xpnet.kernels.numba_cpu import TWINS, threads_in_use
 
 def threads_and_a_kernel():
-    for count in (1, 2, 1):  # as the governor switches
+    for count in (2, 1, 2):  # as the governor switches
         threads.pools().set(count)
     gather = TWINS["gather.gather_rows"]
-    out = np.empty((4, 3), np.float32)
-    gather(out, np.ones((4, 3), np.float32), np.arange(4))
-    assert out.sum() == 12 and threads_in_use() == 1
+    for kernel in (gather, gather.parallel):  # as it picks, and the parallel twin on Numba's pool
+        out = np.zeros((4, 3), np.float32)
+        kernel(out, np.ones((4, 3), np.float32), np.arange(4))
+        assert out.sum() == 12
+    assert threads_in_use() == min(2, numba.config.NUMBA_NUM_THREADS)
 
 threads_and_a_kernel()  # Numba's pool and its start-up lock exist before the forks
 child = os.fork()
