@@ -84,7 +84,8 @@ def _own_start_up_lock() -> None:
     numba_parallel._backend_init_process_lock = None
 
 
-os.register_at_fork(after_in_child=_own_start_up_lock)
+if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork
+    os.register_at_fork(after_in_child=_own_start_up_lock)
 
 
 def serial_and_parallel(py_func: Callable, threshold: int) -> Callable:
