@@ -54,13 +54,12 @@ _counts = threading.local()
 """Numba's thread count per calling thread, as ``set_threads`` last set it there."""
 
 
-def set_threads(count: int) -> int:
-    """Run the calling thread's parallel twins on ``count`` threads (capped at Numba's pool, ``NUMBA_NUM_THREADS``);
-    return the count set. ``xpnet.threads`` is its one caller."""
+def set_threads(count: int) -> None:
+    """Run the calling thread's parallel twins on ``count`` threads (capped at Numba's pool, ``NUMBA_NUM_THREADS``).
+    ``xpnet.threads`` is its one caller."""
     count = min(count, numba.config.NUMBA_NUM_THREADS)
     numba.set_num_threads(count)
     _counts.value = count
-    return count
 
 
 def threads_in_use() -> int:
