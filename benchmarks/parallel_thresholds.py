@@ -217,10 +217,10 @@ def _product_chunks(n: int, rng: np.random.Generator) -> tuple:
 
 
 def _weight_gradient_chunks(n: int, rng: np.random.Generator) -> tuple:
-    """The same convolution's weight gradient, its partial results one chunk each."""
+    """The same convolution's weight gradient, its partial results one chunk each, then their sum."""
     starts, patches, _, _ = _product_chunks(n, rng)
     dz = rng.standard_normal((len(patches), 32)).astype(F32)
-    return starts, patches, dz, np.empty((len(starts), 72, 32), F32)
+    return starts, patches, dz, np.empty((len(starts), 72, 32), F32), np.empty((72, 32), F32)
 
 
 FILTERS = 32
@@ -243,7 +243,7 @@ def _convolution_backward(n: int, rng: np.random.Generator) -> tuple:
     chunks = convolution.blocking(len(x), x.shape[1] * x.shape[2], 9 * CHANNELS, FILTERS)[2]
     partial = np.empty((-(-len(x) // per_block) * chunks, *weights.shape), F32)
     return (cols, rng.standard_normal(out.shape).astype(F32), np.ascontiguousarray(weights.T), partial,
-            np.empty_like(x), per_block, chunk, *window)
+            np.empty_like(weights), np.empty_like(x), per_block, chunk, *window)
 
 
 def _pooled(x: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
@@ -262,11 +262,11 @@ def _pooled_convolution(n: int, rng: np.random.Generator) -> tuple:
 
 def _pooled_convolution_backward(n: int, rng: np.random.Generator) -> tuple:
     """Its backward pass, on windows of about ``n`` elements."""
-    cols, dz, weights_t, partial, dx, per_block, chunk, *window = _convolution_backward(n, rng)
+    cols, dz, weights_t, partial, dw, dx, per_block, chunk, *window = _convolution_backward(n, rng)
     z, _, d, argmax = _pooled(dx, rng)
     blocks = -(-len(dx) // per_block)
     return (cols, rng.standard_normal(z.shape).astype(F32), d, argmax, 2, 2, dz.reshape(*dx.shape[:3], FILTERS),
-            weights_t, np.empty((blocks, FILTERS), F32), np.empty(FILTERS, F32), partial, dx, per_block, chunk,
+            weights_t, np.empty((blocks, FILTERS), F32), np.empty(FILTERS, F32), partial, dw, dx, per_block, chunk,
             *window)
 
 

@@ -55,5 +55,5 @@ def activation_backward(da, d, a, activation: int, dz, db) -> None:
 @kernel(check=check_bias_gradient)
 def bias_gradient(dz, db) -> None:
     """db = column sums of dz: the bias gradient of a layer whose dL/dz a fused loss gave (one kernel call, so a
-    recorded step replays it; the fused sets keep this reference, a small reduction either way)."""
+    recorded step replays it)."""
     array_module(dz).sum(dz, axis=0, out=db)

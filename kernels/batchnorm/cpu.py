@@ -78,7 +78,9 @@ NORMALISE_PARALLEL_MIN = 10_000
 BATCH_NORM_EVAL_PARALLEL_MIN = 31_624
 BATCH_NORM_DX_PARALLEL_MIN = 10_000
 
-_column_sums_kernel = serial_and_parallel(_column_sums_f64, COLUMN_SUMS_PARALLEL_MIN)
+column_sums = serial_and_parallel(_column_sums_f64, COLUMN_SUMS_PARALLEL_MIN)
+"""Float64 column sums by fixed blocks of rows (``_column_sums_f64``): batch norm's statistics and the activations
+family's bias gradient."""
 
 
 _squared_deviations_kernel = serial_and_parallel(_squared_deviations_f64, SQUARED_DEVIATIONS_PARALLEL_MIN)
@@ -101,7 +103,7 @@ def batch_norm_train(x, gamma, beta, eps: float, momentum: float, running_mean, 
     partial = np.empty((row_blocks(m), c))
     mean = np.empty(c)
     var = np.empty(c)
-    _column_sums_kernel(x, None, partial, mean)
+    column_sums(x, None, partial, mean)
     mean /= m
     _squared_deviations_kernel(x, mean, partial, var)
     var /= m
@@ -127,8 +129,8 @@ def batch_norm_backward(dy, xhat, gamma, inv_std, dx, dgamma, dbeta) -> None:
     m, c = dy.shape
     partial = np.empty((row_blocks(m), c))
     sums = np.empty((2, c))
-    _column_sums_kernel(dy, None, partial, sums[0])
-    _column_sums_kernel(dy, xhat, partial, sums[1])
+    column_sums(dy, None, partial, sums[0])
+    column_sums(dy, xhat, partial, sums[1])
     t = dy.dtype.type
     db = sums[0].astype(dy.dtype)
     dg = sums[1].astype(dy.dtype)

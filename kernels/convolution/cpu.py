@@ -26,6 +26,7 @@ import numpy as np
 from numba import prange
 
 from ..numba_cpu import (
+    add_partial_row,
     add_partials,
     contiguous_output,
     contiguous_outputs,
@@ -127,9 +128,10 @@ def _convolution_backward_images(cf, xf, patches, dz, weights_t, partial, first,
     col2im_images(cf, xf, first, last, h_, w_, c_, oh, ow, kh, kw, stride_h, stride_w, pad_top, pad_left)
 
 
-def _convolution_backward(cols, dz, weights_t, partial, dx, per_block, chunk, stride_h, stride_w, pad_top,
+def _convolution_backward(cols, dz, weights_t, partial, dw, dx, per_block, chunk, stride_h, stride_w, pad_top,
                           pad_left):
-    """Per block of ``per_block`` images: ``_convolution_backward_images``, each block into its own partials."""
+    """Per block of ``per_block`` images: ``_convolution_backward_images``, each block into its own partials; then
+    dw = the partials added up in order."""
     n_, h_, w_, c_ = dx.shape
     _, oh, ow, kh, kw, _ = cols.shape
     xf, cf = dx.reshape(-1), cols.reshape(-1)
@@ -141,6 +143,8 @@ def _convolution_backward(cols, dz, weights_t, partial, dx, per_block, chunk, st
         _convolution_backward_images(cf, xf, patches, dz, weights_t, partial[b * chunks:(b + 1) * chunks], first,
                                      min(n_, first + per_block), chunk, h_, w_, c_, oh, ow, kh, kw, stride_h,
                                      stride_w, pad_top, pad_left)
+    for r in prange(dw.shape[0]):
+        add_partial_row(partial, dw, r)
 
 
 @jit(inline="always")
@@ -155,10 +159,10 @@ def _unpool_images(conv, da, d, argmax, pool_h, pool_w, acc, first, last):
 
 
 def _pooled_convolution_backward(cols, da, d, argmax, pool_h, pool_w, conv, weights_t, bias_partial, db, partial,
-                                 dx, per_block, chunk, stride_h, stride_w, pad_top, pad_left):
+                                 dw, dx, per_block, chunk, stride_h, stride_w, pad_top, pad_left):
     """Per block of ``per_block`` images: its dL/dz from the pooled gradient (``_unpool_images``), then, still in the
     core's cache, ``_convolution_backward_images`` (only the weight-gradient partials where dx is None: a first
-    layer); the blocks' bias partials added up in order at the end."""
+    layer); the blocks' bias and weight-gradient partials added up in order at the end."""
     n_, oh, ow, kh, kw, c_ = cols.shape
     patches = cols.reshape((n_ * oh * ow, kh * kw * c_))
     dz = conv.reshape((n_ * oh * ow, conv.shape[3]))
@@ -175,6 +179,8 @@ def _pooled_convolution_backward(cols, da, d, argmax, pool_h, pool_w, conv, weig
             _convolution_backward_images(cols.reshape(-1), dx.reshape(-1), patches, dz, weights_t, mine, first, last,
                                          chunk, dx.shape[1], dx.shape[2], c_, oh, ow, kh, kw, stride_h, stride_w,
                                          pad_top, pad_left)
+    for r in prange(dw.shape[0]):
+        add_partial_row(partial, dw, r)
     add_partials(bias_partial, db)
 
 
@@ -226,12 +232,11 @@ def convolution_backward(cols, dz, weights, stride_h: int, stride_w: int, pad_to
         return
     blocks = -(-cols.shape[0] // per_block)
     partial = np.empty((blocks * chunks, *dw.shape), dw.dtype)
-    results = [np.ascontiguousarray(cols), contiguous_output(dx)]  # cols is read, then overwritten
+    given = (cols, dw, dx)
+    results = [np.ascontiguousarray(cols), *contiguous_outputs(dw, dx)]  # cols is read, then overwritten
     _convolution_backward_kernel(results[0], np.ascontiguousarray(dz), np.ascontiguousarray(weights.T), partial,
-                                 results[1], per_block, chunk, stride_h, stride_w, pad_top, pad_left)
-    np.sum(partial, axis=0, out=dw)
-    write_back(cols, results[0])
-    write_back(dx, results[1])
+                                 *results[1:], per_block, chunk, stride_h, stride_w, pad_top, pad_left)
+    write_back_all(given, results)
 
 
 def pooled_convolution(x, weights, stride_h: int, stride_w: int, pad_top: int, pad_left: int, cols, conv,
@@ -268,11 +273,10 @@ def pooled_convolution_backward(da, d, argmax, pool_h: int, pool_w: int, cols, w
     partial = np.empty((blocks * chunks, *dw.shape), dw.dtype)
     bias_partial = np.empty((blocks, db.shape[0]), db.dtype)
     pooled = (np.ascontiguousarray(da), np.ascontiguousarray(d), np.ascontiguousarray(argmax), pool_h, pool_w)
-    given = (cols, conv, db, dx)
-    results = [np.ascontiguousarray(cols), *contiguous_outputs(conv, db, dx)]  # cols is read, then overwritten
+    given = (cols, conv, db, dw, dx)
+    results = [np.ascontiguousarray(cols), *contiguous_outputs(conv, db, dw, dx)]  # cols is read, then overwritten
     _pooled_convolution_backward_kernel(results[0], *pooled, results[1], np.ascontiguousarray(weights.T),
-                                        bias_partial, results[2], partial, results[3], per_block, chunk, stride_h,
+                                        bias_partial, results[2], partial, *results[3:], per_block, chunk, stride_h,
                                         stride_w, pad_top, pad_left)
-    np.sum(partial, axis=0, out=dw)
     write_back_all(given, results)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ..numba_cpu import contiguous_output, serial_and_parallel, write_back
+from ..numba_cpu import add_partial_row, contiguous_output, serial_and_parallel, write_back
 
 CHUNK_PRODUCT = 2**18
 """Multiply-adds per chunk: OpenBLAS runs every product this small on the calling thread (it threads only above
@@ -49,12 +49,15 @@ def _product_chunks(starts, a, b, out):
         np.dot(a[starts[c]:hi], b, out[starts[c]:hi])
 
 
-def _weight_gradient_chunks(starts, patches, dz, partial):
-    """partial[c] = patches[rows of chunk c].T @ dz[the same rows], chunks as in ``_product_chunks``."""
+def _weight_gradient_chunks(starts, patches, dz, partial, out):
+    """partial[c] = patches[rows of chunk c].T @ dz[the same rows], chunks as in ``_product_chunks``; then out =
+    the partials added up in order."""
     rows, chunks = patches.shape[0], starts.shape[0]
     for c in prange(chunks):
         hi = starts[c + 1] if c + 1 < chunks else rows
         np.dot(patches[starts[c]:hi].T, dz[starts[c]:hi], partial[c])
+    for r in prange(out.shape[0]):
+        add_partial_row(partial, out, r)
 
 
 # Parallel from these many chunks (the size of the first argument, the chunks' first rows; every chunk but the last
@@ -98,5 +101,6 @@ def weight_gradient(patches, dz, out) -> None:
         return
     starts = _starts(rows, chunk)
     partial = np.empty((len(starts), k, dz.shape[1]), out.dtype)
-    _weight_gradient_kernel(starts, np.ascontiguousarray(patches), np.ascontiguousarray(dz), partial)
-    np.sum(partial, axis=0, out=out)
+    result = contiguous_output(out)
+    _weight_gradient_kernel(starts, np.ascontiguousarray(patches), np.ascontiguousarray(dz), partial, result)
+    write_back(out, result)

@@ -61,6 +61,17 @@ def test_bias_activation_and_backward(dtype, shape, contiguous, activation):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_bias_gradient(dtype, shape, contiguous):
+    dz = _matrix(np.random.default_rng(sum(shape)), shape, dtype, contiguous)
+    fused, expected = np.full(shape[1], np.nan, dtype), np.full(shape[1], np.nan, dtype)
+    cpu.bias_gradient(dz, fused)
+    reference.bias_gradient(dz, expected)
+    _close(fused, expected, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_derivative_is_optional_and_backward_may_work_in_place(dtype):
     rng = np.random.default_rng(1)
     z = rng.standard_normal((9, 5)).astype(dtype)

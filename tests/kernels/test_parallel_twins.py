@@ -15,7 +15,7 @@ import pytest
 from test_conformance import CASES as KERNEL_CASES
 from test_conformance import assert_same, run
 from xpnet.kernels import numba_cpu
-from xpnet.kernels.numba_cpu import BLOCK_ROWS, TWINS, row_blocks
+from xpnet.kernels.numba_cpu import BLOCK_ROWS, TWINS, add_partial_row, row_blocks
 from xpnet.kernels.sets import CpuKernels, ReferenceKernels
 
 from benchmarks.parallel_thresholds import CASES
@@ -59,6 +59,17 @@ def test_the_switch_runs_the_parallel_twin_from_its_threshold_with_threads(name:
 def test_the_parallel_side_of_every_switch_agrees_with_the_reference(name: str, dtype: Any,
                                                                      parallel_kernels: None) -> None:
     assert_same(run(CpuKernels(), name, dtype), run(ReferenceKernels(), name, dtype), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 1, 1), (3, 7, 5), (128, 72, 32)])
+def test_partial_rows_add_up_as_numpys_sum_over_the_partials(shape: tuple[int, ...], dtype: Any) -> None:
+    """The weight gradients' partials, added up row by row inside the kernels, give NumPy's sum bit for bit."""
+    partial = np.random.default_rng(shape[0]).standard_normal(shape).astype(dtype)
+    out = np.full(shape[1:], np.nan, dtype)
+    for r in range(shape[1]):
+        add_partial_row(partial, out, r)
+    np.testing.assert_array_equal(out, partial.sum(axis=0))
 
 
 def test_reduction_blocks_depend_on_the_rows_only() -> None:
