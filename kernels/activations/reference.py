@@ -55,5 +55,5 @@ def activation_backward(da, d, a, activation: int, dz, db) -> None:
 @kernel(check=check_bias_gradient)
 def bias_gradient(dz, db) -> None:
     """db = column sums of dz: the bias gradient of a layer whose dL/dz a fused loss gave (one kernel call, so a
-    recorded step replays it)."""
+    recorded step replays it). The CUDA set keeps this version: one CuPy reduction, captured in the step's graph."""
     array_module(dz).sum(dz, axis=0, out=db)
