@@ -137,6 +137,42 @@ def write_back_all(given, results) -> None:
             write_back(a, result)
 
 
+class Launch:
+    """A kernel call prepared once, for arguments whose shapes and identities stay from call to call (a recorded
+    step's workspaces and parameters), so that each call runs the kernel alone: the blocking, the scratch and the
+    contiguity checks were done when it was prepared. An input that needed a contiguous copy is copied again into
+    that copy before each call, and an output that needed scratch is written back after it.
+
+    Between a step's kernels, a wrapper's few microseconds of Python and NumPy took tens of them, run on caches the
+    kernels had just filled: the quick CNN's replayed step spent 0.17-0.19 ms a step outside its Numba kernels, 0.13
+    of them in the two pooled convolutions' wrappers (2-core Intel Xeon VM, 2026-12-07)."""
+
+    __slots__ = ("kernel", "args", "copies", "write_backs")
+
+    def __init__(self, kernel: Callable, args: tuple, copies: list, write_backs: list) -> None:
+        self.kernel, self.args, self.copies, self.write_backs = kernel, args, copies, write_backs
+
+    def __call__(self) -> None:
+        for copy, source in self.copies:
+            copy[...] = source
+        self.kernel(*self.args)
+        for given, result in self.write_backs:
+            given[...] = result
+
+
+def contiguous_input(a, copies: list):
+    """``a`` itself when C-contiguous, else a C-contiguous copy, noted in ``copies`` for a ``Launch`` to refresh."""
+    result = np.ascontiguousarray(a)
+    if result is not a:
+        copies.append((result, a))
+    return result
+
+
+def scratch_write_backs(given, results) -> list:
+    """(output, scratch) for each output of ``contiguous_outputs`` that got scratch: a ``Launch``'s write-backs."""
+    return [(a, result) for a, result in zip(given, results, strict=True) if a is not None and result is not a]
+
+
 def row_blocks(rows: int) -> int:
     """The blocks of a column reduction over ``rows`` rows: ``BLOCK_ROWS`` each (the last one shorter), at least
     one; the same for either twin and any thread count."""

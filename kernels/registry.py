@@ -96,6 +96,9 @@ class KernelSet:
     """The kernels this set's variant implements (the rest fall back to the reference)."""
     unchecked: ClassVar[dict[str, Callable[..., Any]]] = {}
     """Every kernel by name as it runs once its check has passed (what a recorded step replays)."""
+    plans: ClassVar[dict[str, Callable[..., Callable[[], None]]]] = {}
+    """The kernels whose variant module also defines ``<name>_plan``: called with the kernel's arguments, it prepares
+    the call once and returns it ready to run (what a recorded step replays instead of the whole wrapper)."""
 
     def __init_subclass__(cls, variant: str | None = None, omit: Iterable[str] = (), **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -103,13 +106,16 @@ class KernelSet:
             return
         cls.variant = variant
         declared = kernels()
-        own = {}
+        own, plans = {}, {}
         for family, module in variant_modules(variant).items():
             for name, spec in declared.items():
                 func = vars(module).get(name)
                 if spec.family == family and callable(func) and name not in omit:
                     own[name] = func
+                    if callable(plan := vars(module).get(f"{name}_plan")):
+                        plans[name] = plan
         cls.unchecked = {name: own.get(name, spec.reference) for name, spec in declared.items()}
+        cls.plans = plans
         for name, spec in declared.items():
             setattr(cls, name, staticmethod(_checked(spec.check, cls.unchecked[name])))
         cls.overridden = frozenset(own)

@@ -22,15 +22,21 @@ only once the convolution's slower thread had ended.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import numpy as np
 from numba import prange
 
 from ..numba_cpu import (
+    Launch,
     add_partial_row,
     add_partials,
+    contiguous_input,
     contiguous_output,
     contiguous_outputs,
     jit,
+    scratch_write_backs,
     serial_and_parallel,
     write_back,
     write_back_all,
@@ -239,44 +245,54 @@ def convolution_backward(cols, dz, weights, stride_h: int, stride_w: int, pad_to
     write_back_all(given, results)
 
 
-def pooled_convolution(x, weights, stride_h: int, stride_w: int, pad_top: int, pad_left: int, cols, conv,
-                       pool_h: int, pool_w: int, b, activation: int, alpha: float, z, a, d, argmax) -> None:
-    """``convolution`` into conv and ``max_pool_activation`` of it, block by block of images (see
-    ``reference.pooled_convolution``)."""
+def pooled_convolution_plan(x, weights, stride_h: int, stride_w: int, pad_top: int, pad_left: int, cols, conv,
+                            pool_h: int, pool_w: int, b, activation: int, alpha: float, z, a, d, argmax) -> Callable:
+    """``pooled_convolution`` prepared once (``Launch``): the returned call runs it."""
     per_block, chunk, _ = _shape_blocking(cols, weights.shape[1])
     if chunk < PRODUCT_MIN_ROWS:
-        convolve_pooled(convolution, pooling.max_pool_activation, x, weights, stride_h, stride_w, pad_top, pad_left,
-                        cols, conv, pool_h, pool_w, b, activation, alpha, z, a, d, argmax)
-        return
+        return partial(convolve_pooled, convolution, pooling.max_pool_activation, x, weights, stride_h, stride_w,
+                       pad_top, pad_left, cols, conv, pool_h, pool_w, b, activation, alpha, z, a, d, argmax)
     pooling.require_int32("pooled_convolution", argmax)
     given = (cols, conv, z, a, d, argmax)
-    results = contiguous_outputs(*given)
-    _pooled_convolution_kernel(np.ascontiguousarray(x), np.ascontiguousarray(weights), *results,
-                               np.ascontiguousarray(b), activation, alpha, pool_h, pool_w, per_block, chunk, stride_h,
-                               stride_w, pad_top, pad_left)
-    write_back_all(given, results)
+    results, copies = contiguous_outputs(*given), []
+    inputs = [contiguous_input(array, copies) for array in (x, weights, b)]
+    return Launch(_pooled_convolution_kernel, (*inputs[:2], *results, inputs[2], activation, alpha, pool_h, pool_w,
+                                               per_block, chunk, stride_h, stride_w, pad_top, pad_left), copies,
+                  scratch_write_backs(given, results))
 
 
-def pooled_convolution_backward(da, d, argmax, pool_h: int, pool_w: int, cols, weights, stride_h: int, stride_w: int,
-                                pad_top: int, pad_left: int, conv, db, dw, dx) -> None:
+def pooled_convolution(*args) -> None:
+    """``convolution`` into conv and ``max_pool_activation`` of it, block by block of images (see
+    ``reference.pooled_convolution``)."""
+    pooled_convolution_plan(*args)()
+
+
+def pooled_convolution_backward_plan(da, d, argmax, pool_h: int, pool_w: int, cols, weights, stride_h: int,
+                                     stride_w: int, pad_top: int, pad_left: int, conv, db, dw, dx) -> Callable:
+    """``pooled_convolution_backward`` prepared once (``Launch``), its partial sums' scratch with it: the returned
+    call runs it."""
+    per_block, chunk, chunks = _shape_blocking(cols, dw.shape[1])
+    if chunk < WEIGHT_GRADIENT_MIN_ROWS:
+        return partial(convolve_pooled_backward, pooling.max_pool_activation_backward, products.weight_gradient,
+                       convolution_backward, da, d, argmax, pool_h, pool_w, cols, weights, stride_h, stride_w,
+                       pad_top, pad_left, conv, db, dw, dx)
+    pooling.require_int32("pooled_convolution_backward", argmax)
+    blocks = -(-cols.shape[0] // per_block)
+    partial_sums = np.empty((blocks * chunks, *dw.shape), dw.dtype)
+    bias_partial = np.empty((blocks, db.shape[0]), db.dtype)
+    copies: list = []
+    pooled = [contiguous_input(array, copies) for array in (da, d, argmax)]
+    given = (cols, conv, db, dw, dx)
+    results = [contiguous_input(cols, copies), *contiguous_outputs(conv, db, dw, dx)]  # read, then overwritten
+    weights_t = contiguous_input(weights.T, copies)
+    return Launch(_pooled_convolution_backward_kernel, (results[0], *pooled, pool_h, pool_w, results[1], weights_t,
+                                                        bias_partial, results[2], partial_sums, *results[3:],
+                                                        per_block, chunk, stride_h, stride_w, pad_top, pad_left),
+                  copies, scratch_write_backs(given, results))
+
+
+def pooled_convolution_backward(*args) -> None:
     """``max_pool_activation_backward`` into conv and ``convolution_backward`` from it (its weight gradient alone
     where dx is None), block by block of images; db adds the blocks' sums in order (see
     ``reference.pooled_convolution_backward``)."""
-    per_block, chunk, chunks = _shape_blocking(cols, dw.shape[1])
-    if chunk < WEIGHT_GRADIENT_MIN_ROWS:
-        convolve_pooled_backward(pooling.max_pool_activation_backward, products.weight_gradient,
-                                 convolution_backward, da, d, argmax, pool_h, pool_w, cols, weights, stride_h,
-                                 stride_w, pad_top, pad_left, conv, db, dw, dx)
-        return
-    pooling.require_int32("pooled_convolution_backward", argmax)
-    blocks = -(-cols.shape[0] // per_block)
-    partial = np.empty((blocks * chunks, *dw.shape), dw.dtype)
-    bias_partial = np.empty((blocks, db.shape[0]), db.dtype)
-    pooled = (np.ascontiguousarray(da), np.ascontiguousarray(d), np.ascontiguousarray(argmax), pool_h, pool_w)
-    given = (cols, conv, db, dw, dx)
-    results = [np.ascontiguousarray(cols), *contiguous_outputs(conv, db, dw, dx)]  # cols is read, then overwritten
-    _pooled_convolution_backward_kernel(results[0], *pooled, results[1], np.ascontiguousarray(weights.T),
-                                        bias_partial, results[2], partial, *results[3:], per_block, chunk, stride_h,
-                                        stride_w, pad_top, pad_left)
-    write_back_all(given, results)
-
+    pooled_convolution_backward_plan(*args)()

@@ -8,7 +8,8 @@ runs the step's Python once with the backend's kernels swapped for a ``KernelRec
 are checked with the kernel's own check and kept, with the kernel's unchecked version; nothing runs. A replay
 makes those calls in order, with the same arrays (the layers' workspaces, the parameter buffer), so it computes
 what the eager step computes, bit for bit. The kernels' CPU wrappers still run, so each call still picks its
-serial or parallel twin for the thread count of the moment.
+serial or parallel twin for the thread count of the moment; where a kernel has a plan (``KernelSet.plans``), the
+wrapper's preparation (blocking, scratch, contiguity) runs once at recording and a replay runs the kernel alone.
 
 What changes between steps must live in arrays the calls read (``xpnet.graph_step`` rewrites the batch's row
 indices and ``[lr, step]`` before each replay). Array operations a layer makes outside kernel calls are not
@@ -30,7 +31,8 @@ Call = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
 class KernelRecorder:
     """Stands in for a kernel set while a step is recorded: every kernel call is checked and appended to
-    ``calls`` instead of run; anything else is the set's own."""
+    ``calls`` instead of run (as its plan's prepared call where the set has one: ``KernelSet.plans``); anything
+    else is the set's own."""
 
     def __init__(self, kernel_set: KernelSet, calls: list[Call]) -> None:
         self._set, self._calls = kernel_set, calls
@@ -40,11 +42,15 @@ class KernelRecorder:
         if implementation is None:
             return getattr(self._set, name)
         check = kernels()[name].check
+        plan = type(self._set).plans.get(name)
 
         def record(*args: Any, **kwargs: Any) -> None:
             if check is not None:
                 check(*args, **kwargs)
-            self._calls.append((implementation, args, kwargs))
+            if plan is None:
+                self._calls.append((implementation, args, kwargs))
+            else:
+                self._calls.append((plan(*args, **kwargs), (), {}))
 
         return record
 

@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pytest
+from test_conformance import CASES as KERNEL_CASES
 from xpnet.kernels import ACTIVATIONS, SOFTMAX
 from xpnet.kernels.convolution import cpu as convolution_cpu
 from xpnet.kernels.products import cpu as products_cpu
@@ -375,3 +376,37 @@ def test_pooled_convolution_by_blocks_of_images_equals_the_reference(monkeypatch
     assert ran == (list(names) if chunk_rows >= fewest else [])
     for actual, expected in zip(*results, strict=True):
         np.testing.assert_allclose(actual, expected, rtol=TOL[dtype], atol=TOL[dtype] * 10)
+
+
+PLANNED = {
+    "pooled_convolution": ((0, 1, 10), (6, 7, 13, 14, 15, 16)),
+    "pooled_convolution_backward": ((0, 1, 2, 5, 6), (5, 11, 12, 13, 14)),
+}
+"""Kernel -> (its inputs, its outputs) by position in the conformance case's arguments (cols: read, then written)."""
+
+
+def _strided(a: np.ndarray) -> np.ndarray:
+    """A non-contiguous view holding a copy of ``a``."""
+    view = np.empty((*a.shape[:-1], 2 * a.shape[-1]), a.dtype)[..., ::2]
+    view[...] = a
+    return view
+
+
+@pytest.mark.parametrize("name", sorted(PLANNED))
+def test_a_planned_kernel_runs_on_its_arguments_current_values(name: str) -> None:
+    """A plan prepares once (scratch, contiguous copies of strided inputs, scratch for strided outputs), and each of
+    its calls computes what the kernel computes on the arrays' values of that moment."""
+    rng = np.random.default_rng(8)
+    inputs, outputs = PLANNED[name]
+    args = KERNEL_CASES[name](rng, np.float64)[0]
+    args[inputs[0]], args[outputs[-1]] = _strided(args[inputs[0]]), _strided(args[outputs[-1]])
+    prepared = CpuKernels.plans[name](*args)
+    for _ in range(2):
+        for i in inputs:
+            args[i][...] = rng.integers(0, 4, args[i].shape) if args[i].dtype == np.int32 else rng.standard_normal(
+                args[i].shape)
+        expected = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+        getattr(cpu, name)(*expected)
+        prepared()
+        for i in outputs:
+            np.testing.assert_array_equal(args[i], expected[i])

@@ -220,6 +220,8 @@ CPU_MODELS = {
     "mlp": lambda: [Dense(13, "relu", input_dim=36), Dense(7, "tanh"), Dense(5, "softmax")],
     "cnn": lambda: [Conv2D(4, 3, padding="same", activation="relu", input_shape=(6, 6, 1)), MaxPool2D(2), Flatten(),
                     Dense(5, "softmax")],
+    "pooled cnn": lambda: [Conv2D(3, 3, padding="same", activation="relu", max_pool=2, input_shape=(6, 6, 1)),
+                           Conv2D(4, 2, activation="tanh", max_pool=2), Flatten(), Dense(5, "softmax")],
     "normalised": lambda: [Reshape((6, 6, 1), input_shape=36), Conv2D(3, 3, strides=2, activation="tanh"),
                            BatchNorm(), AvgPool2D(1), Conv2D(4, 1, activation="leaky_relu"), GlobalAvgPool2D(),
                            Dense(5, "softmax")],
