@@ -161,11 +161,13 @@ class Launch:
 
 
 def contiguous_input(a, copies: list):
-    """``a`` itself when C-contiguous, else a C-contiguous copy, noted in ``copies`` for a ``Launch`` to refresh."""
-    result = np.ascontiguousarray(a)
-    if result is not a:
-        copies.append((result, a))
-    return result
+    """``a`` itself when C-contiguous, else C-contiguous scratch of its shape, noted in ``copies`` for a ``Launch``
+    to fill from ``a`` before each call (so an eager call copies it once, not twice)."""
+    if a.flags.c_contiguous:
+        return a
+    scratch = np.empty(a.shape, a.dtype)
+    copies.append((scratch, a))
+    return scratch
 
 
 def scratch_write_backs(given, results) -> list:
