@@ -130,11 +130,16 @@ def contiguous_outputs(*arrays) -> list:
     return [None if a is None else contiguous_output(a) for a in arrays]
 
 
+def scratch_write_backs(given, results) -> list:
+    """(output, scratch) for each given output whose result of ``contiguous_outputs`` is scratch (None: no output):
+    what ``write_back_all`` and a ``Launch`` copy back."""
+    return [(a, result) for a, result in zip(given, results, strict=True) if a is not None and result is not a]
+
+
 def write_back_all(given, results) -> None:
-    """``write_back`` of each given output from its result of ``contiguous_outputs`` (None: nothing to write)."""
-    for a, result in zip(given, results, strict=True):
-        if a is not None:
-            write_back(a, result)
+    """Copy each scratch result of ``contiguous_outputs`` into its given output."""
+    for a, result in scratch_write_backs(given, results):
+        a[...] = result
 
 
 class Launch:
@@ -168,11 +173,6 @@ def contiguous_input(a, copies: list):
     scratch = np.empty(a.shape, a.dtype)
     copies.append((scratch, a))
     return scratch
-
-
-def scratch_write_backs(given, results) -> list:
-    """(output, scratch) for each output of ``contiguous_outputs`` that got scratch: a ``Launch``'s write-backs."""
-    return [(a, result) for a, result in zip(given, results, strict=True) if a is not None and result is not a]
 
 
 def row_blocks(rows: int) -> int:
